@@ -1,0 +1,2 @@
+/* accounts.c - not written yet */
+#include <glib.h>

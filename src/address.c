@@ -1,0 +1,2 @@
+/* address.c - not written yet */
+#include <glib.h>

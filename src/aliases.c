@@ -1,0 +1,2 @@
+/* aliases.c - not written yet */
+#include <glib.h>

@@ -1,0 +1,110 @@
+/*
+ * config.h - the pillarbox configuration: one GKeyFile, typed and
+ * validated once, immutable afterwards.
+ *
+ * Every key of DESIGN.md (plus the documented extensions below) has a
+ * default; an unknown group or key, a duplicate key or a bad value is a
+ * PB_ERROR_CONFIG error whose message reads "FILE:LINE: [group] key: why".
+ * Relative paths are made absolute against the folder of the file.
+ */
+#ifndef PB_CONFIG_H
+#define PB_CONFIG_H
+
+#include <glib.h>
+#include <sys/socket.h>
+
+/* One network of relay_networks: family AF_INET or AF_INET6, the address
+ * bytes (4 or 16 used) and the prefix length. */
+typedef struct {
+	int family;
+	guint8 addr[16];
+	guint prefix;
+} PbCidr;
+
+/* A static route: [routes] DOMAIN = HOST[:PORT]. */
+typedef struct {
+	char *host; /* a name, an IPv4 address or an IPv6 address (no []) */
+	guint port; /* 0: [delivery] port */
+} PbRoute;
+
+typedef struct {
+	char *path; /* the file it was loaded from (absolute), or NULL */
+
+	/* [main] */
+	char *hostname;		   /* default: the host's FQDN */
+	char **domains;		   /* lowercased, NULL-terminated */
+	char *queue;		   /* absolute path */
+	char *spool;		   /* absolute path */
+	char *accounts;		   /* absolute path */
+	char *aliases;		   /* absolute path */
+	char *log;		   /* "syslog", "stderr" or an absolute path */
+	gboolean delivery_queue;   /* delivery = queue (else background) */
+	char *user;		   /* default "pillarbox" */
+	char *recipient_delimiter; /* "" = off; default "+" */
+
+	/* [smtpd] */
+	GArray *relay_networks; /* of PbCidr; default 127.0.0.0/8, ::1/128 */
+	guint64 max_message_size; /* bytes; default 50M */
+	guint max_recipients;	  /* default 100 */
+	guint max_connections;	  /* default 100 */
+	gint64 smtpd_timeout;	  /* seconds; default 5m */
+
+	/* [delivery] (all durations in seconds) */
+	gint64 retry_interval; /* 15m */
+	gint64 max_backoff;    /* 2h */
+	gint64 warn_after;     /* 4h */
+	gint64 bounce_after;   /* 5d */
+	guint parallel;	       /* 20 */
+	char **nameservers;    /* ADDR[:PORT] strings, NULL-terminated; empty
+				  list: /etc/resolv.conf */
+	guint port;	       /* 25 */
+	char *helo;	       /* default: hostname */
+	/* extensions: the RFC 5321 section 4.5.3.2 client timeouts */
+	gint64 connect_timeout;	   /* 30s: TCP connect */
+	gint64 greeting_timeout;   /* 5m: initial 220 */
+	gint64 command_timeout;	   /* 5m: EHLO, MAIL, RCPT, RSET, QUIT */
+	gint64 data_init_timeout;  /* 2m: reply to DATA */
+	gint64 data_block_timeout; /* 3m: each block written */
+	gint64 data_end_timeout;   /* 10m: reply to the final dot */
+
+	/* [routes]: lowercased domain or "*" -> PbRoute* */
+	GHashTable *routes;
+
+	/* [tls] */
+	char *tls_certificate; /* absolute path or NULL */
+	char *tls_key;	       /* absolute path or NULL */
+	gboolean plaintext_auth;
+
+	/* [pop3d] */
+	gint64 pop3d_timeout;	     /* seconds; default 10m */
+	guint pop3d_max_connections; /* extension; default 100 */
+} PbConfig;
+
+/* Loads PATH; NULL means $PILLARBOX_CONF, else SYSCONFDIR/pillarbox/
+ * pillarbox.conf. A missing file is an error (PB_ERROR_CONFIG). */
+PbConfig *pb_config_load(const char *path, GError **error);
+
+/* Loads from memory; DIR anchors relative paths and NAME is used in error
+ * messages. For tests and for pb_config_load. */
+PbConfig *pb_config_load_data(const char *data, gsize len, const char *name,
+			      const char *dir, GError **error);
+
+void pb_config_free(PbConfig *cfg);
+G_DEFINE_AUTOPTR_CLEANUP_FUNC(PbConfig, pb_config_free)
+
+/* Parsers shared with other modules (and tested on their own). */
+gboolean pb_parse_duration(const char *text, gint64 *seconds);
+gboolean pb_parse_size(const char *text, guint64 *bytes);
+gboolean pb_cidr_parse(const char *text, PbCidr *out);
+
+/* TRUE if the textual IP address (IPv4, IPv6, or IPv4-mapped IPv6) lies in
+ * one of the networks. */
+gboolean pb_cidr_list_match(const GArray *networks, const char *ip);
+
+/* TRUE if DOMAIN (any case) is one of [main] domains. */
+gboolean pb_config_is_local_domain(const PbConfig *cfg, const char *domain);
+
+/* The route for DOMAIN: exact match, else "*", else NULL (use MX). */
+const PbRoute *pb_config_route(const PbConfig *cfg, const char *domain);
+
+#endif

@@ -1,0 +1,2 @@
+/* listener.c - not written yet */
+#include <glib.h>

@@ -1,0 +1,2 @@
+/* local.c - not written yet */
+#include <glib.h>

@@ -1,0 +1,24 @@
+/*
+ * log.h - one line per event, to syslog (mail facility), stderr or a file.
+ *
+ * Lines read like Postfix's: "QUEUEID: key=value, key=value" (or without
+ * the id when there is none). Never log a password. Logging never fails
+ * the caller: a write error is ignored.
+ */
+#ifndef PB_LOG_H
+#define PB_LOG_H
+
+#include <glib.h>
+
+/* IDENT is the program name ("smtpd"); TARGET is "syslog", "stderr" or a
+ * file path (appended to). Before pb_log_open() lines go to stderr. */
+gboolean pb_log_open(const char *ident, const char *target, GError **error);
+
+/* Also echo every line to stderr (runq -v). */
+void pb_log_set_verbose(gboolean verbose);
+
+void pb_log_info(const char *qid, const char *fmt, ...) G_GNUC_PRINTF(2, 3);
+void pb_log_warn(const char *qid, const char *fmt, ...) G_GNUC_PRINTF(2, 3);
+void pb_log_error(const char *qid, const char *fmt, ...) G_GNUC_PRINTF(2, 3);
+
+#endif

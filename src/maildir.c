@@ -1,0 +1,2 @@
+/* maildir.c - not written yet */
+#include <glib.h>

@@ -1,0 +1,2 @@
+/* queue.c - not written yet */
+#include <glib.h>

@@ -1,0 +1,2 @@
+/* runq.c - not written yet */
+#include <glib.h>

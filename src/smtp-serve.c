@@ -1,0 +1,2 @@
+/* smtp-serve.c - not written yet */
+#include <glib.h>

@@ -1,0 +1,2 @@
+/* smtp-server.c - not written yet */
+#include <glib.h>

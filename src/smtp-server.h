@@ -1,0 +1,122 @@
+/*
+ * smtp-server.h - the SMTP server session as a state machine (RFC 5321,
+ * 1870 SIZE, 6152 8BITMIME, 2920 PIPELINING, 2034 ENHANCEDSTATUSCODES,
+ * 6531 SMTPUTF8), fed one command line or one chunk of DATA at a time.
+ *
+ * It makes no system calls and reads no clock: replies go to a PbLineOut,
+ * and its side effects (recipient lookup, the queue transaction, the time)
+ * go through PbSmtpHooks, which the tests replace. Every reply carries an
+ * enhanced status code (except the greeting, 221 and EHLO's 250).
+ */
+#ifndef PB_SMTP_SERVER_H
+#define PB_SMTP_SERVER_H
+
+#include <glib.h>
+
+#include "config.h"
+#include "conn.h"
+
+typedef enum {
+	PB_SMTP_NONE,	  /* read the next input */
+	PB_SMTP_FLUSH,	  /* flush replies before reading (a DATA 354) */
+	PB_SMTP_STARTTLS, /* flush, then start TLS (the TLS issue) */
+	PB_SMTP_CLOSE,	  /* flush and close the connection */
+} PbSmtpAction;
+
+/* Who is on the other end. */
+typedef struct {
+	const char *ip;	  /* "192.0.2.1", "2001:db8::1" */
+	const char *name; /* reverse DNS name or NULL: the literal is used */
+} PbSmtpPeer;
+
+typedef struct {
+	/* TRUE if ADDRESS (canonical: pb_address_canonical()) is a local
+	 * account or alias. Called for recipients in a local domain. */
+	gboolean (*recipient_exists)(void *data, const char *address);
+
+	/* The message transaction. begin() returns an opaque handle and the
+	 * queue id (owned by the handle); write() receives the message as
+	 * stored: the Received: header first, then the data unstuffed, with
+	 * CRLF line ends; commit() makes it durable (after it returns TRUE
+	 * the session answers 250) and frees the handle; abort() discards
+	 * and frees it. A FALSE/NULL return makes the session answer 451. */
+	void *(*tx_begin)(void *data, const char **qid, GError **error);
+	gboolean (*tx_write)(void *tx, const void *buf, gsize len,
+			     GError **error);
+	gboolean (*tx_commit)(void *tx, const char *sender,
+			      GPtrArray *recipients, const char *helo,
+			      gboolean smtputf8, GError **error);
+	void (*tx_abort)(void *tx);
+
+	/* The current time (seconds since the epoch), for Received:. */
+	gint64 (*now)(void *data);
+} PbSmtpHooks;
+
+typedef struct _PbSmtpServer PbSmtpServer;
+
+/* CFG, HOOKS, PEER and OUT must outlive the session. */
+PbSmtpServer *pb_smtp_server_new(const PbConfig *cfg,
+				 const PbSmtpHooks *hooks, void *hook_data,
+				 const PbSmtpPeer *peer, PbLineOut *out);
+void pb_smtp_server_free(PbSmtpServer *s);
+G_DEFINE_AUTOPTR_CLEANUP_FUNC(PbSmtpServer, pb_smtp_server_free)
+
+/* 220 greeting. */
+void pb_smtp_server_greet(PbSmtpServer *s);
+
+/* One command line (without CRLF) with its PbLineFlags. */
+void pb_smtp_server_line(PbSmtpServer *s, const char *line, gsize len,
+			 guint flags);
+
+/* TRUE while the session expects message data (after 354). */
+gboolean pb_smtp_server_in_data(PbSmtpServer *s);
+
+/* Message data as it came from the wire; returns how many bytes were
+ * consumed: all of them, or fewer when the end-of-data dot came first
+ * (the rest are the next commands). */
+gsize pb_smtp_server_data(PbSmtpServer *s, const char *buf, gsize len);
+
+/* The read deadline passed: 421 4.4.2 and close. */
+void pb_smtp_server_timeout(PbSmtpServer *s);
+
+/* What the socket side does next (FLUSH and STARTTLS reset to NONE once
+ * returned). */
+PbSmtpAction pb_smtp_server_next_action(PbSmtpServer *s);
+
+/* Queue ids of messages accepted in this session, in order (for the
+ * immediate delivery attempt once the client has gone). */
+const GPtrArray *pb_smtp_server_accepted(PbSmtpServer *s);
+
+/*
+ * The DATA decoder (qmail's blast() made explicit): dot-unstuffing, end of
+ * data only at CRLF.CRLF, and the checks: a bare CR or LF, a NUL or a line
+ * over 998 octets marks the message rejected while it reads on to the end;
+ * the size limit stops output but not reading. Bytes go to SINK.
+ */
+typedef enum {
+	PB_DATA_OK = 0,
+	PB_DATA_BARE_LF = 1 << 0,
+	PB_DATA_BARE_CR = 1 << 1,
+	PB_DATA_NUL = 1 << 2,
+	PB_DATA_LONG_LINE = 1 << 3,
+	PB_DATA_TOO_BIG = 1 << 4,
+	PB_DATA_LOOP = 1 << 5, /* more than PB_DATA_MAX_RECEIVED Received: */
+} PbDataProblem;
+
+#define PB_DATA_MAX_LINE 998
+#define PB_DATA_MAX_RECEIVED 50
+
+typedef struct _PbDataDecoder PbDataDecoder;
+typedef void (*PbDataSink)(void *ctx, const char *buf, gsize len);
+
+PbDataDecoder *pb_data_decoder_new(guint64 max_size, PbDataSink sink,
+				   void *ctx);
+void pb_data_decoder_free(PbDataDecoder *dec);
+G_DEFINE_AUTOPTR_CLEANUP_FUNC(PbDataDecoder, pb_data_decoder_free)
+/* Returns bytes consumed; *DONE set once CRLF.CRLF was read. */
+gsize pb_data_decoder_feed(PbDataDecoder *dec, const char *buf, gsize len,
+			   gboolean *done);
+guint pb_data_decoder_problems(PbDataDecoder *dec); /* PbDataProblem */
+guint64 pb_data_decoder_size(PbDataDecoder *dec);  /* bytes sent to sink */
+
+#endif
