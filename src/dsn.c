@@ -1,0 +1,2 @@
+/* dsn.c - not written yet */
+#include <glib.h>

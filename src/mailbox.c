@@ -1,0 +1,2 @@
+/* mailbox.c - not written yet */
+#include <glib.h>

@@ -1,0 +1,2 @@
+/* pop3-serve.c - not written yet */
+#include <glib.h>

@@ -1,0 +1,2 @@
+/* pop3-server.c - not written yet */
+#include <glib.h>

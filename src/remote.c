@@ -1,0 +1,2 @@
+/* remote.c - not written yet */
+#include <glib.h>

@@ -1,0 +1,2 @@
+/* smtp-client.c - not written yet */
+#include <glib.h>
