@@ -1,2 +1,262 @@
-/* local.c - not written yet */
-#include <glib.h>
+/*
+ * local.c - local recipients: lookup, alias expansion and Maildir
+ * delivery (the one local delivery code smtpd, runq and deliver share).
+ *
+ * Owns nothing on disk itself: the Maildir writing is maildir.c's, the
+ * tables are accounts.c's and aliases.c's. Guarantees: a delivered file
+ * starts with Return-Path: and Delivered-To:; a message that already
+ * carries our Delivered-To: for an account is a loop and is refused
+ * (PB_ERROR_PERM 5.4.6) by the caller, who checks pb_local_delivered_to().
+ */
+#include "local.h"
+#include "accounts.h"
+#include "address.h"
+#include "aliases.h"
+#include "error.h"
+#include "log.h"
+#include "durable.h"
+#include "maildir.h"
+
+#include <errno.h>
+#include <string.h>
+#include <unistd.h>
+
+#define HEADER_SCAN_MAX (1024 * 1024)
+
+struct _PbLocal {
+	const PbConfig *cfg;
+	PbAccounts *accounts;
+	PbAliases *aliases;
+};
+
+PbLocal *
+pb_local_new(const PbConfig *cfg, GError **error)
+{
+	g_autoptr(PbLocal) l = g_new0(PbLocal, 1);
+
+	l->cfg = cfg;
+	l->accounts = pb_accounts_load(cfg->accounts, error);
+	if (l->accounts == NULL)
+		return NULL;
+	l->aliases = pb_aliases_load(cfg->aliases, error);
+	if (l->aliases == NULL)
+		return NULL;
+	return g_steal_pointer(&l);
+}
+
+void
+pb_local_free(PbLocal *l)
+{
+	if (l == NULL)
+		return;
+	if (l->accounts)
+		pb_accounts_free(l->accounts);
+	if (l->aliases)
+		pb_aliases_free(l->aliases);
+	g_free(l);
+}
+
+gboolean
+pb_local_exists(PbLocal *l, const char *address)
+{
+	g_autofree char *canon =
+	    pb_address_canonical(address, l->cfg->recipient_delimiter);
+	g_autofree char *local = NULL;
+	g_autofree char *domain = NULL;
+
+	if (pb_accounts_exists(l->accounts, canon) ||
+	    pb_aliases_has(l->aliases, canon))
+		return TRUE;
+	return pb_address_split(canon, &local, &domain) &&
+	       g_ascii_strcasecmp(local, "postmaster") == 0;
+}
+
+gboolean
+pb_local_resolve(PbLocal *l, const char *address, GPtrArray *out,
+		 GError **error)
+{
+	g_autofree char *canon =
+	    pb_address_canonical(address, l->cfg->recipient_delimiter);
+
+	if (pb_aliases_has(l->aliases, canon))
+		return pb_aliases_expand(l->aliases, l->accounts, l->cfg,
+					 canon, out, error);
+	if (pb_accounts_exists(l->accounts, canon)) {
+		g_ptr_array_add(out, g_steal_pointer(&canon));
+		return TRUE;
+	}
+	g_set_error(error, PB_ERROR, PB_ERROR_PERM,
+		    "5.1.1 <%s>: no such user here", canon);
+	return FALSE;
+}
+
+/* Adds the value of a "Delivered-To:" line (LINE without its line end). */
+static void
+note_delivered_to(GHashTable *set, const char *line, gsize len)
+{
+	static const char name[] = "delivered-to:";
+	g_autofree char *value = NULL;
+
+	if (len < sizeof(name) - 1 ||
+	    g_ascii_strncasecmp(line, name, sizeof(name) - 1) != 0)
+		return;
+	value = g_strndup(line + sizeof(name) - 1, len - (sizeof(name) - 1));
+	g_strstrip(value);
+	g_hash_table_add(set, g_ascii_strdown(value, -1));
+}
+
+GHashTable *
+pb_local_delivered_to(int fd, GError **error)
+{
+	g_autoptr(GHashTable) set =
+	    g_hash_table_new_full(g_str_hash, g_str_equal, g_free, NULL);
+	g_autoptr(GString) line = g_string_new(NULL);
+	char buf[8192];
+	off_t off = 0;
+
+	while (off < HEADER_SCAN_MAX) {
+		ssize_t n = pread(fd, buf, sizeof(buf), off);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0) {
+			pb_throw_errno(error, "read message");
+			return NULL;
+		}
+		if (n == 0)
+			break;
+		for (ssize_t i = 0; i < n; i++) {
+			if (buf[i] != '\n') {
+				if (line->len < 1024)
+					g_string_append_c(line, buf[i]);
+				continue;
+			}
+			if (line->len > 0 && line->str[line->len - 1] == '\r')
+				g_string_truncate(line, line->len - 1);
+			if (line->len == 0) /* end of the header section */
+				return g_steal_pointer(&set);
+			note_delivered_to(set, line->str, line->len);
+			g_string_truncate(line, 0);
+		}
+		off += n;
+	}
+	return g_steal_pointer(&set);
+}
+
+gboolean
+pb_local_deliver(PbLocal *l, const char *sender, const char *account,
+		 int fd, char **name, GError **error)
+{
+	g_autofree char *local = NULL;
+	g_autofree char *domain = NULL;
+	g_autofree char *dir = NULL;
+	g_autofree char *header = NULL;
+
+	if (!pb_address_split(account, &local, &domain) || local[0] == '\0' ||
+	    strchr(local, '/') || domain[0] == '.' || strchr(domain, '/')) {
+		g_set_error(error, PB_ERROR, PB_ERROR_PERM,
+			    "5.1.3 <%s>: unusable mailbox name", account);
+		return FALSE;
+	}
+	/* a local part may never climb out of the spool */
+	if (strcmp(local, ".") == 0 || strcmp(local, "..") == 0) {
+		g_set_error(error, PB_ERROR, PB_ERROR_PERM,
+			    "5.1.3 <%s>: unusable mailbox name", account);
+		return FALSE;
+	}
+	dir = g_build_filename(l->cfg->spool, domain, local, NULL);
+	if (!pb_maildir_create(dir, error))
+		return FALSE;
+	if (lseek(fd, 0, SEEK_SET) < 0)
+		return pb_throw_errno(error, "seek");
+	header = g_strdup_printf("Return-Path: <%s>\nDelivered-To: %s\n",
+				 sender, account);
+	return pb_maildir_deliver(dir, header, fd, name, error);
+}
+
+/* Copies IN to an unlinked temporary file; returns its fd or -1. */
+static int
+spool_input(int in, GError **error)
+{
+	g_autofree char *path = NULL;
+	g_auto(PbFd) fd = g_file_open_tmp("pillarbox-deliver-XXXXXX", &path,
+					  NULL);
+	char buf[65536];
+
+	if (fd < 0) {
+		pb_throw_errno(error, "temporary file");
+		return -1;
+	}
+	(void)unlink(path);
+	for (;;) {
+		ssize_t n = read(in, buf, sizeof(buf));
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0) {
+			pb_throw_errno(error, "read the message");
+			return -1;
+		}
+		if (n == 0)
+			break;
+		if (!pb_write_all(fd, buf, (gsize)n, error))
+			return -1;
+	}
+	return g_steal_fd(&fd);
+}
+
+static gboolean
+deliver_one(PbLocal *l, const char *sender, const char *address, int fd,
+	    GHashTable *seen, GError **error)
+{
+	g_autoptr(GPtrArray) targets = g_ptr_array_new_with_free_func(g_free);
+	g_autofree char *domain = NULL;
+	g_autofree char *local = NULL;
+
+	if (!pb_address_split(address, &local, &domain) ||
+	    !pb_config_is_local_domain(l->cfg, domain)) {
+		g_set_error(error, PB_ERROR, PB_ERROR_PERM,
+			    "<%s>: not a local address", address);
+		return FALSE;
+	}
+	if (!pb_local_resolve(l, address, targets, error)) {
+		if (g_error_matches(*error, PB_ERROR, PB_ERROR_PERM))
+			(*error)->code = PB_ERROR_NOUSER;
+		return FALSE;
+	}
+	for (guint i = 0; i < targets->len; i++) {
+		const char *t = g_ptr_array_index(targets, i);
+		g_free(domain);
+		g_free(local);
+		domain = local = NULL;
+		if (!pb_address_split(t, &local, &domain) ||
+		    !pb_config_is_local_domain(l->cfg, domain)) {
+			g_set_error(error, PB_ERROR, PB_ERROR_PERM,
+				    "<%s>: alias target <%s> is remote; use "
+				    "sendmail for it", address, t);
+			return FALSE;
+		}
+		if (g_hash_table_contains(seen, t)) {
+			g_set_error(error, PB_ERROR, PB_ERROR_PERM,
+				    "<%s>: mail loop (already Delivered-To)", t);
+			return FALSE;
+		}
+		if (!pb_local_deliver(l, sender, t, fd, NULL, error))
+			return FALSE;
+		pb_log_info(NULL, "to=<%s>, relay=local, status=sent (deliver)", t);
+	}
+	return TRUE;
+}
+
+gboolean
+pb_local_deliver_stream(PbLocal *l, const char *sender, char **addresses,
+			int in, GError **error)
+{
+	g_auto(PbFd) fd = spool_input(in, error);
+	g_autoptr(GHashTable) seen = NULL;
+
+	if (fd < 0 || (seen = pb_local_delivered_to(fd, error)) == NULL)
+		return FALSE;
+	for (guint i = 0; addresses[i] != NULL; i++)
+		if (!deliver_one(l, sender, addresses[i], fd, seen, error))
+			return FALSE;
+	return TRUE;
+}

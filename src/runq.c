@@ -1,2 +1,617 @@
-/* runq.c - not written yet */
-#include <glib.h>
+/*
+ * runq.c - one pass over the queue: local recipients into Maildirs,
+ * remote ones through a forked child per destination, then retries,
+ * delay notices, bounces and the removal of finished entries.
+ *
+ * Owns the decisions of a run; the files belong to queue.c and
+ * maildir.c. Guarantees:
+ *  - an entry is worked on only while this process holds its lock, so two
+ *    runs (or a run and smtpd's immediate attempt) never deliver the same
+ *    recipient twice; a locked entry is skipped, not waited for;
+ *  - every recipient's outcome is written to the envelope (tmp, fsync,
+ *    rename, fsync) as soon as it is known, before the next delivery; a
+ *    crash can at worst repeat the one delivery in flight;
+ *  - remote children never write the queue: they report outcomes over a
+ *    pipe and this process records them; a slow destination holds up only
+ *    its own child (at most [delivery] parallel at once);
+ *  - the work per message does not depend on the size of the queue.
+ */
+#include "runq.h"
+#include "address.h"
+#include "dsn.h"
+#include "error.h"
+#include "local.h"
+#include "log.h"
+#include "queue.h"
+#include "remote.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+/* How many locked entries wait for their remote jobs at most. */
+#define BATCH 200
+
+typedef struct {
+	PbQueueEntry *entry;
+} Held;
+
+typedef struct {
+	char *domain;
+	GPtrArray *messages; /* PbRemoteMessage* */
+	GPtrArray *held;     /* Held*, parallel to messages (not owned) */
+} Job;
+
+typedef struct {
+	const PbConfig *cfg;
+	PbQueue *q;
+	PbLocal *local;
+	gint64 now;
+	gboolean force;
+	PbRunqStats *stats;
+	GPtrArray *ids;	   /* the work list; DSNs queued on the way join it */
+	GHashTable *jobs;  /* domain -> Job* */
+	GPtrArray *held;   /* Held* of the current batch */
+} Run;
+
+static void
+held_free(Held *h)
+{
+	pb_queue_entry_free(h->entry);
+	g_free(h);
+}
+
+static void
+remote_message_free(PbRemoteMessage *m)
+{
+	g_array_unref(m->rcpts);
+	g_free(m);
+}
+
+static void
+job_free(Job *job)
+{
+	g_free(job->domain);
+	g_ptr_array_unref(job->messages);
+	g_ptr_array_unref(job->held);
+	g_free(job);
+}
+
+static char *
+domain_of(const char *address)
+{
+	g_autofree char *local = NULL;
+	char *domain = NULL;
+
+	if (!pb_address_split(address, &local, &domain))
+		return g_strdup("");
+	return domain;
+}
+
+static gboolean
+is_local(Run *run, const char *address)
+{
+	g_autofree char *domain = domain_of(address);
+
+	return pb_config_is_local_domain(run->cfg, domain);
+}
+
+static gboolean
+is_due(Run *run, const PbRecipient *r)
+{
+	return r->state == PB_RCPT_PENDING &&
+	       (run->force || r->next_attempt <= run->now);
+}
+
+/* The wait before the next attempt: doubling from retry_interval. */
+static gint64
+backoff(const PbConfig *cfg, guint attempts)
+{
+	gint64 wait = cfg->retry_interval;
+
+	for (guint i = 1; i < attempts && wait < cfg->max_backoff; i++)
+		wait *= 2;
+	return MIN(wait, cfg->max_backoff);
+}
+
+/* Records one attempt's outcome in the envelope (not yet written). */
+static void
+record(Run *run, const PbEnvelope *env, PbRecipient *r, PbOutcomeKind kind,
+       const char *dsn, const char *host, const char *reply, gboolean log)
+{
+	static const char *const status[] = {"sent", "deferred", "bounced"};
+
+	pb_recipient_add_attempt(r, run->now, host, reply);
+	g_free(r->dsn);
+	r->dsn = g_strdup(dsn);
+	if (kind == PB_OUTCOME_SENT) {
+		r->state = PB_RCPT_SENT;
+		run->stats->delivered++;
+	} else if (kind == PB_OUTCOME_TEMP) {
+		r->next_attempt = run->now + backoff(run->cfg, r->attempts);
+		run->stats->deferred++;
+	} else {
+		r->state = PB_RCPT_FAILED;
+		run->stats->bounced++;
+	}
+	if (log)
+		pb_log_info(env->id,
+			    "to=<%s>%s%s%s, relay=%s, delay=%" G_GINT64_FORMAT
+			    ", dsn=%s, status=%s (%s)",
+			    r->address, r->orig ? ", orig_to=<" : "",
+			    r->orig ? r->orig : "", r->orig ? ">" : "", host,
+			    run->now - env->arrival, dsn, status[kind], reply);
+}
+
+static void
+save(PbQueueEntry *entry)
+{
+	g_autoptr(GError) error = NULL;
+
+	if (!pb_queue_entry_update(entry, &error))
+		pb_log_error(pb_queue_entry_envelope(entry)->id,
+			     "cannot save the envelope: %s", error->message);
+}
+
+/* Splits "5.1.1 text" (our errors' form) into its dsn and text. */
+static const char *
+error_dsn(const GError *error, const char *fallback, const char **text)
+{
+	static char dsn[16];
+	const char *m = error->message;
+
+	if (g_ascii_isdigit(m[0]) && m[1] == '.' && strchr(m, ' ') &&
+	    strchr(m, ' ') - m < (long)sizeof(dsn)) {
+		g_strlcpy(dsn, m, (gsize)(strchr(m, ' ') - m) + 1);
+		*text = strchr(m, ' ') + 1;
+		return dsn;
+	}
+	*text = m;
+	return fallback;
+}
+
+/* Replaces an alias recipient by its targets, each a recipient of its
+ * own, so that each is delivered and retried on its own. */
+static void
+expand(Run *run, PbEnvelope *env, PbRecipient *r, GPtrArray *targets)
+{
+	const char *orig = r->orig ? r->orig : r->address;
+
+	for (guint i = 0; i < targets->len; i++) {
+		PbRecipient *t;
+		t = pb_envelope_add_rcpt(env, g_ptr_array_index(targets, i));
+		t->orig = g_strdup(orig);
+	}
+	r->state = PB_RCPT_SENT;
+	pb_recipient_add_attempt(r, run->now, "local", "alias expanded");
+	pb_log_info(env->id, "to=<%s>, relay=local, status=expanded (%u)",
+		    r->address, targets->len);
+}
+
+static void
+deliver_local(Run *run, PbQueueEntry *entry, guint i, GHashTable *seen)
+{
+	PbEnvelope *env = pb_queue_entry_envelope(entry);
+	PbRecipient *r = g_ptr_array_index(env->rcpts, i);
+	g_autoptr(GPtrArray) targets = g_ptr_array_new_with_free_func(g_free);
+	g_autoptr(GError) error = NULL;
+	g_autofree char *account = NULL;
+	const char *text;
+	const char *dsn;
+
+	/* recipients from an expansion are final: no second alias lookup */
+	if (r->orig != NULL)
+		account = pb_address_canonical(r->address, "");
+	else if (!pb_local_resolve(run->local, r->address, targets, &error)) {
+		dsn = error_dsn(error, "5.1.1", &text);
+		record(run, env, r, PB_OUTCOME_PERM, dsn, "local", text, TRUE);
+		return;
+	} else {
+		account = pb_address_canonical(r->address,
+					       run->cfg->recipient_delimiter);
+		if (targets->len != 1 ||
+		    strcmp(g_ptr_array_index(targets, 0), account) != 0) {
+			expand(run, env, r, targets);
+			return;
+		}
+	}
+	if (seen != NULL && g_hash_table_contains(seen, account)) {
+		record(run, env, r, PB_OUTCOME_PERM, "5.4.6", "local",
+		       "mail forwarding loop (already Delivered-To)", TRUE);
+		return;
+	}
+	if (!pb_local_deliver(run->local, env->sender, account,
+			      pb_queue_entry_data_fd(entry), NULL, &error)) {
+		dsn = error_dsn(error, "4.2.0", &text);
+		record(run, env, r,
+		       g_error_matches(error, PB_ERROR, PB_ERROR_PERM)
+			   ? PB_OUTCOME_PERM
+			   : PB_OUTCOME_TEMP,
+		       dsn, "local", text, TRUE);
+		return;
+	}
+	record(run, env, r, PB_OUTCOME_SENT, "2.0.0", "local",
+	       "delivered to maildir", TRUE);
+}
+
+/* Expired recipients fail; failures are bounced; a delay notice goes out
+ * once; a finished entry leaves the queue. */
+static void
+finish(Run *run, PbQueueEntry *entry)
+{
+	PbEnvelope *env = pb_queue_entry_envelope(entry);
+	gboolean failed = FALSE, pending = FALSE;
+	g_autoptr(GError) error = NULL;
+	g_autofree char *dsn_id = NULL;
+
+	for (guint i = 0; i < env->rcpts->len; i++) {
+		PbRecipient *r = g_ptr_array_index(env->rcpts, i);
+		if (r->state == PB_RCPT_PENDING &&
+		    run->now >= env->arrival + run->cfg->bounce_after) {
+			g_autofree char *why = g_strdup_printf(
+			    "message expired after %" G_GINT64_FORMAT
+			    " seconds in the queue; last error: %s",
+			    run->now - env->arrival,
+			    r->last_error ? r->last_error : "none");
+			r->state = PB_RCPT_FAILED;
+			g_free(r->dsn);
+			r->dsn = g_strdup("4.4.7");
+			g_free(r->last_error);
+			r->last_error = g_strdup(why);
+			run->stats->bounced++;
+			pb_log_info(env->id, "to=<%s>, status=expired (%s)",
+				    r->address, why);
+		}
+		failed |= r->state == PB_RCPT_FAILED;
+		pending |= r->state == PB_RCPT_PENDING;
+	}
+	if (failed) {
+		if (pb_dsn_queue(run->q, run->cfg, PB_DSN_FAILED, env,
+				 pb_queue_entry_data_fd(entry), run->now,
+				 &dsn_id, &error)) {
+			for (guint i = 0; i < env->rcpts->len; i++) {
+				PbRecipient *r = g_ptr_array_index(env->rcpts, i);
+				if (r->state == PB_RCPT_FAILED)
+					r->state = PB_RCPT_BOUNCED;
+			}
+			save(entry);
+		} else
+			pb_log_error(env->id, "cannot queue the bounce: %s",
+				     error->message);
+	} else if (pending && !env->notice_sent &&
+		   run->now >= env->arrival + run->cfg->warn_after) {
+		if (pb_dsn_queue(run->q, run->cfg, PB_DSN_DELAYED, env,
+				 pb_queue_entry_data_fd(entry), run->now,
+				 &dsn_id, &error)) {
+			env->notice_sent = TRUE;
+			save(entry);
+		} else
+			pb_log_error(env->id, "cannot queue the delay notice: %s",
+				     error->message);
+	}
+	if (dsn_id != NULL)
+		g_ptr_array_add(run->ids, g_steal_pointer(&dsn_id));
+	g_clear_error(&error);
+	if (pb_envelope_is_final(env)) {
+		if (pb_queue_entry_remove(entry, &error))
+			pb_log_info(env->id, "removed");
+		else
+			pb_log_error(env->id, "cannot remove: %s",
+				     error->message);
+	}
+}
+
+static Job *
+job_for(Run *run, const char *domain)
+{
+	Job *job = g_hash_table_lookup(run->jobs, domain);
+
+	if (job == NULL) {
+		job = g_new0(Job, 1);
+		job->domain = g_strdup(domain);
+		job->messages = g_ptr_array_new_with_free_func(
+		    (GDestroyNotify)remote_message_free);
+		job->held = g_ptr_array_new();
+		g_hash_table_insert(run->jobs, job->domain, job);
+	}
+	return job;
+}
+
+/* Hands the due remote recipients of an entry to the jobs of their
+ * domains; TRUE if there were any. */
+static gboolean
+plan_remote(Run *run, Held *held)
+{
+	PbEnvelope *env = pb_queue_entry_envelope(held->entry);
+	g_autoptr(GHashTable) mine =
+	    g_hash_table_new(g_str_hash, g_str_equal); /* domain -> msg */
+	gboolean any = FALSE;
+
+	for (guint i = 0; i < env->rcpts->len; i++) {
+		PbRecipient *r = g_ptr_array_index(env->rcpts, i);
+		g_autofree char *domain = NULL;
+		PbRemoteMessage *m;
+		Job *job;
+
+		if (!is_due(run, r) || is_local(run, r->address))
+			continue;
+		domain = domain_of(r->address);
+		for (char *c = domain; *c; c++)
+			*c = g_ascii_tolower(*c);
+		job = job_for(run, domain);
+		m = g_hash_table_lookup(mine, job->domain);
+		if (m == NULL) {
+			m = g_new0(PbRemoteMessage, 1);
+			m->env = env;
+			m->data_fd = pb_queue_entry_data_fd(held->entry);
+			m->rcpts = g_array_new(FALSE, FALSE, sizeof(guint));
+			g_ptr_array_add(job->messages, m);
+			g_ptr_array_add(job->held, held);
+			g_hash_table_insert(mine, job->domain, m);
+		}
+		g_array_append_val(m->rcpts, i);
+		any = TRUE;
+	}
+	return any;
+}
+
+/* In the child: one outcome, one line on the pipe to the parent. */
+static void
+child_report(void *ctx, const PbRemoteMessage *msg, guint rcpt_index,
+	     const PbOutcome *o)
+{
+	const Job *job = ((const Job **)ctx)[0];
+	int fd = GPOINTER_TO_INT(((void **)ctx)[1]);
+	g_autofree char *dsn = pb_sanitize_text(o->dsn ? o->dsn : "", 16);
+	g_autofree char *host = pb_sanitize_text(o->host ? o->host : "", 300);
+	g_autofree char *tls = pb_sanitize_text(o->tls ? o->tls : "none", 16);
+	g_autofree char *reply = pb_sanitize_text(o->reply ? o->reply : "", 2000);
+	g_autofree char *line = NULL;
+	guint m;
+
+	for (m = 0; m < job->messages->len; m++)
+		if (g_ptr_array_index(job->messages, m) == msg)
+			break;
+	line = g_strdup_printf("%u %u %d %s\t%s\t%s\t%s\n", m, rcpt_index,
+			       (int)o->kind, dsn, host, tls, reply);
+	(void)!write(fd, line, strlen(line));
+}
+
+static pid_t
+start_child(Run *run, Job *job, int *rfd)
+{
+	int p[2];
+	pid_t pid;
+
+	if (pipe2(p, O_CLOEXEC) < 0) {
+		pb_log_error(NULL, "pipe: %s", g_strerror(errno));
+		return -1;
+	}
+	pid = fork();
+	if (pid < 0) {
+		pb_log_error(NULL, "fork: %s", g_strerror(errno));
+		close(p[0]);
+		close(p[1]);
+		return -1;
+	}
+	if (pid == 0) {
+		void *ctx[2] = {job, GINT_TO_POINTER(p[1])};
+		close(p[0]);
+		pb_remote_deliver(run->cfg, job->domain, job->messages,
+				  child_report, ctx);
+		_exit(0);
+	}
+	close(p[1]);
+	*rfd = p[0];
+	return pid;
+}
+
+/* In the parent: applies one line a child reported. */
+static void
+apply(Run *run, Job *job, char *line)
+{
+	char *fields[4] = {NULL};
+	guint64 m, ri, kind;
+	char *sp1 = strchr(line, ' '), *sp2, *sp3;
+	Held *held;
+	PbEnvelope *env;
+
+	if (sp1 == NULL || (sp2 = strchr(sp1 + 1, ' ')) == NULL ||
+	    (sp3 = strchr(sp2 + 1, ' ')) == NULL)
+		goto bad;
+	*sp1 = *sp2 = *sp3 = '\0';
+	if (!g_ascii_string_to_unsigned(line, 10, 0, job->messages->len - 1,
+					&m, NULL) ||
+	    !g_ascii_string_to_unsigned(sp1 + 1, 10, 0, G_MAXUINT, &ri,
+					NULL) ||
+	    !g_ascii_string_to_unsigned(sp2 + 1, 10, 0, 2, &kind, NULL))
+		goto bad;
+	fields[0] = sp3 + 1;
+	for (guint f = 1; f < 4; f++) {
+		char *tab = strchr(fields[f - 1], '\t');
+		if (tab == NULL)
+			goto bad;
+		*tab = '\0';
+		fields[f] = tab + 1;
+	}
+	held = g_ptr_array_index(job->held, m);
+	env = pb_queue_entry_envelope(held->entry);
+	if (ri >= env->rcpts->len)
+		goto bad;
+	record(run, env, g_ptr_array_index(env->rcpts, ri),
+	       (PbOutcomeKind)kind, fields[0], fields[1], fields[3], FALSE);
+	save(held->entry);
+	return;
+bad:
+	pb_log_error(NULL, "bad report from a delivery process");
+}
+
+typedef struct {
+	Job *job;
+	pid_t pid;
+	int fd;
+	GString *buf;
+} Child;
+
+/* Reads what a child wrote; FALSE at its end. */
+static gboolean
+drain(Run *run, Child *c)
+{
+	char chunk[4096];
+	ssize_t n = read(c->fd, chunk, sizeof(chunk));
+	char *nl;
+
+	if (n < 0 && errno == EINTR)
+		return TRUE;
+	if (n <= 0) {
+		int status;
+		close(c->fd);
+		while (waitpid(c->pid, &status, 0) < 0 && errno == EINTR)
+			;
+		if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
+			pb_log_warn(NULL, "delivery process for %s failed",
+				    c->job->domain);
+		g_string_free(c->buf, TRUE);
+		return FALSE;
+	}
+	g_string_append_len(c->buf, chunk, n);
+	while ((nl = memchr(c->buf->str, '\n', c->buf->len)) != NULL) {
+		*nl = '\0';
+		apply(run, c->job, c->buf->str);
+		g_string_erase(c->buf, 0, nl - c->buf->str + 1);
+	}
+	return TRUE;
+}
+
+/* Runs every job, at most [delivery] parallel at once, then finishes the
+ * entries they held. */
+static void
+run_jobs(Run *run)
+{
+	g_autoptr(GPtrArray) todo = g_ptr_array_new();
+	GHashTableIter it;
+	gpointer job;
+	g_autoptr(GArray) kids = g_array_new(FALSE, FALSE, sizeof(Child));
+	guint next = 0;
+
+	g_hash_table_iter_init(&it, run->jobs);
+	while (g_hash_table_iter_next(&it, NULL, &job))
+		g_ptr_array_add(todo, job);
+	while (next < todo->len || kids->len > 0) {
+		g_autofree struct pollfd *pfd = NULL;
+
+		while (next < todo->len && kids->len < run->cfg->parallel) {
+			Child c = {.job = g_ptr_array_index(todo, next++)};
+			c.pid = start_child(run, c.job, &c.fd);
+			if (c.pid < 0)
+				continue; /* its recipients stay due */
+			c.buf = g_string_new(NULL);
+			g_array_append_val(kids, c);
+		}
+		if (kids->len == 0)
+			break;
+		pfd = g_new0(struct pollfd, kids->len);
+		for (guint i = 0; i < kids->len; i++) {
+			pfd[i].fd = g_array_index(kids, Child, i).fd;
+			pfd[i].events = POLLIN;
+		}
+		if (poll(pfd, kids->len, -1) < 0 && errno != EINTR)
+			break;
+		for (guint i = kids->len; i-- > 0;)
+			if (pfd[i].revents && !drain(run, &g_array_index(kids, Child, i)))
+				g_array_remove_index(kids, i);
+	}
+	g_hash_table_remove_all(run->jobs);
+	for (guint i = 0; i < run->held->len; i++)
+		finish(run, ((Held *)g_ptr_array_index(run->held, i))->entry);
+	g_ptr_array_set_size(run->held, 0);
+}
+
+static void
+process(Run *run, const char *id)
+{
+	g_autoptr(GError) error = NULL;
+	PbQueueEntry *entry = pb_queue_lock(run->q, id, &error);
+	PbEnvelope *env;
+	g_autoptr(GHashTable) seen = NULL;
+	Held *held;
+
+	if (entry == NULL) {
+		if (g_error_matches(error, PB_ERROR, PB_ERROR_BUSY))
+			run->stats->busy++;
+		else if (!g_error_matches(error, PB_ERROR, PB_ERROR_NOTFOUND))
+			pb_log_error(id, "skipped: %s", error->message);
+		return;
+	}
+	env = pb_queue_entry_envelope(entry);
+	if (env->held) {
+		pb_queue_entry_free(entry);
+		return;
+	}
+	run->stats->messages++;
+	/* the index runs on as alias expansion appends recipients */
+	for (guint i = 0; i < env->rcpts->len; i++) {
+		PbRecipient *r = g_ptr_array_index(env->rcpts, i);
+		if (!is_due(run, r) || !is_local(run, r->address))
+			continue;
+		if (seen == NULL &&
+		    (seen = pb_local_delivered_to(
+			 pb_queue_entry_data_fd(entry), &error)) == NULL) {
+			pb_log_error(id, "cannot read: %s", error->message);
+			pb_queue_entry_free(entry);
+			return;
+		}
+		deliver_local(run, entry, i, seen);
+		save(entry);
+	}
+	held = g_new0(Held, 1);
+	held->entry = entry;
+	if (!plan_remote(run, held)) {
+		finish(run, entry);
+		held_free(held);
+		return;
+	}
+	g_ptr_array_add(run->held, held);
+	if (run->held->len >= BATCH)
+		run_jobs(run);
+}
+
+gboolean
+pb_runq_run(const PbConfig *cfg, char **ids, gboolean force,
+	    PbRunqStats *stats, GError **error)
+{
+	g_autoptr(PbQueue) q = pb_queue_open(cfg->queue, error);
+	g_autoptr(PbLocal) local = NULL;
+	g_autoptr(GPtrArray) held = NULL;
+	Run run = {.cfg = cfg, .force = force, .stats = stats};
+
+	memset(stats, 0, sizeof(*stats));
+	if (q == NULL || (local = pb_local_new(cfg, error)) == NULL)
+		return FALSE;
+	if (ids == NULL) {
+		run.ids = pb_queue_list(q, error);
+		if (run.ids == NULL)
+			return FALSE;
+		(void)pb_queue_clean_stale(q, 24 * 3600, NULL);
+	} else {
+		run.ids = g_ptr_array_new_with_free_func(g_free);
+		for (guint i = 0; ids[i] != NULL; i++)
+			g_ptr_array_add(run.ids, g_strdup(ids[i]));
+	}
+	run.q = q;
+	run.local = local;
+	run.now = g_get_real_time() / G_USEC_PER_SEC;
+	run.jobs = g_hash_table_new_full(g_str_hash, g_str_equal, NULL,
+					 (GDestroyNotify)job_free);
+	run.held = held = g_ptr_array_new_with_free_func((GDestroyNotify)held_free);
+	/* the list grows as bounces and notices are queued */
+	for (guint i = 0; i < run.ids->len; i++)
+		process(&run, g_ptr_array_index(run.ids, i));
+	run_jobs(&run);
+	g_hash_table_unref(run.jobs);
+	g_ptr_array_unref(run.ids);
+	return TRUE;
+}

@@ -1,2 +1,212 @@
-/* smtp-serve.c - not written yet */
-#include <glib.h>
+/*
+ * smtp-serve.c - one SMTP connection: the loop between the socket and the
+ * session state machine, and the hooks that bind the session to the
+ * queue (queue.c) and the recipient tables (local.c).
+ *
+ * Guarantees: every read has the [smtpd] timeout as deadline; replies are
+ * flushed only when the client waits for them (PIPELINING); the queue
+ * transaction is committed (durably) before the session may answer 250;
+ * the immediate delivery attempt runs only after the client's connection
+ * is closed, in this already-forked process (no exec), so it costs the
+ * client nothing.
+ */
+#include "smtp-serve.h"
+#include "conn.h"
+#include "error.h"
+#include "local.h"
+#include "log.h"
+#include "queue.h"
+#include "runq.h"
+#include "smtp-server.h"
+
+#include <string.h>
+#include <unistd.h>
+
+typedef struct {
+	const PbConfig *cfg;
+	const PbPeer *peer;
+	PbQueue *q;
+	PbLocal *local;
+} Serve;
+
+static gboolean
+hook_recipient_exists(void *data, const char *address)
+{
+	Serve *sv = data;
+
+	return pb_local_exists(sv->local, address);
+}
+
+/* The session's transaction: the queue's, plus who we are serving. */
+typedef struct {
+	PbQueueTx *tx;
+	Serve *sv;
+} Tx;
+
+static void *
+hook_tx_begin(void *data, const char **qid, GError **error)
+{
+	PbQueueTx *qtx = pb_queue_tx_begin(((Serve *)data)->q, error);
+	Tx *tx;
+
+	if (qtx == NULL)
+		return NULL;
+	tx = g_new0(Tx, 1);
+	tx->tx = qtx;
+	tx->sv = data;
+	*qid = pb_queue_tx_id(qtx);
+	return tx;
+}
+
+static gboolean
+hook_tx_write(void *tx, const void *buf, gsize len, GError **error)
+{
+	return pb_queue_tx_write(((Tx *)tx)->tx, buf, len, error);
+}
+
+static gboolean
+hook_tx_commit(void *data, const char *sender, GPtrArray *recipients,
+	       const char *helo, gboolean smtputf8, GError **error)
+{
+	g_autofree Tx *tx = data;
+	g_autoptr(PbEnvelope) env = pb_envelope_new();
+
+	env->sender = g_strdup(sender);
+	env->smtputf8 = smtputf8;
+	env->client = g_strdup_printf("%s [%s]", helo ? helo : "",
+				      tx->sv->peer->ip);
+	for (guint i = 0; i < recipients->len; i++)
+		pb_envelope_add_rcpt(env, g_ptr_array_index(recipients, i));
+	return pb_queue_tx_commit(tx->tx, env, error);
+}
+
+static void
+hook_tx_abort(void *data)
+{
+	g_autofree Tx *tx = data;
+
+	pb_queue_tx_abort(tx->tx);
+}
+
+static gint64
+hook_now(void *data)
+{
+	return g_get_real_time() / G_USEC_PER_SEC;
+}
+
+static const PbSmtpHooks hooks = {
+	.recipient_exists = hook_recipient_exists,
+	.tx_begin = hook_tx_begin,
+	.tx_write = hook_tx_write,
+	.tx_commit = hook_tx_commit,
+	.tx_abort = hook_tx_abort,
+	.now = hook_now,
+};
+
+/* Feeds buffered DATA to the session; FALSE on a read error. */
+static gboolean
+feed_data(PbConn *conn, PbSmtpServer *s, gint64 deadline, GError **error)
+{
+	const char *buf;
+	gsize len;
+
+	if (!pb_conn_peek(conn, &buf, &len, deadline, error))
+		return FALSE;
+	pb_conn_consume(conn, pb_smtp_server_data(s, buf, len));
+	return TRUE;
+}
+
+/* The loop of STYLE.md section 6. Returns when the session closes. */
+static void
+converse(Serve *sv, PbConn *conn, PbSmtpServer *s)
+{
+	PbSmtpAction action = PB_SMTP_FLUSH;
+	g_autoptr(GError) error = NULL;
+	gint64 timeout = sv->cfg->smtpd_timeout;
+
+	pb_smtp_server_greet(s);
+	for (;;) {
+		if ((action == PB_SMTP_FLUSH || action == PB_SMTP_CLOSE ||
+		     !pb_conn_pending(conn)) &&
+		    !pb_conn_flush(conn, pb_deadline_in(timeout), &error))
+			break;
+		if (action == PB_SMTP_CLOSE)
+			return;
+		if (pb_smtp_server_in_data(s)) {
+			if (!feed_data(conn, s, pb_deadline_in(timeout), &error))
+				break;
+		} else {
+			const char *line;
+			gsize len;
+			guint flags;
+			if (!pb_conn_read_line(conn, &line, &len, &flags,
+					       pb_deadline_in(timeout), &error))
+				break;
+			pb_smtp_server_line(s, line, len, flags);
+		}
+		action = pb_smtp_server_next_action(s);
+		if (action == PB_SMTP_STARTTLS) /* the TLS issue */
+			action = PB_SMTP_FLUSH;
+	}
+	if (g_error_matches(error, PB_ERROR, PB_ERROR_TIMEOUT)) {
+		pb_log_info(NULL, "timeout after %s from %s",
+			    pb_smtp_server_in_data(s) ? "DATA" : "command",
+			    sv->peer->ip);
+		pb_smtp_server_timeout(s);
+		(void)pb_conn_flush(conn, pb_deadline_in(5), NULL);
+	} else
+		pb_log_info(NULL, "lost connection from %s: %s", sv->peer->ip,
+			    error->message);
+}
+
+static void
+deliver_now(const PbConfig *cfg, const GPtrArray *accepted)
+{
+	g_autofree char **ids = g_new0(char *, accepted->len + 1);
+	g_autoptr(GError) error = NULL;
+	PbRunqStats stats;
+
+	for (guint i = 0; i < accepted->len; i++)
+		ids[i] = g_ptr_array_index(accepted, i);
+	if (!pb_runq_run(cfg, ids, FALSE, &stats, &error))
+		pb_log_warn(NULL, "immediate delivery: %s", error->message);
+}
+
+void
+pb_smtp_serve(const PbConfig *cfg, int rfd, int wfd, const PbPeer *peer)
+{
+	g_autoptr(GError) error = NULL;
+	Serve sv = {.cfg = cfg, .peer = peer};
+	g_autoptr(PbQueue) q = pb_queue_open(cfg->queue, &error);
+	g_autoptr(PbLocal) local = q ? pb_local_new(cfg, &error) : NULL;
+	g_autoptr(PbConn) conn = pb_conn_new(rfd, wfd);
+	PbSmtpPeer speer = {.ip = peer->ip[0] ? peer->ip : "127.0.0.1"};
+	PbLineOut out = pb_conn_line_out(conn);
+	g_autoptr(PbSmtpServer) s = NULL;
+	g_autoptr(GPtrArray) accepted = g_ptr_array_new_with_free_func(g_free);
+
+	pb_log_info(NULL, "connect from [%s]:%u", speer.ip, peer->port);
+	if (local == NULL) {
+		pb_log_error(NULL, "%s", error->message);
+		(void)pb_conn_printf(conn, NULL,
+				     "421 4.3.0 %s Service not available\r\n",
+				     cfg->hostname);
+		(void)pb_conn_flush(conn, pb_deadline_in(5), NULL);
+		return;
+	}
+	sv.q = q;
+	sv.local = local;
+	s = pb_smtp_server_new(cfg, &hooks, &sv, &speer, &out);
+	converse(&sv, conn, s);
+	pb_log_info(NULL, "disconnect from [%s]:%u", speer.ip, peer->port);
+	for (guint i = 0; i < pb_smtp_server_accepted(s)->len; i++)
+		g_ptr_array_add(accepted, g_strdup(g_ptr_array_index(
+					      pb_smtp_server_accepted(s), i)));
+	g_clear_pointer(&s, pb_smtp_server_free);
+	g_clear_pointer(&conn, pb_conn_free);
+	close(rfd);
+	if (wfd != rfd)
+		close(wfd);
+	if (accepted->len > 0 && !cfg->delivery_queue)
+		deliver_now(cfg, accepted);
+}

@@ -1,0 +1,27 @@
+/*
+ * runq.h - one pass over the queue: the delivery code that runq, smtpd's
+ * immediate attempt and sendmail all run.
+ */
+#ifndef PB_RUNQ_H
+#define PB_RUNQ_H
+
+#include <glib.h>
+
+#include "config.h"
+
+typedef struct {
+	guint messages;	 /* queue entries looked at */
+	guint delivered; /* recipients delivered */
+	guint deferred;	 /* recipients left for a later run */
+	guint bounced;	 /* recipients failed for good */
+	guint busy;	 /* entries skipped: another process has them */
+} PbRunqStats;
+
+/* Delivers what is due (everything with FORCE) of the messages IDS
+ * (NULL: the whole queue). Bounces, delay notices and expired messages are
+ * handled on the way; the DSN messages it queues are delivered in the
+ * same pass. FALSE only when the queue itself cannot be used. */
+gboolean pb_runq_run(const PbConfig *cfg, char **ids, gboolean force,
+		     PbRunqStats *stats, GError **error);
+
+#endif

@@ -1,0 +1,19 @@
+/*
+ * smtp-serve.h - the socket side of an SMTP session: reads lines and DATA
+ * from a PbConn with deadlines, feeds the smtp-server state machine,
+ * writes its replies, and connects its hooks to the queue and the local
+ * recipient tables.
+ */
+#ifndef PB_SMTP_SERVE_H
+#define PB_SMTP_SERVE_H
+
+#include "config.h"
+#include "listener.h"
+
+/* Serves one session on RFD/WFD. Once the client has gone (and the fds
+ * are closed) it makes the immediate delivery attempt of the messages it
+ * accepted, unless [main] delivery = queue. */
+void pb_smtp_serve(const PbConfig *cfg, int rfd, int wfd,
+		   const PbPeer *peer);
+
+#endif
