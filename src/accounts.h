@@ -11,6 +11,8 @@
 
 #include <glib.h>
 
+#include "config.h"
+
 typedef struct _PbAccounts PbAccounts;
 
 /* A missing file is an empty table; a malformed line is PB_ERROR_CONFIG
@@ -21,7 +23,7 @@ G_DEFINE_AUTOPTR_CLEANUP_FUNC(PbAccounts, pb_accounts_free)
 
 gboolean pb_accounts_exists(const PbAccounts *a, const char *address);
 gboolean pb_accounts_verify(const PbAccounts *a, const char *address,
-			    const char *password);
+                            const char *password);
 /* Sorted addresses. */
 GPtrArray *pb_accounts_list(const PbAccounts *a);
 
@@ -29,11 +31,24 @@ GPtrArray *pb_accounts_list(const PbAccounts *a);
  * SHA-512 ($6$). */
 char *pb_accounts_hash(const char *password, GError **error);
 
-/* Set (HASH non-NULL) or remove (HASH NULL) ADDRESS in the table, then
- * write it to PATH atomically, keeping comments. */
-gboolean pb_accounts_set(PbAccounts *a, const char *address,
-			 const char *hash);
+/* Set (HASH non-NULL) or remove (HASH NULL) ADDRESS in the table (FALSE:
+ * removing an address that is not there); pb_accounts_save() then writes
+ * it to PATH atomically, keeping comments and the order of lines. */
+gboolean pb_accounts_set(PbAccounts *a, const char *address, const char *hash);
 gboolean pb_accounts_save(const PbAccounts *a, const char *path,
-			  GError **error);
+                          GError **error);
+
+/* mailuser: the password from stdin, its first line when stdin is not a
+ * terminal, else asked twice with echo off. PB_ERROR_DATA when empty, too
+ * long (over 1024 octets) or not confirmed. */
+char *pb_accounts_read_password(GError **error);
+
+/* mailuser's commands on CFG's accounts file: "add" (refuses an existing
+ * address or a domain not in [main] domains; creates the Maildir
+ * SPOOL/DOMAIN/LOCAL), "passwd", "del" (keeps the Maildir) and "list"
+ * (ADDRESS NULL; prints the addresses). PB_ERROR_USAGE for a bad command,
+ * PB_ERROR_NOUSER for an unknown account. */
+gboolean pb_accounts_manage(const PbConfig *cfg, const char *command,
+                            const char *address, GError **error);
 
 #endif

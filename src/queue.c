@@ -1,2 +1,1143 @@
-/* queue.c - not written yet */
-#include <glib.h>
+/*
+ * queue.c - the durable mail queue: QUEUE/{msg,env,tmp} (see queue.h).
+ *
+ * Owns everything under QUEUE/. The commit point of a new message is the
+ * fsync of env/ after env/ID was renamed into place; before it the message
+ * is not accepted, after it it is never lost. Per-message work never
+ * scans a folder, so it does not grow with the queue.
+ *
+ * The envelope is a text file, one record a line, "KEY VALUE":
+ *   pillarbox-envelope 1          first line, the format's version
+ *   id ID                         22 upper-case hex digits
+ *   arrival SECONDS
+ *   sender ADDRESS                empty value: the null sender <>
+ *   size OCTETS
+ *   smtputf8 0|1
+ *   notice 0|1                    the delay notice was sent
+ *   held 0|1
+ *   client TEXT                   optional
+ *   rcpt STATE ATTEMPTS LAST NEXT ADDRESS
+ *                                 STATE: pending, sent, failed, bounced
+ *   orig ADDRESS                  optional, applies to the rcpt above
+ *   dsn X.Y.Z                     optional, applies to the rcpt above
+ *   error TEXT                    optional, applies to the rcpt above
+ *   attempt SECONDS HOST TEXT     0..64, oldest first, for the rcpt above
+ * Every text field is escaped: a backslash, a byte below 0x20, 0x7F and
+ * every 8-bit byte are written as \xHH (HOST also escapes spaces), so no
+ * CR, LF or NUL from a client or a remote server can reach the file raw.
+ * The parser is strict: an unknown record, a raw control byte, a bad
+ * escape or number, a missing record or a file over 1 MiB is
+ * PB_ERROR_DATA.
+ */
+#include "queue.h"
+#include "durable.h"
+#include "error.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#define ID_LEN 22
+#define BUF_SIZE (64 * 1024)
+#define MAX_ENVELOPE (1024 * 1024)
+#define MAGIC "pillarbox-envelope 1"
+
+static const char *const strstate[] = {"pending", "sent", "failed", "bounced"};
+
+struct _PbQueue {
+	char *dir;
+	char *msg;
+	char *env;
+	char *tmp;
+};
+
+struct _PbQueueTx {
+	PbQueue *q;
+	char *id;
+	int fd;
+	char *buf;
+	gsize used;
+	guint64 size;
+	gboolean failed;
+};
+
+struct _PbQueueEntry {
+	PbQueue *q;
+	char *id;
+	int fd;
+	PbEnvelope *env;
+};
+
+/* ---- envelopes in memory ---- */
+
+PbEnvelope *
+pb_envelope_new(void)
+{
+	PbEnvelope *env = g_new0(PbEnvelope, 1);
+
+	env->sender = g_strdup("");
+	env->rcpts = g_ptr_array_new();
+	return env;
+}
+
+static void
+attempt_free(gpointer p)
+{
+	PbAttempt *a = p;
+
+	g_free(a->host);
+	g_free(a->reply);
+	g_free(a);
+}
+
+static void
+recipient_free(PbRecipient *r)
+{
+	g_free(r->address);
+	g_free(r->orig);
+	g_free(r->dsn);
+	g_free(r->last_error);
+	g_ptr_array_unref(r->history);
+	g_free(r);
+}
+
+void
+pb_envelope_free(PbEnvelope *env)
+{
+	if (env == NULL)
+		return;
+	g_free(env->id);
+	g_free(env->sender);
+	g_free(env->client);
+	for (guint i = 0; i < env->rcpts->len; i++)
+		recipient_free(g_ptr_array_index(env->rcpts, i));
+	g_ptr_array_unref(env->rcpts);
+	g_free(env);
+}
+
+PbRecipient *
+pb_envelope_add_rcpt(PbEnvelope *env, const char *address)
+{
+	PbRecipient *r = g_new0(PbRecipient, 1);
+
+	r->address = g_strdup(address);
+	r->state = PB_RCPT_PENDING;
+	r->history = g_ptr_array_new_with_free_func(attempt_free);
+	g_ptr_array_add(env->rcpts, r);
+	return r;
+}
+
+static void
+history_add(PbRecipient *r, gint64 time, const char *host, const char *reply)
+{
+	PbAttempt *a = g_new0(PbAttempt, 1);
+
+	a->time = time;
+	a->host = g_strdup(host ? host : "");
+	a->reply = g_strdup(reply ? reply : "");
+	g_ptr_array_add(r->history, a);
+	while (r->history->len > PB_QUEUE_MAX_HISTORY)
+		g_ptr_array_remove_index(r->history, 0);
+}
+
+void
+pb_recipient_add_attempt(PbRecipient *rcpt, gint64 time, const char *host,
+                         const char *reply)
+{
+	history_add(rcpt, time, host, reply);
+	rcpt->attempts++;
+	rcpt->last_attempt = time;
+	/* an SMTP-style failure reply ("4..", "5..") is the last error */
+	if (reply != NULL && (reply[0] == '4' || reply[0] == '5')) {
+		g_free(rcpt->last_error);
+		rcpt->last_error = g_strdup(reply);
+	}
+}
+
+gboolean
+pb_envelope_is_final(const PbEnvelope *env)
+{
+	for (guint i = 0; i < env->rcpts->len; i++) {
+		const PbRecipient *r = g_ptr_array_index(env->rcpts, i);
+		if (r->state == PB_RCPT_PENDING || r->state == PB_RCPT_FAILED)
+			return FALSE;
+	}
+	return TRUE;
+}
+
+char *
+pb_sanitize_text(const char *text, gsize max)
+{
+	GString *s = g_string_new(NULL);
+
+	for (gsize i = 0; text != NULL && text[i] != '\0' && i < max; i++) {
+		guchar c = (guchar)text[i];
+		if (c >= 0x20 && c < 0x7F)
+			g_string_append_c(s, (char)c);
+		else
+			g_string_append_printf(s, "\\x%02X", c);
+	}
+	return g_string_free(s, FALSE);
+}
+
+/* ---- the text form ---- */
+
+/* Appends TEXT escaped; SPACE also escapes spaces (a field that is not
+ * the last of its line). */
+static void
+escape(GString *out, const char *text, gboolean space)
+{
+	for (const guchar *p = (const guchar *)text; *p != '\0'; p++) {
+		if (*p > 0x20 && *p < 0x7F && *p != '\\')
+			g_string_append_c(out, (char)*p);
+		else if (*p == ' ' && !space)
+			g_string_append_c(out, ' ');
+		else
+			g_string_append_printf(out, "\\x%02X", *p);
+	}
+}
+
+static void
+record(GString *out, const char *key, const char *value)
+{
+	g_string_append(out, key);
+	g_string_append_c(out, ' ');
+	escape(out, value, FALSE);
+	g_string_append_c(out, '\n');
+}
+
+static void
+format_rcpt(GString *out, const PbRecipient *r)
+{
+	g_string_append_printf(
+	    out, "rcpt %s %u %" G_GINT64_FORMAT " %" G_GINT64_FORMAT " ",
+	    strstate[r->state], r->attempts, r->last_attempt, r->next_attempt);
+	escape(out, r->address, FALSE);
+	g_string_append_c(out, '\n');
+	if (r->orig != NULL)
+		record(out, "orig", r->orig);
+	if (r->dsn != NULL)
+		record(out, "dsn", r->dsn);
+	if (r->last_error != NULL)
+		record(out, "error", r->last_error);
+	for (guint i = 0; i < r->history->len; i++) {
+		const PbAttempt *a = g_ptr_array_index(r->history, i);
+		g_string_append_printf(out, "attempt %" G_GINT64_FORMAT " ",
+		                       a->time);
+		escape(out, a->host[0] ? a->host : "-", TRUE);
+		g_string_append_c(out, ' ');
+		escape(out, a->reply, FALSE);
+		g_string_append_c(out, '\n');
+	}
+}
+
+GString *
+pb_envelope_format(const PbEnvelope *env)
+{
+	GString *out = g_string_new(MAGIC "\n");
+
+	record(out, "id", env->id ? env->id : "");
+	g_string_append_printf(out, "arrival %" G_GINT64_FORMAT "\n",
+	                       env->arrival);
+	record(out, "sender", env->sender ? env->sender : "");
+	g_string_append_printf(out, "size %" G_GUINT64_FORMAT "\n", env->size);
+	g_string_append_printf(out, "smtputf8 %d\nnotice %d\nheld %d\n",
+	                       env->smtputf8 ? 1 : 0, env->notice_sent ? 1 : 0,
+	                       env->held ? 1 : 0);
+	if (env->client != NULL)
+		record(out, "client", env->client);
+	for (guint i = 0; i < env->rcpts->len; i++)
+		format_rcpt(out, g_ptr_array_index(env->rcpts, i));
+	return out;
+}
+
+static int
+hexval(char c)
+{
+	if (g_ascii_isdigit(c))
+		return c - '0';
+	if (c >= 'A' && c <= 'F')
+		return c - 'A' + 10;
+	if (c >= 'a' && c <= 'f')
+		return c - 'a' + 10;
+	return -1;
+}
+
+/* The inverse of escape(); NULL on a raw control byte, a raw 8-bit byte
+ * or a bad escape. */
+static char *
+unescape(const char *text)
+{
+	GString *s = g_string_new(NULL);
+
+	for (const char *p = text; *p != '\0'; p++) {
+		guchar c = (guchar)*p;
+		if (c == '\\' && p[1] == 'x' && hexval(p[2]) >= 0 &&
+		    hexval(p[3]) >= 0) {
+			g_string_append_c(
+			    s, (char)(hexval(p[2]) * 16 + hexval(p[3])));
+			p += 3;
+		} else if (c >= 0x20 && c < 0x7F && c != '\\') {
+			g_string_append_c(s, (char)c);
+		} else {
+			g_string_free(s, TRUE);
+			return NULL;
+		}
+	}
+	return g_string_free(s, FALSE);
+}
+
+static gboolean
+parse_i64(const char *text, gint64 *out)
+{
+	return g_ascii_string_to_signed(text, 10, 0, G_MAXINT64, out, NULL);
+}
+
+static gboolean
+parse_u64(const char *text, guint64 max, guint64 *out)
+{
+	return g_ascii_string_to_unsigned(text, 10, 0, max, out, NULL);
+}
+
+static gboolean
+parse_bool(const char *text, gboolean *out)
+{
+	if (strcmp(text, "0") != 0 && strcmp(text, "1") != 0)
+		return FALSE;
+	*out = text[0] == '1';
+	return TRUE;
+}
+
+static gboolean
+valid_id(const char *id)
+{
+	if (id == NULL || strlen(id) != ID_LEN)
+		return FALSE;
+	for (int i = 0; i < ID_LEN; i++)
+		if (!g_ascii_isdigit(id[i]) && !(id[i] >= 'A' && id[i] <= 'F'))
+			return FALSE;
+	return TRUE;
+}
+
+/* The parser's state: what was seen, and the recipient lines apply to. */
+typedef struct {
+	PbEnvelope *env;
+	PbRecipient *rcpt;
+	guint seen; /* bit per singular record */
+} Parse;
+
+/* "rcpt STATE ATTEMPTS LAST NEXT ADDRESS" */
+static gboolean
+parse_rcpt(Parse *p, const char *value)
+{
+	g_auto(GStrv) f = g_strsplit(value, " ", 5);
+	g_autofree char *address = NULL;
+	guint64 attempts;
+	gint64 last, next;
+	int state = -1;
+
+	if (g_strv_length(f) != 5)
+		return FALSE;
+	for (guint i = 0; i < G_N_ELEMENTS(strstate); i++)
+		if (strcmp(f[0], strstate[i]) == 0)
+			state = (int)i;
+	if (state < 0 || !parse_u64(f[1], G_MAXUINT, &attempts) ||
+	    !parse_i64(f[2], &last) || !parse_i64(f[3], &next) ||
+	    (address = unescape(f[4])) == NULL || address[0] == '\0')
+		return FALSE;
+	p->rcpt = pb_envelope_add_rcpt(p->env, address);
+	p->rcpt->state = (PbRcptState)state;
+	p->rcpt->attempts = (guint)attempts;
+	p->rcpt->last_attempt = last;
+	p->rcpt->next_attempt = next;
+	return TRUE;
+}
+
+/* "attempt SECONDS HOST TEXT" */
+static gboolean
+parse_attempt(Parse *p, const char *value)
+{
+	g_auto(GStrv) f = g_strsplit(value, " ", 3);
+	g_autofree char *host = NULL;
+	g_autofree char *reply = NULL;
+	gint64 time;
+
+	if (p->rcpt == NULL || g_strv_length(f) != 3 ||
+	    p->rcpt->history->len >= PB_QUEUE_MAX_HISTORY ||
+	    !parse_i64(f[0], &time) || f[1][0] == '\0' ||
+	    (host = unescape(f[1])) == NULL || (reply = unescape(f[2])) == NULL)
+		return FALSE;
+	history_add(p->rcpt, time, strcmp(host, "-") == 0 ? "" : host, reply);
+	return TRUE;
+}
+
+/* orig, dsn, error: a text field of the recipient above, at most once */
+static gboolean
+parse_rcpt_text(Parse *p, const char *key, const char *value)
+{
+	char **field;
+
+	if (p->rcpt == NULL)
+		return FALSE;
+	field = strcmp(key, "orig") == 0  ? &p->rcpt->orig
+	        : strcmp(key, "dsn") == 0 ? &p->rcpt->dsn
+	                                  : &p->rcpt->last_error;
+	if (*field != NULL || p->rcpt->history->len > 0)
+		return FALSE;
+	*field = unescape(value);
+	return *field != NULL;
+}
+
+/* The singular records; each may appear once, before any rcpt. */
+static gboolean
+parse_header(Parse *p, const char *key, const char *value)
+{
+	static const char *const keys[] = {"id",   "arrival",  "sender",
+	                                   "size", "smtputf8", "notice",
+	                                   "held", "client"};
+	PbEnvelope *env = p->env;
+	guint i;
+
+	for (i = 0; i < G_N_ELEMENTS(keys) && strcmp(key, keys[i]) != 0; i++)
+		;
+	if (i == G_N_ELEMENTS(keys) || (p->seen & (1u << i)) || p->rcpt)
+		return FALSE;
+	p->seen |= 1u << i;
+	switch (i) {
+	case 0:
+		env->id = g_strdup(value);
+		return valid_id(value);
+	case 1:
+		return parse_i64(value, &env->arrival);
+	case 2:
+		g_free(env->sender);
+		return (env->sender = unescape(value)) != NULL;
+	case 3:
+		return parse_u64(value, G_MAXUINT64, &env->size);
+	case 4:
+		return parse_bool(value, &env->smtputf8);
+	case 5:
+		return parse_bool(value, &env->notice_sent);
+	case 6:
+		return parse_bool(value, &env->held);
+	default:
+		return (env->client = unescape(value)) != NULL;
+	}
+}
+
+static gboolean
+parse_line(Parse *p, const char *line)
+{
+	const char *sp = strchr(line, ' ');
+	g_autofree char *key =
+	    sp ? g_strndup(line, (gsize)(sp - line)) : g_strdup(line);
+	const char *value = sp ? sp + 1 : "";
+
+	if (strcmp(key, "rcpt") == 0)
+		return parse_rcpt(p, value);
+	if (strcmp(key, "attempt") == 0)
+		return parse_attempt(p, value);
+	if (strcmp(key, "orig") == 0 || strcmp(key, "dsn") == 0 ||
+	    strcmp(key, "error") == 0)
+		return parse_rcpt_text(p, key, value);
+	return parse_header(p, key, value);
+}
+
+PbEnvelope *
+pb_envelope_parse(const char *text, gsize len, GError **error)
+{
+	g_autoptr(PbEnvelope) env = pb_envelope_new();
+	Parse p = {env, NULL, 0};
+	gsize pos = 0;
+	guint lineno = 0;
+
+	if (len > MAX_ENVELOPE || memchr(text, '\0', len) != NULL || len == 0 ||
+	    text[len - 1] != '\n')
+		goto bad;
+	while (pos < len) {
+		const char *nl = memchr(text + pos, '\n', len - pos);
+		g_autofree char *line =
+		    g_strndup(text + pos, (gsize)(nl - (text + pos)));
+
+		pos = (gsize)(nl - text) + 1;
+		lineno++;
+		if (lineno == 1 ? strcmp(line, MAGIC) != 0
+		                : !parse_line(&p, line))
+			goto bad;
+	}
+	/* id, arrival, sender, size, smtputf8, notice, held are required */
+	if ((p.seen & 0x7f) != 0x7f)
+		goto bad;
+	return g_steal_pointer(&env);
+bad:
+	g_set_error(error, PB_ERROR, PB_ERROR_DATA,
+	            "malformed envelope (line %u)", lineno);
+	return NULL;
+}
+
+/* ---- ids ---- */
+
+char *
+pb_queue_new_id(void)
+{
+	G_LOCK_DEFINE_STATIC(id);
+	static gint64 last;
+	static guint counter;
+	gint64 now = g_get_real_time();
+	gint64 usec;
+	guint n;
+
+	/* ids must be unique and increase in this process: the counter
+	 * tells apart ids of one microsecond; when it runs out, borrow the
+	 * next microsecond */
+	G_LOCK(id);
+	if (now > last) {
+		last = now;
+		counter = 0;
+	} else if (++counter > 0xFFF) {
+		last++;
+		counter = 0;
+	}
+	usec = last;
+	n = counter;
+	G_UNLOCK(id);
+	return g_strdup_printf("%013" G_GINT64_MODIFIER "X%06X%03X",
+	                       usec & G_GINT64_CONSTANT(0xFFFFFFFFFFFFF),
+	                       (guint)getpid() & 0xFFFFFF, n);
+}
+
+/* ---- the queue folders ---- */
+
+PbQueue *
+pb_queue_open(const char *dir, GError **error)
+{
+	PbQueue *q = g_new0(PbQueue, 1);
+
+	q->dir = g_strdup(dir);
+	q->msg = g_build_filename(dir, "msg", NULL);
+	q->env = g_build_filename(dir, "env", NULL);
+	q->tmp = g_build_filename(dir, "tmp", NULL);
+	if (!pb_mkdirs(q->msg, 0700, error) ||
+	    !pb_mkdirs(q->env, 0700, error) ||
+	    !pb_mkdirs(q->tmp, 0700, error)) {
+		pb_queue_free(q);
+		return NULL;
+	}
+	return q;
+}
+
+void
+pb_queue_free(PbQueue *q)
+{
+	if (q == NULL)
+		return;
+	g_free(q->dir);
+	g_free(q->msg);
+	g_free(q->env);
+	g_free(q->tmp);
+	g_free(q);
+}
+
+const char *
+pb_queue_dir(PbQueue *q)
+{
+	return q->dir;
+}
+
+/* Every failure of the queue is temporary for the client (451). */
+static gboolean
+temp_failure(GError **error)
+{
+	if (error != NULL && *error != NULL && (*error)->domain == PB_ERROR)
+		(*error)->code = PB_ERROR_TEMP;
+	return FALSE;
+}
+
+/* Reads at most MAX_ENVELOPE octets of FD; NULL and PB_ERROR_DATA if the
+ * file is larger. */
+static char *
+read_bounded(int fd, gsize *len, GError **error)
+{
+	g_autofree char *buf = g_malloc(BUF_SIZE);
+	gsize size = BUF_SIZE, used = 0;
+
+	for (;;) {
+		ssize_t n;
+		if (used == size) {
+			if (size > MAX_ENVELOPE) {
+				g_set_error(error, PB_ERROR, PB_ERROR_DATA,
+				            "envelope larger than %d octets",
+				            MAX_ENVELOPE);
+				return NULL;
+			}
+			size *= 2;
+			buf = g_realloc(buf, size);
+		}
+		n = read(fd, buf + used, size - used);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0) {
+			pb_throw_errno(error, "read");
+			return NULL;
+		}
+		if (n == 0)
+			break;
+		used += (gsize)n;
+	}
+	*len = used;
+	return g_steal_pointer(&buf);
+}
+
+static PbEnvelope *
+read_envelope(PbQueue *q, const char *id, GError **error)
+{
+	g_autofree char *path = g_build_filename(q->env, id, NULL);
+	g_auto(PbFd) fd = open(path, O_RDONLY | O_CLOEXEC);
+	g_autofree char *text = NULL;
+	PbEnvelope *env;
+	gsize len = 0;
+
+	if (fd < 0) {
+		pb_throw_errno(error, "open %s", path);
+		return NULL;
+	}
+	if ((text = read_bounded(fd, &len, error)) == NULL ||
+	    (env = pb_envelope_parse(text, len, error)) == NULL) {
+		g_prefix_error(error, "%s: ", path);
+		return NULL;
+	}
+	if (strcmp(env->id, id) != 0) {
+		g_set_error(error, PB_ERROR, PB_ERROR_DATA,
+		            "%s: envelope of %s", path, env->id);
+		pb_envelope_free(env);
+		return NULL;
+	}
+	return env;
+}
+
+PbEnvelope *
+pb_queue_read_envelope(PbQueue *q, const char *id, GError **error)
+{
+	if (!valid_id(id)) {
+		g_set_error(error, PB_ERROR, PB_ERROR_NOTFOUND,
+		            "%s: not a queue id", id);
+		return NULL;
+	}
+	return read_envelope(q, id, error);
+}
+
+/* Writes ENV as env/ID: tmp/ID.PID, fsync, rename, fsync env/. The
+ * rename is journaled with its source, so tmp/ needs no fsync. */
+static gboolean
+write_envelope(PbQueue *q, const PbEnvelope *env, GError **error)
+{
+	g_autoptr(GString) text = pb_envelope_format(env);
+	g_autofree char *name =
+	    g_strdup_printf("%s.%ld", env->id, (long)getpid());
+	g_autofree char *tmp = g_build_filename(q->tmp, name, NULL);
+	g_autofree char *path = g_build_filename(q->env, env->id, NULL);
+	g_auto(PbFd) fd =
+	    open(tmp, O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC, 0600);
+
+	if (fd < 0 && errno == EEXIST) {
+		/* left by a process of ours that died with this pid */
+		(void)unlink(tmp);
+		fd = open(tmp, O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC, 0600);
+	}
+	if (fd < 0)
+		return pb_throw_errno(error, "create %s", tmp);
+	if (!pb_write_all(fd, text->str, text->len, error) ||
+	    (fsync(fd) < 0 && !pb_throw_errno(error, "fsync %s", tmp)) ||
+	    (close(g_steal_fd(&fd)) < 0 &&
+	     !pb_throw_errno(error, "close %s", tmp)) ||
+	    (rename(tmp, path) < 0 &&
+	     !pb_throw_errno(error, "rename %s", tmp))) {
+		(void)unlink(tmp);
+		return FALSE;
+	}
+	return pb_fsync_dir(q->env, error);
+}
+
+/* ---- a new message ---- */
+
+PbQueueTx *
+pb_queue_tx_begin(PbQueue *q, GError **error)
+{
+	for (int tries = 0; tries < 100; tries++) {
+		g_autofree char *id = pb_queue_new_id();
+		g_autofree char *path = g_build_filename(q->msg, id, NULL);
+		int fd =
+		    open(path, O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC, 0600);
+		PbQueueTx *tx;
+
+		if (fd < 0 && errno == EEXIST)
+			continue;
+		if (fd < 0) {
+			pb_throw_errno(error, "create %s", path);
+			temp_failure(error);
+			return NULL;
+		}
+		/* held until commit, so that clean_stale leaves it alone */
+		(void)flock(fd, LOCK_EX | LOCK_NB);
+		tx = g_new0(PbQueueTx, 1);
+		tx->q = q;
+		tx->id = g_steal_pointer(&id);
+		tx->fd = fd;
+		tx->buf = g_malloc(BUF_SIZE);
+		return tx;
+	}
+	g_set_error(error, PB_ERROR, PB_ERROR_TEMP, "no free queue id");
+	return NULL;
+}
+
+const char *
+pb_queue_tx_id(PbQueueTx *tx)
+{
+	return tx->id;
+}
+
+static gboolean
+tx_flush(PbQueueTx *tx, GError **error)
+{
+	if (!pb_write_all(tx->fd, tx->buf, tx->used, error)) {
+		tx->failed = TRUE;
+		return temp_failure(error);
+	}
+	tx->used = 0;
+	return TRUE;
+}
+
+gboolean
+pb_queue_tx_write(PbQueueTx *tx, const void *buf, gsize len, GError **error)
+{
+	if (tx->failed) {
+		g_set_error(error, PB_ERROR, PB_ERROR_TEMP,
+		            "queue %s: an earlier write failed", tx->id);
+		return FALSE;
+	}
+	tx->size += len;
+	if (tx->used + len > BUF_SIZE && !tx_flush(tx, error))
+		return FALSE;
+	if (len >= BUF_SIZE) {
+		if (!pb_write_all(tx->fd, buf, len, error)) {
+			tx->failed = TRUE;
+			return temp_failure(error);
+		}
+		return TRUE;
+	}
+	memcpy(tx->buf + tx->used, buf, len);
+	tx->used += len;
+	return TRUE;
+}
+
+static void
+tx_free(PbQueueTx *tx)
+{
+	if (tx->fd >= 0)
+		(void)close(tx->fd);
+	g_free(tx->id);
+	g_free(tx->buf);
+	g_free(tx);
+}
+
+void
+pb_queue_tx_abort(PbQueueTx *tx)
+{
+	g_autofree char *path = NULL;
+
+	if (tx == NULL)
+		return;
+	path = g_build_filename(tx->q->msg, tx->id, NULL);
+	(void)unlink(path);
+	tx_free(tx);
+}
+
+/* The data: flush, fsync, close, fsync msg/. */
+static gboolean
+tx_finish_data(PbQueueTx *tx, GError **error)
+{
+	if (tx->failed) {
+		g_set_error(error, PB_ERROR, PB_ERROR_TEMP,
+		            "an earlier write failed");
+		return FALSE;
+	}
+	if (!tx_flush(tx, error))
+		return FALSE;
+	if (fsync(tx->fd) < 0)
+		return pb_throw_errno(error, "fsync");
+	if (close(g_steal_fd(&tx->fd)) < 0)
+		return pb_throw_errno(error, "close");
+	return pb_fsync_dir(tx->q->msg, error);
+}
+
+gboolean
+pb_queue_tx_commit(PbQueueTx *tx, PbEnvelope *env, GError **error)
+{
+	g_autofree char *envpath = g_build_filename(tx->q->env, tx->id, NULL);
+
+	g_free(env->id);
+	env->id = g_strdup(tx->id);
+	env->size = tx->size;
+	if (env->arrival == 0)
+		env->arrival = g_get_real_time() / G_USEC_PER_SEC;
+	if (tx_finish_data(tx, error) && write_envelope(tx->q, env, error)) {
+		tx_free(tx);
+		return TRUE;
+	}
+	/* not accepted: env first (it may be in place when only the fsync
+	 * of env/ failed), then the data */
+	(void)unlink(envpath);
+	g_prefix_error(error, "queue %s: ", tx->id);
+	pb_queue_tx_abort(tx);
+	return temp_failure(error);
+}
+
+/* ---- queued messages ---- */
+
+PbQueueEntry *
+pb_queue_lock(PbQueue *q, const char *id, GError **error)
+{
+	g_autofree char *path = NULL;
+	g_auto(PbFd) fd = -1;
+	PbQueueEntry *e;
+	PbEnvelope *env;
+
+	if (!valid_id(id)) {
+		g_set_error(error, PB_ERROR, PB_ERROR_NOTFOUND,
+		            "%s: not a queue id", id);
+		return NULL;
+	}
+	path = g_build_filename(q->msg, id, NULL);
+	if ((fd = open(path, O_RDONLY | O_CLOEXEC)) < 0) {
+		pb_throw_errno(error, "queue %s: open", id);
+		return NULL;
+	}
+	while (flock(fd, LOCK_EX | LOCK_NB) < 0) {
+		if (errno == EINTR)
+			continue;
+		if (errno == EWOULDBLOCK)
+			g_set_error(error, PB_ERROR, PB_ERROR_BUSY,
+			            "queue %s: locked by another process", id);
+		else
+			pb_throw_errno(error, "queue %s: flock", id);
+		return NULL;
+	}
+	/* ENOENT now: it was finished while we were opening it */
+	if ((env = read_envelope(q, id, error)) == NULL)
+		return NULL;
+	e = g_new0(PbQueueEntry, 1);
+	e->q = q;
+	e->id = g_strdup(id);
+	e->fd = g_steal_fd(&fd);
+	e->env = env;
+	return e;
+}
+
+PbEnvelope *
+pb_queue_entry_envelope(PbQueueEntry *e)
+{
+	return e->env;
+}
+
+int
+pb_queue_entry_data_fd(PbQueueEntry *e)
+{
+	(void)lseek(e->fd, 0, SEEK_SET);
+	return e->fd;
+}
+
+gboolean
+pb_queue_entry_update(PbQueueEntry *e, GError **error)
+{
+	/* the id is the file's, whatever the caller did to the envelope */
+	if (strcmp(e->env->id, e->id) != 0) {
+		g_free(e->env->id);
+		e->env->id = g_strdup(e->id);
+	}
+	if (!write_envelope(e->q, e->env, error)) {
+		g_prefix_error(error, "queue %s: ", e->id);
+		return temp_failure(error);
+	}
+	return TRUE;
+}
+
+gboolean
+pb_queue_entry_remove(PbQueueEntry *e, GError **error)
+{
+	g_autofree char *env = g_build_filename(e->q->env, e->id, NULL);
+	g_autofree char *msg = g_build_filename(e->q->msg, e->id, NULL);
+
+	if (unlink(env) < 0 && errno != ENOENT)
+		return pb_throw_errno(error, "queue %s: unlink", e->id);
+	if (!pb_fsync_dir(e->q->env, error))
+		return temp_failure(error);
+	/* a msg/ file left by a crash here is garbage for clean_stale */
+	if (unlink(msg) < 0 && errno != ENOENT)
+		return pb_throw_errno(error, "queue %s: unlink", e->id);
+	return TRUE;
+}
+
+void
+pb_queue_entry_free(PbQueueEntry *e)
+{
+	if (e == NULL)
+		return;
+	if (e->fd >= 0)
+		(void)close(e->fd);
+	pb_envelope_free(e->env);
+	g_free(e->id);
+	g_free(e);
+}
+
+static gint
+compare_ids(gconstpointer a, gconstpointer b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* The names in DIR but dotfiles; with IDS_ONLY only queue ids. */
+static GPtrArray *
+list_dir(const char *dir, gboolean ids_only, GError **error)
+{
+	GPtrArray *names = g_ptr_array_new_with_free_func(g_free);
+	DIR *d = opendir(dir);
+	struct dirent *de;
+
+	if (d == NULL) {
+		pb_throw_errno(error, "opendir %s", dir);
+		g_ptr_array_unref(names);
+		return NULL;
+	}
+	errno = 0;
+	while ((de = readdir(d)) != NULL) {
+		if (de->d_name[0] != '.' && (!ids_only || valid_id(de->d_name)))
+			g_ptr_array_add(names, g_strdup(de->d_name));
+		errno = 0;
+	}
+	if (errno != 0) {
+		pb_throw_errno(error, "readdir %s", dir);
+		g_ptr_array_unref(names);
+		names = NULL;
+	}
+	(void)closedir(d);
+	return names;
+}
+
+GPtrArray *
+pb_queue_list(PbQueue *q, GError **error)
+{
+	GPtrArray *ids = list_dir(q->env, TRUE, error);
+
+	if (ids != NULL)
+		g_ptr_array_sort(ids, compare_ids);
+	return ids;
+}
+
+static gboolean
+is_old(const char *path, gint64 max_age)
+{
+	struct stat st;
+
+	return lstat(path, &st) == 0 && S_ISREG(st.st_mode) &&
+	       (gint64)st.st_mtime <
+	           g_get_real_time() / G_USEC_PER_SEC - max_age;
+}
+
+/* msg/ID is garbage when old, without an envelope and not locked (a
+ * session writing it holds the lock). */
+static gboolean
+remove_orphan(PbQueue *q, const char *id, gint64 max_age)
+{
+	g_autofree char *msg = g_build_filename(q->msg, id, NULL);
+	g_autofree char *env = g_build_filename(q->env, id, NULL);
+	g_auto(PbFd) fd = -1;
+
+	if (!is_old(msg, max_age) || access(env, F_OK) == 0 || errno != ENOENT)
+		return FALSE;
+	fd = open(msg, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+	if (fd < 0 || flock(fd, LOCK_EX | LOCK_NB) < 0)
+		return FALSE;
+	if (access(env, F_OK) == 0 || errno != ENOENT)
+		return FALSE;
+	return unlink(msg) == 0;
+}
+
+guint
+pb_queue_clean_stale(PbQueue *q, gint64 max_age, GError **error)
+{
+	g_autoptr(GPtrArray) msgs = list_dir(q->msg, FALSE, error);
+	g_autoptr(GPtrArray) tmps = NULL;
+	guint n = 0;
+
+	if (msgs == NULL || (tmps = list_dir(q->tmp, FALSE, error)) == NULL)
+		return 0;
+	for (guint i = 0; i < msgs->len; i++)
+		n += remove_orphan(q, g_ptr_array_index(msgs, i), max_age);
+	for (guint i = 0; i < tmps->len; i++) {
+		g_autofree char *path =
+		    g_build_filename(q->tmp, g_ptr_array_index(tmps, i), NULL);
+		if (is_old(path, max_age) && unlink(path) == 0)
+			n++;
+	}
+	return n;
+}
+
+/* ---- mailq ---- */
+
+/* Appends TEXT as a JSON string; bytes of invalid UTF-8 as \u00XX. */
+static void
+json_string(GString *out, const char *text)
+{
+	gboolean utf8 = g_utf8_validate(text, -1, NULL);
+
+	g_string_append_c(out, '"');
+	for (const guchar *p = (const guchar *)text; *p != '\0'; p++) {
+		if (*p == '"' || *p == '\\')
+			g_string_append_printf(out, "\\%c", *p);
+		else if (*p < 0x20 || *p == 0x7F || (*p >= 0x80 && !utf8))
+			g_string_append_printf(out, "\\u%04x", *p);
+		else
+			g_string_append_c(out, (char)*p);
+	}
+	g_string_append_c(out, '"');
+}
+
+static void
+json_string_or_null(GString *out, const char *text)
+{
+	if (text == NULL)
+		g_string_append(out, "null");
+	else
+		json_string(out, text);
+}
+
+static void
+json_rcpt(GString *out, const PbRecipient *r)
+{
+	g_string_append(out, "{\"address\":");
+	json_string(out, r->address);
+	g_string_append(out, ",\"orig\":");
+	json_string_or_null(out, r->orig);
+	g_string_append_printf(
+	    out,
+	    ",\"state\":\"%s\",\"attempts\":%u,"
+	    "\"last_attempt\":%" G_GINT64_FORMAT
+	    ",\"next_attempt\":%" G_GINT64_FORMAT ",\"last_error\":",
+	    strstate[r->state], r->attempts, r->last_attempt, r->next_attempt);
+	json_string_or_null(out, r->last_error);
+	g_string_append(out, ",\"dsn\":");
+	json_string_or_null(out, r->dsn);
+	g_string_append_c(out, '}');
+}
+
+static void
+json_envelope(GString *out, const PbEnvelope *env)
+{
+	g_string_append(out, "{\"id\":");
+	json_string(out, env->id);
+	g_string_append_printf(out,
+	                       ",\"size\":%" G_GUINT64_FORMAT
+	                       ",\"arrival\":%" G_GINT64_FORMAT ",\"sender\":",
+	                       env->size, env->arrival);
+	json_string(out, env->sender);
+	g_string_append_printf(
+	    out, ",\"held\":%s,\"notice_sent\":%s,\"recipients\":[",
+	    env->held ? "true" : "false", env->notice_sent ? "true" : "false");
+	for (guint i = 0; i < env->rcpts->len; i++) {
+		if (i > 0)
+			g_string_append_c(out, ',');
+		json_rcpt(out, g_ptr_array_index(env->rcpts, i));
+	}
+	g_string_append(out, "]}");
+}
+
+/* Postfix's mailq layout: the recipients under the sender's column. */
+#define INDENT "                                         "
+
+static void
+text_envelope(GString *out, const PbEnvelope *env)
+{
+	g_autoptr(GDateTime) t = g_date_time_new_from_unix_local(env->arrival);
+	g_autofree char *when =
+	    t ? g_date_time_format(t, "%a %b %e %H:%M:%S") : g_strdup("?");
+	g_autofree char *sender = pb_sanitize_text(env->sender, 1000);
+
+	g_string_append_printf(out, "%s%c %8" G_GUINT64_FORMAT " %s  %s\n",
+	                       env->id, env->held ? '!' : ' ', env->size, when,
+	                       env->sender[0] ? sender : "MAILER-DAEMON");
+	for (guint i = 0; i < env->rcpts->len; i++) {
+		const PbRecipient *r = g_ptr_array_index(env->rcpts, i);
+		g_autofree char *addr = pb_sanitize_text(r->address, 1000);
+		g_autofree char *err = pb_sanitize_text(r->last_error, 1000);
+
+		if (r->state != PB_RCPT_PENDING && r->state != PB_RCPT_FAILED)
+			continue;
+		if (r->last_error != NULL)
+			g_string_append_printf(out, INDENT "(%s)\n", err);
+		g_string_append_printf(out, INDENT "%s\n", addr);
+	}
+	g_string_append_c(out, '\n');
+}
+
+static void
+listing_close(GString *out, gboolean json, guint64 octets, guint n)
+{
+	if (json)
+		g_string_append(out, "]\n");
+	else if (n == 0)
+		g_string_append(out, "Mail queue is empty\n");
+	else
+		g_string_append_printf(
+		    out, "-- %" G_GUINT64_FORMAT " Kbytes in %u Request%s.\n",
+		    (octets + 1023) / 1024, n, n == 1 ? "" : "s");
+}
+
+GString *
+pb_queue_format_listing(PbQueue *q, gboolean json, GError **error)
+{
+	g_autoptr(GPtrArray) ids = pb_queue_list(q, error);
+	GString *out;
+	guint64 octets = 0;
+	guint n = 0;
+
+	if (ids == NULL)
+		return NULL;
+	out = g_string_new(json ? "[" : "");
+	if (!json && ids->len > 0)
+		g_string_append(out,
+		                "-Queue ID-             --Size-- "
+		                "----Arrival Time---- -Sender/Recipient-----"
+		                "--\n");
+	for (guint i = 0; i < ids->len; i++) {
+		const char *id = g_ptr_array_index(ids, i);
+		g_autoptr(GError) err = NULL;
+		g_autoptr(PbEnvelope) env = read_envelope(q, id, &err);
+
+		if (env == NULL &&
+		    g_error_matches(err, PB_ERROR, PB_ERROR_NOTFOUND))
+			continue; /* delivered meanwhile */
+		if (env == NULL) {
+			if (json)
+				continue;
+			g_string_append_printf(out, "%s  (%s)\n\n", id,
+			                       err->message);
+			continue;
+		}
+		if (json && n > 0)
+			g_string_append_c(out, ',');
+		if (json)
+			json_envelope(out, env);
+		else
+			text_envelope(out, env);
+		octets += env->size;
+		n++;
+	}
+	listing_close(out, json, octets, n);
+	return out;
+}

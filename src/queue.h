@@ -24,40 +24,40 @@
 
 typedef enum {
 	PB_RCPT_PENDING, /* not yet delivered: try again when due */
-	PB_RCPT_SENT,	 /* delivered (final) */
-	PB_RCPT_FAILED,	 /* failed for good; the bounce is still owed */
+	PB_RCPT_SENT,    /* delivered (final) */
+	PB_RCPT_FAILED,  /* failed for good; the bounce is still owed */
 	PB_RCPT_BOUNCED, /* failed and the bounce is queued (final) */
 } PbRcptState;
 
 typedef struct {
-	gint64 time;  /* seconds since the epoch */
-	char *host;   /* "mx.example.net[192.0.2.1]:25" or "local" */
-	char *reply;  /* sanitised reply text: printable ASCII only */
+	gint64 time; /* seconds since the epoch */
+	char *host;  /* "mx.example.net[192.0.2.1]:25" or "local" */
+	char *reply; /* sanitised reply text: printable ASCII only */
 } PbAttempt;
 
 typedef struct {
-	char *address;	    /* "local@domain" as given in RCPT TO */
-	char *orig;	    /* the original recipient when it came from an
-			       alias expansion, else NULL */
+	char *address; /* "local@domain" as given in RCPT TO */
+	char *orig;    /* the original recipient when it came from an
+	                  alias expansion, else NULL */
 	PbRcptState state;
 	guint attempts;
 	gint64 last_attempt; /* 0: never */
 	gint64 next_attempt; /* 0: as soon as possible */
-	char *dsn;	     /* enhanced status of the last outcome, or NULL */
+	char *dsn;           /* enhanced status of the last outcome, or NULL */
 	char *last_error;    /* sanitised reply text of the last failure */
 	GPtrArray *history;  /* PbAttempt*, every attempt (bounded) */
 } PbRecipient;
 
 typedef struct {
 	char *id;
-	char *sender;	   /* "" is the null sender <> */
-	gint64 arrival;	   /* seconds since the epoch */
-	guint64 size;	   /* octets of msg/ID */
-	gboolean smtputf8; /* needs an SMTPUTF8 peer */
+	char *sender;         /* "" is the null sender <> */
+	gint64 arrival;       /* seconds since the epoch */
+	guint64 size;         /* octets of msg/ID */
+	gboolean smtputf8;    /* needs an SMTPUTF8 peer */
 	gboolean notice_sent; /* the delay notice went out */
-	gboolean held;	   /* the operator holds it (not delivered) */
-	char *client;	   /* "helo [ip]" or "local uid N": informative */
-	GPtrArray *rcpts;  /* PbRecipient* */
+	gboolean held;        /* the operator holds it (not delivered) */
+	char *client;         /* "helo [ip]" or "local uid N": informative */
+	GPtrArray *rcpts;     /* PbRecipient* */
 } PbEnvelope;
 
 #define PB_QUEUE_MAX_HISTORY 64 /* attempts remembered per recipient */
@@ -68,8 +68,8 @@ G_DEFINE_AUTOPTR_CLEANUP_FUNC(PbEnvelope, pb_envelope_free)
 PbRecipient *pb_envelope_add_rcpt(PbEnvelope *env, const char *address);
 /* Appends an attempt to the history (dropping the oldest past the bound)
  * and sets last_attempt, attempts and last_error (for failures). */
-void pb_recipient_add_attempt(PbRecipient *rcpt, gint64 time,
-			      const char *host, const char *reply);
+void pb_recipient_add_attempt(PbRecipient *rcpt, gint64 time, const char *host,
+                              const char *reply);
 /* TRUE when no recipient is PENDING or FAILED. */
 gboolean pb_envelope_is_final(const PbEnvelope *env);
 
@@ -95,7 +95,7 @@ typedef struct _PbQueueTx PbQueueTx;
 PbQueueTx *pb_queue_tx_begin(PbQueue *q, GError **error);
 const char *pb_queue_tx_id(PbQueueTx *tx);
 gboolean pb_queue_tx_write(PbQueueTx *tx, const void *buf, gsize len,
-			   GError **error);
+                           GError **error);
 /* ENV's id, size are filled in; arrival if 0. Frees TX either way. */
 gboolean pb_queue_tx_commit(PbQueueTx *tx, PbEnvelope *env, GError **error);
 void pb_queue_tx_abort(PbQueueTx *tx); /* unlinks msg/ID, frees */
@@ -119,13 +119,19 @@ G_DEFINE_AUTOPTR_CLEANUP_FUNC(PbQueueEntry, pb_queue_entry_free)
 /* The ids in env/, sorted (oldest first). */
 GPtrArray *pb_queue_list(PbQueue *q, GError **error);
 /* Reads an envelope without locking (mailq). */
-PbEnvelope *pb_queue_read_envelope(PbQueue *q, const char *id,
-				   GError **error);
+PbEnvelope *pb_queue_read_envelope(PbQueue *q, const char *id, GError **error);
 /* Removes msg/ files without an envelope and tmp/ files older than
  * MAX_AGE seconds; returns how many. */
 guint pb_queue_clean_stale(PbQueue *q, gint64 max_age, GError **error);
 
 /* A new unique queue id (see above). */
 char *pb_queue_new_id(void);
+
+/* mailq's listing of the queue, oldest first: Postfix's text layout, or
+ * (JSON) an array of objects {id, size, arrival, sender, held,
+ * notice_sent, recipients: [{address, orig, state, attempts, last_attempt,
+ * next_attempt, last_error, dsn}]}. Entries that vanish meanwhile are
+ * skipped; unreadable ones are shown in the text form. */
+GString *pb_queue_format_listing(PbQueue *q, gboolean json, GError **error);
 
 #endif

@@ -123,27 +123,33 @@ record(Run *run, const PbEnvelope *env, PbRecipient *r, PbOutcomeKind kind,
        const char *dsn, const char *host, const char *reply, gboolean log)
 {
 	static const char *const status[] = {"sent", "deferred", "bounced"};
+	g_autofree char *text = pb_sanitize_text(reply, 1000);
 
-	pb_recipient_add_attempt(r, run->now, host, reply);
+	pb_recipient_add_attempt(r, run->now, host, text);
 	g_free(r->dsn);
 	r->dsn = g_strdup(dsn);
+	g_free(r->last_error);
+	r->last_error = NULL;
 	if (kind == PB_OUTCOME_SENT) {
 		r->state = PB_RCPT_SENT;
 		run->stats->delivered++;
 	} else if (kind == PB_OUTCOME_TEMP) {
 		r->next_attempt = run->now + backoff(run->cfg, r->attempts);
+		r->last_error = g_strdup(text);
 		run->stats->deferred++;
 	} else {
 		r->state = PB_RCPT_FAILED;
+		r->last_error = g_strdup(text);
 		run->stats->bounced++;
 	}
 	if (log)
 		pb_log_info(env->id,
-			    "to=<%s>%s%s%s, relay=%s, delay=%" G_GINT64_FORMAT
-			    ", dsn=%s, status=%s (%s)",
+			    "to=<%s>%s%s%s, relay=%s, delay=%.2f, dsn=%s, "
+			    "status=%s (%s)",
 			    r->address, r->orig ? ", orig_to=<" : "",
 			    r->orig ? r->orig : "", r->orig ? ">" : "", host,
-			    run->now - env->arrival, dsn, status[kind], reply);
+			    MAX(0.0, g_get_real_time() / 1e6 - (double)env->arrival),
+			    dsn, status[kind], text);
 }
 
 static void
