@@ -424,6 +424,7 @@ apply(Run *run, Job *job, char *line)
 	char *sp1 = strchr(line, ' '), *sp2, *sp3;
 	Held *held;
 	PbEnvelope *env;
+	g_autofree char *host = NULL;
 
 	if (sp1 == NULL || (sp2 = strchr(sp1 + 1, ' ')) == NULL ||
 	    (sp3 = strchr(sp2 + 1, ' ')) == NULL)
@@ -447,8 +448,11 @@ apply(Run *run, Job *job, char *line)
 	env = pb_queue_entry_envelope(held->entry);
 	if (ri >= env->rcpts->len)
 		goto bad;
+	/* the TLS outcome rides with the host, so mailq shows it */
+	host = *fields[1] ? g_strdup_printf("%s tls=%s", fields[1], fields[2])
+			  : g_strdup("");
 	record(run, env, g_ptr_array_index(env->rcpts, ri),
-	       (PbOutcomeKind)kind, fields[0], fields[1], fields[3], FALSE);
+	       (PbOutcomeKind)kind, fields[0], host, fields[3], FALSE);
 	save(held->entry);
 	return;
 bad:

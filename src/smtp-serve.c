@@ -71,6 +71,7 @@ hook_tx_commit(void *data, const char *sender, GPtrArray *recipients,
 	g_autofree Tx *tx = data;
 	g_autoptr(PbEnvelope) env = pb_envelope_new();
 
+	g_free(env->sender);
 	env->sender = g_strdup(sender);
 	env->smtputf8 = smtputf8;
 	env->client = g_strdup_printf("%s [%s]", helo ? helo : "",

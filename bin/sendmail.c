@@ -1,0 +1,287 @@
+/* sendmail - local submission, sendmail-compatible (see DESIGN.md and
+ * README "sendmail"): sendmail [-c FILE] [-t] [-i] [-oi] [-f ADDR]
+ * [-F NAME] [-bs] [-bp] [-q] [RCPT...].
+ *
+ * Installed set-user-id to [main] user (as qmail-queue is setuid qmailq),
+ * so that any local user can queue mail while the queue stays mode 0700.
+ * It trusts nothing from its caller: the submitting user is the real uid;
+ * a configuration named by -c or PILLARBOX_CONF is used only if root or
+ * the mail user owns it and nobody else can write it; -f is allowed only
+ * for root and the mail user; the real uid is switched to the mail user
+ * before the message is read, so the caller cannot signal or trace it. */
+#include "error.h"
+#include "program.h"
+#include "queue.h"
+#include "runq.h"
+#include "smtp-serve.h"
+#include "submit.h"
+
+#include <fcntl.h>
+#include <pwd.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+typedef enum { MODE_SUBMIT, MODE_SMTP, MODE_LIST, MODE_RUN } Mode;
+
+typedef struct {
+	Mode mode;
+	char *conf;
+	char *sender;
+	char *full_name;
+	gboolean extract;
+	gboolean dot_ends;
+	GPtrArray *rcpts;
+} Args;
+
+static int
+usage(const char *why, const char *arg)
+{
+	fprintf(stderr, "sendmail: %s%s%s\n", why, arg ? ": " : "",
+	        arg ? arg : "");
+	fprintf(stderr, "usage: sendmail [-c FILE] [-t] [-i] [-f ADDR] "
+	                "[-F NAME] [-bs|-bp|-bm] [-q] [RCPT...]\n");
+	return PB_EX_USAGE;
+}
+
+/* The value of -fADDR or -f ADDR; NULL when missing. */
+static char *
+value_of(char **argv, int *i, const char *arg)
+{
+	if (arg[2] != '\0')
+		return g_strdup(arg + 2);
+	if (argv[*i + 1] == NULL)
+		return NULL;
+	return g_strdup(argv[++*i]);
+}
+
+/* sendmail's option syntax (-oi, -fADDR, -bs) is not GOption's. */
+static int
+parse_args(int argc, char **argv, Args *a)
+{
+	int i;
+
+	for (i = 1; i < argc && argv[i][0] == '-' && argv[i][1]; i++) {
+		const char *arg = argv[i];
+		char **slot = NULL;
+
+		if (g_str_equal(arg, "--")) {
+			i++;
+			break;
+		}
+		switch (arg[1]) {
+		case 't':
+			a->extract = TRUE;
+			break;
+		case 'i':
+			a->dot_ends = FALSE;
+			break;
+		case 'o': /* -oi, -oem, -odb... : only -oi matters */
+			if (g_str_equal(arg, "-oi") || g_str_equal(arg, "-oI"))
+				a->dot_ends = FALSE;
+			break;
+		case 'v':
+		case 'm':
+		case 'n':
+		case 'U':
+		case 'G':
+		case 'e':
+			break; /* harmless sendmail flags */
+		case 'B':
+		case 'N':
+		case 'R':
+		case 'V':
+		case 'X':
+		case 'L':
+		case 'h': { /* sendmail flags with a value we do not use */
+			g_autofree char *ignored = value_of(argv, &i, arg);
+			if (ignored == NULL)
+				return usage("missing value for", arg);
+			break;
+		}
+		case 'f':
+		case 'r':
+			slot = &a->sender;
+			break;
+		case 'F':
+			slot = &a->full_name;
+			break;
+		case 'c':
+		case 'C':
+			slot = &a->conf;
+			break;
+		case 'q':
+			a->mode = MODE_RUN;
+			break;
+		case 'b':
+			if (g_str_equal(arg, "-bs"))
+				a->mode = MODE_SMTP;
+			else if (g_str_equal(arg, "-bp"))
+				a->mode = MODE_LIST;
+			else if (!g_str_equal(arg, "-bm"))
+				return usage("unsupported mode", arg);
+			break;
+		default:
+			return usage("unknown option", arg);
+		}
+		if (slot) {
+			g_free(*slot);
+			if ((*slot = value_of(argv, &i, arg)) == NULL)
+				return usage("missing value for", arg);
+		}
+	}
+	for (; i < argc; i++)
+		g_ptr_array_add(a->rcpts, g_strdup(argv[i]));
+	return PB_EX_OK;
+}
+
+/* Under set-user-id, a configuration the caller could have written
+ * would hand them the mail user's rights. */
+static gboolean
+conf_trusted(const char *path, uid_t mail_uid, GError **error)
+{
+	struct stat st;
+
+	if (path == NULL || *path == '\0')
+		return TRUE; /* the compiled-in default */
+	if (stat(path, &st) < 0)
+		return pb_throw_errno(error, "%s", path);
+	if ((st.st_uid != 0 && st.st_uid != mail_uid) ||
+	    (st.st_mode & (S_IWGRP | S_IWOTH))) {
+		g_set_error(error, PB_ERROR, PB_ERROR_CONFIG,
+		            "%s: not owned by root or the mail user, or "
+		            "writable by others: refused",
+		            path);
+		return FALSE;
+	}
+	return TRUE;
+}
+
+/* The immediate delivery attempt, in a child so the caller need not
+ * wait for it (as smtpd does after the client has gone). */
+static void
+deliver_soon(const PbConfig *cfg, char *id)
+{
+	char *ids[] = {id, NULL};
+	PbRunqStats stats;
+	int null;
+
+	if (cfg->delivery_queue || fork() != 0)
+		return;
+	setsid();
+	if ((null = open("/dev/null", O_RDWR)) >= 0) {
+		dup2(null, 0);
+		dup2(null, 1);
+		dup2(null, 2);
+	}
+	(void)pb_runq_run(cfg, ids, FALSE, &stats, NULL);
+	_exit(0);
+}
+
+static int
+submit(const PbConfig *cfg, Args *a, const char *login, uid_t ruid,
+       gboolean trusted)
+{
+	g_autoptr(GError) error = NULL;
+	g_autoptr(PbQueue) q = pb_queue_open(cfg->queue, &error);
+	g_autofree char *mine = NULL;
+	g_autofree char *sender = NULL;
+	g_autofree char *id = NULL;
+	PbSubmission sub = {0};
+
+	if (q == NULL || (mine = pb_submit_qualify(cfg, login, &error)) == NULL)
+		return pb_program_fail("sendmail", error);
+	if (a->sender && *a->sender && strcmp(a->sender, "<>") != 0 &&
+	    (sender = pb_submit_qualify(cfg, a->sender, &error)) == NULL)
+		return pb_program_fail("sendmail", error);
+	if (a->sender && sender == NULL)
+		sender = g_strdup(""); /* -f '' or -f '<>': the null sender */
+	if (sender && !trusted && strcmp(sender, mine) != 0) {
+		fprintf(stderr,
+		        "sendmail: -f %s: only root and %s may set "
+		        "another sender; you are %s\n",
+		        a->sender, cfg->user, login);
+		return PB_EX_NOPERM;
+	}
+	g_ptr_array_add(a->rcpts, NULL);
+	sub.sender = sender ? sender : mine;
+	sub.full_name = a->full_name;
+	sub.login = login;
+	sub.uid = (guint)ruid;
+	sub.recipients = (char **)a->rcpts->pdata;
+	sub.extract = a->extract;
+	sub.dot_ends = a->dot_ends;
+	if (!pb_submit(cfg, q, &sub, 0, &id, &error))
+		return pb_program_fail("sendmail", error);
+	deliver_soon(cfg, id);
+	return PB_EX_OK;
+}
+
+static int
+serve_modes(const PbConfig *cfg, Mode mode)
+{
+	g_autoptr(GError) error = NULL;
+	g_autoptr(PbQueue) q = NULL;
+	g_autoptr(GString) out = NULL;
+	PbRunqStats stats;
+	PbPeer peer = {.ip = ""};
+
+	switch (mode) {
+	case MODE_SMTP:
+		pb_smtp_serve(cfg, 0, 1, &peer);
+		return PB_EX_OK;
+	case MODE_LIST:
+		if ((q = pb_queue_open(cfg->queue, &error)) == NULL ||
+		    (out = pb_queue_format_listing(q, FALSE, &error)) == NULL)
+			return pb_program_fail("sendmail", error);
+		fwrite(out->str, 1, out->len, stdout);
+		return fflush(stdout) == 0 ? PB_EX_OK : PB_EX_IOERR;
+	case MODE_RUN:
+		if (!pb_runq_run(cfg, NULL, FALSE, &stats, &error))
+			return pb_program_fail("sendmail", error);
+		return PB_EX_OK;
+	default:
+		g_assert_not_reached();
+	}
+}
+
+int
+main(int argc, char **argv)
+{
+	Args a = {.mode = MODE_SUBMIT, .dot_ends = TRUE};
+	g_autoptr(GPtrArray) rcpts = g_ptr_array_new_with_free_func(g_free);
+	g_autoptr(GError) error = NULL;
+	g_autoptr(PbConfig) cfg = NULL;
+	uid_t ruid = getuid(), euid = geteuid();
+	struct passwd *pw = getpwuid(ruid);
+	g_autofree char *login =
+	    pw ? g_strdup(pw->pw_name) : g_strdup_printf("uid%u", (guint)ruid);
+	const char *conf;
+	int status;
+
+	a.rcpts = rcpts;
+	if ((status = parse_args(argc, argv, &a)) != PB_EX_OK)
+		return status;
+	conf = a.conf ? a.conf : g_getenv("PILLARBOX_CONF");
+	if (ruid != euid && ruid != 0 && !conf_trusted(conf, euid, &error))
+		return pb_program_fail("sendmail", error);
+	cfg = pb_program_start("sendmail", conf, FALSE, FALSE, &error);
+	if (cfg == NULL)
+		return pb_program_fail("sendmail", error);
+	/* set-user-id: become the mail user entirely */
+	if (ruid != euid && setresuid(euid, euid, euid) < 0) {
+		perror("sendmail: setresuid");
+		return PB_EX_OSERR;
+	}
+	pw = getpwnam(cfg->user);
+	if (a.mode != MODE_SUBMIT)
+		status = serve_modes(cfg, a.mode);
+	else
+		status = submit(cfg, &a, login, ruid,
+		                ruid == 0 || (pw && ruid == pw->pw_uid));
+	g_free(a.conf);
+	g_free(a.sender);
+	g_free(a.full_name);
+	return status;
+}

@@ -1,0 +1,235 @@
+/* test-submit.c - local submission: address lists, qualification, and
+ * what pb_submit() queues for a given input. */
+#include "config.h"
+#include "error.h"
+#include "queue.h"
+#include "submit.h"
+
+#include <glib/gstdio.h>
+#include <string.h>
+#include <unistd.h>
+
+static const char conf[] = "[main]\nhostname = mx.example.org\n"
+                           "domains = example.org\n"
+                           "[smtpd]\nmax_message_size = 8K\n";
+
+static void
+test_address_list(void)
+{
+	g_autoptr(GPtrArray) out = g_ptr_array_new_with_free_func(g_free);
+
+	pb_submit_address_list(
+	    " Alice <alice@example.org>, \"Bob, Jr.\" <bob@example.net>,"
+	    " carol@example.com (Carol), team: dave@example.org, "
+	    "\"e v\"@example.org; undisclosed-recipients:;",
+	    out);
+	g_assert_cmpuint(out->len, ==, 5);
+	g_assert_cmpstr(g_ptr_array_index(out, 0), ==, "alice@example.org");
+	g_assert_cmpstr(g_ptr_array_index(out, 1), ==, "bob@example.net");
+	g_assert_cmpstr(g_ptr_array_index(out, 2), ==, "carol@example.com");
+	g_assert_cmpstr(g_ptr_array_index(out, 3), ==, "dave@example.org");
+	g_assert_cmpstr(g_ptr_array_index(out, 4), ==, "\"e v\"@example.org");
+}
+
+static void
+test_qualify(void)
+{
+	g_autoptr(GError) error = NULL;
+	g_autoptr(PbConfig) cfg =
+	    pb_config_load_data(conf, strlen(conf), "t", "/tmp", &error);
+	g_autofree char *a = pb_submit_qualify(cfg, "root", &error);
+	g_autofree char *b = pb_submit_qualify(cfg, "x@Example.NET", &error);
+	g_autofree char *c = NULL;
+
+	g_assert_no_error(error);
+	g_assert_cmpstr(a, ==, "root@example.org");
+	g_assert_cmpstr(b, ==, "x@example.net");
+	c = pb_submit_qualify(cfg, "bad address@", &error);
+	g_assert_null(c);
+	g_assert_error(error, PB_ERROR, PB_ERROR_DATA);
+}
+
+typedef struct {
+	char *dir;
+	PbConfig *cfg;
+	PbQueue *q;
+} Fixture;
+
+static void
+setup(Fixture *f, gconstpointer data)
+{
+	g_autoptr(GError) error = NULL;
+
+	f->dir = g_dir_make_tmp("pbsubmit-XXXXXX", &error);
+	g_assert_no_error(error);
+	f->cfg = pb_config_load_data(conf, strlen(conf), "t", f->dir, &error);
+	g_assert_no_error(error);
+	f->q = pb_queue_open(f->cfg->queue, &error);
+	g_assert_no_error(error);
+}
+
+static void
+teardown(Fixture *f, gconstpointer data)
+{
+	g_autofree char *cmd = g_strdup_printf("rm -rf '%s'", f->dir);
+
+	g_assert_cmpint(system(cmd), ==, 0);
+	pb_queue_free(f->q);
+	pb_config_free(f->cfg);
+	g_free(f->dir);
+}
+
+/* Submits INPUT; returns the queued data (or NULL with *ERROR). */
+static char *
+submit(Fixture *f, PbSubmission *sub, const char *input, gsize len,
+       PbEnvelope **env, GError **error)
+{
+	int p[2];
+	g_autofree char *id = NULL;
+	g_autofree char *path = NULL;
+	char *data = NULL;
+	gboolean ok;
+
+	g_assert_cmpint(pipe(p), ==, 0);
+	g_assert_cmpint(write(p[1], input, len), ==, (gssize)len);
+	close(p[1]);
+	ok = pb_submit(f->cfg, f->q, sub, p[0], &id, error);
+	close(p[0]);
+	if (!ok)
+		return NULL;
+	*env = pb_queue_read_envelope(f->q, id, error);
+	g_assert_nonnull(*env);
+	path = g_build_filename(f->cfg->queue, "msg", id, NULL);
+	g_assert_true(g_file_get_contents(path, &data, NULL, NULL));
+	return data;
+}
+
+static void
+test_plain(Fixture *f, gconstpointer data)
+{
+	char *rcpts[] = {"alice", "bob@example.net, ", NULL};
+	PbSubmission sub = {.sender = "root@example.org",
+	                    .login = "root",
+	                    .recipients = rcpts,
+	                    .dot_ends = TRUE};
+	g_autoptr(GError) error = NULL;
+	g_autoptr(PbEnvelope) env = NULL;
+	const char in[] = "Subject: hi\nTo: someone@else.test\n\nbody\n"
+	                  "..two dots\n.\nnot read\n";
+	g_autofree char *out = submit(f, &sub, in, strlen(in), &env, &error);
+
+	g_assert_no_error(error);
+	g_assert_cmpstr(env->sender, ==, "root@example.org");
+	g_assert_cmpuint(env->rcpts->len, ==, 2);
+	g_assert_cmpstr(((PbRecipient *)env->rcpts->pdata[0])->address, ==,
+	                "alice@example.org");
+	g_assert_true(g_str_has_prefix(out, "Received: by mx.example.org"));
+	g_assert_nonnull(strstr(out, "\r\nFrom: root@example.org\r\n"));
+	g_assert_nonnull(strstr(out, "\r\nDate: "));
+	g_assert_nonnull(strstr(out, "\r\nMessage-ID: <"));
+	g_assert_nonnull(strstr(out, "\r\nSubject: hi\r\nTo: someone@else.test"
+	                             "\r\n\r\nbody\r\n..two dots\r\n"));
+	g_assert_true(g_str_has_suffix(out, "..two dots\r\n"));
+	g_assert_null(strstr(out, "not read"));
+	g_assert_null(strstr(out, "\n\n"));
+}
+
+static void
+test_extract(Fixture *f, gconstpointer data)
+{
+	PbSubmission sub = {.sender = "u@example.org",
+	                    .login = "u",
+	                    .full_name = "U Ser",
+	                    .extract = TRUE,
+	                    .dot_ends = TRUE};
+	g_autoptr(GError) error = NULL;
+	g_autoptr(PbEnvelope) env = NULL;
+	const char in[] = "To: A <a@example.org>,\n b@example.org\n"
+	                  "Cc: c@example.net\nBcc: secret@example.com\n"
+	                  "Subject: x\n\n.\nline\n";
+	g_autofree char *out = submit(f, &sub, in, strlen(in), &env, &error);
+
+	g_assert_no_error(error);
+	g_assert_cmpuint(env->rcpts->len, ==, 4);
+	g_assert_cmpstr(((PbRecipient *)env->rcpts->pdata[3])->address, ==,
+	                "secret@example.com");
+	g_assert_null(strstr(out, "Bcc"));
+	g_assert_null(strstr(out, "secret"));
+	g_assert_nonnull(strstr(out, "From: \"U Ser\" <u@example.org>\r\n"));
+	g_assert_nonnull(
+	    strstr(out, "To: A <a@example.org>,\r\n b@example.org"));
+	/* with -t and without -i the lone dot still ends the input */
+	g_assert_true(g_str_has_suffix(out, "Subject: x\r\n\r\n"));
+}
+
+static void
+test_no_header_long_line(Fixture *f, gconstpointer data)
+{
+	char *rcpts[] = {"alice", NULL};
+	PbSubmission sub = {.sender = "", .login = "u", .recipients = rcpts};
+	g_autoptr(GError) error = NULL;
+	g_autoptr(PbEnvelope) env = NULL;
+	g_autoptr(GString) in = g_string_new("just a body line\n.\n");
+	g_autofree char *out = NULL;
+	char *p;
+
+	g_string_append(in, "x");
+	for (int i = 0; i < 2000; i++)
+		g_string_append_c(in, 'y');
+	out = submit(f, &sub, in->str, in->len, &env, &error);
+	g_assert_no_error(error);
+	g_assert_cmpstr(env->sender, ==, "");
+	g_assert_nonnull(strstr(out, "\r\n\r\njust a body line\r\n.\r\nxyy"));
+	for (p = out; (p = strstr(p, "\r\n")) != NULL; p += 2) {
+		char *next = strstr(p + 2, "\r\n");
+		if (next)
+			g_assert_cmpint(next - (p + 2), <=, 998);
+	}
+	g_assert_true(g_str_has_suffix(out, "yy\r\n"));
+}
+
+static void
+test_refused(Fixture *f, gconstpointer data)
+{
+	char *rcpts[] = {"alice", NULL};
+	PbSubmission sub = {.sender = "", .login = "u", .recipients = rcpts};
+	g_autoptr(GError) error = NULL;
+	g_autoptr(PbEnvelope) env = NULL;
+	g_autoptr(GString) big = g_string_new("Subject: big\n\n");
+	g_autoptr(GPtrArray) ids = NULL;
+	char *out;
+
+	out = submit(f, &sub, "Subject: a\n\nnul\0byte\n", 20, &env, &error);
+	g_assert_null(out);
+	g_assert_error(error, PB_ERROR, PB_ERROR_DATA);
+	g_clear_error(&error);
+	for (int i = 0; i < 200; i++)
+		g_string_append(big,
+		                "0123456789012345678901234567890123456789\n");
+	out = submit(f, &sub, big->str, big->len, &env, &error);
+	g_assert_null(out);
+	g_assert_error(error, PB_ERROR, PB_ERROR_DATA);
+	g_clear_error(&error);
+	sub.recipients = NULL;
+	out = submit(f, &sub, "x\n", 2, &env, &error);
+	g_assert_null(out);
+	g_assert_error(error, PB_ERROR, PB_ERROR_USAGE);
+	ids = pb_queue_list(f->q, NULL);
+	g_assert_cmpuint(ids->len, ==, 0);
+}
+
+int
+main(int argc, char **argv)
+{
+	g_test_init(&argc, &argv, NULL);
+	g_test_add_func("/submit/address-list", test_address_list);
+	g_test_add_func("/submit/qualify", test_qualify);
+	g_test_add("/submit/plain", Fixture, NULL, setup, test_plain, teardown);
+	g_test_add("/submit/extract", Fixture, NULL, setup, test_extract,
+	           teardown);
+	g_test_add("/submit/no-header-long-line", Fixture, NULL, setup,
+	           test_no_header_long_line, teardown);
+	g_test_add("/submit/refused", Fixture, NULL, setup, test_refused,
+	           teardown);
+	return g_test_run();
+}
