@@ -634,6 +634,30 @@ pb_queue_read_envelope(PbQueue *q, const char *id, GError **error)
 
 /* Writes ENV as env/ID: tmp/ID.PID, fsync, rename, fsync env/. The
  * rename is journaled with its source, so tmp/ needs no fsync. */
+/* The envelope's mtime is when it is next due (the earliest
+ * next_attempt of a pending recipient; 0 when something is due now), so
+ * that pb_queue_list_due() finds the due entries with one stat each
+ * instead of reading every envelope: an idle run over a large queue costs
+ * a readdir and a stat per message. */
+static gboolean
+stamp_due(int fd, const PbEnvelope *env, GError **error)
+{
+	gint64 due = G_MAXINT32;
+	struct timespec times[2] = {{0, UTIME_OMIT}, {0, 0}};
+
+	for (guint i = 0; i < env->rcpts->len; i++) {
+		const PbRecipient *r = g_ptr_array_index(env->rcpts, i);
+		if (r->state == PB_RCPT_FAILED)
+			due = 0; /* a bounce is owed */
+		else if (r->state == PB_RCPT_PENDING)
+			due = MIN(due, r->next_attempt);
+	}
+	times[1].tv_sec = (time_t)MAX(due, 0);
+	if (futimens(fd, times) < 0)
+		return pb_throw_errno(error, "futimens");
+	return TRUE;
+}
+
 static gboolean
 write_envelope(PbQueue *q, const PbEnvelope *env, GError **error)
 {
@@ -653,6 +677,7 @@ write_envelope(PbQueue *q, const PbEnvelope *env, GError **error)
 	if (fd < 0)
 		return pb_throw_errno(error, "create %s", tmp);
 	if (!pb_write_all(fd, text->str, text->len, error) ||
+	    !stamp_due(fd, env, error) ||
 	    (fsync(fd) < 0 && !pb_throw_errno(error, "fsync %s", tmp)) ||
 	    (close(g_steal_fd(&fd)) < 0 &&
 	     !pb_throw_errno(error, "close %s", tmp)) ||
@@ -937,6 +962,29 @@ pb_queue_list(PbQueue *q, GError **error)
 	if (ids != NULL)
 		g_ptr_array_sort(ids, compare_ids);
 	return ids;
+}
+
+GPtrArray *
+pb_queue_list_due(PbQueue *q, gint64 now, GError **error)
+{
+	g_autoptr(GPtrArray) ids = pb_queue_list(q, error);
+	GPtrArray *due;
+	g_auto(PbFd) dfd = -1;
+
+	if (ids == NULL)
+		return NULL;
+	dfd = open(q->env, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (dfd < 0)
+		return pb_throw_errno(error, "open %s", q->env), NULL;
+	due = g_ptr_array_new_with_free_func(g_free);
+	for (guint i = 0; i < ids->len; i++) {
+		struct stat st;
+		char *id = g_ptr_array_index(ids, i);
+		if (fstatat(dfd, id, &st, 0) == 0 && st.st_mtime > now)
+			continue; /* not due; a vanished one is skipped later */
+		g_ptr_array_add(due, g_steal_pointer(&ids->pdata[i]));
+	}
+	return due;
 }
 
 static gboolean

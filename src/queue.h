@@ -118,6 +118,9 @@ G_DEFINE_AUTOPTR_CLEANUP_FUNC(PbQueueEntry, pb_queue_entry_free)
 
 /* The ids in env/, sorted (oldest first). */
 GPtrArray *pb_queue_list(PbQueue *q, GError **error);
+/* The ids in env/ due at NOW (envelope mtime <= NOW: see queue.c), sorted:
+ * what a run without -f has to look at. */
+GPtrArray *pb_queue_list_due(PbQueue *q, gint64 now, GError **error);
 /* Reads an envelope without locking (mailq). */
 PbEnvelope *pb_queue_read_envelope(PbQueue *q, const char *id, GError **error);
 /* Removes msg/ files without an envelope and tmp/ files older than

@@ -601,8 +601,10 @@ pb_runq_run(const PbConfig *cfg, char **ids, gboolean force,
 	memset(stats, 0, sizeof(*stats));
 	if (q == NULL || (local = pb_local_new(cfg, error)) == NULL)
 		return FALSE;
+	run.now = g_get_real_time() / G_USEC_PER_SEC;
 	if (ids == NULL) {
-		run.ids = pb_queue_list(q, error);
+		run.ids = force ? pb_queue_list(q, error)
+				: pb_queue_list_due(q, run.now, error);
 		if (run.ids == NULL)
 			return FALSE;
 		(void)pb_queue_clean_stale(q, 24 * 3600, NULL);
@@ -613,7 +615,6 @@ pb_runq_run(const PbConfig *cfg, char **ids, gboolean force,
 	}
 	run.q = q;
 	run.local = local;
-	run.now = g_get_real_time() / G_USEC_PER_SEC;
 	run.jobs = g_hash_table_new_full(g_str_hash, g_str_equal, NULL,
 					 (GDestroyNotify)job_free);
 	run.held = held = g_ptr_array_new_with_free_func((GDestroyNotify)held_free);

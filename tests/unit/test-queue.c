@@ -439,6 +439,36 @@ make_old(const char *path)
 	g_assert_cmpint(utimensat(AT_FDCWD, path, ts, 0), ==, 0);
 }
 
+/* The envelope's mtime says when it is due; list_due keeps those. */
+static void
+test_list_due(Fixture *f, gconstpointer data)
+{
+	g_autoptr(GError) error = NULL;
+	g_autofree char *now_id = queue_one(f, "a\r\n", "bob@example.net");
+	g_autofree char *later_id = queue_one(f, "b\r\n", "carol@example.net");
+	g_autoptr(PbQueueEntry) e = pb_queue_lock(f->q, later_id, &error);
+	g_autoptr(GPtrArray) due = NULL;
+	PbRecipient *r;
+
+	g_assert_no_error(error);
+	r = g_ptr_array_index(pb_queue_entry_envelope(e)->rcpts, 0);
+	r->next_attempt = 2000000000;
+	g_assert_true(pb_queue_entry_update(e, &error));
+	due = pb_queue_list_due(f->q, 1900000000, &error);
+	g_assert_no_error(error);
+	g_assert_cmpuint(due->len, ==, 1);
+	g_assert_cmpstr(g_ptr_array_index(due, 0), ==, now_id);
+	g_clear_pointer(&due, g_ptr_array_unref);
+	due = pb_queue_list_due(f->q, 2000000000, &error);
+	g_assert_cmpuint(due->len, ==, 2);
+	g_clear_pointer(&due, g_ptr_array_unref);
+	/* a failed recipient owes a bounce: due at once */
+	r->state = PB_RCPT_FAILED;
+	g_assert_true(pb_queue_entry_update(e, &error));
+	due = pb_queue_list_due(f->q, 1900000000, &error);
+	g_assert_cmpuint(due->len, ==, 2);
+}
+
 static void
 test_clean_stale(Fixture *f, gconstpointer data)
 {
@@ -545,6 +575,7 @@ main(int argc, char **argv)
 	ADD("/queue/lock/missing", test_lock_missing);
 	ADD("/queue/entry/update-remove", test_update_remove);
 	ADD("/queue/list", test_list);
+	ADD("/queue/list-due", test_list_due);
 	ADD("/queue/clean-stale", test_clean_stale);
 	g_test_add_func("/queue/ids", test_ids);
 	ADD("/queue/listing", test_listing);
