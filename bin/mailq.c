@@ -116,7 +116,7 @@ main(int argc, char **argv)
 	if (explain)
 		out = pb_explain(cfg, q, explain, &error);
 	else
-		out = pb_queue_format_listing(q, json, &error);
+		out = pb_queue_format_listing(q, json, cfg->bounce_after, &error);
 	if (out == NULL)
 		return pb_program_fail("mailq", error);
 	return emit(out);

@@ -233,7 +233,7 @@ serve_modes(const PbConfig *cfg, Mode mode)
 		return PB_EX_OK;
 	case MODE_LIST:
 		if ((q = pb_queue_open(cfg->queue, &error)) == NULL ||
-		    (out = pb_queue_format_listing(q, FALSE, &error)) == NULL)
+		    (out = pb_queue_format_listing(q, FALSE, 0, &error)) == NULL)
 			return pb_program_fail("sendmail", error);
 		fwrite(out->str, 1, out->len, stdout);
 		return fflush(stdout) == 0 ? PB_EX_OK : PB_EX_IOERR;

@@ -1085,7 +1085,7 @@ json_rcpt(GString *out, const PbRecipient *r)
 }
 
 static void
-json_envelope(GString *out, const PbEnvelope *env)
+json_envelope(GString *out, const PbEnvelope *env, gint64 bounce_after)
 {
 	g_string_append(out, "{\"id\":");
 	json_string(out, env->id);
@@ -1095,8 +1095,11 @@ json_envelope(GString *out, const PbEnvelope *env)
 	                       env->size, env->arrival);
 	json_string(out, env->sender);
 	g_string_append_printf(
-	    out, ",\"held\":%s,\"notice_sent\":%s,\"recipients\":[",
-	    env->held ? "true" : "false", env->notice_sent ? "true" : "false");
+	    out,
+	    ",\"held\":%s,\"notice_sent\":%s,\"bounce_at\":%" G_GINT64_FORMAT
+	    ",\"recipients\":[",
+	    env->held ? "true" : "false", env->notice_sent ? "true" : "false",
+	    env->arrival + bounce_after);
 	for (guint i = 0; i < env->rcpts->len; i++) {
 		if (i > 0)
 			g_string_append_c(out, ',');
@@ -1147,7 +1150,8 @@ listing_close(GString *out, gboolean json, guint64 octets, guint n)
 }
 
 GString *
-pb_queue_format_listing(PbQueue *q, gboolean json, GError **error)
+pb_queue_format_listing(PbQueue *q, gboolean json, gint64 bounce_after,
+                        GError **error)
 {
 	g_autoptr(GPtrArray) ids = pb_queue_list(q, error);
 	GString *out;
@@ -1180,7 +1184,7 @@ pb_queue_format_listing(PbQueue *q, gboolean json, GError **error)
 		if (json && n > 0)
 			g_string_append_c(out, ',');
 		if (json)
-			json_envelope(out, env);
+			json_envelope(out, env, bounce_after);
 		else
 			text_envelope(out, env);
 		octets += env->size;

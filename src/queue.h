@@ -132,9 +132,10 @@ char *pb_queue_new_id(void);
 
 /* mailq's listing of the queue, oldest first: Postfix's text layout, or
  * (JSON) an array of objects {id, size, arrival, sender, held,
- * notice_sent, recipients: [{address, orig, state, attempts, last_attempt,
- * next_attempt, last_error, dsn}]}. Entries that vanish meanwhile are
- * skipped; unreadable ones are shown in the text form. */
-GString *pb_queue_format_listing(PbQueue *q, gboolean json, GError **error);
+ * notice_sent, bounce_at (arrival + BOUNCE_AFTER), recipients: [{address, orig,
+ * state, attempts, last_attempt, next_attempt, last_error, dsn}]}. Entries that
+ * vanish meanwhile are skipped; unreadable ones are shown in the text form. */
+GString *pb_queue_format_listing(PbQueue *q, gboolean json, gint64 bounce_after,
+                                 GError **error);
 
 #endif

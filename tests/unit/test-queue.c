@@ -528,7 +528,7 @@ static void
 test_listing(Fixture *f, gconstpointer data)
 {
 	g_autoptr(GError) error = NULL;
-	g_autoptr(GString) empty = pb_queue_format_listing(f->q, FALSE, &error);
+	g_autoptr(GString) empty = pb_queue_format_listing(f->q, FALSE, 3600, &error);
 	g_autoptr(GString) text = NULL;
 	g_autoptr(GString) json = NULL;
 	g_autofree char *id = queue_one(f, "abc\r\n", "b\"o\\b@example.net");
@@ -539,14 +539,14 @@ test_listing(Fixture *f, gconstpointer data)
 	g_assert_cmpstr(empty->str, ==, "Mail queue is empty\n");
 	pb_recipient_add_attempt(r, 1763800100, "mx", "451 4.4.1 \x1b[31mred");
 	g_assert_true(pb_queue_entry_update(e, &error));
-	text = pb_queue_format_listing(f->q, FALSE, &error);
+	text = pb_queue_format_listing(f->q, FALSE, 3600, &error);
 	g_assert_no_error(error);
 	g_assert_nonnull(strstr(text->str, id));
 	g_assert_nonnull(strstr(text->str, "  alice@example.org\n"));
 	g_assert_nonnull(strstr(text->str, "(451 4.4.1 \\x1B[31mred)\n"));
 	g_assert_true(
 	    g_str_has_suffix(text->str, "-- 1 Kbytes in 1 Request.\n"));
-	json = pb_queue_format_listing(f->q, TRUE, &error);
+	json = pb_queue_format_listing(f->q, TRUE, 3600, &error);
 	g_assert_no_error(error);
 	g_assert_true(g_str_has_prefix(json->str, "[{\"id\":\""));
 	g_assert_nonnull(
@@ -554,6 +554,7 @@ test_listing(Fixture *f, gconstpointer data)
 	g_assert_nonnull(
 	    strstr(json->str, "\"last_error\":\"451 4.4.1 \\u001b[31mred\""));
 	g_assert_nonnull(strstr(json->str, "\"size\":5,"));
+	g_assert_nonnull(strstr(json->str, "\"bounce_at\":"));
 	g_assert_nonnull(
 	    strstr(json->str, "\"state\":\"pending\",\"attempts\":1"));
 	g_assert_true(g_str_has_suffix(json->str, "}]\n"));
