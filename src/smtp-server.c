@@ -1,2 +1,783 @@
-/* smtp-server.c - not written yet */
-#include <glib.h>
+/*
+ * smtp-server.c - the SMTP server session (see smtp-server.h): a state
+ * machine fed command lines and DATA octets, writing replies to a
+ * PbLineOut.
+ *
+ * States follow RFC 5321 section 4.1.4: GREETED (HELO/EHLO required),
+ * READY (MAIL allowed), MAIL (RCPT allowed), RCPT (DATA allowed), DATA
+ * (octets go to the decoder), CLOSED. Every reply carries an enhanced
+ * status code (RFC 3463) except the greeting, 221 and EHLO's 250.
+ *
+ * Guarantees: nothing a client sends reaches the queue's envelope
+ * unchecked (paths go through address.c, which refuses control
+ * characters; ESMTP parameters are parsed, never copied); the message is
+ * streamed to the queue through the decoder, which keeps a few octets of
+ * state and never the message; 250 after DATA only once tx_commit()
+ * returned TRUE. Too many errors end the session (421).
+ */
+#include "smtp-server.h"
+#include "address.h"
+#include "error.h"
+
+#include <string.h>
+
+#define MAX_ERRORS 20    /* bad commands before 421 */
+#define SINK_CHUNK 16384 /* decoder output handed to the sink at once */
+
+typedef enum {
+	ST_GREETED, /* waiting for HELO/EHLO */
+	ST_READY,
+	ST_MAIL,
+	ST_RCPT,
+	ST_DATA,
+	ST_CLOSED,
+} State;
+
+struct _PbSmtpServer {
+	const PbConfig *cfg;
+	const PbSmtpHooks *hooks;
+	void *hook_data;
+	const PbSmtpPeer *peer;
+	PbLineOut *out;
+	State state;
+	PbSmtpAction action;
+	guint errors;
+	char *helo;
+	gboolean esmtp;
+	/* the transaction */
+	char *sender;
+	gboolean smtputf8;
+	GPtrArray *rcpts;     /* char*, canonical strings */
+	GHashTable *rcpt_set; /* lowercased, for duplicates */
+	void *tx;
+	const char *qid;
+	gboolean tx_failed;
+	PbDataDecoder *dec;
+	GPtrArray *accepted; /* char* queue ids */
+};
+
+/* ---- the DATA decoder ---- */
+
+typedef enum {
+	D_BOL,   /* at the start of a line */
+	D_DOT,   /* "." at the start of a line */
+	D_DOTCR, /* ".\r" at the start of a line */
+	D_TEXT,  /* inside a line */
+	D_CR,    /* a CR inside a line, LF or not to follow */
+} DecState;
+
+struct _PbDataDecoder {
+	guint64 max_size;
+	PbDataSink sink;
+	void *ctx;
+	DecState state;
+	guint problems;
+	guint64 size;     /* octets given to the sink */
+	gsize line_len;   /* octets of the current line (unstuffed) */
+	gboolean in_body; /* the empty line after the header was seen */
+	char prefix[10];  /* the current header line's first octets */
+	guint received;
+	char buf[SINK_CHUNK];
+	gsize buf_len;
+};
+
+PbDataDecoder *
+pb_data_decoder_new(guint64 max_size, PbDataSink sink, void *ctx)
+{
+	PbDataDecoder *dec = g_new0(PbDataDecoder, 1);
+
+	dec->max_size = max_size;
+	dec->sink = sink;
+	dec->ctx = ctx;
+	dec->state = D_BOL;
+	return dec;
+}
+
+void
+pb_data_decoder_free(PbDataDecoder *dec)
+{
+	g_free(dec);
+}
+
+guint
+pb_data_decoder_problems(PbDataDecoder *dec)
+{
+	return dec->problems;
+}
+
+guint64
+pb_data_decoder_size(PbDataDecoder *dec)
+{
+	return dec->size;
+}
+
+static void
+dec_flush(PbDataDecoder *dec)
+{
+	if (dec->buf_len > 0)
+		dec->sink(dec->ctx, dec->buf, dec->buf_len);
+	dec->buf_len = 0;
+}
+
+/* One octet of the message; the size limit stops output, not reading. */
+static void
+dec_emit(PbDataDecoder *dec, char c)
+{
+	if (dec->size >= dec->max_size) {
+		dec->problems |= PB_DATA_TOO_BIG;
+		return;
+	}
+	dec->size++;
+	dec->buf[dec->buf_len++] = c;
+	if (dec->buf_len == sizeof dec->buf)
+		dec_flush(dec);
+}
+
+/* An octet of line text (not the CRLF). */
+static void
+dec_text(PbDataDecoder *dec, char c)
+{
+	if (c == '\0')
+		dec->problems |= PB_DATA_NUL;
+	if (!dec->in_body && dec->line_len < sizeof dec->prefix - 1)
+		dec->prefix[dec->line_len] = c;
+	if (++dec->line_len > PB_DATA_MAX_LINE)
+		dec->problems |= PB_DATA_LONG_LINE;
+	dec_emit(dec, c);
+}
+
+/* CRLF: the end of a line; counts Received: in the header section. */
+static void
+dec_line_end(PbDataDecoder *dec)
+{
+	dec_emit(dec, '\r');
+	dec_emit(dec, '\n');
+	if (!dec->in_body) {
+		if (dec->line_len == 0)
+			dec->in_body = TRUE;
+		else if (dec->line_len >= 9 &&
+		         g_ascii_strncasecmp(dec->prefix, "Received:", 9) ==
+		             0 &&
+		         ++dec->received > PB_DATA_MAX_RECEIVED)
+			dec->problems |= PB_DATA_LOOP;
+	}
+	dec->line_len = 0;
+	memset(dec->prefix, 0, sizeof dec->prefix);
+}
+
+/* One octet in D_TEXT (also where other states fall back to). */
+static void
+dec_in_text(PbDataDecoder *dec, char c)
+{
+	if (c == '\r') {
+		dec->state = D_CR;
+	} else if (c == '\n') {
+		/* a bare LF is text, never a line end: "\n.\n" cannot end
+		 * the data (SMTP smuggling) */
+		dec->problems |= PB_DATA_BARE_LF;
+		dec_text(dec, c);
+		dec->state = D_TEXT;
+	} else {
+		dec_text(dec, c);
+		dec->state = D_TEXT;
+	}
+}
+
+gsize
+pb_data_decoder_feed(PbDataDecoder *dec, const char *buf, gsize len,
+                     gboolean *done)
+{
+	*done = FALSE;
+	for (gsize i = 0; i < len; i++) {
+		char c = buf[i];
+
+		switch (dec->state) {
+		case D_BOL:
+			if (c == '.')
+				dec->state = D_DOT;
+			else
+				dec_in_text(dec, c);
+			break;
+		case D_DOT:
+			if (c == '\r')
+				dec->state = D_DOTCR;
+			else /* a stuffed dot: dropped */
+				dec_in_text(dec, c);
+			break;
+		case D_DOTCR:
+			if (c == '\n') {
+				dec_flush(dec);
+				*done = TRUE;
+				return i + 1;
+			}
+			/* ".\r" then not LF: the dot was stuffing, the CR
+			 * is bare */
+			dec->problems |= PB_DATA_BARE_CR;
+			dec_text(dec, '\r');
+			dec_in_text(dec, c);
+			break;
+		case D_CR:
+			if (c == '\n') {
+				dec_line_end(dec);
+				dec->state = D_BOL;
+			} else {
+				dec->problems |= PB_DATA_BARE_CR;
+				dec_text(dec, '\r');
+				dec_in_text(dec, c);
+			}
+			break;
+		case D_TEXT:
+			dec_in_text(dec, c);
+			break;
+		}
+	}
+	dec_flush(dec);
+	return len;
+}
+
+/* ---- replies ---- */
+
+static void G_GNUC_PRINTF(2, 3) reply(PbSmtpServer *s, const char *fmt, ...)
+{
+	va_list ap;
+	g_autofree char *text = NULL;
+
+	va_start(ap, fmt);
+	text = g_strdup_vprintf(fmt, ap);
+	va_end(ap);
+	pb_line_out_printf(s->out, "%s\r\n", text);
+}
+
+/* A reply to a bad command; too many of them end the session. */
+static void G_GNUC_PRINTF(2, 3) fail(PbSmtpServer *s, const char *fmt, ...)
+{
+	va_list ap;
+	g_autofree char *text = NULL;
+
+	va_start(ap, fmt);
+	text = g_strdup_vprintf(fmt, ap);
+	va_end(ap);
+	pb_line_out_printf(s->out, "%s\r\n", text);
+	if (++s->errors >= MAX_ERRORS) {
+		reply(s, "421 4.7.0 %s Error: too many errors",
+		      s->cfg->hostname);
+		s->state = ST_CLOSED;
+		s->action = PB_SMTP_CLOSE;
+	}
+}
+
+/* ---- the session ---- */
+
+static void
+reset_transaction(PbSmtpServer *s)
+{
+	g_clear_pointer(&s->sender, g_free);
+	g_ptr_array_set_size(s->rcpts, 0);
+	g_hash_table_remove_all(s->rcpt_set);
+	s->smtputf8 = FALSE;
+	if (s->tx != NULL)
+		s->hooks->tx_abort(s->tx);
+	s->tx = NULL;
+	s->qid = NULL;
+	g_clear_pointer(&s->dec, pb_data_decoder_free);
+	if (s->state != ST_GREETED && s->state != ST_CLOSED)
+		s->state = ST_READY;
+}
+
+PbSmtpServer *
+pb_smtp_server_new(const PbConfig *cfg, const PbSmtpHooks *hooks,
+                   void *hook_data, const PbSmtpPeer *peer, PbLineOut *out)
+{
+	PbSmtpServer *s = g_new0(PbSmtpServer, 1);
+
+	s->cfg = cfg;
+	s->hooks = hooks;
+	s->hook_data = hook_data;
+	s->peer = peer;
+	s->out = out;
+	s->state = ST_GREETED;
+	s->rcpts = g_ptr_array_new_with_free_func(g_free);
+	s->rcpt_set =
+	    g_hash_table_new_full(g_str_hash, g_str_equal, g_free, NULL);
+	s->accepted = g_ptr_array_new_with_free_func(g_free);
+	return s;
+}
+
+void
+pb_smtp_server_free(PbSmtpServer *s)
+{
+	if (s == NULL)
+		return;
+	reset_transaction(s);
+	g_free(s->helo);
+	g_ptr_array_unref(s->rcpts);
+	g_hash_table_unref(s->rcpt_set);
+	g_ptr_array_unref(s->accepted);
+	g_free(s);
+}
+
+void
+pb_smtp_server_greet(PbSmtpServer *s)
+{
+	reply(s, "220 %s ESMTP pillarbox", s->cfg->hostname);
+}
+
+/* HELO/EHLO's argument: a domain or an address literal, printable. */
+static gboolean
+valid_helo(const char *arg)
+{
+	if (*arg == '\0' || strlen(arg) > 255)
+		return FALSE;
+	for (const char *p = arg; *p; p++)
+		if (*p <= ' ' || *p > '~')
+			return FALSE;
+	return TRUE;
+}
+
+static void
+cmd_helo(PbSmtpServer *s, const char *arg, gboolean esmtp)
+{
+	if (!valid_helo(arg)) {
+		fail(s, "501 5.5.4 Syntax: %s hostname",
+		     esmtp ? "EHLO" : "HELO");
+		return;
+	}
+	s->state = ST_READY;
+	reset_transaction(s);
+	g_free(s->helo);
+	s->helo = g_strdup(arg);
+	s->esmtp = esmtp;
+	if (!esmtp) {
+		reply(s, "250 %s", s->cfg->hostname);
+		return;
+	}
+	/* the capability list: STARTTLS and AUTH join it with the TLS
+	 * issue */
+	reply(s, "250-%s", s->cfg->hostname);
+	reply(s, "250-PIPELINING");
+	reply(s, "250-SIZE %" G_GUINT64_FORMAT, s->cfg->max_message_size);
+	reply(s, "250-8BITMIME");
+	reply(s, "250-ENHANCEDSTATUSCODES");
+	reply(s, "250 SMTPUTF8");
+}
+
+/* "FROM:" / "TO:" then optional spaces; returns the path's start. */
+static const char *
+after_keyword(const char *arg, const char *keyword)
+{
+	gsize n = strlen(keyword);
+
+	if (g_ascii_strncasecmp(arg, keyword, n) != 0)
+		return NULL;
+	arg += n;
+	while (*arg == ' ')
+		arg++;
+	return arg;
+}
+
+/* MAIL's ESMTP parameters (RFC 1870, 6152, 6531). FALSE: replied. */
+static gboolean
+mail_params(PbSmtpServer *s, const char *rest, gboolean *utf8)
+{
+	g_auto(GStrv) params = g_strsplit(rest, " ", -1);
+
+	for (guint i = 0; params[i]; i++) {
+		const char *p = params[i];
+		guint64 size;
+		if (*p == '\0')
+			continue;
+		if (g_ascii_strncasecmp(p, "SIZE=", 5) == 0) {
+			if (!g_ascii_string_to_unsigned(
+			        p + 5, 10, 0, G_MAXUINT64, &size, NULL)) {
+				fail(s, "501 5.5.4 Bad SIZE parameter");
+				return FALSE;
+			}
+			if (size > s->cfg->max_message_size) {
+				fail(s, "552 5.3.4 Message size exceeds fixed "
+				        "limit");
+				return FALSE;
+			}
+		} else if (g_ascii_strncasecmp(p, "BODY=", 5) == 0) {
+			if (g_ascii_strcasecmp(p + 5, "7BIT") != 0 &&
+			    g_ascii_strcasecmp(p + 5, "8BITMIME") != 0) {
+				fail(s, "501 5.5.4 Unsupported BODY parameter");
+				return FALSE;
+			}
+		} else if (g_ascii_strcasecmp(p, "SMTPUTF8") == 0) {
+			*utf8 = TRUE;
+		} else {
+			fail(s, "555 5.5.4 Unsupported MAIL parameter");
+			return FALSE;
+		}
+	}
+	return TRUE;
+}
+
+static gboolean
+is_ascii(const char *text)
+{
+	for (const guchar *p = (const guchar *)text; *p; p++)
+		if (*p >= 0x80)
+			return FALSE;
+	return TRUE;
+}
+
+static void
+cmd_mail(PbSmtpServer *s, const char *arg)
+{
+	const char *path = after_keyword(arg, "FROM:");
+	g_autoptr(PbAddress) addr = NULL;
+	g_autoptr(GError) error = NULL;
+	g_autofree char *text = NULL;
+	const char *rest;
+	gboolean utf8 = FALSE;
+
+	if (s->state == ST_GREETED) {
+		fail(s, "503 5.5.1 Error: send HELO/EHLO first");
+		return;
+	}
+	if (s->state != ST_READY) {
+		fail(s, "503 5.5.1 Error: nested MAIL command");
+		return;
+	}
+	if (path == NULL) {
+		fail(s, "501 5.5.4 Syntax: MAIL FROM:<address>");
+		return;
+	}
+	if (!pb_address_parse_path(path, strlen(path),
+	                           PB_ADDRESS_ALLOW_NULL | PB_ADDRESS_UTF8,
+	                           &addr, &rest, &error)) {
+		fail(s, "501 5.1.7 Bad sender address syntax: %s",
+		     error->message);
+		return;
+	}
+	if (*rest != '\0' && *rest != ' ') {
+		fail(s, "501 5.5.4 Syntax: MAIL FROM:<address> [parameters]");
+		return;
+	}
+	if (!mail_params(s, rest, &utf8))
+		return;
+	text = pb_address_to_string(addr);
+	if (!utf8 && !is_ascii(text)) {
+		fail(s, "553 5.6.7 Non-ASCII address needs SMTPUTF8");
+		return;
+	}
+	s->sender = g_steal_pointer(&text);
+	s->smtputf8 = utf8;
+	s->state = ST_MAIL;
+	reply(s, "250 2.1.0 Ok");
+}
+
+/* The policy of RCPT: postmaster always, a local domain's known
+ * recipients, others only for relay_networks. FALSE: replied. */
+static gboolean
+rcpt_allowed(PbSmtpServer *s, const PbAddress *addr, const char *text)
+{
+	g_autofree char *canonical = NULL;
+
+	if (*addr->domain == '\0' ||
+	    (pb_config_is_local_domain(s->cfg, addr->domain) &&
+	     g_ascii_strcasecmp(addr->local, "postmaster") == 0))
+		return TRUE;
+	if (pb_config_is_local_domain(s->cfg, addr->domain)) {
+		canonical =
+		    pb_address_canonical(text, s->cfg->recipient_delimiter);
+		if (s->hooks->recipient_exists(s->hook_data, canonical))
+			return TRUE;
+		fail(s,
+		     "550 5.1.1 <%s>: Recipient address rejected: User "
+		     "unknown",
+		     text);
+		return FALSE;
+	}
+	if (pb_cidr_list_match(s->cfg->relay_networks, s->peer->ip))
+		return TRUE;
+	fail(s, "554 5.7.1 <%s>: Relay access denied", text);
+	return FALSE;
+}
+
+static void
+cmd_rcpt(PbSmtpServer *s, const char *arg)
+{
+	const char *path = after_keyword(arg, "TO:");
+	g_autoptr(PbAddress) addr = NULL;
+	g_autoptr(GError) error = NULL;
+	g_autofree char *text = NULL;
+	const char *rest;
+	PbAddressFlags flags = PB_ADDRESS_ALLOW_POSTMASTER;
+
+	if (s->state != ST_MAIL && s->state != ST_RCPT) {
+		fail(s, "503 5.5.1 Error: need MAIL command");
+		return;
+	}
+	if (path == NULL) {
+		fail(s, "501 5.5.4 Syntax: RCPT TO:<address>");
+		return;
+	}
+	if (s->smtputf8)
+		flags |= PB_ADDRESS_UTF8;
+	if (!pb_address_parse_path(path, strlen(path), flags, &addr, &rest,
+	                           &error)) {
+		fail(s, "501 5.1.3 Bad recipient address syntax: %s",
+		     error->message);
+		return;
+	}
+	while (*rest == ' ')
+		rest++;
+	if (*rest != '\0') {
+		fail(s, "555 5.5.4 Unsupported RCPT parameter");
+		return;
+	}
+	if (s->rcpts->len >= s->cfg->max_recipients) {
+		reply(s, "452 4.5.3 Error: too many recipients");
+		return;
+	}
+	if (*addr->domain == '\0') /* bare <postmaster> */
+		text = g_strdup_printf("postmaster@%s", s->cfg->domains[0]
+		                                            ? s->cfg->domains[0]
+		                                            : s->cfg->hostname);
+	else
+		text = pb_address_to_string(addr);
+	if (!rcpt_allowed(s, addr, text))
+		return;
+	if (g_hash_table_add(s->rcpt_set, g_utf8_strdown(text, -1)))
+		g_ptr_array_add(s->rcpts, g_steal_pointer(&text));
+	s->state = ST_RCPT;
+	reply(s, "250 2.1.5 Ok");
+}
+
+static void
+data_sink(void *ctx, const char *buf, gsize len)
+{
+	PbSmtpServer *s = ctx;
+	g_autoptr(GError) error = NULL;
+
+	if (s->tx_failed)
+		return;
+	if (!s->hooks->tx_write(s->tx, buf, len, &error))
+		s->tx_failed = TRUE;
+}
+
+/* Our trace header (RFC 5321 4.4), first in the stored message. */
+static char *
+received_header(PbSmtpServer *s)
+{
+	g_autoptr(GDateTime) t =
+	    g_date_time_new_from_unix_utc(s->hooks->now(s->hook_data));
+	g_autofree char *date =
+	    t ? g_date_time_format(t, "%a, %d %b %Y %H:%M:%S +0000")
+	      : g_strdup("?");
+	g_autofree char *for_clause =
+	    s->rcpts->len == 1
+	        ? g_strdup_printf("\r\n\tfor <%s>",
+	                          (char *)g_ptr_array_index(s->rcpts, 0))
+	        : g_strdup("");
+
+	/* RFC 6531 3.7.3: UTF8SMTP when the transaction used SMTPUTF8 */
+	return g_strdup_printf(
+	    "Received: from %s (%s%s[%s])\r\n\tby %s (pillarbox) with %s id "
+	    "%s%s;\r\n\t%s\r\n",
+	    s->helo, s->peer->name ? s->peer->name : "",
+	    s->peer->name ? " " : "", s->peer->ip, s->cfg->hostname,
+	    s->smtputf8 ? "UTF8SMTP"
+	    : s->esmtp  ? "ESMTP"
+	                : "SMTP",
+	    s->qid, for_clause, date);
+}
+
+static void
+cmd_data(PbSmtpServer *s, const char *arg)
+{
+	g_autoptr(GError) error = NULL;
+	g_autofree char *header = NULL;
+
+	if (s->state != ST_RCPT) {
+		fail(s, "503 5.5.1 Error: need %s command",
+		     s->state == ST_MAIL ? "RCPT" : "MAIL");
+		return;
+	}
+	if (*arg != '\0') {
+		fail(s, "501 5.5.4 Syntax: DATA");
+		return;
+	}
+	s->tx = s->hooks->tx_begin(s->hook_data, &s->qid, &error);
+	if (s->tx == NULL) {
+		reply(s, "451 4.3.0 Error: queue file write error");
+		reset_transaction(s);
+		return;
+	}
+	s->tx_failed = FALSE;
+	header = received_header(s);
+	data_sink(s, header, strlen(header));
+	s->dec = pb_data_decoder_new(s->cfg->max_message_size, data_sink, s);
+	s->state = ST_DATA;
+	s->action = PB_SMTP_FLUSH;
+	reply(s, "354 End data with <CR><LF>.<CR><LF>");
+}
+
+/* The reply for the decoder's problems, or NULL. */
+static const char *
+problem_reply(guint problems)
+{
+	if (problems & PB_DATA_TOO_BIG)
+		return "552 5.3.4 Error: message too big";
+	if (problems & (PB_DATA_BARE_LF | PB_DATA_BARE_CR))
+		return "554 5.6.0 Error: bare CR or LF in message "
+		       "(RFC 5321 2.3.8)";
+	if (problems & PB_DATA_NUL)
+		return "554 5.6.0 Error: NUL character in message";
+	if (problems & PB_DATA_LONG_LINE)
+		return "554 5.6.0 Error: line longer than 998 characters "
+		       "(RFC 5322 2.1.1)";
+	if (problems & PB_DATA_LOOP)
+		return "554 5.4.6 Error: too many Received: headers (mail "
+		       "loop)";
+	return NULL;
+}
+
+/* The final dot was read: commit or refuse. */
+static void
+data_done(PbSmtpServer *s)
+{
+	const char *refusal = problem_reply(pb_data_decoder_problems(s->dec));
+	g_autoptr(GError) error = NULL;
+	g_autofree char *qid = g_strdup(s->qid);
+	void *tx = s->tx;
+
+	if (refusal != NULL || s->tx_failed) {
+		reply(s, "%s",
+		      refusal ? refusal
+		              : "451 4.3.0 Error: queue file write error");
+		reset_transaction(s);
+		return;
+	}
+	s->tx = NULL; /* commit frees it, whatever the outcome */
+	if (!s->hooks->tx_commit(tx, s->sender, s->rcpts, s->helo, s->smtputf8,
+	                         &error)) {
+		reply(s, "451 4.3.0 Error: queue file write error");
+		reset_transaction(s);
+		return;
+	}
+	reply(s, "250 2.0.0 Ok: queued as %s", qid);
+	g_ptr_array_add(s->accepted, g_steal_pointer(&qid));
+	reset_transaction(s);
+}
+
+gboolean
+pb_smtp_server_in_data(PbSmtpServer *s)
+{
+	return s->state == ST_DATA;
+}
+
+gsize
+pb_smtp_server_data(PbSmtpServer *s, const char *buf, gsize len)
+{
+	gboolean done = FALSE;
+	gsize used;
+
+	if (s->state != ST_DATA)
+		return 0;
+	used = pb_data_decoder_feed(s->dec, buf, len, &done);
+	if (done)
+		data_done(s);
+	return used;
+}
+
+static void
+dispatch(PbSmtpServer *s, const char *verb, const char *arg)
+{
+	if (g_ascii_strcasecmp(verb, "EHLO") == 0)
+		cmd_helo(s, arg, TRUE);
+	else if (g_ascii_strcasecmp(verb, "HELO") == 0)
+		cmd_helo(s, arg, FALSE);
+	else if (g_ascii_strcasecmp(verb, "MAIL") == 0)
+		cmd_mail(s, arg);
+	else if (g_ascii_strcasecmp(verb, "RCPT") == 0)
+		cmd_rcpt(s, arg);
+	else if (g_ascii_strcasecmp(verb, "DATA") == 0)
+		cmd_data(s, arg);
+	else if (g_ascii_strcasecmp(verb, "RSET") == 0) {
+		reset_transaction(s);
+		reply(s, "250 2.0.0 Ok");
+	} else if (g_ascii_strcasecmp(verb, "NOOP") == 0)
+		reply(s, "250 2.0.0 Ok");
+	else if (g_ascii_strcasecmp(verb, "QUIT") == 0) {
+		reply(s, "221 2.0.0 Bye");
+		reset_transaction(s);
+		s->state = ST_CLOSED;
+		s->action = PB_SMTP_CLOSE;
+	} else if (g_ascii_strcasecmp(verb, "HELP") == 0)
+		reply(s, "214 2.0.0 Commands: HELO EHLO MAIL RCPT DATA RSET "
+		         "NOOP QUIT HELP VRFY");
+	else if (g_ascii_strcasecmp(verb, "VRFY") == 0) {
+		if (*arg == '\0')
+			fail(s, "501 5.5.4 Syntax: VRFY address");
+		else /* RFC 5321 3.5.3: never reveal accounts */
+			reply(s, "252 2.5.2 Cannot VRFY user, but will accept "
+			         "message and attempt delivery");
+	} else if (g_ascii_strcasecmp(verb, "EXPN") == 0)
+		fail(s, "502 5.5.1 Error: EXPN not available");
+	else if (g_ascii_strcasecmp(verb, "VERB") == 0)
+		fail(s, "502 5.5.1 Error: VERB is obsolete");
+	else if (g_ascii_strcasecmp(verb, "STARTTLS") == 0 ||
+	         g_ascii_strcasecmp(verb, "AUTH") == 0)
+		fail(s, "502 5.5.1 Error: command not implemented");
+	else
+		fail(s, "500 5.5.2 Error: command not recognized");
+}
+
+void
+pb_smtp_server_line(PbSmtpServer *s, const char *line, gsize len, guint flags)
+{
+	g_autofree char *copy = NULL;
+	char *arg;
+
+	if (s->state == ST_CLOSED || s->state == ST_DATA)
+		return;
+	if (flags & PB_LINE_TOO_LONG) {
+		fail(s, "500 5.5.6 Error: line too long");
+		return;
+	}
+	if ((flags & (PB_LINE_HAS_NUL | PB_LINE_BARE_CR)) ||
+	    memchr(line, '\0', len) != NULL) {
+		fail(s, "500 5.5.2 Error: bad characters in command");
+		return;
+	}
+	copy = g_strndup(line, len);
+	arg = strchr(copy, ' ');
+	if (arg != NULL) {
+		*arg++ = '\0';
+		while (*arg == ' ')
+			arg++;
+		g_strchomp(arg);
+	} else
+		arg = copy + len;
+	dispatch(s, copy, arg);
+}
+
+void
+pb_smtp_server_timeout(PbSmtpServer *s)
+{
+	if (s->state == ST_CLOSED)
+		return;
+	reply(s, "421 4.4.2 %s Error: timeout exceeded", s->cfg->hostname);
+	reset_transaction(s);
+	s->state = ST_CLOSED;
+	s->action = PB_SMTP_CLOSE;
+}
+
+PbSmtpAction
+pb_smtp_server_next_action(PbSmtpServer *s)
+{
+	PbSmtpAction a = s->action;
+
+	if (a == PB_SMTP_FLUSH || a == PB_SMTP_STARTTLS)
+		s->action = PB_SMTP_NONE;
+	return a;
+}
+
+const GPtrArray *
+pb_smtp_server_accepted(PbSmtpServer *s)
+{
+	return s->accepted;
+}
