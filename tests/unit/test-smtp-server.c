@@ -1,7 +1,408 @@
-#include <glib.h>
+/* test-smtp-server.c - the SMTP session driven without a socket: replies
+ * collected in a GString, the queue and the recipient table in memory. */
+#include "smtp-server.h"
+
+#include <string.h>
+
+static const char conf[] = "[main]\nhostname = mx.example.org\n"
+                           "domains = example.org\n"
+                           "[smtpd]\nmax_recipients = 3\n"
+                           "max_message_size = 1K\n"
+                           "relay_networks = 192.0.2.0/24\n";
+
+typedef struct {
+	PbConfig *cfg;
+	GString *replies;
+	PbLineOut out;
+	PbSmtpPeer peer;
+	PbSmtpServer *s;
+	/* the fake queue */
+	GString *data;
+	char *sender;
+	GPtrArray *rcpts;
+	guint begun, committed, aborted;
+	gboolean fail_begin, fail_commit;
+} F;
+
+static gboolean
+exists(void *data, const char *address)
+{
+	return g_str_equal(address, "alice@example.org");
+}
+
+static void *
+tx_begin(void *data, const char **qid, GError **error)
+{
+	F *f = data;
+
+	if (f->fail_begin) {
+		g_set_error(error, G_FILE_ERROR, G_FILE_ERROR_NOSPC, "full");
+		return NULL;
+	}
+	f->begun++;
+	g_string_truncate(f->data, 0);
+	*qid = "QID1";
+	return f;
+}
+
+static gboolean
+tx_write(void *tx, const void *buf, gsize len, GError **error)
+{
+	g_string_append_len(((F *)tx)->data, buf, len);
+	return TRUE;
+}
+
+static gboolean
+tx_commit(void *tx, const char *sender, GPtrArray *rcpts, const char *helo,
+          gboolean smtputf8, GError **error)
+{
+	F *f = tx;
+
+	if (f->fail_commit) {
+		g_set_error(error, G_FILE_ERROR, G_FILE_ERROR_IO, "io");
+		return FALSE;
+	}
+	f->committed++;
+	g_free(f->sender);
+	f->sender = g_strdup(sender);
+	g_ptr_array_set_size(f->rcpts, 0);
+	for (guint i = 0; i < rcpts->len; i++)
+		g_ptr_array_add(f->rcpts, g_strdup(rcpts->pdata[i]));
+	return TRUE;
+}
+
+static void
+tx_abort(void *tx)
+{
+	((F *)tx)->aborted++;
+}
+
+static gint64
+now(void *data)
+{
+	return 1763800000;
+}
+
+static const PbSmtpHooks hooks = {exists,    tx_begin, tx_write,
+                                  tx_commit, tx_abort, now};
+
+static void
+out_write(void *ctx, const char *data, gsize len)
+{
+	g_string_append_len(ctx, data, len);
+}
+
+static void
+setup(F *f, gconstpointer ip)
+{
+	g_autoptr(GError) error = NULL;
+
+	f->cfg = pb_config_load_data(conf, strlen(conf), "t", "/tmp", &error);
+	g_assert_no_error(error);
+	f->replies = g_string_new(NULL);
+	f->out.write = out_write;
+	f->out.ctx = f->replies;
+	f->peer.ip = ip ? ip : "198.51.100.7";
+	f->data = g_string_new(NULL);
+	f->rcpts = g_ptr_array_new_with_free_func(g_free);
+	f->s = pb_smtp_server_new(f->cfg, &hooks, f, &f->peer, &f->out);
+	pb_smtp_server_greet(f->s);
+	g_assert_cmpstr(f->replies->str, ==,
+	                "220 mx.example.org ESMTP pillarbox\r\n");
+	g_string_truncate(f->replies, 0);
+}
+
+static void
+teardown(F *f, gconstpointer data)
+{
+	pb_smtp_server_free(f->s);
+	pb_config_free(f->cfg);
+	g_string_free(f->replies, TRUE);
+	g_string_free(f->data, TRUE);
+	g_free(f->sender);
+	g_ptr_array_unref(f->rcpts);
+}
+
+/* Feeds INPUT as a client would (lines, or data after 354); returns
+ * the replies since the last call. */
+static char *
+talk(F *f, const char *input)
+{
+	gsize len = strlen(input), pos = 0;
+
+	while (pos < len) {
+		if (pb_smtp_server_in_data(f->s)) {
+			pos +=
+			    pb_smtp_server_data(f->s, input + pos, len - pos);
+			continue;
+		}
+		const char *nl = strchr(input + pos, '\n');
+		gsize end = nl ? (gsize)(nl - input) : len;
+		gsize l = end - pos;
+		if (l > 0 && input[end - 1] == '\r')
+			l--;
+		pb_smtp_server_line(f->s, input + pos, l, 0);
+		pos = nl ? end + 1 : len;
+	}
+	char *r = g_strdup(f->replies->str);
+	g_string_truncate(f->replies, 0);
+	return r;
+}
+
+#define EXPECT(f, in, want)                                                    \
+	do {                                                                   \
+		g_autofree char *got_ = talk(f, in);                           \
+		g_assert_cmpstr(got_, ==, want);                               \
+	} while (0)
+
+static void
+test_ehlo(F *f, gconstpointer data)
+{
+	EXPECT(f, "EHLO client.example.com\r\n",
+	       "250-mx.example.org\r\n250-PIPELINING\r\n250-SIZE 1024\r\n"
+	       "250-8BITMIME\r\n250-ENHANCEDSTATUSCODES\r\n250 SMTPUTF8\r\n");
+	EXPECT(f, "helo client.example.com\r\n", "250 mx.example.org\r\n");
+	EXPECT(f, "EHLO\r\n", "501 5.5.4 Syntax: EHLO hostname\r\n");
+	EXPECT(f, "EHLO bad\x01name\r\n",
+	       "501 5.5.4 Syntax: EHLO hostname\r\n");
+}
+
+static void
+test_transaction(F *f, gconstpointer data)
+{
+	g_free(talk(f, "EHLO client.example.com\r\n"));
+	EXPECT(f, "RCPT TO:<alice@example.org>\r\n",
+	       "503 5.5.1 Error: need MAIL command\r\n");
+	EXPECT(f, "DATA\r\n", "503 5.5.1 Error: need MAIL command\r\n");
+	EXPECT(f, "MAIL FROM:<bob@example.com> SIZE=100 BODY=8BITMIME\r\n",
+	       "250 2.1.0 Ok\r\n");
+	EXPECT(f, "MAIL FROM:<bob@example.com>\r\n",
+	       "503 5.5.1 Error: nested MAIL command\r\n");
+	EXPECT(f, "DATA\r\n", "503 5.5.1 Error: need RCPT command\r\n");
+	EXPECT(f, "RCPT TO:<Alice+Lists@EXAMPLE.org>\r\n", "250 2.1.5 Ok\r\n");
+	EXPECT(f, "RCPT TO:<alice+lists@example.org>\r\n", "250 2.1.5 Ok\r\n");
+	EXPECT(f, "DATA\r\n", "354 End data with <CR><LF>.<CR><LF>\r\n");
+	g_assert_cmpint(pb_smtp_server_next_action(f->s), ==, PB_SMTP_FLUSH);
+	EXPECT(f, "Subject: hi\r\n\r\n..dot\r\nbody\r\n.\r\n",
+	       "250 2.0.0 Ok: queued as QID1\r\n");
+	g_assert_cmpuint(f->committed, ==, 1);
+	g_assert_cmpstr(f->sender, ==, "bob@example.com");
+	/* duplicates (case apart) collapse */
+	g_assert_cmpuint(f->rcpts->len, ==, 1);
+	g_assert_cmpstr(f->rcpts->pdata[0], ==, "Alice+Lists@example.org");
+	g_assert_true(g_str_has_prefix(
+	    f->data->str,
+	    "Received: from client.example.com ([198.51.100.7])\r\n\tby "
+	    "mx.example.org (pillarbox) with ESMTP id QID1\r\n\tfor "
+	    "<Alice+Lists@example.org>;\r\n\tSat, 22 Nov 2025 08:26:40 "
+	    "+0000\r\n"));
+	g_assert_true(g_str_has_suffix(f->data->str,
+	                               "Subject: hi\r\n\r\n.dot\r\nbody\r\n"));
+	g_assert_cmpuint(pb_smtp_server_accepted(f->s)->len, ==, 1);
+	/* the session is ready for the next transaction */
+	EXPECT(f, "MAIL FROM:<>\r\n", "250 2.1.0 Ok\r\n");
+	EXPECT(f, "RSET\r\n", "250 2.0.0 Ok\r\n");
+	EXPECT(f, "RCPT TO:<alice@example.org>\r\n",
+	       "503 5.5.1 Error: need MAIL command\r\n");
+	EXPECT(f, "QUIT\r\n", "221 2.0.0 Bye\r\n");
+	g_assert_cmpint(pb_smtp_server_next_action(f->s), ==, PB_SMTP_CLOSE);
+	EXPECT(f, "NOOP\r\n", "");
+}
+
+static void
+test_pipelined(F *f, gconstpointer data)
+{
+	EXPECT(f,
+	       "EHLO c\r\nMAIL FROM:<b@example.com>\r\n"
+	       "RCPT TO:<nobody@example.org>\r\nRCPT TO:<alice@example.org>\r\n"
+	       "DATA\r\nhello\r\n.\r\nQUIT\r\n",
+	       "250-mx.example.org\r\n250-PIPELINING\r\n250-SIZE 1024\r\n"
+	       "250-8BITMIME\r\n250-ENHANCEDSTATUSCODES\r\n250 SMTPUTF8\r\n"
+	       "250 2.1.0 Ok\r\n"
+	       "550 5.1.1 <nobody@example.org>: Recipient address rejected: "
+	       "User unknown\r\n"
+	       "250 2.1.5 Ok\r\n"
+	       "354 End data with <CR><LF>.<CR><LF>\r\n"
+	       "250 2.0.0 Ok: queued as QID1\r\n221 2.0.0 Bye\r\n");
+	g_assert_cmpuint(f->committed, ==, 1);
+	g_assert_cmpuint(f->rcpts->len, ==, 1);
+}
+
+static void
+test_relay(F *f, gconstpointer data)
+{
+	g_free(talk(f, "EHLO c\r\nMAIL FROM:<b@example.com>\r\n"));
+	EXPECT(f, "RCPT TO:<x@elsewhere.net>\r\n",
+	       "554 5.7.1 <x@elsewhere.net>: Relay access denied\r\n");
+	EXPECT(f, "RCPT TO:<Postmaster>\r\n", "250 2.1.5 Ok\r\n");
+	EXPECT(f, "RCPT TO:<POSTMASTER@example.org>\r\n", "250 2.1.5 Ok\r\n");
+	EXPECT(f, "RCPT TO:<x@[192.0.2.1]>\r\n",
+	       "554 5.7.1 <x@[192.0.2.1]>: Relay access denied\r\n");
+}
+
+static void
+test_relay_allowed(F *f, gconstpointer data)
+{
+	g_free(talk(f, "EHLO c\r\nMAIL FROM:<b@example.com>\r\n"));
+	EXPECT(f, "RCPT TO:<x@elsewhere.net>\r\n", "250 2.1.5 Ok\r\n");
+	EXPECT(f, "RCPT TO:<y@elsewhere.net>\r\n", "250 2.1.5 Ok\r\n");
+	EXPECT(f, "RCPT TO:<z@elsewhere.net>\r\n", "250 2.1.5 Ok\r\n");
+	EXPECT(f, "RCPT TO:<w@elsewhere.net>\r\n",
+	       "452 4.5.3 Error: too many recipients\r\n");
+}
+
+static void
+test_params(F *f, gconstpointer data)
+{
+	g_free(talk(f, "EHLO c\r\n"));
+	EXPECT(f, "MAIL FROM:<b@example.com> SIZE=2000\r\n",
+	       "552 5.3.4 Message size exceeds fixed limit\r\n");
+	EXPECT(f, "MAIL FROM:<b@example.com> SIZE=x\r\n",
+	       "501 5.5.4 Bad SIZE parameter\r\n");
+	EXPECT(f, "MAIL FROM:<b@example.com> BODY=BINARYMIME\r\n",
+	       "501 5.5.4 Unsupported BODY parameter\r\n");
+	EXPECT(f, "MAIL FROM:<b@example.com> RET=FULL\r\n",
+	       "555 5.5.4 Unsupported MAIL parameter\r\n");
+	EXPECT(f, "MAIL FROM:<j\xc3\xbcrgen@example.com>\r\n",
+	       "553 5.6.7 Non-ASCII address needs SMTPUTF8\r\n");
+	EXPECT(f, "MAIL FROM:b@example.com\r\n",
+	       "501 5.1.7 Bad sender address syntax: Address must be in angle "
+	       "brackets\r\n");
+	EXPECT(f, "MAIL TO:<b@example.com>\r\n",
+	       "501 5.5.4 Syntax: MAIL FROM:<address>\r\n");
+	EXPECT(f, "MAIL FROM:<j\xc3\xbcrgen@example.com> SMTPUTF8\r\n",
+	       "250 2.1.0 Ok\r\n");
+	EXPECT(f, "RCPT TO:<alice@example.org> NOTIFY=NEVER\r\n",
+	       "555 5.5.4 Unsupported RCPT parameter\r\n");
+	EXPECT(f, "RCPT TO:<alice@example.org>\r\nDATA\r\nx\r\n.\r\n",
+	       "250 2.1.5 Ok\r\n354 End data with <CR><LF>.<CR><LF>\r\n"
+	       "250 2.0.0 Ok: queued as QID1\r\n");
+	g_assert_nonnull(strstr(f->data->str, "with UTF8SMTP id"));
+}
+
+static void
+test_other_commands(F *f, gconstpointer data)
+{
+	EXPECT(f, "NOOP\r\n", "250 2.0.0 Ok\r\n");
+	EXPECT(f, "VRFY alice\r\n",
+	       "252 2.5.2 Cannot VRFY user, but will accept message and "
+	       "attempt delivery\r\n");
+	EXPECT(f, "VRFY\r\n", "501 5.5.4 Syntax: VRFY address\r\n");
+	EXPECT(f, "EXPN staff\r\n", "502 5.5.1 Error: EXPN not available\r\n");
+	EXPECT(f, "VERB\r\n", "502 5.5.1 Error: VERB is obsolete\r\n");
+	EXPECT(f, "HELP\r\n",
+	       "214 2.0.0 Commands: HELO EHLO MAIL RCPT DATA RSET NOOP QUIT "
+	       "HELP VRFY\r\n");
+	EXPECT(f, "FOO\r\n", "500 5.5.2 Error: command not recognized\r\n");
+	pb_smtp_server_line(f->s, "NOOP", 4, PB_LINE_TOO_LONG);
+	EXPECT(f, "", "500 5.5.6 Error: line too long\r\n");
+	pb_smtp_server_line(f->s, "NO\0OP", 5, 0);
+	EXPECT(f, "", "500 5.5.2 Error: bad characters in command\r\n");
+	pb_smtp_server_line(f->s, "NOOP\r", 5, PB_LINE_BARE_CR);
+	EXPECT(f, "", "500 5.5.2 Error: bad characters in command\r\n");
+	/* still in step */
+	EXPECT(f, "NOOP\r\n", "250 2.0.0 Ok\r\n");
+}
+
+static void
+test_too_many_errors(F *f, gconstpointer data)
+{
+	g_autofree char *all = NULL;
+
+	for (int i = 0; i < 19; i++)
+		g_free(talk(f, "BAD\r\n"));
+	all = talk(f, "BAD\r\nNOOP\r\n");
+	g_assert_cmpstr(all, ==,
+	                "500 5.5.2 Error: command not recognized\r\n"
+	                "421 4.7.0 mx.example.org Error: too many errors\r\n");
+	g_assert_cmpint(pb_smtp_server_next_action(f->s), ==, PB_SMTP_CLOSE);
+}
+
+static void
+test_data_refused(F *f, gconstpointer data)
+{
+	static const struct {
+		const char *data;
+		const char *reply;
+	} cases[] = {
+	    {"a\nb\r\n.\r\n", "554 5.6.0 Error: bare CR or LF in message "
+	                      "(RFC 5321 2.3.8)\r\n"},
+	    {"a\rb\r\n.\r\n", "554 5.6.0 Error: bare CR or LF in message "
+	                      "(RFC 5321 2.3.8)\r\n"},
+	    {"a\r\n\0\r\n.\r\n", NULL},
+	};
+	g_autoptr(GString) big = g_string_new(NULL);
+
+	for (gsize i = 0; i < G_N_ELEMENTS(cases); i++) {
+		g_free(talk(f, "RSET\r\nEHLO c\r\nMAIL FROM:<b@example.com>\r\n"
+		               "RCPT TO:<alice@example.org>\r\nDATA\r\n"));
+		if (cases[i].reply == NULL) {
+			/* the NUL: fed with its length */
+			pb_smtp_server_data(f->s, cases[i].data, 9);
+			EXPECT(f, "",
+			       "554 5.6.0 Error: NUL character in message\r\n");
+		} else
+			EXPECT(f, cases[i].data, cases[i].reply);
+	}
+	g_assert_cmpuint(f->committed, ==, 0);
+	g_assert_cmpuint(f->aborted, ==, 3);
+	for (int i = 0; i < 30; i++)
+		g_string_append(big,
+		                "0123456789012345678901234567890123456789\r\n");
+	g_string_append(big, ".\r\nNOOP\r\n");
+	g_free(talk(f, "MAIL FROM:<b@example.com>\r\n"
+	               "RCPT TO:<alice@example.org>\r\nDATA\r\n"));
+	EXPECT(f, big->str,
+	       "552 5.3.4 Error: message too big\r\n250 2.0.0 Ok\r\n");
+	g_assert_cmpuint(f->aborted, ==, 4);
+}
+
+static void
+test_queue_failures(F *f, gconstpointer data)
+{
+	g_free(talk(f, "EHLO c\r\nMAIL FROM:<b@example.com>\r\n"
+	               "RCPT TO:<alice@example.org>\r\n"));
+	f->fail_begin = TRUE;
+	EXPECT(f, "DATA\r\n", "451 4.3.0 Error: queue file write error\r\n");
+	f->fail_begin = FALSE;
+	f->fail_commit = TRUE;
+	EXPECT(f,
+	       "MAIL FROM:<b@example.com>\r\nRCPT TO:<alice@example.org>\r\n"
+	       "DATA\r\nx\r\n.\r\n",
+	       "250 2.1.0 Ok\r\n250 2.1.5 Ok\r\n354 End data with "
+	       "<CR><LF>.<CR><LF>\r\n451 4.3.0 Error: queue file write "
+	       "error\r\n");
+	g_assert_cmpuint(pb_smtp_server_accepted(f->s)->len, ==, 0);
+}
+
+static void
+test_timeout(F *f, gconstpointer data)
+{
+	g_free(talk(f, "EHLO c\r\nMAIL FROM:<b@example.com>\r\n"
+	               "RCPT TO:<alice@example.org>\r\nDATA\r\npartial"));
+	pb_smtp_server_timeout(f->s);
+	EXPECT(f, "", "421 4.4.2 mx.example.org Error: timeout exceeded\r\n");
+	g_assert_cmpint(pb_smtp_server_next_action(f->s), ==, PB_SMTP_CLOSE);
+	g_assert_cmpuint(f->aborted, ==, 1);
+	g_assert_false(pb_smtp_server_in_data(f->s));
+}
+
+#define ADD(path, fn, ip) g_test_add(path, F, ip, setup, fn, teardown)
+
 int
 main(int argc, char **argv)
 {
 	g_test_init(&argc, &argv, NULL);
+	ADD("/smtp-server/ehlo", test_ehlo, NULL);
+	ADD("/smtp-server/transaction", test_transaction, NULL);
+	ADD("/smtp-server/pipelined", test_pipelined, NULL);
+	ADD("/smtp-server/relay-denied", test_relay, NULL);
+	ADD("/smtp-server/relay-allowed", test_relay_allowed, "192.0.2.9");
+	ADD("/smtp-server/params", test_params, NULL);
+	ADD("/smtp-server/other-commands", test_other_commands, NULL);
+	ADD("/smtp-server/too-many-errors", test_too_many_errors, NULL);
+	ADD("/smtp-server/data-refused", test_data_refused, NULL);
+	ADD("/smtp-server/queue-failures", test_queue_failures, NULL);
+	ADD("/smtp-server/timeout", test_timeout, NULL);
 	return g_test_run();
 }
