@@ -6,8 +6,7 @@
 #include <string.h>
 
 static PbAddress *
-parse(const char *text, PbAddressFlags flags, const char **rest,
-      GError **error)
+parse(const char *text, PbAddressFlags flags, const char **rest, GError **error)
 {
 	PbAddress *a = NULL;
 	const char *r = NULL;
@@ -45,16 +44,17 @@ test_good(void)
 	     "example.org", "plain@example.org"},
 	    {"<j\xc3\xbcrgen@b\xc3\xbc"
 	     "cher.example>",
-	     PB_ADDRESS_UTF8, "j\xc3\xbcrgen", "b\xc3\xbc"
-					       "cher.example",
+	     PB_ADDRESS_UTF8, "j\xc3\xbcrgen",
+	     "b\xc3\xbc"
+	     "cher.example",
 	     "j\xc3\xbcrgen@b\xc3\xbc"
 	     "cher.example"},
 	};
 
 	for (gsize i = 0; i < G_N_ELEMENTS(cases); i++) {
 		g_autoptr(GError) error = NULL;
-		g_autoptr(PbAddress) a = parse(cases[i].in, cases[i].flags,
-					       NULL, &error);
+		g_autoptr(PbAddress) a =
+		    parse(cases[i].in, cases[i].flags, NULL, &error);
 		g_autofree char *s = NULL;
 
 		if (a == NULL)
@@ -147,7 +147,8 @@ test_canonical(void)
 {
 	g_autofree char *a =
 	    pb_address_canonical("Alice+Lists@Example.ORG", "+");
-	g_autofree char *b = pb_address_canonical("Alice+Lists@Example.ORG", "");
+	g_autofree char *b =
+	    pb_address_canonical("Alice+Lists@Example.ORG", "");
 	g_autofree char *c = pb_address_canonical("bob-x-y@example.org", "-");
 	g_autofree char *l = NULL;
 	g_autofree char *d = NULL;
