@@ -249,7 +249,7 @@ static gboolean
 copy_headers(PbQueueTx *tx, int fd, GError **error)
 {
 	char buf[8192];
-	off_t end, off = 0;
+	off_t end = 0, off = 0;
 
 	if (!header_end(fd, &end, error))
 		return FALSE;

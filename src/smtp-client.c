@@ -1,2 +1,392 @@
-/* smtp-client.c - not written yet */
-#include <glib.h>
+/*
+ * smtp-client.c - the client side of one SMTP connection (see
+ * smtp-client.h).
+ *
+ * Blocking over a PbConn with the deadline of each stage (RFC 5321
+ * 4.5.3.2: greeting, commands, DATA initiation, each data block, the
+ * final dot). With PIPELINING, MAIL, every RCPT and DATA go out in one
+ * write and the replies are read in order (RFC 2920 section 3.1). The
+ * message is streamed from the queue file in chunks and dot-stuffed on
+ * the way, so memory does not depend on its size.
+ */
+#include "smtp-client.h"
+#include "error.h"
+#include "queue.h"
+
+#include <errno.h>
+#include <string.h>
+#include <unistd.h>
+
+#define CHUNK 65536
+
+struct _PbSmtpClient {
+	const PbConfig *cfg;
+	PbConn *conn;
+	PbSmtpCaps caps;
+	gboolean dirty; /* a transaction was left unfinished: RSET first */
+};
+
+void
+pb_smtp_reply_free(PbSmtpReply *r)
+{
+	if (r == NULL)
+		return;
+	g_free(r->text);
+	g_free(r->dsn);
+	g_free(r);
+}
+
+void
+pb_smtp_result_free(PbSmtpResult *r)
+{
+	if (r == NULL)
+		return;
+	pb_smtp_reply_free(r->mail);
+	g_ptr_array_unref(r->rcpt);
+	pb_smtp_reply_free(r->data);
+	pb_smtp_reply_free(r->final);
+	g_free(r);
+}
+
+gboolean
+pb_smtp_reply_line(const char *line, gsize len, guint *code, gboolean *last,
+                   const char **text)
+{
+	if (len < 3 || !g_ascii_isdigit(line[0]) || line[0] < '2' ||
+	    line[0] > '5' || !g_ascii_isdigit(line[1]) ||
+	    !g_ascii_isdigit(line[2]))
+		return FALSE;
+	if (len > 3 && line[3] != ' ' && line[3] != '-')
+		return FALSE;
+	*code = (guint)((line[0] - '0') * 100 + (line[1] - '0') * 10 +
+	                (line[2] - '0'));
+	*last = len == 3 || line[3] == ' ';
+	*text = len > 4 ? line + 4 : "";
+	return TRUE;
+}
+
+/* "5.1.1" at the start of TEXT when its class matches CODE's. */
+static char *
+enhanced(guint code, const char *text)
+{
+	const char *p = text;
+
+	if (*p - '0' != (int)(code / 100) || p[1] != '.')
+		goto derived;
+	p += 2;
+	if (!g_ascii_isdigit(*p))
+		goto derived;
+	while (g_ascii_isdigit(*p))
+		p++;
+	if (*p++ != '.' || !g_ascii_isdigit(*p))
+		goto derived;
+	while (g_ascii_isdigit(*p))
+		p++;
+	if (*p != ' ' && *p != '\0')
+		goto derived;
+	return g_strndup(text, p - text);
+derived:
+	return g_strdup_printf("%u.0.0", code / 100);
+}
+
+static gint64
+deadline(gint64 seconds)
+{
+	return pb_deadline_in(seconds);
+}
+
+/* Reads one reply; LINES (optional) gets each line's text. NULL when
+ * the connection failed or the server spoke no SMTP. */
+static PbSmtpReply *
+read_reply(PbSmtpClient *c, gint64 timeout, GPtrArray *lines)
+{
+	g_autoptr(GString) text = g_string_new(NULL);
+	guint first = 0;
+
+	for (guint n = 0; n < PB_SMTP_REPLY_MAX_LINES; n++) {
+		const char *line, *t;
+		gsize len;
+		guint flags, code;
+		gboolean last;
+		PbSmtpReply *r;
+
+		if (!pb_conn_read_line(c->conn, &line, &len, &flags,
+		                       deadline(timeout), NULL))
+			return NULL;
+		if (!pb_smtp_reply_line(line, len, &code, &last, &t) ||
+		    (first && code != first))
+			return NULL;
+		first = code;
+		if (text->len > 0)
+			g_string_append_c(text, ' ');
+		g_string_append_len(
+		    text, t, MIN(len - (t - line), PB_SMTP_REPLY_MAX_TEXT));
+		if (lines)
+			g_ptr_array_add(
+			    lines, g_strndup(t, MIN(len - (t - line),
+			                            PB_SMTP_REPLY_MAX_TEXT)));
+		if (!last)
+			continue;
+		r = g_new0(PbSmtpReply, 1);
+		r->code = code;
+		r->text = pb_sanitize_text(text->str, 2000);
+		r->dsn = enhanced(code, r->text);
+		return r;
+	}
+	return NULL; /* an endless reply */
+}
+
+static gboolean G_GNUC_PRINTF(2, 3)
+    command(PbSmtpClient *c, const char *fmt, ...)
+{
+	va_list ap;
+	g_autofree char *line = NULL;
+
+	va_start(ap, fmt);
+	line = g_strdup_vprintf(fmt, ap);
+	va_end(ap);
+	return pb_conn_write(c->conn, line, strlen(line), NULL) &&
+	       pb_conn_write(c->conn, "\r\n", 2, NULL);
+}
+
+static gboolean
+flush(PbSmtpClient *c, gint64 timeout)
+{
+	return pb_conn_flush(c->conn, deadline(timeout), NULL);
+}
+
+void
+pb_smtp_caps_parse(PbSmtpCaps *caps, const char *const *lines)
+{
+	memset(caps, 0, sizeof *caps);
+	caps->esmtp = TRUE;
+	/* the first line is the greeting name, not a capability */
+	for (guint i = 1; lines[i]; i++) {
+		const char *l = lines[i];
+		if (g_ascii_strcasecmp(l, "PIPELINING") == 0)
+			caps->pipelining = TRUE;
+		else if (g_ascii_strcasecmp(l, "8BITMIME") == 0)
+			caps->eightbitmime = TRUE;
+		else if (g_ascii_strcasecmp(l, "SMTPUTF8") == 0)
+			caps->smtputf8 = TRUE;
+		else if (g_ascii_strcasecmp(l, "STARTTLS") == 0)
+			caps->starttls = TRUE;
+		else if (g_ascii_strncasecmp(l, "SIZE", 4) == 0 &&
+		         (l[4] == '\0' || l[4] == ' ')) {
+			caps->size = TRUE;
+			if (l[4] == ' ')
+				(void)g_ascii_string_to_unsigned(
+				    l + 5, 10, 0, G_MAXUINT64,
+				    &caps->size_limit, NULL);
+		}
+	}
+}
+
+PbSmtpClient *
+pb_smtp_client_new(const PbConfig *cfg, PbConn *conn)
+{
+	PbSmtpClient *c = g_new0(PbSmtpClient, 1);
+
+	c->cfg = cfg;
+	c->conn = conn;
+	pb_conn_set_write_timeout(conn, cfg->data_block_timeout);
+	return c;
+}
+
+void
+pb_smtp_client_free(PbSmtpClient *c)
+{
+	g_free(c);
+}
+
+const PbSmtpCaps *
+pb_smtp_client_caps(PbSmtpClient *c)
+{
+	return &c->caps;
+}
+
+gboolean
+pb_smtp_client_start(PbSmtpClient *c, PbSmtpReply **reply, GError **error)
+{
+	g_autoptr(GPtrArray) lines = g_ptr_array_new_with_free_func(g_free);
+	PbSmtpReply *r = read_reply(c, c->cfg->greeting_timeout, NULL);
+
+	*reply = NULL;
+	if (r == NULL || r->code != 220)
+		goto refused;
+	pb_smtp_reply_free(r);
+	if (!command(c, "EHLO %s", c->cfg->helo) ||
+	    !flush(c, c->cfg->command_timeout) ||
+	    (r = read_reply(c, c->cfg->command_timeout, lines)) == NULL)
+		goto refused;
+	if (r->code == 250) {
+		g_ptr_array_add(lines, NULL);
+		pb_smtp_caps_parse(&c->caps, (const char *const *)lines->pdata);
+		pb_smtp_reply_free(r);
+		return TRUE;
+	}
+	/* an old server: HELO, and no extensions */
+	pb_smtp_reply_free(r);
+	memset(&c->caps, 0, sizeof c->caps);
+	if (!command(c, "HELO %s", c->cfg->helo) ||
+	    !flush(c, c->cfg->command_timeout) ||
+	    (r = read_reply(c, c->cfg->command_timeout, NULL)) == NULL)
+		goto refused;
+	if (r->code == 250) {
+		pb_smtp_reply_free(r);
+		return TRUE;
+	}
+refused:
+	*reply = r;
+	g_set_error(error, PB_ERROR,
+	            r && r->code >= 500 ? PB_ERROR_PERM : PB_ERROR_TEMP, "%s",
+	            r ? r->text : "lost connection or no SMTP greeting");
+	return FALSE;
+}
+
+/* Writes BUF with dot-stuffing; *BOL: the next octet starts a line. */
+static gboolean
+write_stuffed(PbSmtpClient *c, const char *buf, gsize len, gboolean *bol)
+{
+	gsize start = 0;
+
+	for (gsize i = 0; i < len; i++) {
+		if (*bol && buf[i] == '.') {
+			if (!pb_conn_write(c->conn, buf + start, i - start,
+			                   NULL) ||
+			    !pb_conn_write(c->conn, ".", 1, NULL))
+				return FALSE;
+			start = i;
+		}
+		*bol = buf[i] == '\n';
+	}
+	return pb_conn_write(c->conn, buf + start, len - start, NULL);
+}
+
+/* The message and the final dot. */
+static gboolean
+send_body(PbSmtpClient *c, int fd, guint64 size)
+{
+	g_autofree char *buf = g_malloc(CHUNK);
+	gboolean bol = TRUE;
+	off_t off = 0;
+
+	while ((guint64)off < size) {
+		ssize_t n = pread(fd, buf, CHUNK, off);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0 || !write_stuffed(c, buf, (gsize)n, &bol))
+			return FALSE;
+		off += n;
+	}
+	/* the stored message ends with CRLF; if not, end the line */
+	if (!bol && !pb_conn_write(c->conn, "\r\n", 2, NULL))
+		return FALSE;
+	return pb_conn_write(c->conn, ".\r\n", 3, NULL) &&
+	       flush(c, c->cfg->data_block_timeout);
+}
+
+static gboolean
+any_accepted(const PbSmtpResult *res)
+{
+	for (guint i = 0; i < res->rcpt->len; i++) {
+		const PbSmtpReply *r = g_ptr_array_index(res->rcpt, i);
+		if (r && r->code / 100 == 2)
+			return TRUE;
+	}
+	return FALSE;
+}
+
+/* MAIL, RCPT..., DATA: pipelined when offered. FALSE: connection lost. */
+static gboolean
+envelope(PbSmtpClient *c, PbSmtpResult *res, const char *sender, char **rcpts,
+         guint64 size)
+{
+	g_autofree char *params =
+	    c->caps.size ? g_strdup_printf(" SIZE=%" G_GUINT64_FORMAT, size)
+	                 : g_strdup("");
+	gboolean pipe = c->caps.pipelining;
+	gint64 t = c->cfg->command_timeout;
+
+	if (!command(c, "MAIL FROM:<%s>%s", sender, params))
+		return FALSE;
+	if (pipe) {
+		for (guint i = 0; rcpts[i]; i++)
+			if (!command(c, "RCPT TO:<%s>", rcpts[i]))
+				return FALSE;
+		if (!command(c, "DATA"))
+			return FALSE;
+	}
+	if (!flush(c, t) || (res->mail = read_reply(c, t, NULL)) == NULL)
+		return FALSE;
+	for (guint i = 0; rcpts[i]; i++) {
+		PbSmtpReply *r = NULL;
+		if (!pipe && res->mail->code / 100 == 2 &&
+		    (!command(c, "RCPT TO:<%s>", rcpts[i]) || !flush(c, t)))
+			return FALSE;
+		if ((pipe || res->mail->code / 100 == 2) &&
+		    (r = read_reply(c, t, NULL)) == NULL)
+			return FALSE;
+		g_ptr_array_add(res->rcpt, r);
+	}
+	if (!pipe && (res->mail->code / 100 != 2 || !any_accepted(res)))
+		return TRUE;
+	if (!pipe && (!command(c, "DATA") || !flush(c, t)))
+		return FALSE;
+	res->data = read_reply(c, c->cfg->data_init_timeout, NULL);
+	return res->data != NULL;
+}
+
+PbSmtpResult *
+pb_smtp_client_send(PbSmtpClient *c, const char *sender, char **rcpts,
+                    int data_fd, guint64 size)
+{
+	PbSmtpResult *res = g_new0(PbSmtpResult, 1);
+	g_autoptr(PbSmtpReply) rset = NULL;
+
+	res->rcpt =
+	    g_ptr_array_new_with_free_func((GDestroyNotify)pb_smtp_reply_free);
+	if (c->dirty) {
+		if (!command(c, "RSET") || !flush(c, c->cfg->command_timeout) ||
+		    (rset = read_reply(c, c->cfg->command_timeout, NULL)) ==
+		        NULL) {
+			res->dropped = TRUE;
+			return res;
+		}
+		c->dirty = FALSE;
+	}
+	if (!envelope(c, res, sender, rcpts, size)) {
+		res->dropped = TRUE;
+		return res;
+	}
+	if (res->data == NULL || res->data->code != 354 ||
+	    res->mail->code / 100 != 2 || !any_accepted(res)) {
+		/* RFC 2920: a 354 despite no valid recipient gets an empty
+		 * message, which the server then refuses */
+		if (res->data && res->data->code == 354 &&
+		    (!pb_conn_write(c->conn, ".\r\n", 3, NULL) ||
+		     !flush(c, c->cfg->command_timeout) ||
+		     (rset = read_reply(c, c->cfg->data_end_timeout, NULL)) ==
+		         NULL))
+			res->dropped = TRUE;
+		c->dirty = TRUE;
+		return res;
+	}
+	if (!send_body(c, data_fd, size)) {
+		res->dropped = TRUE;
+		return res;
+	}
+	res->final = read_reply(c, c->cfg->data_end_timeout, NULL);
+	if (res->final == NULL)
+		res->dropped = res->after_dot = TRUE;
+	return res;
+}
+
+void
+pb_smtp_client_quit(PbSmtpClient *c)
+{
+	g_autoptr(PbSmtpReply) r = NULL;
+
+	if (command(c, "QUIT") && flush(c, 10))
+		r = read_reply(c, 10, NULL);
+}

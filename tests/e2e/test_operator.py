@@ -274,7 +274,7 @@ def test_smtpd_listen_fds(inst):
     env = inst.env({"LISTEN_FDS": "1"})
     fd = sock.fileno()
     # the shell puts the socket on fd 3 and makes LISTEN_PID its own pid
-    proc = subprocess.Popen(["sh", "-c", 'exec 3<&%d; LISTEN_PID=$$ exec "$0"' % fd,
+    proc = subprocess.Popen(["bash", "-c", 'exec 3<&%d; LISTEN_PID=$$ exec "$0"' % fd,
                              inst.bin("smtpd")], env=env, pass_fds=(fd,))
     inst.procs.append(proc)
     sock.close()
