@@ -103,7 +103,9 @@ main(int argc, char **argv)
 		           "or nothing to list the queue\n");
 		return PB_EX_USAGE;
 	}
-	cfg = pb_program_start("mailq", conf, TRUE, FALSE, &error);
+	/* repairs are logged where the mail system logs; a listing is not */
+	cfg = pb_program_start("mailq", conf, actions == 0 || explain != NULL,
+			       FALSE, &error);
 	if (cfg == NULL || (q = pb_queue_open(cfg->queue, &error)) == NULL)
 		return pb_program_fail("mailq", error);
 	if (hold || release || requeue || delete)
