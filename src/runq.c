@@ -618,10 +618,13 @@ pb_runq_run(const PbConfig *cfg, char **ids, gboolean force,
 	run.jobs = g_hash_table_new_full(g_str_hash, g_str_equal, NULL,
 					 (GDestroyNotify)job_free);
 	run.held = held = g_ptr_array_new_with_free_func((GDestroyNotify)held_free);
-	/* the list grows as bounces and notices are queued */
-	for (guint i = 0; i < run.ids->len; i++)
-		process(&run, g_ptr_array_index(run.ids, i));
-	run_jobs(&run);
+	/* the list grows as bounces and notices are queued (also by the
+	 * remote jobs): they are delivered in this same run */
+	for (guint i = 0; i < run.ids->len;) {
+		for (; i < run.ids->len; i++)
+			process(&run, g_ptr_array_index(run.ids, i));
+		run_jobs(&run);
+	}
 	g_hash_table_unref(run.jobs);
 	g_ptr_array_unref(run.ids);
 	return TRUE;

@@ -129,8 +129,11 @@ read_reply(PbSmtpClient *c, gint64 timeout, GPtrArray *lines)
 			continue;
 		r = g_new0(PbSmtpReply, 1);
 		r->code = code;
+		r->dsn = enhanced(code, text->str);
+		/* "550 5.1.1 text", as Postfix shows remote replies */
+		g_string_prepend(text, " ");
+		g_string_prepend_len(text, line, 3);
 		r->text = pb_sanitize_text(text->str, 2000);
-		r->dsn = enhanced(code, r->text);
 		return r;
 	}
 	return NULL; /* an endless reply */

@@ -78,7 +78,13 @@ hook_tx_commit(void *data, const char *sender, GPtrArray *recipients,
 				      tx->sv->peer->ip);
 	for (guint i = 0; i < recipients->len; i++)
 		pb_envelope_add_rcpt(env, g_ptr_array_index(recipients, i));
-	return pb_queue_tx_commit(tx->tx, env, error);
+	if (!pb_queue_tx_commit(tx->tx, env, error))
+		return FALSE;
+	pb_log_info(env->id,
+		    "from=<%s>, size=%" G_GUINT64_FORMAT
+		    ", nrcpt=%u, client=%s (queued)",
+		    env->sender, env->size, recipients->len, env->client);
+	return TRUE;
 }
 
 static void
