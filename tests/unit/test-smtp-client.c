@@ -1,7 +1,298 @@
-#include <glib.h>
+/* test-smtp-client.c - the reply parser, and the client against a
+ * scripted server on the other end of a socketpair. */
+#include "config.h"
+#include "conn.h"
+#include "error.h"
+#include "smtp-client.h"
+
+#include <fcntl.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+static void
+test_reply_line(void)
+{
+	guint code;
+	gboolean last;
+	const char *text;
+
+	g_assert_true(
+	    pb_smtp_reply_line("250-PIPELINING", 14, &code, &last, &text));
+	g_assert_cmpuint(code, ==, 250);
+	g_assert_false(last);
+	g_assert_cmpstr(text, ==, "PIPELINING");
+	g_assert_true(pb_smtp_reply_line("354", 3, &code, &last, &text));
+	g_assert_true(last);
+	g_assert_cmpstr(text, ==, "");
+	g_assert_false(pb_smtp_reply_line("25", 2, &code, &last, &text));
+	g_assert_false(pb_smtp_reply_line("hello", 5, &code, &last, &text));
+	g_assert_false(pb_smtp_reply_line("250x", 4, &code, &last, &text));
+	g_assert_false(pb_smtp_reply_line("650 no", 6, &code, &last, &text));
+}
+
+static void
+test_caps(void)
+{
+	const char *lines[] = {"mx.example.net hello",
+	                       "PIPELINING",
+	                       "SIZE 1000",
+	                       "8BITMIME",
+	                       "STARTTLS",
+	                       NULL};
+	PbSmtpCaps caps;
+
+	pb_smtp_caps_parse(&caps, lines);
+	g_assert_true(caps.esmtp);
+	g_assert_true(caps.pipelining);
+	g_assert_true(caps.size);
+	g_assert_cmpuint(caps.size_limit, ==, 1000);
+	g_assert_true(caps.starttls);
+	g_assert_false(caps.smtputf8);
+}
+
+/* The scripted server: SCRIPT is what it sends, in order; "<" lines
+ * mean "read one line first" and what it read is logged in HEARD. */
+typedef struct {
+	int fd;
+	const char *const *script;
+	GString *heard;
+} Server;
+
+static gpointer
+serve(gpointer data)
+{
+	Server *s = data;
+	FILE *in = fdopen(dup(s->fd), "r");
+	char line[8192];
+
+	for (guint i = 0; s->script[i]; i++) {
+		const char *step = s->script[i];
+		if (step[0] == '<') {
+			if (fgets(line, sizeof line, in) == NULL)
+				break;
+			g_string_append(s->heard, line);
+		} else if (g_str_equal(step, "DATA>")) {
+			/* read the message up to the lone dot */
+			while (fgets(line, sizeof line, in) != NULL) {
+				g_string_append(s->heard, line);
+				if (g_str_equal(line, ".\r\n"))
+					break;
+			}
+		} else if (step[0] == '~') {
+			/* silence until the client hangs up */
+			while (fgets(line, sizeof line, in) != NULL)
+				;
+		} else if (step[0] != '-' &&
+		           write(s->fd, step, strlen(step)) < 0)
+			break;
+	}
+	fclose(in);
+	shutdown(s->fd, SHUT_RDWR);
+	return NULL;
+}
+
+typedef struct {
+	PbConfig *cfg;
+	int fds[2];
+	PbConn *conn;
+	PbSmtpClient *c;
+	Server server;
+	GThread *thread;
+	int msg_fd;
+	guint64 msg_size;
+} F;
+
+static const char conf[] = "[delivery]\nhelo = out.example.org\n"
+                           "greeting_timeout = 2s\ncommand_timeout = 2s\n";
+static const char message[] = "Subject: x\r\n\r\n.dot first\r\nplain\r\n..\r\n";
+
+static void
+start(F *f, const char *const *script)
+{
+	g_autoptr(GError) error = NULL;
+	char tmpl[] = "/tmp/pbclient-XXXXXX";
+
+	f->cfg = pb_config_load_data(conf, strlen(conf), "t", "/tmp", &error);
+	g_assert_no_error(error);
+	g_assert_cmpint(socketpair(AF_UNIX, SOCK_STREAM, 0, f->fds), ==, 0);
+	f->server = (Server){f->fds[1], script, g_string_new(NULL)};
+	f->thread = g_thread_new("server", serve, &f->server);
+	f->conn = pb_conn_new(f->fds[0], f->fds[0]);
+	f->c = pb_smtp_client_new(f->cfg, f->conn);
+	f->msg_fd = g_mkstemp(tmpl);
+	unlink(tmpl);
+	g_assert_cmpint(write(f->msg_fd, message, strlen(message)), ==,
+	                (gssize)strlen(message));
+	f->msg_size = strlen(message);
+}
+
+static void
+finish(F *f)
+{
+	pb_smtp_client_free(f->c);
+	pb_conn_free(f->conn);
+	shutdown(f->fds[0], SHUT_RDWR);
+	if (f->thread)
+		g_thread_join(f->thread);
+	close(f->fds[0]);
+	close(f->fds[1]);
+	close(f->msg_fd);
+	g_string_free(f->server.heard, TRUE);
+	pb_config_free(f->cfg);
+}
+
+/* Lets the server finish, so that HEARD is complete. */
+static void
+wait_server(F *f)
+{
+	shutdown(f->fds[0], SHUT_WR);
+	g_thread_join(f->thread);
+	f->thread = NULL;
+}
+
+static void
+test_pipelined_mixed(void)
+{
+	static const char *const script[] = {
+	    "220 mx.example.net ESMTP\r\n",
+	    "<EHLO",
+	    "250-mx.example.net\r\n250-PIPELINING\r\n250-SIZE 100000\r\n250 "
+	    "8BITMIME\r\n",
+	    "<MAIL",
+	    "<RCPT",
+	    "<RCPT",
+	    "<RCPT",
+	    "<DATA",
+	    "250 2.1.0 ok\r\n250 2.1.5 ok\r\n450 4.2.1 mailbox "
+	    "busy\r\n550-5.1.1 "
+	    "no\r\n550 5.1.1 such user\r\n354 go ahead\r\n",
+	    "DATA>",
+	    "250 2.0.0 queued as X\r\n",
+	    "<QUIT",
+	    "221 bye\r\n",
+	    NULL};
+	char *rcpts[] = {"a@example.net", "b@example.net", "c@example.net",
+	                 NULL};
+	F f = {0};
+	g_autoptr(PbSmtpReply) refusal = NULL;
+	g_autoptr(GError) error = NULL;
+	g_autoptr(PbSmtpResult) res = NULL;
+	PbSmtpReply *r;
+
+	start(&f, script);
+	g_assert_true(pb_smtp_client_start(f.c, &refusal, &error));
+	g_assert_true(pb_smtp_client_caps(f.c)->pipelining);
+	res = pb_smtp_client_send(f.c, "s@example.org", rcpts, f.msg_fd,
+	                          f.msg_size);
+	g_assert_false(res->dropped);
+	g_assert_cmpuint(res->mail->code, ==, 250);
+	r = res->rcpt->pdata[1];
+	g_assert_cmpuint(r->code, ==, 450);
+	g_assert_cmpstr(r->dsn, ==, "4.2.1");
+	g_assert_cmpstr(r->text, ==, "450 4.2.1 mailbox busy");
+	r = res->rcpt->pdata[2];
+	g_assert_cmpstr(r->text, ==, "550 5.1.1 no 5.1.1 such user");
+	g_assert_cmpstr(r->dsn, ==, "5.1.1");
+	g_assert_cmpuint(res->final->code, ==, 250);
+	pb_smtp_client_quit(f.c);
+	wait_server(&f);
+	g_assert_nonnull(strstr(f.server.heard->str,
+	                        "EHLO out.example.org\r\n"
+	                        "MAIL FROM:<s@example.org> SIZE=37\r\n"
+	                        "RCPT TO:<a@example.net>\r\n"));
+	/* dot-stuffed */
+	g_assert_nonnull(strstr(f.server.heard->str,
+	                        "Subject: x\r\n\r\n..dot first\r\nplain\r\n"
+	                        "...\r\n.\r\nQUIT\r\n"));
+	finish(&f);
+}
+
+static void
+test_helo_fallback_and_refusal(void)
+{
+	static const char *const script[] = {"220 old.example.net\r\n",
+	                                     "<EHLO",
+	                                     "502 what?\r\n",
+	                                     "<HELO",
+	                                     "250 old.example.net\r\n",
+	                                     "<MAIL",
+	                                     "553 5.7.1 sender refused\r\n",
+	                                     NULL};
+	char *rcpts[] = {"a@example.net", NULL};
+	F f = {0};
+	g_autoptr(PbSmtpReply) refusal = NULL;
+	g_autoptr(GError) error = NULL;
+	g_autoptr(PbSmtpResult) res = NULL;
+
+	start(&f, script);
+	g_assert_true(pb_smtp_client_start(f.c, &refusal, &error));
+	g_assert_false(pb_smtp_client_caps(f.c)->esmtp);
+	res = pb_smtp_client_send(f.c, "", rcpts, f.msg_fd, f.msg_size);
+	g_assert_cmpuint(res->mail->code, ==, 553);
+	g_assert_null(res->rcpt->pdata[0]);
+	g_assert_null(res->final);
+	wait_server(&f);
+	g_assert_nonnull(strstr(f.server.heard->str, "MAIL FROM:<>\r\n"));
+	finish(&f);
+}
+
+static void
+test_greeting_refused(void)
+{
+	static const char *const script[] = {"554 5.7.1 go away\r\n", NULL};
+	F f = {0};
+	g_autoptr(PbSmtpReply) refusal = NULL;
+	g_autoptr(GError) error = NULL;
+
+	start(&f, script);
+	g_assert_false(pb_smtp_client_start(f.c, &refusal, &error));
+	g_assert_error(error, PB_ERROR, PB_ERROR_PERM);
+	g_assert_cmpuint(refusal->code, ==, 554);
+	finish(&f);
+}
+
+static void
+test_endless_and_silent(void)
+{
+	g_autoptr(GString) flood = g_string_new(NULL);
+	const char *script[] = {NULL, NULL};
+	F f = {0};
+	g_autoptr(PbSmtpReply) refusal = NULL;
+	g_autoptr(GError) error = NULL;
+	gint64 t0;
+
+	/* a reply that never ends: refused after the line bound */
+	for (int i = 0; i < PB_SMTP_REPLY_MAX_LINES + 5; i++)
+		g_string_append(flood, "220-blah blah\r\n");
+	script[0] = flood->str;
+	start(&f, script);
+	g_assert_false(pb_smtp_client_start(f.c, &refusal, &error));
+	g_assert_null(refusal);
+	finish(&f);
+	g_clear_error(&error);
+	/* a server that says nothing: the greeting timeout (2 s) */
+	script[0] = "~";
+	memset(&f, 0, sizeof f);
+	start(&f, script);
+	t0 = g_get_monotonic_time();
+	g_assert_false(pb_smtp_client_start(f.c, &refusal, &error));
+	g_assert_cmpint(g_get_monotonic_time() - t0, <, 4 * G_USEC_PER_SEC);
+	finish(&f);
+}
+
 int
 main(int argc, char **argv)
 {
 	g_test_init(&argc, &argv, NULL);
+	g_test_add_func("/smtp-client/reply-line", test_reply_line);
+	g_test_add_func("/smtp-client/caps", test_caps);
+	g_test_add_func("/smtp-client/pipelined-mixed", test_pipelined_mixed);
+	g_test_add_func("/smtp-client/helo-fallback",
+	                test_helo_fallback_and_refusal);
+	g_test_add_func("/smtp-client/greeting-refused", test_greeting_refused);
+	g_test_add_func("/smtp-client/endless-and-silent",
+	                test_endless_and_silent);
 	return g_test_run();
 }
