@@ -1,2 +1,366 @@
-/* mailbox.c - not written yet */
-#include <glib.h>
+/*
+ * mailbox.c - a Maildir as one POP3 session sees it (see mailbox.h).
+ *
+ * Owns the lock file DIR/.pop3.lock while a session runs, and the
+ * renames and unlinks of the UPDATE state. The lock follows
+ * liblockfile's recipe: write a unique temporary file, link(2) it to the
+ * lock name and trust the link count (NFS may report a lost reply as
+ * an error); a lock whose owner on this host is dead, or older than
+ * PB_MAILBOX_LOCK_STALE, is broken.
+ */
+#include "mailbox.h"
+#include "durable.h"
+#include "error.h"
+#include "maildir.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define CHUNK 65536
+#define MAX_UID 70 /* RFC 1939 7: 1 to 70 characters */
+
+typedef struct {
+	char *name; /* the file name in its folder */
+	gboolean in_new;
+	char *uid;
+	guint64 size; /* octets with CRLF line ends */
+	gboolean seen;
+} Msg;
+
+struct _PbMailbox {
+	char *dir;
+	char *lock;
+	GArray *msgs; /* Msg */
+};
+
+static void
+msg_clear(Msg *m)
+{
+	g_free(m->name);
+	g_free(m->uid);
+}
+
+/* ---- the lock ---- */
+
+static gboolean
+lock_is_stale(const char *lock)
+{
+	g_autofree char *text = NULL;
+	char host[256] = "";
+	char owner[256] = "";
+	long pid = 0;
+	struct stat st;
+
+	if (stat(lock, &st) < 0)
+		return errno == ENOENT;
+	if (time(NULL) - st.st_mtime > PB_MAILBOX_LOCK_STALE)
+		return TRUE;
+	if (!g_file_get_contents(lock, &text, NULL, NULL) ||
+	    sscanf(text, "%255s %ld", owner, &pid) != 2 || pid <= 0)
+		return FALSE;
+	gethostname(host, sizeof host - 1);
+	/* only a local owner can be checked */
+	return g_str_equal(owner, host) && kill((pid_t)pid, 0) < 0 &&
+	       errno == ESRCH;
+}
+
+static gboolean
+lock_take(const char *dir, const char *lock, GError **error)
+{
+	char host[256] = "localhost";
+	g_autofree char *tmp = NULL;
+	g_autofree char *text = NULL;
+
+	gethostname(host, sizeof host - 1);
+	tmp = g_strdup_printf("%s/.pop3.lock.%s.%ld.%u", dir, host,
+			      (long)getpid(), g_random_int());
+	text = g_strdup_printf("%s %ld %ld\n", host, (long)getpid(),
+			       (long)time(NULL));
+	for (int attempt = 0; attempt < 2; attempt++) {
+		struct stat st;
+		gboolean got;
+		if (!g_file_set_contents(tmp, text, -1, error))
+			return FALSE;
+		(void)link(tmp, lock);
+		got = stat(tmp, &st) == 0 && st.st_nlink == 2;
+		(void)unlink(tmp);
+		if (got)
+			return TRUE;
+		if (attempt == 0 && lock_is_stale(lock))
+			(void)unlink(lock);
+		else
+			break;
+	}
+	g_set_error(error, PB_ERROR, PB_ERROR_BUSY,
+		    "the mailbox is in use by another session");
+	return FALSE;
+}
+
+/* ---- the scan ---- */
+
+/* The unique part of a Maildir name: before ',' (sizes) and ':' (flags). */
+static char *
+uid_of(const char *name)
+{
+	gsize n = strcspn(name, ",:");
+
+	if (n == 0 || n > MAX_UID)
+		return g_compute_checksum_for_string(G_CHECKSUM_MD5, name, -1);
+	for (gsize i = 0; i < n; i++)
+		if (name[i] < 0x21 || name[i] > 0x7e)
+			return g_compute_checksum_for_string(G_CHECKSUM_MD5,
+							     name, -1);
+	return g_strndup(name, n);
+}
+
+/* The CRLF size of a file without ,W=: read once. */
+static gboolean
+measure(const char *path, guint64 *size)
+{
+	char buf[CHUNK];
+	g_auto(PbFd) fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+	gboolean cr = FALSE;
+	ssize_t n;
+
+	if (fd < 0)
+		return FALSE;
+	*size = 0;
+	while ((n = read(fd, buf, sizeof buf)) > 0) {
+		for (ssize_t i = 0; i < n; i++) {
+			if (buf[i] == '\n' && !cr)
+				(*size)++;
+			cr = buf[i] == '\r';
+		}
+		*size += (guint64)n;
+	}
+	return n == 0;
+}
+
+static gboolean
+scan(PbMailbox *mb, const char *sub, GError **error)
+{
+	g_autofree char *path = g_build_filename(mb->dir, sub, NULL);
+	DIR *d = opendir(path);
+	struct dirent *de;
+
+	if (d == NULL)
+		return pb_throw_errno(error, "cannot read %s", path);
+	while ((de = readdir(d)) != NULL) {
+		Msg m = {0};
+		guint64 s;
+		if (de->d_name[0] == '.')
+			continue;
+		if (!pb_maildir_name_sizes(de->d_name, &s, &m.size)) {
+			g_autofree char *file =
+			    g_build_filename(path, de->d_name, NULL);
+			if (!measure(file, &m.size))
+				continue; /* vanished or unreadable */
+		}
+		m.name = g_strdup(de->d_name);
+		m.in_new = g_str_equal(sub, "new");
+		m.uid = uid_of(de->d_name);
+		g_array_append_val(mb->msgs, m);
+	}
+	closedir(d);
+	return TRUE;
+}
+
+static gint
+by_uid(gconstpointer a, gconstpointer b)
+{
+	return strcmp(((const Msg *)a)->uid, ((const Msg *)b)->uid);
+}
+
+PbMailbox *
+pb_mailbox_open(const char *dir, GError **error)
+{
+	g_autoptr(PbMailbox) mb = g_new0(PbMailbox, 1);
+	g_autofree char *lock = NULL;
+
+	mb->dir = g_strdup(dir);
+	mb->msgs = g_array_new(FALSE, TRUE, sizeof(Msg));
+	g_array_set_clear_func(mb->msgs, (GDestroyNotify)msg_clear);
+	if (!pb_maildir_create(dir, error))
+		return NULL;
+	lock = g_build_filename(dir, PB_MAILBOX_LOCK, NULL);
+	if (!lock_take(dir, lock, error))
+		return NULL;
+	mb->lock = g_steal_pointer(&lock); /* ours now: closing removes it */
+	if (!scan(mb, "new", error) || !scan(mb, "cur", error))
+		return NULL;
+	g_array_sort(mb->msgs, by_uid);
+	return g_steal_pointer(&mb);
+}
+
+void
+pb_mailbox_close(PbMailbox *mb)
+{
+	if (mb == NULL)
+		return;
+	if (mb->lock)
+		(void)unlink(mb->lock);
+	g_free(mb->lock);
+	g_free(mb->dir);
+	g_array_unref(mb->msgs);
+	g_free(mb);
+}
+
+guint
+pb_mailbox_count(PbMailbox *mb)
+{
+	return mb->msgs->len;
+}
+
+guint64
+pb_mailbox_size(PbMailbox *mb, guint i)
+{
+	return g_array_index(mb->msgs, Msg, i).size;
+}
+
+const char *
+pb_mailbox_uid(PbMailbox *mb, guint i)
+{
+	return g_array_index(mb->msgs, Msg, i).uid;
+}
+
+/* ---- RETR and TOP ---- */
+
+typedef struct {
+	PbLineOut *out;
+	GString *buf;
+	gboolean bol, cr, header;
+	gsize line_len;
+	gint64 body_lines; /* still to send; < 0: all */
+	gboolean done;
+} Sender;
+
+static void
+emit(Sender *s, char c)
+{
+	g_string_append_c(s->buf, c);
+	if (s->buf->len >= CHUNK) {
+		pb_line_out_write(s->out, s->buf->str, s->buf->len);
+		g_string_truncate(s->buf, 0);
+	}
+}
+
+/* One octet of the file: LF becomes CRLF, a leading dot is doubled. */
+static void
+send_octet(Sender *s, char c)
+{
+	if (s->bol && c == '.')
+		emit(s, '.');
+	if (c == '\n') {
+		if (!s->cr)
+			emit(s, '\r');
+		emit(s, '\n');
+		if (s->header && s->line_len == 0)
+			s->header = FALSE;
+		else if (!s->header && s->body_lines > 0)
+			s->body_lines--;
+		if (!s->header && s->body_lines == 0)
+			s->done = TRUE;
+		s->bol = TRUE;
+		s->line_len = 0;
+		s->cr = FALSE;
+		return;
+	}
+	emit(s, c);
+	s->bol = FALSE;
+	s->cr = c == '\r';
+	if (c != '\r')
+		s->line_len++;
+}
+
+gboolean
+pb_mailbox_send(PbMailbox *mb, guint i, gint64 body_lines, PbLineOut *out,
+		GError **error)
+{
+	Msg *m = &g_array_index(mb->msgs, Msg, i);
+	g_autofree char *path = g_build_filename(mb->dir, m->in_new ? "new" : "cur",
+						 m->name, NULL);
+	g_auto(PbFd) fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+	g_autoptr(GString) buf = g_string_sized_new(CHUNK + 8);
+	g_autofree char *chunk = g_malloc(CHUNK);
+	Sender s = {out, buf, TRUE, FALSE, TRUE, 0, body_lines, FALSE};
+	ssize_t n;
+
+	if (fd < 0)
+		return pb_throw_errno(error, "cannot open %s", m->name);
+	while (!s.done && (n = read(fd, chunk, CHUNK)) != 0) {
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			return pb_throw_errno(error, "cannot read %s", m->name);
+		for (ssize_t k = 0; k < n && !s.done; k++)
+			send_octet(&s, chunk[k]);
+	}
+	if (!s.bol)
+		g_string_append(buf, "\r\n");
+	g_string_append(buf, ".\r\n");
+	pb_line_out_write(out, buf->str, buf->len);
+	if (body_lines < 0)
+		m->seen = TRUE;
+	return TRUE;
+}
+
+/* ---- UPDATE ---- */
+
+/* new/NAME -> cur/NAME[,S=..,W=..]:2,S */
+static char *
+cur_name(PbMailbox *mb, const Msg *m)
+{
+	guint64 s, w;
+	g_autofree char *base = g_strndup(m->name, strcspn(m->name, ":"));
+
+	if (pb_maildir_name_sizes(base, &s, &w))
+		return g_strdup_printf("%s:2,S", base);
+	{
+		g_autofree char *path =
+		    g_build_filename(mb->dir, "new", m->name, NULL);
+		struct stat st;
+		if (stat(path, &st) < 0)
+			return g_strdup_printf("%s:2,S", base);
+		return g_strdup_printf("%s,S=%" G_GUINT64_FORMAT
+				       ",W=%" G_GUINT64_FORMAT ":2,S",
+				       base, (guint64)st.st_size, m->size);
+	}
+}
+
+gboolean
+pb_mailbox_commit(PbMailbox *mb, const gboolean *deleted, GError **error)
+{
+	g_autofree char *newd = g_build_filename(mb->dir, "new", NULL);
+	g_autofree char *curd = g_build_filename(mb->dir, "cur", NULL);
+	gboolean changed_new = FALSE, changed_cur = FALSE;
+
+	for (guint i = 0; i < mb->msgs->len; i++) {
+		Msg *m = &g_array_index(mb->msgs, Msg, i);
+		g_autofree char *from = g_build_filename(
+		    m->in_new ? newd : curd, m->name, NULL);
+		if (deleted[i]) {
+			if (unlink(from) < 0 && errno != ENOENT)
+				return pb_throw_errno(error, "cannot delete %s",
+						      m->name);
+			changed_new |= m->in_new;
+			changed_cur |= !m->in_new;
+		} else if (m->seen && m->in_new) {
+			g_autofree char *name = cur_name(mb, m);
+			g_autofree char *to = g_build_filename(curd, name, NULL);
+			if (rename(from, to) < 0 && errno != ENOENT)
+				return pb_throw_errno(error, "cannot move %s",
+						      m->name);
+			changed_new = changed_cur = TRUE;
+		}
+	}
+	if ((changed_new && !pb_fsync_dir(newd, error)) ||
+	    (changed_cur && !pb_fsync_dir(curd, error)))
+		return FALSE;
+	return TRUE;
+}

@@ -1,2 +1,200 @@
-/* pop3-serve.c - not written yet */
-#include <glib.h>
+/*
+ * pop3-serve.c - one POP3 connection (see pop3-serve.h).
+ *
+ * Guarantees: every read has the [pop3d] timeout (the autologout timer)
+ * as deadline; a failed login is answered only after the same pause
+ * whether the user exists or not; only the authenticated account's
+ * Maildir is opened, and it is unlocked however the session ends; a
+ * dropped connection deletes nothing (no UPDATE state).
+ */
+#include "pop3-serve.h"
+#include "accounts.h"
+#include "address.h"
+#include "conn.h"
+#include "error.h"
+#include "log.h"
+#include "mailbox.h"
+#include "pop3-server.h"
+
+#include <string.h>
+#include <unistd.h>
+
+#define AUTH_DELAY_MS 1000 /* after every failed login, user known or not */
+
+typedef struct {
+	const PbConfig *cfg;
+	const PbPeer *peer;
+	PbAccounts *accounts;
+	PbMailbox *mb;
+	char *user;
+} Serve;
+
+/* "alice@example.org" (any case) -> its Maildir; NULL if not local. */
+static char *
+maildir_of(const PbConfig *cfg, const char *user)
+{
+	g_autofree char *local = NULL;
+	g_autofree char *domain = NULL;
+
+	if (!pb_address_split(user, &local, &domain) ||
+	    !pb_config_is_local_domain(cfg, domain) || strchr(local, '/') ||
+	    g_str_equal(local, ".") || g_str_equal(local, ".."))
+		return NULL;
+	return g_build_filename(cfg->spool, domain, local, NULL);
+}
+
+static gboolean
+hook_authenticate(void *data, const char *user, const char *pass)
+{
+	Serve *sv = data;
+	g_autofree char *canonical = pb_address_canonical(user, "");
+	gboolean ok = pb_accounts_verify(sv->accounts, canonical, pass);
+
+	pb_log_info(NULL, "login %s for <%s> from [%s]", ok ? "ok" : "failed",
+		    canonical, sv->peer->ip);
+	return ok;
+}
+
+static PbPop3Open
+hook_open(void *data, const char *user)
+{
+	Serve *sv = data;
+	g_autofree char *canonical = pb_address_canonical(user, "");
+	g_autofree char *dir = maildir_of(sv->cfg, canonical);
+	g_autoptr(GError) error = NULL;
+
+	if (dir == NULL)
+		return PB_POP3_OPEN_FAILED;
+	sv->mb = pb_mailbox_open(dir, &error);
+	if (sv->mb == NULL) {
+		pb_log_warn(NULL, "mailbox of <%s>: %s", canonical,
+			    error->message);
+		return g_error_matches(error, PB_ERROR, PB_ERROR_BUSY)
+			   ? PB_POP3_OPEN_IN_USE
+			   : PB_POP3_OPEN_FAILED;
+	}
+	sv->user = g_steal_pointer(&canonical);
+	return PB_POP3_OPEN_OK;
+}
+
+static guint
+hook_count(void *data)
+{
+	return pb_mailbox_count(((Serve *)data)->mb);
+}
+
+static guint64
+hook_size(void *data, guint i)
+{
+	return pb_mailbox_size(((Serve *)data)->mb, i);
+}
+
+static const char *
+hook_uid(void *data, guint i)
+{
+	return pb_mailbox_uid(((Serve *)data)->mb, i);
+}
+
+static gboolean
+hook_send(void *data, guint i, gint64 body_lines, PbLineOut *out)
+{
+	Serve *sv = data;
+	g_autoptr(GError) error = NULL;
+
+	if (pb_mailbox_send(sv->mb, i, body_lines, out, &error))
+		return TRUE;
+	pb_log_warn(NULL, "mailbox of <%s>: %s", sv->user, error->message);
+	return FALSE;
+}
+
+static gboolean
+hook_commit(void *data, const gboolean *deleted)
+{
+	Serve *sv = data;
+	g_autoptr(GError) error = NULL;
+
+	if (pb_mailbox_commit(sv->mb, deleted, &error))
+		return TRUE;
+	pb_log_error(NULL, "mailbox of <%s>: %s", sv->user, error->message);
+	return FALSE;
+}
+
+static const PbPop3Hooks hooks = {
+    .authenticate = hook_authenticate,
+    .open = hook_open,
+    .count = hook_count,
+    .size = hook_size,
+    .uid = hook_uid,
+    .send = hook_send,
+    .commit = hook_commit,
+};
+
+static gboolean
+is_loopback(const char *ip)
+{
+	return g_str_has_prefix(ip, "127.") || g_str_equal(ip, "::1") ||
+	       *ip == '\0'; /* a pipe: a local program */
+}
+
+static void
+converse(Serve *sv, PbConn *conn, PbPop3Server *s)
+{
+	g_autoptr(GError) error = NULL;
+	gint64 timeout = sv->cfg->pop3d_timeout;
+
+	pb_pop3_server_greet(s);
+	for (;;) {
+		PbPop3Action action = pb_pop3_server_next_action(s);
+		const char *line;
+		gsize len;
+		guint flags;
+
+		if (action == PB_POP3_AUTH_DELAY)
+			g_usleep(AUTH_DELAY_MS * 1000);
+		if ((action != PB_POP3_NONE || !pb_conn_pending(conn)) &&
+		    !pb_conn_flush(conn, pb_deadline_in(timeout), &error))
+			break;
+		if (action == PB_POP3_CLOSE)
+			return;
+		if (!pb_conn_read_line(conn, &line, &len, &flags,
+				       pb_deadline_in(timeout), &error))
+			break;
+		pb_pop3_server_line(s, line, len, flags);
+	}
+	if (g_error_matches(error, PB_ERROR, PB_ERROR_TIMEOUT)) {
+		pb_pop3_server_timeout(s);
+		(void)pb_conn_flush(conn, pb_deadline_in(5), NULL);
+	}
+}
+
+void
+pb_pop3_serve(const PbConfig *cfg, int rfd, int wfd, const PbPeer *peer)
+{
+	g_autoptr(GError) error = NULL;
+	g_autoptr(PbConn) conn = pb_conn_new(rfd, wfd);
+	PbLineOut out = pb_conn_line_out(conn);
+	Serve sv = {.cfg = cfg, .peer = peer};
+	g_autoptr(PbPop3Server) s = NULL;
+
+	pb_log_info(NULL, "connect from [%s]:%u", peer->ip, peer->port);
+	sv.accounts = pb_accounts_load(cfg->accounts, &error);
+	if (sv.accounts == NULL) {
+		pb_log_error(NULL, "%s", error->message);
+		(void)pb_conn_printf(conn, NULL,
+				     "-ERR [SYS/TEMP] Service not available\r\n");
+		(void)pb_conn_flush(conn, pb_deadline_in(5), NULL);
+		return;
+	}
+	s = pb_pop3_server_new(&hooks, &sv, &out, cfg->hostname,
+			       cfg->plaintext_auth || is_loopback(peer->ip));
+	converse(&sv, conn, s);
+	if (sv.user)
+		pb_log_info(NULL,
+			    "logout <%s> from [%s]: retrieved=%u, deleted=%u",
+			    sv.user, peer->ip, pb_pop3_server_retrieved(s),
+			    pb_pop3_server_deleted(s));
+	pb_log_info(NULL, "disconnect from [%s]:%u", peer->ip, peer->port);
+	g_clear_pointer(&sv.mb, pb_mailbox_close);
+	g_free(sv.user);
+	pb_accounts_free(sv.accounts);
+}
