@@ -46,14 +46,13 @@ main(int argc, char **argv)
 	}
 	if (tls) {
 		g_set_error(&error, PB_ERROR, PB_ERROR_CONFIG,
-			    "--tls needs TLS, which this version does not "
-			    "have yet");
+		            "--tls needs TLS, which this version does not "
+		            "have yet");
 		return pb_program_fail("pop3d", error);
 	}
 	cfg = pb_program_start("pop3d", conf, FALSE, TRUE, &error);
-	if (cfg == NULL ||
-	    !pb_listener_run(listen, cfg->pop3d_max_connections, drop, serve,
-			     cfg, &error))
+	if (cfg == NULL || !pb_listener_run(listen, cfg->pop3d_max_connections,
+	                                    drop, serve, cfg, &error))
 		return pb_program_fail("pop3d", error);
 	return 0;
 }

@@ -79,9 +79,9 @@ lock_take(const char *dir, const char *lock, GError **error)
 
 	gethostname(host, sizeof host - 1);
 	tmp = g_strdup_printf("%s/.pop3.lock.%s.%ld.%u", dir, host,
-			      (long)getpid(), g_random_int());
+	                      (long)getpid(), g_random_int());
 	text = g_strdup_printf("%s %ld %ld\n", host, (long)getpid(),
-			       (long)time(NULL));
+	                       (long)time(NULL));
 	for (int attempt = 0; attempt < 2; attempt++) {
 		struct stat st;
 		gboolean got;
@@ -98,7 +98,7 @@ lock_take(const char *dir, const char *lock, GError **error)
 			break;
 	}
 	g_set_error(error, PB_ERROR, PB_ERROR_BUSY,
-		    "the mailbox is in use by another session");
+	            "the mailbox is in use by another session");
 	return FALSE;
 }
 
@@ -115,7 +115,7 @@ uid_of(const char *name)
 	for (gsize i = 0; i < n; i++)
 		if (name[i] < 0x21 || name[i] > 0x7e)
 			return g_compute_checksum_for_string(G_CHECKSUM_MD5,
-							     name, -1);
+			                                     name, -1);
 	return g_strndup(name, n);
 }
 
@@ -280,11 +280,11 @@ send_octet(Sender *s, char c)
 
 gboolean
 pb_mailbox_send(PbMailbox *mb, guint i, gint64 body_lines, PbLineOut *out,
-		GError **error)
+                GError **error)
 {
 	Msg *m = &g_array_index(mb->msgs, Msg, i);
-	g_autofree char *path = g_build_filename(mb->dir, m->in_new ? "new" : "cur",
-						 m->name, NULL);
+	g_autofree char *path =
+	    g_build_filename(mb->dir, m->in_new ? "new" : "cur", m->name, NULL);
 	g_auto(PbFd) fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
 	g_autoptr(GString) buf = g_string_sized_new(CHUNK + 8);
 	g_autofree char *chunk = g_malloc(CHUNK);
@@ -328,8 +328,8 @@ cur_name(PbMailbox *mb, const Msg *m)
 		if (stat(path, &st) < 0)
 			return g_strdup_printf("%s:2,S", base);
 		return g_strdup_printf("%s,S=%" G_GUINT64_FORMAT
-				       ",W=%" G_GUINT64_FORMAT ":2,S",
-				       base, (guint64)st.st_size, m->size);
+		                       ",W=%" G_GUINT64_FORMAT ":2,S",
+		                       base, (guint64)st.st_size, m->size);
 	}
 }
 
@@ -342,20 +342,21 @@ pb_mailbox_commit(PbMailbox *mb, const gboolean *deleted, GError **error)
 
 	for (guint i = 0; i < mb->msgs->len; i++) {
 		Msg *m = &g_array_index(mb->msgs, Msg, i);
-		g_autofree char *from = g_build_filename(
-		    m->in_new ? newd : curd, m->name, NULL);
+		g_autofree char *from =
+		    g_build_filename(m->in_new ? newd : curd, m->name, NULL);
 		if (deleted[i]) {
 			if (unlink(from) < 0 && errno != ENOENT)
 				return pb_throw_errno(error, "cannot delete %s",
-						      m->name);
+				                      m->name);
 			changed_new |= m->in_new;
 			changed_cur |= !m->in_new;
 		} else if (m->seen && m->in_new) {
 			g_autofree char *name = cur_name(mb, m);
-			g_autofree char *to = g_build_filename(curd, name, NULL);
+			g_autofree char *to =
+			    g_build_filename(curd, name, NULL);
 			if (rename(from, to) < 0 && errno != ENOENT)
 				return pb_throw_errno(error, "cannot move %s",
-						      m->name);
+				                      m->name);
 			changed_new = changed_cur = TRUE;
 		}
 	}

@@ -51,7 +51,7 @@ hook_authenticate(void *data, const char *user, const char *pass)
 	gboolean ok = pb_accounts_verify(sv->accounts, canonical, pass);
 
 	pb_log_info(NULL, "login %s for <%s> from [%s]", ok ? "ok" : "failed",
-		    canonical, sv->peer->ip);
+	            canonical, sv->peer->ip);
 	return ok;
 }
 
@@ -68,10 +68,10 @@ hook_open(void *data, const char *user)
 	sv->mb = pb_mailbox_open(dir, &error);
 	if (sv->mb == NULL) {
 		pb_log_warn(NULL, "mailbox of <%s>: %s", canonical,
-			    error->message);
+		            error->message);
 		return g_error_matches(error, PB_ERROR, PB_ERROR_BUSY)
-			   ? PB_POP3_OPEN_IN_USE
-			   : PB_POP3_OPEN_FAILED;
+		           ? PB_POP3_OPEN_IN_USE
+		           : PB_POP3_OPEN_FAILED;
 	}
 	sv->user = g_steal_pointer(&canonical);
 	return PB_POP3_OPEN_OK;
@@ -157,7 +157,7 @@ converse(Serve *sv, PbConn *conn, PbPop3Server *s)
 		if (action == PB_POP3_CLOSE)
 			return;
 		if (!pb_conn_read_line(conn, &line, &len, &flags,
-				       pb_deadline_in(timeout), &error))
+		                       pb_deadline_in(timeout), &error))
 			break;
 		pb_pop3_server_line(s, line, len, flags);
 	}
@@ -180,19 +180,19 @@ pb_pop3_serve(const PbConfig *cfg, int rfd, int wfd, const PbPeer *peer)
 	sv.accounts = pb_accounts_load(cfg->accounts, &error);
 	if (sv.accounts == NULL) {
 		pb_log_error(NULL, "%s", error->message);
-		(void)pb_conn_printf(conn, NULL,
-				     "-ERR [SYS/TEMP] Service not available\r\n");
+		(void)pb_conn_printf(
+		    conn, NULL, "-ERR [SYS/TEMP] Service not available\r\n");
 		(void)pb_conn_flush(conn, pb_deadline_in(5), NULL);
 		return;
 	}
 	s = pb_pop3_server_new(&hooks, &sv, &out, cfg->hostname,
-			       cfg->plaintext_auth || is_loopback(peer->ip));
+	                       cfg->plaintext_auth || is_loopback(peer->ip));
 	converse(&sv, conn, s);
 	if (sv.user)
 		pb_log_info(NULL,
-			    "logout <%s> from [%s]: retrieved=%u, deleted=%u",
-			    sv.user, peer->ip, pb_pop3_server_retrieved(s),
-			    pb_pop3_server_deleted(s));
+		            "logout <%s> from [%s]: retrieved=%u, deleted=%u",
+		            sv.user, peer->ip, pb_pop3_server_retrieved(s),
+		            pb_pop3_server_deleted(s));
 	pb_log_info(NULL, "disconnect from [%s]:%u", peer->ip, peer->port);
 	g_clear_pointer(&sv.mb, pb_mailbox_close);
 	g_free(sv.user);

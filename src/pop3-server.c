@@ -24,7 +24,7 @@ struct _PbPop3Server {
 	gboolean plaintext_ok;
 	State state;
 	PbPop3Action action;
-	char *user;	 /* USER given, or the logged-in user */
+	char *user;        /* USER given, or the logged-in user */
 	gboolean *deleted; /* per message in TRANSACTION */
 	guint count;
 	guint auth_failures, errors;
@@ -67,7 +67,7 @@ static void G_GNUC_PRINTF(2, 3) bad(PbPop3Server *s, const char *fmt, ...)
 
 PbPop3Server *
 pb_pop3_server_new(const PbPop3Hooks *hooks, void *hook_data, PbLineOut *out,
-		   const char *hostname, gboolean plaintext_ok)
+                   const char *hostname, gboolean plaintext_ok)
 {
 	PbPop3Server *s = g_new0(PbPop3Server, 1);
 
@@ -197,10 +197,9 @@ cmd_auth(PbPop3Server *s, const char *verb, const char *arg)
 		reply(s, "+OK");
 	else if (g_ascii_strcasecmp(verb, "UTF8") == 0)
 		reply(s, "+OK UTF8 enabled");
-	else if (!s->plaintext_ok &&
-		 (g_ascii_strcasecmp(verb, "USER") == 0 ||
-		  g_ascii_strcasecmp(verb, "PASS") == 0 ||
-		  g_ascii_strcasecmp(verb, "AUTH") == 0))
+	else if (!s->plaintext_ok && (g_ascii_strcasecmp(verb, "USER") == 0 ||
+	                              g_ascii_strcasecmp(verb, "PASS") == 0 ||
+	                              g_ascii_strcasecmp(verb, "AUTH") == 0))
 		bad(s, "[AUTH] Plaintext authentication is not allowed "
 		       "without TLS");
 	else if (g_ascii_strcasecmp(verb, "USER") == 0) {
@@ -303,8 +302,8 @@ cmd_retr(PbPop3Server *s, const char *arg, gboolean top)
 
 	if (parts[0] == NULL ||
 	    (top && (parts[1] == NULL || parts[2] != NULL ||
-		     !g_ascii_string_to_unsigned(parts[1], 10, 0, G_MAXINT64,
-						 &lines, NULL))) ||
+	             !g_ascii_string_to_unsigned(parts[1], 10, 0, G_MAXINT64,
+	                                         &lines, NULL))) ||
 	    (!top && parts[1] != NULL)) {
 		bad(s, top ? "Syntax: TOP msg lines" : "Syntax: RETR msg");
 		return;
@@ -375,8 +374,7 @@ cmd_transaction(PbPop3Server *s, const char *verb, const char *arg)
 }
 
 void
-pb_pop3_server_line(PbPop3Server *s, const char *line, gsize len,
-		    guint flags)
+pb_pop3_server_line(PbPop3Server *s, const char *line, gsize len, guint flags)
 {
 	g_autofree char *copy = NULL;
 	char *arg;

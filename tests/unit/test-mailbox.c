@@ -1,7 +1,156 @@
-#include <glib.h>
+/* test-mailbox.c - a Maildir as a POP3 session sees it: the snapshot,
+ * sizes, RETR/TOP output, the lock, and the UPDATE state. */
+#include "error.h"
+#include "mailbox.h"
+
+#include <glib/gstdio.h>
+#include <string.h>
+#include <unistd.h>
+
+typedef struct {
+	char *dir;
+} F;
+
+static void
+put(F *f, const char *sub, const char *name, const char *text)
+{
+	g_autofree char *path = g_build_filename(f->dir, sub, name, NULL);
+
+	g_assert_true(g_file_set_contents(path, text, -1, NULL));
+}
+
+static void
+setup(F *f, gconstpointer data)
+{
+	f->dir = g_dir_make_tmp("pbmbox-XXXXXX", NULL);
+	for (const char *const *s = (const char *[]){"tmp", "new", "cur", NULL};
+	     *s; s++) {
+		g_autofree char *p = g_build_filename(f->dir, *s, NULL);
+		g_assert_cmpint(g_mkdir(p, 0700), ==, 0);
+	}
+	/* 23 octets, 5 lines: W = 28 */
+	put(f, "new", "1000.M1P1Q1.host,S=23,W=28",
+	    "Subject: a\n\n.dot\nl2\nl3\n");
+	/* no sizes in the name: measured (CRLF already: counted once) */
+	put(f, "cur", "0999.M1P1Q1.host:2,S", "Subject: b\r\n\r\nbody\n");
+}
+
+static void
+teardown(F *f, gconstpointer data)
+{
+	g_autofree char *cmd = g_strdup_printf("rm -rf '%s'", f->dir);
+
+	g_assert_cmpint(system(cmd), ==, 0);
+	g_free(f->dir);
+}
+
+static void
+out_write(void *ctx, const char *data, gsize len)
+{
+	g_string_append_len(ctx, data, len);
+}
+
+static void
+test_snapshot_and_send(F *f, gconstpointer data)
+{
+	g_autoptr(GError) error = NULL;
+	g_autoptr(PbMailbox) mb = pb_mailbox_open(f->dir, &error);
+	g_autoptr(GString) got = g_string_new(NULL);
+	PbLineOut out = {out_write, got};
+
+	g_assert_no_error(error);
+	g_assert_cmpuint(pb_mailbox_count(mb), ==, 2);
+	/* sorted by unique name: the older first */
+	g_assert_cmpstr(pb_mailbox_uid(mb, 0), ==, "0999.M1P1Q1.host");
+	g_assert_cmpstr(pb_mailbox_uid(mb, 1), ==, "1000.M1P1Q1.host");
+	g_assert_cmpuint(pb_mailbox_size(mb, 0), ==, 20);
+	g_assert_cmpuint(pb_mailbox_size(mb, 1), ==, 28);
+	g_assert_true(pb_mailbox_send(mb, 1, -1, &out, &error));
+	g_assert_cmpstr(got->str, ==,
+	                "Subject: a\r\n\r\n..dot\r\nl2\r\nl3\r\n.\r\n");
+	/* the size is the message's (without the stuffing and the dot) */
+	g_assert_cmpuint(got->len - 1 - 3, ==, 28);
+	g_string_truncate(got, 0);
+	g_assert_true(pb_mailbox_send(mb, 1, 1, &out, &error));
+	g_assert_cmpstr(got->str, ==, "Subject: a\r\n\r\n..dot\r\n.\r\n");
+	g_string_truncate(got, 0);
+	g_assert_true(pb_mailbox_send(mb, 0, 0, &out, &error));
+	g_assert_cmpstr(got->str, ==, "Subject: b\r\n\r\n.\r\n");
+	/* a new file after the login is not seen */
+	put(f, "new", "2000.M1P1Q1.host,S=3,W=4", "x\n\n");
+	g_assert_cmpuint(pb_mailbox_count(mb), ==, 2);
+}
+
+static void
+test_lock(F *f, gconstpointer data)
+{
+	g_autoptr(GError) error = NULL;
+	g_autoptr(PbMailbox) mb = pb_mailbox_open(f->dir, &error);
+	g_autoptr(PbMailbox) second = NULL;
+	g_autofree char *lock = g_build_filename(f->dir, PB_MAILBOX_LOCK, NULL);
+	char host[256] = "";
+
+	g_assert_no_error(error);
+	second = pb_mailbox_open(f->dir, &error);
+	g_assert_null(second);
+	g_assert_error(error, PB_ERROR, PB_ERROR_BUSY);
+	g_clear_error(&error);
+	g_clear_pointer(&mb, pb_mailbox_close);
+	g_assert_false(g_file_test(lock, G_FILE_TEST_EXISTS));
+	/* a lock left by a dead process on this host is broken */
+	gethostname(host, sizeof host - 1);
+	{
+		g_autofree char *text =
+		    g_strdup_printf("%s 999999999 0\n", host);
+		g_assert_true(g_file_set_contents(lock, text, -1, NULL));
+	}
+	mb = pb_mailbox_open(f->dir, &error);
+	g_assert_no_error(error);
+	g_clear_pointer(&mb, pb_mailbox_close);
+	/* a live owner's lock holds (this process) */
+	{
+		g_autofree char *text =
+		    g_strdup_printf("%s %d 0\n", host, (int)getpid());
+		g_assert_true(g_file_set_contents(lock, text, -1, NULL));
+	}
+	mb = pb_mailbox_open(f->dir, &error);
+	g_assert_error(error, PB_ERROR, PB_ERROR_BUSY);
+	g_assert_cmpint(g_unlink(lock), ==, 0);
+}
+
+static void
+test_commit(F *f, gconstpointer data)
+{
+	g_autoptr(GError) error = NULL;
+	g_autoptr(PbMailbox) mb = pb_mailbox_open(f->dir, &error);
+	g_autoptr(GString) got = g_string_new(NULL);
+	PbLineOut out = {out_write, got};
+	gboolean deleted[2] = {TRUE, FALSE};
+	g_autofree char *gone =
+	    g_build_filename(f->dir, "cur", "0999.M1P1Q1.host:2,S", NULL);
+	g_autofree char *seen = g_build_filename(
+	    f->dir, "cur", "1000.M1P1Q1.host,S=23,W=28:2,S", NULL);
+
+	g_assert_true(pb_mailbox_send(mb, 1, -1, &out, &error));
+	g_assert_true(pb_mailbox_commit(mb, deleted, &error));
+	g_assert_no_error(error);
+	g_assert_false(g_file_test(gone, G_FILE_TEST_EXISTS));
+	g_assert_true(g_file_test(seen, G_FILE_TEST_EXISTS));
+	g_clear_pointer(&mb, pb_mailbox_close);
+	/* the next session sees the same uid */
+	mb = pb_mailbox_open(f->dir, &error);
+	g_assert_cmpuint(pb_mailbox_count(mb), ==, 1);
+	g_assert_cmpstr(pb_mailbox_uid(mb, 0), ==, "1000.M1P1Q1.host");
+}
+
+#define ADD(path, fn) g_test_add(path, F, NULL, setup, fn, teardown)
+
 int
 main(int argc, char **argv)
 {
 	g_test_init(&argc, &argv, NULL);
+	ADD("/mailbox/snapshot-and-send", test_snapshot_and_send);
+	ADD("/mailbox/lock", test_lock);
+	ADD("/mailbox/commit", test_commit);
 	return g_test_run();
 }
