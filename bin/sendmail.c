@@ -23,6 +23,22 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#ifdef PB_SANITIZED
+/* An AddressSanitizer build only: LeakSanitizer needs ptrace, which a
+ * set-user-id process does not allow, and it cannot read its options
+ * from the environment there either; it is turned off in that case. */
+static gboolean running_setuid;
+int __lsan_is_turned_off(void);
+int
+__lsan_is_turned_off(void)
+{
+	return running_setuid;
+}
+#define NOTE_SETUID(x) (running_setuid = (x))
+#else
+#define NOTE_SETUID(x) ((void)(x))
+#endif
+
 typedef enum { MODE_SUBMIT, MODE_SMTP, MODE_LIST, MODE_RUN } Mode;
 
 typedef struct {
@@ -233,7 +249,8 @@ serve_modes(const PbConfig *cfg, Mode mode)
 		return PB_EX_OK;
 	case MODE_LIST:
 		if ((q = pb_queue_open(cfg->queue, &error)) == NULL ||
-		    (out = pb_queue_format_listing(q, FALSE, 0, &error)) == NULL)
+		    (out = pb_queue_format_listing(q, FALSE, 0, &error)) ==
+		        NULL)
 			return pb_program_fail("sendmail", error);
 		fwrite(out->str, 1, out->len, stdout);
 		return fflush(stdout) == 0 ? PB_EX_OK : PB_EX_IOERR;
@@ -260,6 +277,7 @@ main(int argc, char **argv)
 	const char *conf;
 	int status;
 
+	NOTE_SETUID(ruid != euid);
 	a.rcpts = rcpts;
 	if ((status = parse_args(argc, argv, &a)) != PB_EX_OK)
 		return status;
