@@ -5,11 +5,12 @@
 #include "pop3-serve.h"
 #include "privs.h"
 #include "program.h"
+#include "tls.h"
 
 static gboolean
 drop(void *ctx, GError **error)
 {
-	return pb_privs_drop(((PbConfig *)ctx)->user, error);
+	return pb_privs_drop(((PbPop3Serve *)ctx)->cfg->user, error);
 }
 
 static void
@@ -36,7 +37,8 @@ main(int argc, char **argv)
 	g_autoptr(GOptionContext) ctx = g_option_context_new("- POP3 server");
 	g_autoptr(GError) error = NULL;
 	g_autoptr(PbConfig) cfg = NULL;
-
+	g_autoptr(PbTlsServer) creds = NULL;
+	PbPop3Serve how = {0};
 	g_option_context_add_main_entries(ctx, entries, NULL);
 	if (!pb_program_options(ctx, &argc, &argv))
 		return PB_EX_USAGE;
@@ -44,15 +46,18 @@ main(int argc, char **argv)
 		g_printerr("pop3d: unexpected argument %s\n", argv[1]);
 		return PB_EX_USAGE;
 	}
-	if (tls) {
-		g_set_error(&error, PB_ERROR, PB_ERROR_CONFIG,
-		            "--tls needs TLS, which this version does not "
-		            "have yet");
-		return pb_program_fail("pop3d", error);
-	}
 	cfg = pb_program_start("pop3d", conf, FALSE, TRUE, &error);
-	if (cfg == NULL || !pb_listener_run(listen, cfg->pop3d_max_connections,
-	                                    drop, serve, cfg, &error))
+	if (cfg == NULL)
+		return pb_program_fail("pop3d", error);
+	/* the key is read before privileges are dropped */
+	if ((tls || pb_tls_configured(cfg)) &&
+	    (creds = pb_tls_server_new(cfg, &error)) == NULL)
+		return pb_program_fail("pop3d", error);
+	how.cfg = cfg;
+	how.tls = creds;
+	how.implicit_tls = tls;
+	if (!pb_listener_run(listen, cfg->pop3d_max_connections, drop, serve,
+	                     &how, &error))
 		return pb_program_fail("pop3d", error);
 	return 0;
 }

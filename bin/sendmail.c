@@ -245,7 +245,7 @@ serve_modes(const PbConfig *cfg, Mode mode)
 
 	switch (mode) {
 	case MODE_SMTP:
-		pb_smtp_serve(cfg, 0, 1, &peer);
+		pb_smtp_serve(&(PbSmtpServe){.cfg = cfg}, 0, 1, &peer);
 		return PB_EX_OK;
 	case MODE_LIST:
 		if ((q = pb_queue_open(cfg->queue, &error)) == NULL ||

@@ -5,11 +5,12 @@
 #include "privs.h"
 #include "program.h"
 #include "smtp-serve.h"
+#include "tls.h"
 
 static gboolean
 drop(void *ctx, GError **error)
 {
-	return pb_privs_drop(((PbConfig *)ctx)->user, error);
+	return pb_privs_drop(((PbSmtpServe *)ctx)->cfg->user, error);
 }
 
 static void
@@ -31,27 +32,38 @@ main(int argc, char **argv)
 	     "Bind and accept on ADDR:PORT or [IPv6]:PORT (repeatable)",
 	     "ADDR:PORT"},
 	    {"submission", 0, 0, G_OPTION_ARG_NONE, &submission,
-	     "Port 587 behaviour: AUTH before MAIL", NULL},
+	     "Port 587 behaviour: AUTH before MAIL, the sender must be the "
+	     "user's",
+	     NULL},
 	    {"tls", 0, 0, G_OPTION_ARG_NONE, &tls, "Implicit TLS (port 465)",
 	     NULL},
 	    {NULL}};
 	g_autoptr(GOptionContext) ctx = g_option_context_new("- SMTP server");
 	g_autoptr(GError) error = NULL;
 	g_autoptr(PbConfig) cfg = NULL;
+	g_autoptr(PbTlsServer) creds = NULL;
+	PbSmtpServe how = {0};
 
 	g_option_context_add_main_entries(ctx, entries, NULL);
 	if (!pb_program_options(ctx, &argc, &argv))
 		return PB_EX_USAGE;
-	if (submission || tls) {
-		g_set_error(&error, PB_ERROR, PB_ERROR_CONFIG,
-			    "--submission and --tls need TLS and AUTH, which "
-			    "this version does not have yet");
-		return pb_program_fail("smtpd", error);
+	if (argc > 1) {
+		g_printerr("smtpd: unexpected argument %s\n", argv[1]);
+		return PB_EX_USAGE;
 	}
 	cfg = pb_program_start("smtpd", conf, FALSE, TRUE, &error);
-	if (cfg == NULL ||
-	    !pb_listener_run(listen, cfg->max_connections, drop, serve, cfg,
-			     &error))
+	if (cfg == NULL)
+		return pb_program_fail("smtpd", error);
+	/* the key is read before privileges are dropped */
+	if ((tls || pb_tls_configured(cfg)) &&
+	    (creds = pb_tls_server_new(cfg, &error)) == NULL)
+		return pb_program_fail("smtpd", error);
+	how.cfg = cfg;
+	how.tls = creds;
+	how.implicit_tls = tls;
+	how.submission = submission;
+	if (!pb_listener_run(listen, cfg->max_connections, drop, serve, &how,
+	                     &error))
 		return pb_program_fail("smtpd", error);
 	return 0;
 }

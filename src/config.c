@@ -82,6 +82,10 @@ static const KeySpec keys[] = {
     {"delivery", "data_init_timeout", T_DURATION, F(data_init_timeout), "2m"},
     {"delivery", "data_block_timeout", T_DURATION, F(data_block_timeout), "3m"},
     {"delivery", "data_end_timeout", T_DURATION, F(data_end_timeout), "10m"},
+    {"delivery", "require_tls", T_DOMAINS, F(require_tls), ""},
+    {"delivery", "require_verified_tls", T_DOMAINS, F(require_verified_tls),
+     ""},
+    {"delivery", "tls_ca_file", T_OPTPATH, F(tls_ca_file), ""},
     {"tls", "certificate", T_OPTPATH, F(tls_certificate), ""},
     {"tls", "key", T_OPTPATH, F(tls_key), ""},
     {"tls", "plaintext_auth", T_BOOL, F(plaintext_auth), "no"},
@@ -470,8 +474,11 @@ set_list_value(PbConfig *cfg, const KeySpec *spec, const char *value,
 		if (spec->type == T_DOMAINS) {
 			char *lower = g_ascii_strdown(items[i], -1);
 			g_free(items[i]);
-			items[i] = lower;
-			if (!valid_hostname(lower))
+			items[i] = lower; /* "*" (every domain) in the TLS
+			                     policy lists */
+			if (!valid_hostname(lower) &&
+			    !(g_str_equal(lower, "*") &&
+			      spec->offset != F(domains)))
 				return bad(error, w, spec->group, spec->key,
 				           "not a domain name: %s", lower);
 		} else if (!valid_nameserver(items[i]))
@@ -688,6 +695,8 @@ config_new(void)
 
 	cfg->relay_networks = g_array_new(FALSE, TRUE, sizeof(PbCidr));
 	cfg->domains = g_new0(char *, 1);
+	cfg->require_tls = g_new0(char *, 1);
+	cfg->require_verified_tls = g_new0(char *, 1);
 	cfg->nameservers = g_new0(char *, 1);
 	cfg->routes = g_hash_table_new_full(g_str_hash, g_str_equal, g_free,
 	                                    (GDestroyNotify)route_free);
@@ -850,6 +859,16 @@ pb_config_is_local_domain(const PbConfig *cfg, const char *domain)
 {
 	for (guint i = 0; cfg->domains[i]; i++)
 		if (g_ascii_strcasecmp(cfg->domains[i], domain) == 0)
+			return TRUE;
+	return FALSE;
+}
+
+gboolean
+pb_config_domain_listed(char **list, const char *domain)
+{
+	for (guint i = 0; list && list[i]; i++)
+		if (g_str_equal(list[i], "*") ||
+		    g_ascii_strcasecmp(list[i], domain) == 0)
 			return TRUE;
 	return FALSE;
 }

@@ -31,52 +31,56 @@ typedef struct {
 	char *path; /* the file it was loaded from (absolute), or NULL */
 
 	/* [main] */
-	char *hostname;		   /* default: the host's FQDN */
-	char **domains;		   /* lowercased, NULL-terminated */
-	char *queue;		   /* absolute path */
-	char *spool;		   /* absolute path */
-	char *accounts;		   /* absolute path */
-	char *aliases;		   /* absolute path */
-	char *log;		   /* "syslog", "stderr" or an absolute path */
+	char *hostname;            /* default: the host's FQDN */
+	char **domains;            /* lowercased, NULL-terminated */
+	char *queue;               /* absolute path */
+	char *spool;               /* absolute path */
+	char *accounts;            /* absolute path */
+	char *aliases;             /* absolute path */
+	char *log;                 /* "syslog", "stderr" or an absolute path */
 	gboolean delivery_queue;   /* delivery = queue (else background) */
-	char *user;		   /* default "pillarbox" */
+	char *user;                /* default "pillarbox" */
 	char *recipient_delimiter; /* "" = off; default "+" */
 
 	/* [smtpd] */
-	GArray *relay_networks; /* of PbCidr; default 127.0.0.0/8, ::1/128 */
+	GArray *relay_networks;   /* of PbCidr; default 127.0.0.0/8, ::1/128 */
 	guint64 max_message_size; /* bytes; default 50M */
-	guint max_recipients;	  /* default 100 */
-	guint max_connections;	  /* default 100 */
-	gint64 smtpd_timeout;	  /* seconds; default 5m */
+	guint max_recipients;     /* default 100 */
+	guint max_connections;    /* default 100 */
+	gint64 smtpd_timeout;     /* seconds; default 5m */
 
 	/* [delivery] (all durations in seconds) */
 	gint64 retry_interval; /* 15m */
 	gint64 max_backoff;    /* 2h */
 	gint64 warn_after;     /* 4h */
 	gint64 bounce_after;   /* 5d */
-	guint parallel;	       /* 20 */
+	guint parallel;        /* 20 */
 	char **nameservers;    /* ADDR[:PORT] strings, NULL-terminated; empty
-				  list: /etc/resolv.conf */
-	guint port;	       /* 25 */
-	char *helo;	       /* default: hostname */
+	                          list: /etc/resolv.conf */
+	guint port;            /* 25 */
+	char *helo;            /* default: hostname */
 	/* extensions: the RFC 5321 section 4.5.3.2 client timeouts */
-	gint64 connect_timeout;	   /* 30s: TCP connect */
+	gint64 connect_timeout;    /* 30s: TCP connect */
 	gint64 greeting_timeout;   /* 5m: initial 220 */
-	gint64 command_timeout;	   /* 5m: EHLO, MAIL, RCPT, RSET, QUIT */
+	gint64 command_timeout;    /* 5m: EHLO, MAIL, RCPT, RSET, QUIT */
 	gint64 data_init_timeout;  /* 2m: reply to DATA */
 	gint64 data_block_timeout; /* 3m: each block written */
 	gint64 data_end_timeout;   /* 10m: reply to the final dot */
+	/* extensions: outbound TLS policy (domains, or "*" for all) */
+	char **require_tls;          /* STARTTLS or defer */
+	char **require_verified_tls; /* ... and a verified certificate */
+	char *tls_ca_file;           /* trust for verification; NULL: system */
 
 	/* [routes]: lowercased domain or "*" -> PbRoute* */
 	GHashTable *routes;
 
 	/* [tls] */
 	char *tls_certificate; /* absolute path or NULL */
-	char *tls_key;	       /* absolute path or NULL */
+	char *tls_key;         /* absolute path or NULL */
 	gboolean plaintext_auth;
 
 	/* [pop3d] */
-	gint64 pop3d_timeout;	     /* seconds; default 10m */
+	gint64 pop3d_timeout;        /* seconds; default 10m */
 	guint pop3d_max_connections; /* extension; default 100 */
 } PbConfig;
 
@@ -87,7 +91,7 @@ PbConfig *pb_config_load(const char *path, GError **error);
 /* Loads from memory; DIR anchors relative paths and NAME is used in error
  * messages. For tests and for pb_config_load. */
 PbConfig *pb_config_load_data(const char *data, gsize len, const char *name,
-			      const char *dir, GError **error);
+                              const char *dir, GError **error);
 
 void pb_config_free(PbConfig *cfg);
 G_DEFINE_AUTOPTR_CLEANUP_FUNC(PbConfig, pb_config_free)
@@ -103,6 +107,9 @@ gboolean pb_cidr_list_match(const GArray *networks, const char *ip);
 
 /* TRUE if DOMAIN (any case) is one of [main] domains. */
 gboolean pb_config_is_local_domain(const PbConfig *cfg, const char *domain);
+
+/* TRUE if DOMAIN is in LIST (exact, any case) or LIST has "*". */
+gboolean pb_config_domain_listed(char **list, const char *domain);
 
 /* The route for DOMAIN: exact match, else "*", else NULL (use MX). */
 const PbRoute *pb_config_route(const PbConfig *cfg, const char *domain);

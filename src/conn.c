@@ -12,13 +12,13 @@
 #include "conn.h"
 #include "error.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <string.h>
 #include <sys/socket.h>
-#include <arpa/inet.h>
 #include <unistd.h>
 
 struct _PbConn {
@@ -26,9 +26,9 @@ struct _PbConn {
 	const PbTransport *ops;
 	void *ctx;
 
-	char *in;	   /* PB_CONN_BUFSIZE */
-	gsize in_start;	   /* first unconsumed byte */
-	gsize in_end;	   /* one past the last received byte */
+	char *in;       /* PB_CONN_BUFSIZE */
+	gsize in_start; /* first unconsumed byte */
+	gsize in_end;   /* one past the last received byte */
 	GString *out;
 	GError *out_error; /* from a PbLineOut write, reported at flush */
 	gint64 write_timeout;
@@ -77,11 +77,11 @@ plain_want_write(void *ctx)
 }
 
 static const PbTransport plain_transport = {
-	.read = plain_read,
-	.write = plain_write,
-	.pending = plain_pending,
-	.want_write = plain_want_write,
-	.free = g_free,
+    .read = plain_read,
+    .write = plain_write,
+    .pending = plain_pending,
+    .want_write = plain_want_write,
+    .free = g_free,
 };
 
 PbConn *
@@ -133,6 +133,12 @@ pb_conn_wfd(PbConn *conn)
 	return conn->wfd;
 }
 
+void *
+pb_conn_transport_ctx(PbConn *conn, const PbTransport *ops)
+{
+	return conn->ops == ops ? conn->ctx : NULL;
+}
+
 void
 pb_conn_set_transport(PbConn *conn, const PbTransport *ops, void *ctx)
 {
@@ -159,7 +165,7 @@ wait_fd(int fd, short events, gint64 deadline, GError **error)
 
 		if (left <= 0) {
 			g_set_error(error, PB_ERROR, PB_ERROR_TIMEOUT,
-				    "timeout");
+			            "timeout");
 			return FALSE;
 		}
 		n = poll(&pfd, 1, (int)MIN(left, G_MAXINT));
@@ -176,21 +182,21 @@ fill(PbConn *conn, gint64 deadline, GError **error)
 {
 	if (conn->in_start > 0) {
 		memmove(conn->in, conn->in + conn->in_start,
-			conn->in_end - conn->in_start);
+		        conn->in_end - conn->in_start);
 		conn->in_end -= conn->in_start;
 		conn->in_start = 0;
 	}
 	g_assert(conn->in_end < PB_CONN_BUFSIZE);
 	for (;;) {
 		ssize_t n = conn->ops->read(conn->ctx, conn->in + conn->in_end,
-					    PB_CONN_BUFSIZE - conn->in_end);
+		                            PB_CONN_BUFSIZE - conn->in_end);
 		if (n > 0) {
 			conn->in_end += (gsize)n;
 			return TRUE;
 		}
 		if (n == 0) {
 			g_set_error(error, PB_ERROR, PB_ERROR_CLOSED,
-				    "connection closed by peer");
+			            "connection closed by peer");
 			return FALSE;
 		}
 		if (errno == EINTR)
@@ -198,9 +204,10 @@ fill(PbConn *conn, gint64 deadline, GError **error)
 		if (errno != EAGAIN && errno != EWOULDBLOCK)
 			return pb_throw_errno(error, "read");
 		if (!wait_fd(conn->ops->want_write(conn->ctx) ? conn->wfd
-							      : conn->rfd,
-			     conn->ops->want_write(conn->ctx) ? POLLOUT : POLLIN,
-			     deadline, error))
+		                                              : conn->rfd,
+		             conn->ops->want_write(conn->ctx) ? POLLOUT
+		                                              : POLLIN,
+		             deadline, error))
 			return FALSE;
 	}
 }
@@ -223,8 +230,8 @@ take_line(PbConn *conn, const char *p, gsize n, gsize *len, guint *flags)
 }
 
 gboolean
-pb_conn_read_line(PbConn *conn, const char **line, gsize *len,
-		  guint *flags, gint64 deadline, GError **error)
+pb_conn_read_line(PbConn *conn, const char **line, gsize *len, guint *flags,
+                  gint64 deadline, GError **error)
 {
 	gsize got = 0;
 
@@ -261,7 +268,7 @@ pb_conn_read_line(PbConn *conn, const char **line, gsize *len,
 
 gboolean
 pb_conn_peek(PbConn *conn, const char **buf, gsize *len, gint64 deadline,
-	     GError **error)
+             GError **error)
 {
 	if (conn->in_start == conn->in_end) {
 		conn->in_start = conn->in_end = 0;
@@ -304,7 +311,7 @@ pb_conn_flush(PbConn *conn, gint64 deadline, GError **error)
 	}
 	while (done < conn->out->len) {
 		ssize_t n = conn->ops->write(conn->ctx, conn->out->str + done,
-					     conn->out->len - done);
+		                             conn->out->len - done);
 		if (n > 0) {
 			done += (gsize)n;
 			continue;
@@ -314,15 +321,16 @@ pb_conn_flush(PbConn *conn, gint64 deadline, GError **error)
 		if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK) {
 			if (errno == EPIPE || errno == ECONNRESET)
 				g_set_error(error, PB_ERROR, PB_ERROR_CLOSED,
-					    "connection closed by peer");
+				            "connection closed by peer");
 			else
 				pb_throw_errno(error, "write");
 			return FALSE;
 		}
 		if (!wait_fd(conn->ops->want_write(conn->ctx) ? conn->wfd
-							      : conn->rfd,
-			     conn->ops->want_write(conn->ctx) ? POLLOUT : POLLIN,
-			     deadline, error))
+		                                              : conn->rfd,
+		             conn->ops->want_write(conn->ctx) ? POLLOUT
+		                                              : POLLIN,
+		             deadline, error))
 			return FALSE;
 	}
 	g_string_truncate(conn->out, 0);
@@ -335,7 +343,7 @@ pb_conn_write(PbConn *conn, const void *data, gsize len, GError **error)
 	g_string_append_len(conn->out, data, (gssize)len);
 	if (conn->out->len >= PB_CONN_BUFSIZE)
 		return pb_conn_flush(conn, pb_deadline_in(conn->write_timeout),
-				     error);
+		                     error);
 	return TRUE;
 }
 
@@ -388,7 +396,7 @@ pb_line_out_printf(PbLineOut *out, const char *fmt, ...)
 /* Fills a sockaddr for a numeric ADDR (IPv4 or IPv6). */
 static gboolean
 numeric_sockaddr(const char *addr, guint port, struct sockaddr_storage *ss,
-		 socklen_t *sslen)
+                 socklen_t *sslen)
 {
 	struct sockaddr_in *sin = (struct sockaddr_in *)ss;
 	struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)ss;
@@ -410,8 +418,7 @@ numeric_sockaddr(const char *addr, guint port, struct sockaddr_storage *ss,
 }
 
 int
-pb_conn_connect(const char *addr, guint port, gint64 deadline,
-		GError **error)
+pb_conn_connect(const char *addr, guint port, gint64 deadline, GError **error)
 {
 	struct sockaddr_storage ss;
 	socklen_t sslen;
@@ -421,11 +428,11 @@ pb_conn_connect(const char *addr, guint port, gint64 deadline,
 
 	if (!numeric_sockaddr(addr, port, &ss, &sslen)) {
 		g_set_error(error, PB_ERROR, PB_ERROR_PERM,
-			    "not a numeric address: %s", addr);
+		            "not a numeric address: %s", addr);
 		return -1;
 	}
-	fd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC,
-		    0);
+	fd =
+	    socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	if (fd < 0) {
 		pb_throw_errno(error, "socket");
 		return -1;
@@ -433,19 +440,19 @@ pb_conn_connect(const char *addr, guint port, gint64 deadline,
 	if (connect(fd, (struct sockaddr *)&ss, sslen) < 0) {
 		if (errno != EINPROGRESS) {
 			pb_throw_errno(error, "connect to %s port %u", addr,
-				       port);
+			               port);
 			return -1;
 		}
 		if (!wait_fd(fd, POLLOUT, deadline, error)) {
 			g_prefix_error(error, "connect to %s port %u: ", addr,
-				       port);
+			               port);
 			return -1;
 		}
 		if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &soerr, &olen) < 0 ||
 		    soerr != 0) {
 			errno = soerr ? soerr : errno;
 			pb_throw_errno(error, "connect to %s port %u", addr,
-				       port);
+			               port);
 			return -1;
 		}
 	}

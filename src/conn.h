@@ -20,7 +20,7 @@
 /* flags of a line */
 typedef enum {
 	PB_LINE_TOO_LONG = 1 << 0, /* longer than the limit; what is returned
-				      is truncated, the rest was skipped */
+	                              is truncated, the rest was skipped */
 	PB_LINE_BARE_LF = 1 << 1,  /* ended by LF without CR */
 	PB_LINE_BARE_CR = 1 << 2,  /* a CR not followed by LF inside */
 	PB_LINE_HAS_NUL = 1 << 3,  /* a NUL byte inside */
@@ -61,17 +61,19 @@ int pb_conn_wfd(PbConn *conn);
 
 /* Replace the transport (plain is the default); the old one is freed. */
 void pb_conn_set_transport(PbConn *conn, const PbTransport *ops, void *ctx);
+/* The transport's context if OPS is the transport in use, else NULL. */
+void *pb_conn_transport_ctx(PbConn *conn, const PbTransport *ops);
 
 /* Reads one line (without its CRLF or LF) into an internal buffer valid
  * until the next call. Errors: PB_ERROR_TIMEOUT, PB_ERROR_CLOSED (EOF,
  * also mid-line), PB_ERROR_TEMP (I/O). */
 gboolean pb_conn_read_line(PbConn *conn, const char **line, gsize *len,
-			   guint *flags, gint64 deadline, GError **error);
+                           guint *flags, gint64 deadline, GError **error);
 
 /* Raw input for DATA: makes sure at least one byte is buffered and
  * returns the buffered bytes without consuming them. */
 gboolean pb_conn_peek(PbConn *conn, const char **buf, gsize *len,
-		      gint64 deadline, GError **error);
+                      gint64 deadline, GError **error);
 void pb_conn_consume(PbConn *conn, gsize len);
 
 /* Bytes already received and not consumed (the client pipelined). */
@@ -81,7 +83,7 @@ void pb_conn_purge_input(PbConn *conn);
 /* Buffered output; pb_conn_write flushes by itself when the buffer fills
  * (with a deadline of pb_conn_set_write_timeout seconds, default 300). */
 gboolean pb_conn_write(PbConn *conn, const void *data, gsize len,
-		       GError **error);
+                       GError **error);
 gboolean pb_conn_printf(PbConn *conn, GError **error, const char *fmt, ...)
     G_GNUC_PRINTF(3, 4);
 gboolean pb_conn_flush(PbConn *conn, gint64 deadline, GError **error);
@@ -94,6 +96,6 @@ PbLineOut pb_conn_line_out(PbConn *conn);
 /* Outbound: connects to ADDR (numeric IPv4 or IPv6) PORT before
  * DEADLINE. Returns the fd or -1. */
 int pb_conn_connect(const char *addr, guint port, gint64 deadline,
-		    GError **error);
+                    GError **error);
 
 #endif

@@ -23,6 +23,7 @@
 
 typedef struct {
 	const PbConfig *cfg;
+	const PbPop3Serve *how;
 	const PbPeer *peer;
 	PbAccounts *accounts;
 	PbMailbox *mb;
@@ -141,16 +142,36 @@ converse(Serve *sv, PbConn *conn, PbPop3Server *s)
 {
 	g_autoptr(GError) error = NULL;
 	gint64 timeout = sv->cfg->pop3d_timeout;
-
+	if (sv->how->implicit_tls) {
+		if (!pb_tls_server_start(conn, sv->how->tls,
+		                         pb_deadline_in(timeout), &error)) {
+			pb_log_info(NULL, "TLS from [%s] failed: %s",
+			            sv->peer->ip, error->message);
+			return;
+		}
+		pb_pop3_server_tls_started(s);
+	}
 	pb_pop3_server_greet(s);
 	for (;;) {
 		PbPop3Action action = pb_pop3_server_next_action(s);
 		const char *line;
 		gsize len;
 		guint flags;
-
 		if (action == PB_POP3_AUTH_DELAY)
 			g_usleep(AUTH_DELAY_MS * 1000);
+		if (action == PB_POP3_STLS) {
+			/* RFC 2595 4: drop what was pipelined after STLS */
+			if (!pb_conn_flush(conn, pb_deadline_in(timeout),
+			                   &error))
+				break;
+			pb_conn_purge_input(conn);
+			if (!pb_tls_server_start(conn, sv->how->tls,
+			                         pb_deadline_in(timeout),
+			                         &error))
+				break;
+			pb_pop3_server_tls_started(s);
+			continue;
+		}
 		if ((action != PB_POP3_NONE || !pb_conn_pending(conn)) &&
 		    !pb_conn_flush(conn, pb_deadline_in(timeout), &error))
 			break;
@@ -168,12 +189,13 @@ converse(Serve *sv, PbConn *conn, PbPop3Server *s)
 }
 
 void
-pb_pop3_serve(const PbConfig *cfg, int rfd, int wfd, const PbPeer *peer)
+pb_pop3_serve(const PbPop3Serve *how, int rfd, int wfd, const PbPeer *peer)
 {
+	const PbConfig *cfg = how->cfg;
 	g_autoptr(GError) error = NULL;
 	g_autoptr(PbConn) conn = pb_conn_new(rfd, wfd);
 	PbLineOut out = pb_conn_line_out(conn);
-	Serve sv = {.cfg = cfg, .peer = peer};
+	Serve sv = {.cfg = cfg, .how = how, .peer = peer};
 	g_autoptr(PbPop3Server) s = NULL;
 
 	pb_log_info(NULL, "connect from [%s]:%u", peer->ip, peer->port);
@@ -187,6 +209,7 @@ pb_pop3_serve(const PbConfig *cfg, int rfd, int wfd, const PbPeer *peer)
 	}
 	s = pb_pop3_server_new(&hooks, &sv, &out, cfg->hostname,
 	                       cfg->plaintext_auth || is_loopback(peer->ip));
+	pb_pop3_server_set_tls_available(s, how->tls != NULL);
 	converse(&sv, conn, s);
 	if (sv.user)
 		pb_log_info(NULL,

@@ -8,8 +8,16 @@
 
 #include "config.h"
 #include "listener.h"
+#include "tls.h"
+
+typedef struct {
+	const PbConfig *cfg;
+	PbTlsServer *tls;      /* NULL: no STLS, no implicit TLS */
+	gboolean implicit_tls; /* --tls (995) */
+} PbPop3Serve;
 
 /* Serves one session on RFD/WFD; returns when it ends. */
-void pb_pop3_serve(const PbConfig *cfg, int rfd, int wfd, const PbPeer *peer);
+void pb_pop3_serve(const PbPop3Serve *how, int rfd, int wfd,
+                   const PbPeer *peer);
 
 #endif

@@ -22,6 +22,7 @@ struct _PbPop3Server {
 	PbLineOut *out;
 	char *hostname;
 	gboolean plaintext_ok;
+	gboolean tls_available, tls;
 	State state;
 	PbPop3Action action;
 	char *user;        /* USER given, or the logged-in user */
@@ -94,6 +95,19 @@ pb_pop3_server_free(PbPop3Server *s)
 }
 
 void
+pb_pop3_server_set_tls_available(PbPop3Server *s, gboolean available)
+{
+	s->tls_available = available;
+}
+
+void
+pb_pop3_server_tls_started(PbPop3Server *s)
+{
+	s->tls = TRUE;
+	s->plaintext_ok = TRUE;
+}
+
+void
 pb_pop3_server_greet(PbPop3Server *s)
 {
 	reply(s, "+OK %s POP3 server ready", s->hostname);
@@ -109,6 +123,8 @@ capa(PbPop3Server *s)
 	reply(s, "AUTH-RESP-CODE");
 	reply(s, "PIPELINING");
 	reply(s, "UTF8");
+	if (s->state == ST_AUTH && s->tls_available && !s->tls)
+		reply(s, "STLS");
 	/* RFC 2449 6.3/6.4: only what may be used now */
 	if (s->state == ST_AUTH && s->plaintext_ok) {
 		reply(s, "USER");
@@ -197,9 +213,18 @@ cmd_auth(PbPop3Server *s, const char *verb, const char *arg)
 		reply(s, "+OK");
 	else if (g_ascii_strcasecmp(verb, "UTF8") == 0)
 		reply(s, "+OK UTF8 enabled");
-	else if (!s->plaintext_ok && (g_ascii_strcasecmp(verb, "USER") == 0 ||
-	                              g_ascii_strcasecmp(verb, "PASS") == 0 ||
-	                              g_ascii_strcasecmp(verb, "AUTH") == 0))
+	else if (g_ascii_strcasecmp(verb, "STLS") == 0) {
+		if (s->tls)
+			bad(s, "Already in TLS");
+		else if (!s->tls_available)
+			bad(s, "STLS not available");
+		else {
+			reply(s, "+OK Begin TLS negotiation");
+			s->action = PB_POP3_STLS;
+		}
+	} else if (!s->plaintext_ok && (g_ascii_strcasecmp(verb, "USER") == 0 ||
+	                                g_ascii_strcasecmp(verb, "PASS") == 0 ||
+	                                g_ascii_strcasecmp(verb, "AUTH") == 0))
 		bad(s, "[AUTH] Plaintext authentication is not allowed "
 		       "without TLS");
 	else if (g_ascii_strcasecmp(verb, "USER") == 0) {

@@ -24,7 +24,8 @@
 typedef enum {
 	PB_POP3_NONE,
 	PB_POP3_AUTH_DELAY, /* flush after a pause (a failed login) */
-	PB_POP3_STLS,	    /* start TLS (the TLS issue) */
+	PB_POP3_STLS,       /* flush, empty the input, start TLS, then call
+	                       pb_pop3_server_tls_started() */
 	PB_POP3_CLOSE,
 } PbPop3Action;
 
@@ -37,7 +38,7 @@ typedef enum {
 typedef struct {
 	/* TRUE if USER's password is PASS. */
 	gboolean (*authenticate)(void *data, const char *user,
-				 const char *pass);
+	                         const char *pass);
 	/* Locks and reads the mailbox of USER (authenticated). */
 	PbPop3Open (*open)(void *data, const char *user);
 	guint (*count)(void *data);
@@ -46,7 +47,7 @@ typedef struct {
 	/* Writes message I as RETR (BODY_LINES < 0) or TOP does, with the
 	 * terminating dot; FALSE if it could not be read. */
 	gboolean (*send)(void *data, guint i, gint64 body_lines,
-			 PbLineOut *out);
+	                 PbLineOut *out);
 	/* The UPDATE state: DELETED has count() flags. */
 	gboolean (*commit)(void *data, const gboolean *deleted);
 } PbPop3Hooks;
@@ -56,14 +57,19 @@ typedef struct _PbPop3Server PbPop3Server;
 /* PLAINTEXT_OK: USER/PASS and AUTH PLAIN are allowed (TLS, loopback or
  * [tls] plaintext_auth). HOSTNAME is used in the greeting. */
 PbPop3Server *pb_pop3_server_new(const PbPop3Hooks *hooks, void *hook_data,
-				 PbLineOut *out, const char *hostname,
-				 gboolean plaintext_ok);
+                                 PbLineOut *out, const char *hostname,
+                                 gboolean plaintext_ok);
 void pb_pop3_server_free(PbPop3Server *s);
 G_DEFINE_AUTOPTR_CLEANUP_FUNC(PbPop3Server, pb_pop3_server_free)
 
+/* STLS may be offered (RFC 2595). */
+void pb_pop3_server_set_tls_available(PbPop3Server *s, gboolean available);
+/* TLS is up (STLS or implicit): plaintext logins are allowed now. */
+void pb_pop3_server_tls_started(PbPop3Server *s);
+
 void pb_pop3_server_greet(PbPop3Server *s);
 void pb_pop3_server_line(PbPop3Server *s, const char *line, gsize len,
-			 guint flags);
+                         guint flags);
 /* The autologout timer ran out: close without UPDATE. */
 void pb_pop3_server_timeout(PbPop3Server *s);
 PbPop3Action pb_pop3_server_next_action(PbPop3Server *s);

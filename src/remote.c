@@ -29,7 +29,10 @@ typedef struct {
 	void *ctx;
 	GPtrArray *todo;  /* PbRemoteMessage* not yet sent */
 	char *last_error; /* why the last host did not take the mail */
+	const char *last_dsn;
 	gboolean last_perm;
+	const char *domain;
+	const char *tls; /* of the current connection */
 } Remote;
 
 /* Reports and logs one recipient's outcome. */
@@ -39,13 +42,14 @@ outcome(Remote *r, const PbRemoteMessage *m, guint idx, PbOutcomeKind kind,
 {
 	static const char *const status[] = {"sent", "deferred", "bounced"};
 	const PbRecipient *rcpt = g_ptr_array_index(m->env->rcpts, idx);
-	PbOutcome o = {kind, dsn, host, reply, "none"};
+	PbOutcome o = {kind, dsn, host, reply, *host ? r->tls : "none"};
 
 	pb_log_info(m->env->id,
-	            "to=<%s>, relay=%s, delay=%.2f, dsn=%s, status=%s (%s)",
+	            "to=<%s>, relay=%s, delay=%.2f, tls=%s, dsn=%s, status=%s "
+	            "(%s)",
 	            rcpt->address, *host ? host : "none",
 	            MAX(0.0, g_get_real_time() / 1e6 - (double)m->env->arrival),
-	            dsn, status[kind], reply);
+	            o.tls, dsn, status[kind], reply);
 	r->report(r->ctx, m, idx, &o);
 }
 
@@ -132,13 +136,51 @@ refuse_utf8(Remote *r, const PbRemoteMessage *m, PbSmtpClient *c,
 
 /* Sends what is left over one connection; messages the server never
  * answered stay in r->todo for the next address. */
+/* Opportunistic STARTTLS (RFC 7435), or required by [delivery]
+ * require_tls / require_verified_tls: then no TLS means the next host. */
+static gboolean
+secure(Remote *r, PbSmtpClient *c, const char *name, const char *host)
+{
+	gboolean need_verified =
+	    pb_config_domain_listed(r->cfg->require_verified_tls, r->domain);
+	gboolean need = need_verified ||
+	                pb_config_domain_listed(r->cfg->require_tls, r->domain);
+	g_autoptr(GError) error = NULL;
+	gboolean verified;
+
+	r->tls = "none";
+	if (!pb_smtp_client_caps(c)->starttls) {
+		if (!need)
+			return TRUE;
+		g_free(r->last_error);
+		r->last_error = g_strdup_printf(
+		    "TLS is required for %s but %s does not offer STARTTLS",
+		    r->domain, host);
+		r->last_dsn = "4.7.5";
+		r->last_perm = FALSE;
+		pb_smtp_client_quit(c);
+		return FALSE;
+	}
+	if (!pb_smtp_client_starttls(c, name, need_verified, &verified,
+	                             &error)) {
+		g_free(r->last_error);
+		r->last_error = g_strdup_printf("TLS with %s failed: %s", host,
+		                                error->message);
+		r->last_dsn = "4.7.5";
+		r->last_perm = FALSE;
+		pb_log_info(NULL, "%s", r->last_error);
+		return FALSE;
+	}
+	r->tls = verified ? "verified" : "unverified";
+	return TRUE;
+}
+
 static void
-converse(Remote *r, PbConn *conn, const char *host)
+converse(Remote *r, PbConn *conn, const char *name, const char *host)
 {
 	g_autoptr(PbSmtpClient) c = pb_smtp_client_new(r->cfg, conn);
 	g_autoptr(PbSmtpReply) refusal = NULL;
 	g_autoptr(GError) error = NULL;
-
 	if (!pb_smtp_client_start(c, &refusal, &error)) {
 		g_free(r->last_error);
 		r->last_error =
@@ -146,6 +188,8 @@ converse(Remote *r, PbConn *conn, const char *host)
 		r->last_perm = refusal && refusal->code / 100 == 5;
 		return;
 	}
+	if (!secure(r, c, name, host))
+		return;
 	while (r->todo->len > 0) {
 		const PbRemoteMessage *m = g_ptr_array_index(r->todo, 0);
 		g_autofree char **rcpts = addresses_of(m);
@@ -191,7 +235,8 @@ try_address(Remote *r, const char *name, const char *addr, guint port)
 		return FALSE;
 	}
 	conn = pb_conn_new(fd, fd);
-	converse(r, conn, host);
+	r->last_dsn = NULL;
+	converse(r, conn, name, host);
 	g_clear_pointer(&conn, pb_conn_free);
 	close(fd);
 	return r->todo->len == 0;
@@ -242,8 +287,10 @@ pb_remote_deliver(const PbConfig *cfg, const char *domain, GPtrArray *messages,
                   PbRemoteReport report, void *ctx)
 {
 	g_autoptr(GError) error = NULL;
-	Remote r = {cfg,  report, ctx, g_ptr_array_copy(messages, NULL, NULL),
-	            NULL, FALSE};
+	Remote r = {
+	    cfg,   report, ctx,   g_ptr_array_copy(messages, NULL, NULL),
+	    NULL,  NULL,   FALSE, domain,
+	    "none"};
 	gboolean routed = pb_config_route(cfg, domain) != NULL;
 	guint port;
 	PbMxList *list = destinations(&r, domain, &port, &error);
@@ -267,7 +314,9 @@ pb_remote_deliver(const PbConfig *cfg, const char *domain, GPtrArray *messages,
 	}
 	if (r.todo->len > 0)
 		report_all(&r, r.last_perm ? PB_OUTCOME_PERM : PB_OUTCOME_TEMP,
-		           r.last_perm ? "5.4.0" : "4.4.1",
+		           r.last_perm  ? "5.4.0"
+		           : r.last_dsn ? r.last_dsn
+		                        : "4.4.1",
 		           r.last_error ? r.last_error : "no host to try");
 	if (list && routed)
 		mx_list_free_route(list);

@@ -12,6 +12,7 @@
 #include "smtp-client.h"
 #include "error.h"
 #include "queue.h"
+#include "tls.h"
 
 #include <errno.h>
 #include <string.h>
@@ -245,6 +246,46 @@ refused:
 	            r && r->code >= 500 ? PB_ERROR_PERM : PB_ERROR_TEMP, "%s",
 	            r ? r->text : "lost connection or no SMTP greeting");
 	return FALSE;
+}
+
+gboolean
+pb_smtp_client_starttls(PbSmtpClient *c, const char *server_name,
+                        gboolean require_verified, gboolean *verified,
+                        GError **error)
+{
+	g_autoptr(PbSmtpReply) r = NULL;
+	g_autoptr(PbSmtpReply) again = NULL;
+	g_autoptr(GPtrArray) lines = g_ptr_array_new_with_free_func(g_free);
+
+	*verified = FALSE;
+	if (!command(c, "STARTTLS") || !flush(c, c->cfg->command_timeout) ||
+	    (r = read_reply(c, c->cfg->command_timeout, NULL)) == NULL) {
+		g_set_error(error, PB_ERROR, PB_ERROR_TEMP,
+		            "lost connection after STARTTLS");
+		return FALSE;
+	}
+	if (r->code != 220) {
+		g_set_error(error, PB_ERROR, PB_ERROR_TEMP,
+		            "STARTTLS refused: %s", r->text);
+		return FALSE;
+	}
+	/* nothing the server sent before the handshake may count */
+	pb_conn_purge_input(c->conn);
+	if (!pb_tls_client_start(
+	        c->conn, server_name, c->cfg->tls_ca_file, require_verified,
+	        pb_deadline_in(c->cfg->command_timeout), verified, error))
+		return FALSE;
+	if (!command(c, "EHLO %s", c->cfg->helo) ||
+	    !flush(c, c->cfg->command_timeout) ||
+	    (again = read_reply(c, c->cfg->command_timeout, lines)) == NULL ||
+	    again->code != 250) {
+		g_set_error(error, PB_ERROR, PB_ERROR_TEMP,
+		            "EHLO after STARTTLS failed");
+		return FALSE;
+	}
+	g_ptr_array_add(lines, NULL);
+	pb_smtp_caps_parse(&c->caps, (const char *const *)lines->pdata);
+	return TRUE;
 }
 
 /* Writes BUF with dot-stuffing; *BOL: the next octet starts a line. */

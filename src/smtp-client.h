@@ -63,6 +63,13 @@ gboolean pb_smtp_client_start(PbSmtpClient *c, PbSmtpReply **reply,
 
 const PbSmtpCaps *pb_smtp_client_caps(PbSmtpClient *c);
 
+/* STARTTLS (RFC 3207) after pb_smtp_client_start: the handshake with SNI
+ * SERVER_NAME, the certificate checked (see tls.h), then EHLO again.
+ * FALSE: the connection is unusable. *VERIFIED tells the check. */
+gboolean pb_smtp_client_starttls(PbSmtpClient *c, const char *server_name,
+                                 gboolean require_verified, gboolean *verified,
+                                 GError **error);
+
 /* The outcome of one transaction. */
 typedef struct {
 	PbSmtpReply *mail;  /* MAIL's reply */

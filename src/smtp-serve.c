@@ -11,6 +11,8 @@
  * client nothing.
  */
 #include "smtp-serve.h"
+#include "accounts.h"
+#include "address.h"
 #include "conn.h"
 #include "error.h"
 #include "local.h"
@@ -20,13 +22,17 @@
 #include "smtp-server.h"
 
 #include <string.h>
+
+#define AUTH_DELAY_MS 1000 /* after a failed AUTH */
 #include <unistd.h>
 
 typedef struct {
 	const PbConfig *cfg;
+	const PbSmtpServe *how;
 	const PbPeer *peer;
 	PbQueue *q;
 	PbLocal *local;
+	PbAccounts *accounts; /* loaded for AUTH */
 } Serve;
 
 static gboolean
@@ -66,7 +72,7 @@ hook_tx_write(void *tx, const void *buf, gsize len, GError **error)
 
 static gboolean
 hook_tx_commit(void *data, const char *sender, GPtrArray *recipients,
-	       const char *helo, gboolean smtputf8, GError **error)
+               const char *helo, gboolean smtputf8, GError **error)
 {
 	g_autofree Tx *tx = data;
 	g_autoptr(PbEnvelope) env = pb_envelope_new();
@@ -74,16 +80,16 @@ hook_tx_commit(void *data, const char *sender, GPtrArray *recipients,
 	g_free(env->sender);
 	env->sender = g_strdup(sender);
 	env->smtputf8 = smtputf8;
-	env->client = g_strdup_printf("%s [%s]", helo ? helo : "",
-				      tx->sv->peer->ip);
+	env->client =
+	    g_strdup_printf("%s [%s]", helo ? helo : "", tx->sv->peer->ip);
 	for (guint i = 0; i < recipients->len; i++)
 		pb_envelope_add_rcpt(env, g_ptr_array_index(recipients, i));
 	if (!pb_queue_tx_commit(tx->tx, env, error))
 		return FALSE;
 	pb_log_info(env->id,
-		    "from=<%s>, size=%" G_GUINT64_FORMAT
-		    ", nrcpt=%u, client=%s (queued)",
-		    env->sender, env->size, recipients->len, env->client);
+	            "from=<%s>, size=%" G_GUINT64_FORMAT
+	            ", nrcpt=%u, client=%s (queued)",
+	            env->sender, env->size, recipients->len, env->client);
 	return TRUE;
 }
 
@@ -95,6 +101,40 @@ hook_tx_abort(void *data)
 	pb_queue_tx_abort(tx->tx);
 }
 
+static gboolean
+hook_authenticate(void *data, const char *user, const char *pass)
+{
+	Serve *sv = data;
+	g_autofree char *canonical = pb_address_canonical(user, "");
+	gboolean ok = sv->accounts != NULL &&
+	              pb_accounts_verify(sv->accounts, canonical, pass);
+
+	pb_log_info(NULL, "AUTH %s for <%s> from [%s]", ok ? "ok" : "failed",
+	            canonical, sv->peer->ip[0] ? sv->peer->ip : "local");
+	return ok;
+}
+
+/* The account itself, or an alias that leads to it. */
+static gboolean
+hook_sender_allowed(void *data, const char *user, const char *sender)
+{
+	Serve *sv = data;
+	g_autofree char *canonical =
+	    pb_address_canonical(sender, sv->cfg->recipient_delimiter);
+	g_autoptr(GPtrArray) targets = g_ptr_array_new_with_free_func(g_free);
+	g_autofree char *me = pb_address_canonical(user, "");
+
+	if (g_str_equal(canonical, me))
+		return TRUE;
+	if (!pb_local_exists(sv->local, canonical) ||
+	    !pb_local_resolve(sv->local, canonical, targets, NULL))
+		return FALSE;
+	for (guint i = 0; i < targets->len; i++)
+		if (g_str_equal(g_ptr_array_index(targets, i), me))
+			return TRUE;
+	return FALSE;
+}
+
 static gint64
 hook_now(void *data)
 {
@@ -102,12 +142,14 @@ hook_now(void *data)
 }
 
 static const PbSmtpHooks hooks = {
-	.recipient_exists = hook_recipient_exists,
-	.tx_begin = hook_tx_begin,
-	.tx_write = hook_tx_write,
-	.tx_commit = hook_tx_commit,
-	.tx_abort = hook_tx_abort,
-	.now = hook_now,
+    .recipient_exists = hook_recipient_exists,
+    .tx_begin = hook_tx_begin,
+    .tx_write = hook_tx_write,
+    .tx_commit = hook_tx_commit,
+    .tx_abort = hook_tx_abort,
+    .now = hook_now,
+    .authenticate = hook_authenticate,
+    .sender_allowed = hook_sender_allowed,
 };
 
 /* Feeds buffered DATA to the session; FALSE on a read error. */
@@ -123,6 +165,25 @@ feed_data(PbConn *conn, PbSmtpServer *s, gint64 deadline, GError **error)
 	return TRUE;
 }
 
+/* STARTTLS: the 220 out, then what the client pipelined after the
+ * command is thrown away (CVE-2011-0411), then the handshake. */
+static gboolean
+start_tls(Serve *sv, PbConn *conn, PbSmtpServer *s, GError **error)
+{
+	g_autofree char *desc = NULL;
+	gint64 deadline = pb_deadline_in(sv->cfg->smtpd_timeout);
+
+	if (!pb_conn_flush(conn, deadline, error))
+		return FALSE;
+	pb_conn_purge_input(conn);
+	if (!pb_tls_server_start(conn, sv->how->tls, deadline, error))
+		return FALSE;
+	desc = pb_tls_describe(conn);
+	pb_log_info(NULL, "TLS from [%s]: %s", sv->peer->ip, desc);
+	pb_smtp_server_tls_started(s, desc);
+	return TRUE;
+}
+
 /* The loop of STYLE.md section 6. Returns when the session closes. */
 static void
 converse(Serve *sv, PbConn *conn, PbSmtpServer *s)
@@ -131,6 +192,16 @@ converse(Serve *sv, PbConn *conn, PbSmtpServer *s)
 	g_autoptr(GError) error = NULL;
 	gint64 timeout = sv->cfg->smtpd_timeout;
 
+	if (sv->how->implicit_tls) {
+		if (!pb_tls_server_start(conn, sv->how->tls,
+		                         pb_deadline_in(timeout), &error)) {
+			pb_log_info(NULL, "TLS from [%s] failed: %s",
+			            sv->peer->ip, error->message);
+			return;
+		}
+		g_autofree char *desc = pb_tls_describe(conn);
+		pb_smtp_server_tls_started(s, desc);
+	}
 	pb_smtp_server_greet(s);
 	for (;;) {
 		if ((action == PB_SMTP_FLUSH || action == PB_SMTP_CLOSE ||
@@ -140,30 +211,35 @@ converse(Serve *sv, PbConn *conn, PbSmtpServer *s)
 		if (action == PB_SMTP_CLOSE)
 			return;
 		if (pb_smtp_server_in_data(s)) {
-			if (!feed_data(conn, s, pb_deadline_in(timeout), &error))
+			if (!feed_data(conn, s, pb_deadline_in(timeout),
+			               &error))
 				break;
 		} else {
 			const char *line;
 			gsize len;
 			guint flags;
 			if (!pb_conn_read_line(conn, &line, &len, &flags,
-					       pb_deadline_in(timeout), &error))
+			                       pb_deadline_in(timeout), &error))
 				break;
 			pb_smtp_server_line(s, line, len, flags);
 		}
 		action = pb_smtp_server_next_action(s);
-		if (action == PB_SMTP_STARTTLS) /* the TLS issue */
+		if (action == PB_SMTP_DELAY) {
+			g_usleep(AUTH_DELAY_MS * 1000);
 			action = PB_SMTP_FLUSH;
+		} else if (action == PB_SMTP_STARTTLS &&
+		           !start_tls(sv, conn, s, &error))
+			break;
 	}
 	if (g_error_matches(error, PB_ERROR, PB_ERROR_TIMEOUT)) {
 		pb_log_info(NULL, "timeout after %s from %s",
-			    pb_smtp_server_in_data(s) ? "DATA" : "command",
-			    sv->peer->ip);
+		            pb_smtp_server_in_data(s) ? "DATA" : "command",
+		            sv->peer->ip);
 		pb_smtp_server_timeout(s);
 		(void)pb_conn_flush(conn, pb_deadline_in(5), NULL);
 	} else
 		pb_log_info(NULL, "lost connection from %s: %s", sv->peer->ip,
-			    error->message);
+		            error->message);
 }
 
 static void
@@ -180,10 +256,13 @@ deliver_now(const PbConfig *cfg, const GPtrArray *accepted)
 }
 
 void
-pb_smtp_serve(const PbConfig *cfg, int rfd, int wfd, const PbPeer *peer)
+pb_smtp_serve(const PbSmtpServe *how, int rfd, int wfd, const PbPeer *peer)
 {
+	const PbConfig *cfg = how->cfg;
 	g_autoptr(GError) error = NULL;
-	Serve sv = {.cfg = cfg, .peer = peer};
+	Serve sv = {.cfg = cfg, .how = how, .peer = peer};
+	PbSmtpOptions opts = {.tls_available = how->tls != NULL,
+	                      .submission = how->submission};
 	g_autoptr(PbQueue) q = pb_queue_open(cfg->queue, &error);
 	g_autoptr(PbLocal) local = q ? pb_local_new(cfg, &error) : NULL;
 	g_autoptr(PbConn) conn = pb_conn_new(rfd, wfd);
@@ -196,20 +275,25 @@ pb_smtp_serve(const PbConfig *cfg, int rfd, int wfd, const PbPeer *peer)
 	if (local == NULL) {
 		pb_log_error(NULL, "%s", error->message);
 		(void)pb_conn_printf(conn, NULL,
-				     "421 4.3.0 %s Service not available\r\n",
-				     cfg->hostname);
+		                     "421 4.3.0 %s Service not available\r\n",
+		                     cfg->hostname);
 		(void)pb_conn_flush(conn, pb_deadline_in(5), NULL);
 		return;
 	}
 	sv.q = q;
 	sv.local = local;
+	sv.accounts = pb_accounts_load(cfg->accounts, &error);
+	if (sv.accounts == NULL)
+		pb_log_warn(NULL, "no AUTH: %s", error->message);
 	s = pb_smtp_server_new(cfg, &hooks, &sv, &speer, &out);
+	pb_smtp_server_set_options(s, &opts);
 	converse(&sv, conn, s);
 	pb_log_info(NULL, "disconnect from [%s]:%u", speer.ip, peer->port);
 	for (guint i = 0; i < pb_smtp_server_accepted(s)->len; i++)
 		g_ptr_array_add(accepted, g_strdup(g_ptr_array_index(
-					      pb_smtp_server_accepted(s), i)));
+		                              pb_smtp_server_accepted(s), i)));
 	g_clear_pointer(&s, pb_smtp_server_free);
+	g_clear_pointer(&sv.accounts, pb_accounts_free);
 	g_clear_pointer(&conn, pb_conn_free);
 	close(rfd);
 	if (wfd != rfd)

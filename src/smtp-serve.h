@@ -9,11 +9,20 @@
 
 #include "config.h"
 #include "listener.h"
+#include "tls.h"
+
+/* How the listener serves its sessions. */
+typedef struct {
+	const PbConfig *cfg;
+	PbTlsServer *tls;      /* NULL: no STARTTLS, no implicit TLS */
+	gboolean implicit_tls; /* --tls: TLS before the greeting (465) */
+	gboolean submission;   /* --submission: AUTH before MAIL (587) */
+} PbSmtpServe;
 
 /* Serves one session on RFD/WFD. Once the client has gone (and the fds
  * are closed) it makes the immediate delivery attempt of the messages it
  * accepted, unless [main] delivery = queue. */
-void pb_smtp_serve(const PbConfig *cfg, int rfd, int wfd,
-		   const PbPeer *peer);
+void pb_smtp_serve(const PbSmtpServe *how, int rfd, int wfd,
+                   const PbPeer *peer);
 
 #endif

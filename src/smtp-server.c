@@ -30,8 +30,13 @@ typedef enum {
 	ST_MAIL,
 	ST_RCPT,
 	ST_DATA,
+	ST_AUTH_PLAIN, /* waiting for AUTH PLAIN's response */
+	ST_AUTH_USER,  /* AUTH LOGIN: waiting for the user name */
+	ST_AUTH_PASS,  /* AUTH LOGIN: waiting for the password */
 	ST_CLOSED,
 } State;
+
+#define MAX_AUTH_FAILURES 3
 
 struct _PbSmtpServer {
 	const PbConfig *cfg;
@@ -54,6 +59,14 @@ struct _PbSmtpServer {
 	gboolean tx_failed;
 	PbDataDecoder *dec;
 	GPtrArray *accepted; /* char* queue ids */
+	/* TLS and AUTH */
+	PbSmtpOptions opts;
+	gboolean tls;
+	char *tls_description;
+	char *auth_user;  /* the authenticated user, or NULL */
+	char *login_user; /* AUTH LOGIN: the name given */
+	State before_auth;
+	guint auth_failures;
 };
 
 /* ---- the DATA decoder ---- */
@@ -310,10 +323,40 @@ pb_smtp_server_free(PbSmtpServer *s)
 		return;
 	reset_transaction(s);
 	g_free(s->helo);
+	g_free(s->tls_description);
+	g_free(s->auth_user);
+	g_free(s->login_user);
 	g_ptr_array_unref(s->rcpts);
 	g_hash_table_unref(s->rcpt_set);
 	g_ptr_array_unref(s->accepted);
 	g_free(s);
+}
+
+void
+pb_smtp_server_set_options(PbSmtpServer *s, const PbSmtpOptions *opts)
+{
+	s->opts = *opts;
+}
+
+void
+pb_smtp_server_tls_started(PbSmtpServer *s, const char *description)
+{
+	reset_transaction(s);
+	s->state = ST_GREETED;
+	g_clear_pointer(&s->helo, g_free);
+	s->tls = TRUE;
+	g_free(s->tls_description);
+	s->tls_description = g_strdup(description);
+}
+
+/* AUTH may be offered: over TLS, from loopback, or when configured. */
+static gboolean
+auth_allowed(PbSmtpServer *s)
+{
+	return s->hooks->authenticate != NULL &&
+	       (s->tls || s->cfg->plaintext_auth ||
+	        g_str_has_prefix(s->peer->ip, "127.") ||
+	        g_str_equal(s->peer->ip, "::1"));
 }
 
 void
@@ -351,13 +394,15 @@ cmd_helo(PbSmtpServer *s, const char *arg, gboolean esmtp)
 		reply(s, "250 %s", s->cfg->hostname);
 		return;
 	}
-	/* the capability list: STARTTLS and AUTH join it with the TLS
-	 * issue */
 	reply(s, "250-%s", s->cfg->hostname);
 	reply(s, "250-PIPELINING");
 	reply(s, "250-SIZE %" G_GUINT64_FORMAT, s->cfg->max_message_size);
 	reply(s, "250-8BITMIME");
 	reply(s, "250-ENHANCEDSTATUSCODES");
+	if (s->opts.tls_available && !s->tls)
+		reply(s, "250-STARTTLS");
+	if (auth_allowed(s) && s->auth_user == NULL)
+		reply(s, "250-AUTH PLAIN LOGIN");
 	reply(s, "250 SMTPUTF8");
 }
 
@@ -444,6 +489,10 @@ cmd_mail(PbSmtpServer *s, const char *arg)
 		fail(s, "501 5.5.4 Syntax: MAIL FROM:<address>");
 		return;
 	}
+	if (s->opts.submission && s->auth_user == NULL) {
+		fail(s, "530 5.7.0 Authentication required");
+		return;
+	}
 	if (!pb_address_parse_path(path, strlen(path),
 	                           PB_ADDRESS_ALLOW_NULL | PB_ADDRESS_UTF8,
 	                           &addr, &rest, &error)) {
@@ -460,6 +509,15 @@ cmd_mail(PbSmtpServer *s, const char *arg)
 	text = pb_address_to_string(addr);
 	if (!utf8 && !is_ascii(text)) {
 		fail(s, "553 5.6.7 Non-ASCII address needs SMTPUTF8");
+		return;
+	}
+	if (s->opts.submission &&
+	    (s->hooks->sender_allowed == NULL ||
+	     !s->hooks->sender_allowed(s->hook_data, s->auth_user, text))) {
+		fail(s,
+		     "553 5.7.1 <%s>: Sender address rejected: not owned "
+		     "by user %s",
+		     text, s->auth_user);
 		return;
 	}
 	s->sender = g_steal_pointer(&text);
@@ -490,7 +548,8 @@ rcpt_allowed(PbSmtpServer *s, const PbAddress *addr, const char *text)
 		     text);
 		return FALSE;
 	}
-	if (pb_cidr_list_match(s->cfg->relay_networks, s->peer->ip))
+	if (s->auth_user != NULL ||
+	    pb_cidr_list_match(s->cfg->relay_networks, s->peer->ip))
 		return TRUE;
 	fail(s, "554 5.7.1 <%s>: Relay access denied", text);
 	return FALSE;
@@ -573,15 +632,21 @@ received_header(PbSmtpServer *s)
 	                          (char *)g_ptr_array_index(s->rcpts, 0))
 	        : g_strdup("");
 
-	/* RFC 6531 3.7.3: UTF8SMTP when the transaction used SMTPUTF8 */
+	/* RFC 3848 and RFC 6531 3.7.3: ESMTP, then S for TLS and A for
+	 * AUTH; UTF8SMTP when the transaction used SMTPUTF8 */
+	g_autofree char *protocol = g_strdup_printf(
+	    "%s%s%s",
+	    s->smtputf8 ? "UTF8SMTP"
+	    : s->esmtp  ? "ESMTP"
+	                : "SMTP",
+	    s->tls && (s->esmtp || s->smtputf8) ? "S" : "",
+	    s->auth_user && (s->esmtp || s->smtputf8) ? "A" : "");
+
 	return g_strdup_printf(
 	    "Received: from %s (%s%s[%s])\r\n\tby %s (pillarbox) with %s id "
 	    "%s%s;\r\n\t%s\r\n",
 	    s->helo, s->peer->name ? s->peer->name : "",
-	    s->peer->name ? " " : "", s->peer->ip, s->cfg->hostname,
-	    s->smtputf8 ? "UTF8SMTP"
-	    : s->esmtp  ? "ESMTP"
-	                : "SMTP",
+	    s->peer->name ? " " : "", s->peer->ip, s->cfg->hostname, protocol,
 	    s->qid, for_clause, date);
 }
 
@@ -683,6 +748,162 @@ pb_smtp_server_data(PbSmtpServer *s, const char *buf, gsize len)
 	return used;
 }
 
+/* RFC 3207. The socket side empties its input buffer before the
+ * handshake, so nothing pipelined after STARTTLS is ever answered. */
+static void
+cmd_starttls(PbSmtpServer *s, const char *arg)
+{
+	if (*arg != '\0') {
+		fail(s, "501 5.5.4 Syntax: STARTTLS");
+		return;
+	}
+	if (s->tls) {
+		fail(s, "503 5.5.1 Error: TLS already active");
+		return;
+	}
+	if (!s->opts.tls_available) {
+		fail(s, "454 4.7.0 TLS not available");
+		return;
+	}
+	reply(s, "220 2.0.0 Ready to start TLS");
+	s->action = PB_SMTP_STARTTLS;
+}
+
+/* The end of an AUTH exchange, either way. */
+static void
+auth_check(PbSmtpServer *s, const char *user, const char *pass)
+{
+	s->state = s->before_auth;
+	if (s->hooks->authenticate(s->hook_data, user, pass)) {
+		g_free(s->auth_user);
+		s->auth_user = g_strdup(user);
+		reply(s, "235 2.7.0 Authentication successful");
+		return;
+	}
+	reply(s, "535 5.7.8 Error: authentication failed");
+	s->action = PB_SMTP_DELAY;
+	if (++s->auth_failures >= MAX_AUTH_FAILURES) {
+		reply(s, "421 4.7.0 %s Error: too many failed authentications",
+		      s->cfg->hostname);
+		s->state = ST_CLOSED;
+		s->action = PB_SMTP_CLOSE;
+	}
+}
+
+/* Decodes a base64 response line; NULL (replied) when it is bad. */
+static char *
+auth_decode(PbSmtpServer *s, const char *b64, gsize *len)
+{
+	guchar *raw;
+
+	if (g_str_equal(b64, "*")) {
+		s->state = s->before_auth;
+		fail(s, "501 5.7.0 Authentication cancelled");
+		return NULL;
+	}
+	for (const char *p = b64; *p; p++)
+		if (!g_ascii_isalnum(*p) && *p != '+' && *p != '/' &&
+		    *p != '=') {
+			s->state = s->before_auth;
+			fail(s, "501 5.5.2 Error: bad base64 data");
+			return NULL;
+		}
+	raw = g_base64_decode(b64, len);
+	raw = g_realloc(raw, *len + 1);
+	raw[*len] = '\0';
+	return (char *)raw;
+}
+
+/* RFC 4616: [authzid] NUL authcid NUL passwd. */
+static void
+auth_plain(PbSmtpServer *s, const char *b64)
+{
+	gsize len = 0;
+	g_autofree char *raw = auth_decode(s, b64, &len);
+	const char *authc, *pass;
+
+	if (raw == NULL)
+		return;
+	authc = memchr(raw, '\0', len) ? raw + strlen(raw) + 1 : NULL;
+	pass = authc && authc < raw + len ? authc + strlen(authc) + 1 : NULL;
+	if (pass == NULL || pass > raw + len || (*raw && strcmp(raw, authc))) {
+		s->state = s->before_auth;
+		fail(s, "501 5.5.2 Error: malformed AUTH PLAIN response");
+	} else
+		auth_check(s, authc, pass);
+	memset(raw, 0, len);
+}
+
+/* A response line inside AUTH (the states ST_AUTH_*). */
+static void
+auth_response(PbSmtpServer *s, char *line)
+{
+	gsize len = 0;
+	g_autofree char *raw = NULL;
+
+	if (s->state == ST_AUTH_PLAIN) {
+		auth_plain(s, line);
+		return;
+	}
+	if ((raw = auth_decode(s, line, &len)) == NULL)
+		return;
+	if (s->state == ST_AUTH_USER) {
+		g_free(s->login_user);
+		s->login_user = g_strdup(raw);
+		s->state = ST_AUTH_PASS;
+		reply(s, "334 UGFzc3dvcmQ6"); /* "Password:" */
+	} else {
+		g_autofree char *user = g_steal_pointer(&s->login_user);
+		auth_check(s, user, raw);
+	}
+	memset(raw, 0, len);
+}
+
+/* RFC 4954: AUTH PLAIN [initial-response] | AUTH LOGIN [user]. */
+static void
+cmd_auth(PbSmtpServer *s, const char *arg)
+{
+	g_auto(GStrv) parts = g_strsplit(arg, " ", 2);
+
+	if (s->state == ST_GREETED) {
+		fail(s, "503 5.5.1 Error: send EHLO first");
+		return;
+	}
+	if (s->auth_user != NULL || s->state != ST_READY) {
+		fail(s, "503 5.5.1 Error: %s",
+		     s->auth_user ? "already authenticated"
+		                  : "AUTH not allowed during a transaction");
+		return;
+	}
+	if (s->hooks->authenticate == NULL || !auth_allowed(s)) {
+		fail(s, "%s",
+		     s->hooks->authenticate
+		         ? "538 5.7.11 Encryption required for "
+		           "requested authentication mechanism"
+		         : "502 5.5.1 Error: AUTH not available");
+		return;
+	}
+	s->before_auth = s->state;
+	if (parts[0] && g_ascii_strcasecmp(parts[0], "PLAIN") == 0) {
+		if (parts[1] && !g_str_equal(parts[1], "=")) {
+			auth_plain(s, parts[1]);
+			return;
+		}
+		s->state = ST_AUTH_PLAIN;
+		reply(s, "334 ");
+	} else if (parts[0] && g_ascii_strcasecmp(parts[0], "LOGIN") == 0) {
+		s->state = ST_AUTH_USER;
+		if (parts[1]) {
+			s->state = ST_AUTH_USER;
+			auth_response(s, parts[1]);
+			return;
+		}
+		reply(s, "334 VXNlcm5hbWU6"); /* "Username:" */
+	} else
+		fail(s,
+		     "504 5.5.4 Error: unsupported authentication mechanism");
+}
+
 static void
 dispatch(PbSmtpServer *s, const char *verb, const char *arg)
 {
@@ -719,9 +940,10 @@ dispatch(PbSmtpServer *s, const char *verb, const char *arg)
 		fail(s, "502 5.5.1 Error: EXPN not available");
 	else if (g_ascii_strcasecmp(verb, "VERB") == 0)
 		fail(s, "502 5.5.1 Error: VERB is obsolete");
-	else if (g_ascii_strcasecmp(verb, "STARTTLS") == 0 ||
-	         g_ascii_strcasecmp(verb, "AUTH") == 0)
-		fail(s, "502 5.5.1 Error: command not implemented");
+	else if (g_ascii_strcasecmp(verb, "STARTTLS") == 0)
+		cmd_starttls(s, arg);
+	else if (g_ascii_strcasecmp(verb, "AUTH") == 0)
+		cmd_auth(s, arg);
 	else
 		fail(s, "500 5.5.2 Error: command not recognized");
 }
@@ -744,6 +966,12 @@ pb_smtp_server_line(PbSmtpServer *s, const char *line, gsize len, guint flags)
 		return;
 	}
 	copy = g_strndup(line, len);
+	if (s->state == ST_AUTH_PLAIN || s->state == ST_AUTH_USER ||
+	    s->state == ST_AUTH_PASS) {
+		auth_response(s, g_strstrip(copy));
+		memset(copy, 0, len); /* a password does not linger */
+		return;
+	}
 	arg = strchr(copy, ' ');
 	if (arg != NULL) {
 		*arg++ = '\0';
@@ -771,7 +999,7 @@ pb_smtp_server_next_action(PbSmtpServer *s)
 {
 	PbSmtpAction a = s->action;
 
-	if (a == PB_SMTP_FLUSH || a == PB_SMTP_STARTTLS)
+	if (a == PB_SMTP_FLUSH || a == PB_SMTP_STARTTLS || a == PB_SMTP_DELAY)
 		s->action = PB_SMTP_NONE;
 	return a;
 }

@@ -17,15 +17,17 @@
 #include "conn.h"
 
 typedef enum {
-	PB_SMTP_NONE,	  /* read the next input */
-	PB_SMTP_FLUSH,	  /* flush replies before reading (a DATA 354) */
-	PB_SMTP_STARTTLS, /* flush, then start TLS (the TLS issue) */
-	PB_SMTP_CLOSE,	  /* flush and close the connection */
+	PB_SMTP_NONE,     /* read the next input */
+	PB_SMTP_FLUSH,    /* flush replies before reading (a DATA 354) */
+	PB_SMTP_STARTTLS, /* flush, empty the input, start TLS, then call
+	                     pb_smtp_server_tls_started() */
+	PB_SMTP_CLOSE,    /* flush and close the connection */
+	PB_SMTP_DELAY,    /* pause, then flush (a failed AUTH) */
 } PbSmtpAction;
 
 /* Who is on the other end. */
 typedef struct {
-	const char *ip;	  /* "192.0.2.1", "2001:db8::1" */
+	const char *ip;   /* "192.0.2.1", "2001:db8::1" */
 	const char *name; /* reverse DNS name or NULL: the literal is used */
 } PbSmtpPeer;
 
@@ -42,31 +44,53 @@ typedef struct {
 	 * and frees it. A FALSE/NULL return makes the session answer 451. */
 	void *(*tx_begin)(void *data, const char **qid, GError **error);
 	gboolean (*tx_write)(void *tx, const void *buf, gsize len,
-			     GError **error);
+	                     GError **error);
 	gboolean (*tx_commit)(void *tx, const char *sender,
-			      GPtrArray *recipients, const char *helo,
-			      gboolean smtputf8, GError **error);
+	                      GPtrArray *recipients, const char *helo,
+	                      gboolean smtputf8, GError **error);
 	void (*tx_abort)(void *tx);
 
 	/* The current time (seconds since the epoch), for Received:. */
 	gint64 (*now)(void *data);
+
+	/* SMTP AUTH (RFC 4954): TRUE if USER's password is PASS. NULL: no
+	 * AUTH. */
+	gboolean (*authenticate)(void *data, const char *user,
+	                         const char *pass);
+	/* Submission: TRUE if authenticated USER may send as SENDER (its
+	 * own address or one of its aliases). */
+	gboolean (*sender_allowed)(void *data, const char *user,
+	                           const char *sender);
 } PbSmtpHooks;
+
+/* What the listener offers (all FALSE by default). */
+typedef struct {
+	gboolean tls_available; /* STARTTLS may be offered */
+	gboolean submission;    /* port 587: AUTH before MAIL, own sender */
+} PbSmtpOptions;
 
 typedef struct _PbSmtpServer PbSmtpServer;
 
 /* CFG, HOOKS, PEER and OUT must outlive the session. */
-PbSmtpServer *pb_smtp_server_new(const PbConfig *cfg,
-				 const PbSmtpHooks *hooks, void *hook_data,
-				 const PbSmtpPeer *peer, PbLineOut *out);
+PbSmtpServer *pb_smtp_server_new(const PbConfig *cfg, const PbSmtpHooks *hooks,
+                                 void *hook_data, const PbSmtpPeer *peer,
+                                 PbLineOut *out);
 void pb_smtp_server_free(PbSmtpServer *s);
 G_DEFINE_AUTOPTR_CLEANUP_FUNC(PbSmtpServer, pb_smtp_server_free)
+
+void pb_smtp_server_set_options(PbSmtpServer *s, const PbSmtpOptions *opts);
+
+/* TLS is up (STARTTLS, or implicit TLS before the greeting): the session
+ * starts over (RFC 3207 4.2: a new EHLO is required). DESCRIPTION goes
+ * into Received:. */
+void pb_smtp_server_tls_started(PbSmtpServer *s, const char *description);
 
 /* 220 greeting. */
 void pb_smtp_server_greet(PbSmtpServer *s);
 
 /* One command line (without CRLF) with its PbLineFlags. */
 void pb_smtp_server_line(PbSmtpServer *s, const char *line, gsize len,
-			 guint flags);
+                         guint flags);
 
 /* TRUE while the session expects message data (after 354). */
 gboolean pb_smtp_server_in_data(PbSmtpServer *s);
@@ -110,13 +134,13 @@ typedef struct _PbDataDecoder PbDataDecoder;
 typedef void (*PbDataSink)(void *ctx, const char *buf, gsize len);
 
 PbDataDecoder *pb_data_decoder_new(guint64 max_size, PbDataSink sink,
-				   void *ctx);
+                                   void *ctx);
 void pb_data_decoder_free(PbDataDecoder *dec);
 G_DEFINE_AUTOPTR_CLEANUP_FUNC(PbDataDecoder, pb_data_decoder_free)
 /* Returns bytes consumed; *DONE set once CRLF.CRLF was read. */
 gsize pb_data_decoder_feed(PbDataDecoder *dec, const char *buf, gsize len,
-			   gboolean *done);
+                           gboolean *done);
 guint pb_data_decoder_problems(PbDataDecoder *dec); /* PbDataProblem */
-guint64 pb_data_decoder_size(PbDataDecoder *dec);  /* bytes sent to sink */
+guint64 pb_data_decoder_size(PbDataDecoder *dec);   /* bytes sent to sink */
 
 #endif

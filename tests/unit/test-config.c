@@ -77,6 +77,9 @@ static const char full[] = "[main]\n"
                            "nameservers = 127.0.0.1:5353, ::1, [::1]:53\n"
                            "port = 2525\n"
                            "helo = out.example.org\n"
+                           "require_tls = bank.example, Example.NET\n"
+                           "require_verified_tls = *\n"
+                           "tls_ca_file = ca.pem\n"
                            "[routes]\n"
                            "example.com = 127.0.0.1:2526\n"
                            "Example.NET = [::1]:25\n"
@@ -120,6 +123,12 @@ test_full(void)
 	g_assert_cmpstr(cfg->nameservers[2], ==, "[::1]:53");
 	g_assert_cmpuint(cfg->port, ==, 2525);
 	g_assert_cmpstr(cfg->helo, ==, "out.example.org");
+	g_assert_true(pb_config_domain_listed(cfg->require_tls, "example.net"));
+	g_assert_false(
+	    pb_config_domain_listed(cfg->require_tls, "example.org"));
+	g_assert_true(
+	    pb_config_domain_listed(cfg->require_verified_tls, "any.test"));
+	g_assert_cmpstr(cfg->tls_ca_file, ==, "/etc/pb/ca.pem");
 	r = pb_config_route(cfg, "EXAMPLE.com");
 	g_assert_nonnull(r);
 	g_assert_cmpstr(r->host, ==, "127.0.0.1");
@@ -170,6 +179,8 @@ static const struct {
      "/etc/pb/test.conf:2: [smtpd] max_recipients: not a positive count"},
     {"[smtpd]\nrelay_networks = 10.0.0.0/33\n",
      "/etc/pb/test.conf:2: [smtpd] relay_networks: not a network"},
+    {"[main]\ndomains = *\n",
+     "/etc/pb/test.conf:2: [main] domains: not a domain name"},
     {"[main]\ndomains = example.org, bad_domain\n",
      "/etc/pb/test.conf:2: [main] domains: not a domain name"},
     {"[main]\ndelivery = later\n",

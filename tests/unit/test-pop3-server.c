@@ -255,6 +255,27 @@ test_timeout_no_update(F *f, gconstpointer data)
 	g_assert_false(f->committed);
 }
 
+static void
+test_stls(F *f, gconstpointer data)
+{
+	g_autofree char *capa = NULL;
+
+	EXPECT(f, "STLS\r\n", "-ERR STLS not available\r\n");
+	pb_pop3_server_set_tls_available(f->s, TRUE);
+	capa = talk(f, "CAPA\r\n");
+	g_assert_nonnull(strstr(capa, "\r\nSTLS\r\n"));
+	g_assert_null(strstr(capa, "USER")); /* not without TLS here */
+	EXPECT(f, "STLS\r\n", "+OK Begin TLS negotiation\r\n");
+	g_assert_cmpint(pb_pop3_server_next_action(f->s), ==, PB_POP3_STLS);
+	pb_pop3_server_tls_started(f->s);
+	g_clear_pointer(&capa, g_free);
+	capa = talk(f, "CAPA\r\n");
+	g_assert_null(strstr(capa, "STLS"));
+	g_assert_nonnull(strstr(capa, "\r\nUSER\r\n"));
+	EXPECT(f, "STLS\r\n", "-ERR Already in TLS\r\n");
+	login(f);
+}
+
 #define ADD(path, fn, arg) g_test_add(path, F, arg, setup, fn, teardown)
 
 int
@@ -269,5 +290,6 @@ main(int argc, char **argv)
 	ADD("/pop3-server/in-use", test_in_use, NULL);
 	ADD("/pop3-server/plaintext-refused", test_plaintext_refused, "no");
 	ADD("/pop3-server/timeout-no-update", test_timeout_no_update, NULL);
+	ADD("/pop3-server/stls", test_stls, "no");
 	return g_test_run();
 }

@@ -83,8 +83,22 @@ now(void *data)
 	return 1763800000;
 }
 
-static const PbSmtpHooks hooks = {exists,    tx_begin, tx_write,
-                                  tx_commit, tx_abort, now};
+static gboolean
+authenticate(void *data, const char *user, const char *pass)
+{
+	return g_str_equal(user, "alice@example.org") &&
+	       g_str_equal(pass, "secret");
+}
+
+static gboolean
+sender_allowed(void *data, const char *user, const char *sender)
+{
+	return g_str_equal(sender, user);
+}
+
+static const PbSmtpHooks hooks = {exists,       tx_begin,      tx_write,
+                                  tx_commit,    tx_abort,      now,
+                                  authenticate, sender_allowed};
 
 static void
 out_write(void *ctx, const char *data, gsize len)
@@ -387,6 +401,105 @@ test_timeout(F *f, gconstpointer data)
 	g_assert_false(pb_smtp_server_in_data(f->s));
 }
 
+static void
+test_starttls(F *f, gconstpointer data)
+{
+	PbSmtpOptions opts = {.tls_available = TRUE};
+	g_autofree char *ehlo = NULL;
+
+	pb_smtp_server_set_options(f->s, &opts);
+	ehlo = talk(f, "EHLO c\r\n");
+	g_assert_nonnull(strstr(ehlo, "250-STARTTLS\r\n"));
+	EXPECT(f, "STARTTLS now\r\n", "501 5.5.4 Syntax: STARTTLS\r\n");
+	g_free(talk(f, "MAIL FROM:<b@example.com>\r\n"));
+	EXPECT(f, "STARTTLS\r\n", "220 2.0.0 Ready to start TLS\r\n");
+	g_assert_cmpint(pb_smtp_server_next_action(f->s), ==, PB_SMTP_STARTTLS);
+	pb_smtp_server_tls_started(f->s, "TLS1.3");
+	/* the session starts over: EHLO again, the transaction is gone */
+	EXPECT(f, "MAIL FROM:<b@example.com>\r\n",
+	       "503 5.5.1 Error: send HELO/EHLO first\r\n");
+	g_clear_pointer(&ehlo, g_free);
+	ehlo = talk(f, "EHLO c\r\n");
+	g_assert_null(strstr(ehlo, "STARTTLS"));
+	EXPECT(f, "STARTTLS\r\n", "503 5.5.1 Error: TLS already active\r\n");
+}
+
+static void
+test_starttls_unavailable(F *f, gconstpointer data)
+{
+	g_autofree char *ehlo = talk(f, "EHLO c\r\n");
+
+	g_assert_null(strstr(ehlo, "STARTTLS"));
+	EXPECT(f, "STARTTLS\r\n", "454 4.7.0 TLS not available\r\n");
+}
+
+static void
+test_auth(F *f, gconstpointer data)
+{
+	g_autofree char *good =
+	    g_base64_encode((const guchar *)"\0alice@example.org\0secret", 25);
+	g_autofree char *bad =
+	    g_base64_encode((const guchar *)"\0alice@example.org\0wrong", 24);
+	g_autofree char *cmd_good = g_strdup_printf("AUTH PLAIN %s\r\n", good);
+	g_autofree char *cmd_bad = g_strdup_printf("AUTH PLAIN %s\r\n", bad);
+	g_autofree char *line_good = g_strdup_printf("%s\r\n", good);
+	g_autofree char *ehlo = NULL;
+
+	EXPECT(f, "AUTH PLAIN\r\n", "503 5.5.1 Error: send EHLO first\r\n");
+	ehlo = talk(f, "EHLO c\r\n");
+	/* from loopback (the fixture's peer): offered without TLS */
+	g_assert_nonnull(strstr(ehlo, "250-AUTH PLAIN LOGIN\r\n"));
+	EXPECT(f, cmd_bad, "535 5.7.8 Error: authentication failed\r\n");
+	g_assert_cmpint(pb_smtp_server_next_action(f->s), ==, PB_SMTP_DELAY);
+	EXPECT(f, "AUTH CRAM-MD5\r\n",
+	       "504 5.5.4 Error: unsupported authentication mechanism\r\n");
+	EXPECT(f, "AUTH PLAIN\r\n", "334 \r\n");
+	EXPECT(f, "*\r\n", "501 5.7.0 Authentication cancelled\r\n");
+	EXPECT(f, "AUTH PLAIN\r\n", "334 \r\n");
+	EXPECT(f, line_good, "235 2.7.0 Authentication successful\r\n");
+	EXPECT(f, cmd_good, "503 5.5.1 Error: already authenticated\r\n");
+	/* authenticated: may relay */
+	EXPECT(f,
+	       "MAIL FROM:<alice@example.org>\r\nRCPT TO:<x@elsewhere.net>\r\n",
+	       "250 2.1.0 Ok\r\n250 2.1.5 Ok\r\n");
+}
+
+static void
+test_auth_not_from_outside(F *f, gconstpointer data)
+{
+	g_free(talk(f, "EHLO c\r\n"));
+	EXPECT(f, "AUTH PLAIN\r\n",
+	       "538 5.7.11 Encryption required for requested authentication "
+	       "mechanism\r\n");
+}
+
+static void
+test_submission(F *f, gconstpointer data)
+{
+	PbSmtpOptions opts = {.submission = TRUE};
+	g_autofree char *login =
+	    g_base64_encode((const guchar *)"alice@example.org", 17);
+	g_autofree char *pass = g_base64_encode((const guchar *)"secret", 6);
+	g_autofree char *l1 = g_strdup_printf("AUTH LOGIN %s\r\n", login);
+	g_autofree char *l2 = g_strdup_printf("%s\r\n", pass);
+
+	pb_smtp_server_set_options(f->s, &opts);
+	g_free(talk(f, "EHLO c\r\n"));
+	EXPECT(f, "MAIL FROM:<alice@example.org>\r\n",
+	       "530 5.7.0 Authentication required\r\n");
+	EXPECT(f, l1, "334 UGFzc3dvcmQ6\r\n");
+	EXPECT(f, l2, "235 2.7.0 Authentication successful\r\n");
+	EXPECT(f, "MAIL FROM:<bob@example.org>\r\n",
+	       "553 5.7.1 <bob@example.org>: Sender address rejected: not "
+	       "owned by user alice@example.org\r\n");
+	EXPECT(f,
+	       "MAIL FROM:<alice@example.org>\r\nRCPT TO:<a@b.example>\r\n"
+	       "DATA\r\nx\r\n.\r\n",
+	       "250 2.1.0 Ok\r\n250 2.1.5 Ok\r\n354 End data with "
+	       "<CR><LF>.<CR><LF>\r\n250 2.0.0 Ok: queued as QID1\r\n");
+	g_assert_nonnull(strstr(f->data->str, "with ESMTPA id"));
+}
+
 #define ADD(path, fn, ip) g_test_add(path, F, ip, setup, fn, teardown)
 
 int
@@ -404,5 +517,12 @@ main(int argc, char **argv)
 	ADD("/smtp-server/data-refused", test_data_refused, NULL);
 	ADD("/smtp-server/queue-failures", test_queue_failures, NULL);
 	ADD("/smtp-server/timeout", test_timeout, NULL);
+	ADD("/smtp-server/starttls", test_starttls, NULL);
+	ADD("/smtp-server/starttls-unavailable", test_starttls_unavailable,
+	    NULL);
+	ADD("/smtp-server/auth", test_auth, "127.0.0.1");
+	ADD("/smtp-server/auth-not-from-outside", test_auth_not_from_outside,
+	    NULL);
+	ADD("/smtp-server/submission", test_submission, "127.0.0.1");
 	return g_test_run();
 }
