@@ -1,0 +1,43 @@
+"""The benchmark's smoke run (scripts/bench --smoke): tiny sizes, one
+run, every workload against pillarbox and the references, so the bench
+cannot rot. Run once by scripts/test (not per build: it measures the
+plain build)."""
+import os
+import re
+import subprocess
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+FIGURES = ["1 intake+delivery msg/s", "1 server CPU ms/msg", "2 relay msg/s",
+           "3 latency median ms", "3 latency p90 ms", "4 RETR MB/s",
+           "4 big login+STAT+LIST first s", "4 big login+STAT+LIST second s",
+           "6 mailq s", "b 50-connect burst s"]
+PILLARBOX_ONLY = ["5 smtpd peak RSS MB", "5 runq peak RSS MB",
+                  "5 pop3d peak RSS MB", "6 idle runq s"]
+
+
+def test_bench_smoke():
+    build = os.environ.get("PILLARBOX_BUILD", str(ROOT / "build"))
+    proc = subprocess.run([str(ROOT / "scripts" / "bench"), "--smoke",
+                           "--build", build], capture_output=True, text=True,
+                          timeout=240)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    out = proc.stdout
+    assert re.search(r"^machine: \d+ cores", out, re.M)
+    assert re.search(r"^fsync: +\d+ durable commits/s", out, re.M)
+    rows = {}
+    for line in out.splitlines():
+        m = re.match(r"^(\S.*?\S)\s{2,}(\S+ \[\S+\])\s+(\S+ \[\S+\]|n/a)\s+(\S+)$", line)
+        if m:
+            rows[m.group(1)] = m.groups()[1:]
+    for fig in FIGURES:
+        assert fig in rows, (fig, out)
+        pb, ref, ratio = rows[fig]
+        assert ref != "n/a" and float(ratio) > 0, (fig, rows[fig])
+    for fig in PILLARBOX_ONLY:
+        assert fig in rows, (fig, out)
+        assert float(rows[fig][0].split()[0]) > 0
+    # everything it started is gone
+    left = subprocess.run(["pgrep", "-f", "pillarbox-bench-"], capture_output=True)
+    assert left.returncode == 1, left.stdout
