@@ -200,7 +200,7 @@ converse(Remote *r, PbConn *conn, const char *name, const char *host)
 			continue;
 		}
 		res = pb_smtp_client_send(c, m->env->sender, rcpts, m->data_fd,
-		                          m->env->size);
+		                          m->env->size, m->env->smtputf8);
 		if (res->mail == NULL) { /* never answered: next address */
 			g_free(r->last_error);
 			r->last_error =

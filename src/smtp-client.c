@@ -344,11 +344,15 @@ any_accepted(const PbSmtpResult *res)
 /* MAIL, RCPT..., DATA: pipelined when offered. FALSE: connection lost. */
 static gboolean
 envelope(PbSmtpClient *c, PbSmtpResult *res, const char *sender, char **rcpts,
-         guint64 size)
+         guint64 size, gboolean smtputf8)
 {
-	g_autofree char *params =
+	g_autofree char *size_param =
 	    c->caps.size ? g_strdup_printf(" SIZE=%" G_GUINT64_FORMAT, size)
 	                 : g_strdup("");
+	/* BODY: the stored message may hold 8-bit text (RFC 6152) */
+	g_autofree char *params = g_strdup_printf(
+	    "%s%s%s", size_param, c->caps.eightbitmime ? " BODY=8BITMIME" : "",
+	    smtputf8 && c->caps.smtputf8 ? " SMTPUTF8" : "");
 	gboolean pipe = c->caps.pipelining;
 	gint64 t = c->cfg->command_timeout;
 
@@ -383,7 +387,7 @@ envelope(PbSmtpClient *c, PbSmtpResult *res, const char *sender, char **rcpts,
 
 PbSmtpResult *
 pb_smtp_client_send(PbSmtpClient *c, const char *sender, char **rcpts,
-                    int data_fd, guint64 size)
+                    int data_fd, guint64 size, gboolean smtputf8)
 {
 	PbSmtpResult *res = g_new0(PbSmtpResult, 1);
 	g_autoptr(PbSmtpReply) rset = NULL;
@@ -399,7 +403,7 @@ pb_smtp_client_send(PbSmtpClient *c, const char *sender, char **rcpts,
 		}
 		c->dirty = FALSE;
 	}
-	if (!envelope(c, res, sender, rcpts, size)) {
+	if (!envelope(c, res, sender, rcpts, size, smtputf8)) {
 		res->dropped = TRUE;
 		return res;
 	}

@@ -85,10 +85,13 @@ void pb_smtp_result_free(PbSmtpResult *r);
 G_DEFINE_AUTOPTR_CLEANUP_FUNC(PbSmtpResult, pb_smtp_result_free)
 
 /* One transaction: SENDER (""=<>), RECIPIENTS, the message from DATA_FD
- * (offset 0, SIZE octets, stored CRLF and unstuffed). Never fails as a
- * whole: the result says what each stage answered. */
+ * (offset 0, SIZE octets, stored CRLF and unstuffed); SMTPUTF8: the
+ * message needs it (RFC 6531). MAIL carries SIZE, BODY=8BITMIME and
+ * SMTPUTF8 where the server offers them. Never fails as a whole: the
+ * result says what each stage answered. */
 PbSmtpResult *pb_smtp_client_send(PbSmtpClient *c, const char *sender,
-                                  char **recipients, int data_fd, guint64 size);
+                                  char **recipients, int data_fd, guint64 size,
+                                  gboolean smtputf8);
 
 /* QUIT, best effort. */
 void pb_smtp_client_quit(PbSmtpClient *c);

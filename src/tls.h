@@ -3,13 +3,26 @@
  * implicit TLS on 465/995) and the client side (runq's opportunistic
  * STARTTLS).
  *
- * Priorities: the system's default (GnuTLS's @SYSTEM, which Debian ties to
- * crypto policies) with TLS 1.0 and 1.1 removed: TLS 1.2 is the minimum.
+ * Priorities: the system's default (GnuTLS's default priority string,
+ * which honours the system policy; "NORMAL" if that cannot be used) with
+ * SSL 3.0, TLS 1.0 and TLS 1.1 removed: TLS 1.2 is the minimum.
+ *
  * Guarantees: a handshake waits no longer than its deadline; after a
  * successful start every read and write of the connection goes through
- * TLS. The caller empties the connection's input buffer before a
- * STARTTLS handshake (pb_conn_purge_input): nothing sent in the clear
- * before it may be read as if it came inside TLS (CVE-2011-0411).
+ * TLS, and pb_conn_pending() counts what GnuTLS holds decrypted. Freeing
+ * the connection sends close_notify, best effort and without waiting, so
+ * free the PbConn before closing its fds.
+ *
+ * The caller's duties:
+ * - before a STARTTLS handshake, empty the connection's input buffer
+ *   (pb_conn_purge_input): nothing sent in the clear before it may be read
+ *   as if it came inside TLS (CVE-2011-0411);
+ * - when a start fails, close the connection: the handshake may have
+ *   consumed part of the peer's data, so the stream is no longer usable in
+ *   the clear either;
+ * - load the server's credentials before dropping privileges and before
+ *   forking: the key is often readable by root only. A PbTlsServer is
+ *   read-only once made; the sessions are made per connection.
  */
 #ifndef PB_TLS_H
 #define PB_TLS_H
@@ -19,36 +32,43 @@
 #include "config.h"
 #include "conn.h"
 
-/* The server's certificate and key, loaded once (before privileges are
- * dropped, since the key is often readable by root only). */
+/* The server's certificate chain and key, loaded once. */
 typedef struct _PbTlsServer PbTlsServer;
 
 /* TRUE when [tls] certificate and key are set. */
 gboolean pb_tls_configured(const PbConfig *cfg);
 
-/* Loads [tls] certificate (a PEM chain) and key; PB_ERROR_CONFIG naming
- * the file when one is missing, unreadable, or they do not match. */
+/* Loads [tls] certificate (PEM: the server's certificate first, then its
+ * chain) and key (PEM, not encrypted). PB_ERROR_CONFIG naming the file
+ * when one is missing, unreadable, not PEM, or they do not match. */
 PbTlsServer *pb_tls_server_new(const PbConfig *cfg, GError **error);
-/* The same from explicit files (tests, tools). */
+/* The same from explicit files. */
 PbTlsServer *pb_tls_server_new_from_files(const char *certificate,
                                           const char *key, GError **error);
 void pb_tls_server_free(PbTlsServer *srv);
 G_DEFINE_AUTOPTR_CLEANUP_FUNC(PbTlsServer, pb_tls_server_free)
 
-/* The server handshake on CONN; on success CONN speaks TLS. */
+/* The server handshake on CONN's fds, until DEADLINE (pb_deadline_in);
+ * on success CONN speaks TLS. Errors: PB_ERROR_TIMEOUT, PB_ERROR_CLOSED
+ * (the peer left), PB_ERROR_TEMP (anything else, e.g. a peer that does
+ * not speak TLS); then the caller closes the connection. */
 gboolean pb_tls_server_start(PbConn *conn, PbTlsServer *srv, gint64 deadline,
                              GError **error);
 
-/* The client handshake with SNI SERVER_NAME. The chain is checked
- * against CA_FILE (NULL: the system's trust store) and the host name;
- * *VERIFIED says whether it passed. A failed check is not an error
- * unless REQUIRE_VERIFIED (opportunistic TLS, RFC 7435). */
+/* The client handshake, sending SERVER_NAME as SNI (unless it is an
+ * address literal). The chain is checked against CA_FILE (a PEM file of
+ * trusted certificates; NULL: the system's trust store) and SERVER_NAME;
+ * *VERIFIED says whether both passed. A failed check is not an error
+ * (opportunistic TLS, RFC 7435) unless REQUIRE_VERIFIED: then it is
+ * PB_ERROR_TEMP with the reason, and the caller closes the connection.
+ * Other errors as pb_tls_server_start. */
 gboolean pb_tls_client_start(PbConn *conn, const char *server_name,
                              const char *ca_file, gboolean require_verified,
                              gint64 deadline, gboolean *verified,
                              GError **error);
 
-/* "TLS1.3 with AES-256-GCM" for Received: and logs; NULL in the clear. */
+/* "TLSv1.3 with cipher TLS_AES_256_GCM_SHA384 (256/256 bits)", Postfix's
+ * wording, for Received: and logs; NULL when CONN is not in TLS. */
 char *pb_tls_describe(PbConn *conn);
 
 #endif

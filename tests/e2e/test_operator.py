@@ -268,6 +268,26 @@ def test_smtpd_under_tcpserver(inst):
     wait_for(lambda: inst.messages("alice@example.org"))
 
 
+def test_pop3d_under_tcpserver(inst):
+    if not shutil.which("tcpserver"):
+        pytest.fail("tcpserver is not installed (scripts/deps installs ucspi-tcp)")
+    inst.add_user("alice@example.org", "pw")
+    inst.run("deliver", "alice@example.org", input=MSG, check=True)
+    port = inst.free_port()
+    proc = subprocess.Popen(["tcpserver", "-q", "127.0.0.1", str(port),
+                             inst.bin("pop3d")], env=inst.env())
+    inst.procs.append(proc)
+    from util import wait_port
+    wait_port(port)
+    import poplib
+    p = poplib.POP3("127.0.0.1", port, timeout=30)
+    p.user("alice@example.org")
+    p.pass_("pw")
+    assert p.stat()[0] == 1
+    assert b"Hello from cron." in b"\n".join(p.retr(1)[1])
+    p.quit()
+
+
 def test_smtpd_listen_fds(inst):
     """systemd Accept=no: the socket arrives as fd 3 with LISTEN_FDS."""
     inst.add_user("alice@example.org", "pw")

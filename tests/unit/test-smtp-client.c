@@ -185,7 +185,7 @@ test_pipelined_mixed(void)
 	g_assert_true(pb_smtp_client_start(f.c, &refusal, &error));
 	g_assert_true(pb_smtp_client_caps(f.c)->pipelining);
 	res = pb_smtp_client_send(f.c, "s@example.org", rcpts, f.msg_fd,
-	                          f.msg_size);
+	                          f.msg_size, FALSE);
 	g_assert_false(res->dropped);
 	g_assert_cmpuint(res->mail->code, ==, 250);
 	r = res->rcpt->pdata[1];
@@ -198,10 +198,11 @@ test_pipelined_mixed(void)
 	g_assert_cmpuint(res->final->code, ==, 250);
 	pb_smtp_client_quit(f.c);
 	wait_server(&f);
-	g_assert_nonnull(strstr(f.server.heard->str,
-	                        "EHLO out.example.org\r\n"
-	                        "MAIL FROM:<s@example.org> SIZE=37\r\n"
-	                        "RCPT TO:<a@example.net>\r\n"));
+	g_assert_nonnull(
+	    strstr(f.server.heard->str,
+	           "EHLO out.example.org\r\n"
+	           "MAIL FROM:<s@example.org> SIZE=37 BODY=8BITMIME\r\n"
+	           "RCPT TO:<a@example.net>\r\n"));
 	/* dot-stuffed */
 	g_assert_nonnull(strstr(f.server.heard->str,
 	                        "Subject: x\r\n\r\n..dot first\r\nplain\r\n"
@@ -229,7 +230,7 @@ test_helo_fallback_and_refusal(void)
 	start(&f, script);
 	g_assert_true(pb_smtp_client_start(f.c, &refusal, &error));
 	g_assert_false(pb_smtp_client_caps(f.c)->esmtp);
-	res = pb_smtp_client_send(f.c, "", rcpts, f.msg_fd, f.msg_size);
+	res = pb_smtp_client_send(f.c, "", rcpts, f.msg_fd, f.msg_size, TRUE);
 	g_assert_cmpuint(res->mail->code, ==, 553);
 	g_assert_null(res->rcpt->pdata[0]);
 	g_assert_null(res->final);
