@@ -106,8 +106,16 @@ hook_authenticate(void *data, const char *user, const char *pass)
 {
 	Serve *sv = data;
 	g_autofree char *canonical = pb_address_canonical(user, "");
-	gboolean ok = sv->accounts != NULL &&
-	              pb_accounts_verify(sv->accounts, canonical, pass);
+	g_autoptr(GError) error = NULL;
+	gboolean ok;
+
+	/* loaded on the first AUTH only: most sessions never need it */
+	if (sv->accounts == NULL &&
+	    (sv->accounts = pb_accounts_load(sv->cfg->accounts, &error)) ==
+		NULL)
+		pb_log_warn(NULL, "AUTH: %s", error->message);
+	ok = sv->accounts != NULL &&
+	     pb_accounts_verify(sv->accounts, canonical, pass);
 
 	pb_log_info(NULL, "AUTH %s for <%s> from [%s]", ok ? "ok" : "failed",
 	            canonical, sv->peer->ip[0] ? sv->peer->ip : "local");
@@ -282,9 +290,6 @@ pb_smtp_serve(const PbSmtpServe *how, int rfd, int wfd, const PbPeer *peer)
 	}
 	sv.q = q;
 	sv.local = local;
-	sv.accounts = pb_accounts_load(cfg->accounts, &error);
-	if (sv.accounts == NULL)
-		pb_log_warn(NULL, "no AUTH: %s", error->message);
 	s = pb_smtp_server_new(cfg, &hooks, &sv, &speer, &out);
 	pb_smtp_server_set_options(s, &opts);
 	converse(&sv, conn, s);
