@@ -234,9 +234,13 @@ submit(const PbConfig *cfg, Args *a, const char *login, uid_t ruid,
 	return PB_EX_OK;
 }
 
+/* -bs, -bp, -q. USER: the local user when not trusted, whose -bs
+ * session may then send only as that user (as submission does). */
 static int
-serve_modes(const PbConfig *cfg, Mode mode)
+serve_modes(const PbConfig *cfg, Mode mode, const char *user)
 {
+	PbSmtpServe how = {
+	    .cfg = cfg, .submission = user != NULL, .user = user};
 	g_autoptr(GError) error = NULL;
 	g_autoptr(PbQueue) q = NULL;
 	g_autoptr(GString) out = NULL;
@@ -245,7 +249,7 @@ serve_modes(const PbConfig *cfg, Mode mode)
 
 	switch (mode) {
 	case MODE_SMTP:
-		pb_smtp_serve(&(PbSmtpServe){.cfg = cfg}, 0, 1, &peer);
+		pb_smtp_serve(&how, 0, 1, &peer);
 		return PB_EX_OK;
 	case MODE_LIST:
 		if ((q = pb_queue_open(cfg->queue, &error)) == NULL ||
@@ -275,6 +279,8 @@ main(int argc, char **argv)
 	g_autofree char *login =
 	    pw ? g_strdup(pw->pw_name) : g_strdup_printf("uid%u", (guint)ruid);
 	const char *conf;
+	g_autofree char *mine = NULL;
+	gboolean trusted;
 	int status;
 
 	NOTE_SETUID(ruid != euid);
@@ -293,11 +299,13 @@ main(int argc, char **argv)
 		return PB_EX_OSERR;
 	}
 	pw = getpwnam(cfg->user);
+	trusted = ruid == 0 || (pw && ruid == pw->pw_uid);
+	if (!trusted && (mine = pb_submit_qualify(cfg, login, &error)) == NULL)
+		return pb_program_fail("sendmail", error);
 	if (a.mode != MODE_SUBMIT)
-		status = serve_modes(cfg, a.mode);
+		status = serve_modes(cfg, a.mode, mine);
 	else
-		status = submit(cfg, &a, login, ruid,
-		                ruid == 0 || (pw && ruid == pw->pw_uid));
+		status = submit(cfg, &a, login, ruid, trusted);
 	g_free(a.conf);
 	g_free(a.sender);
 	g_free(a.full_name);

@@ -110,9 +110,8 @@ hook_authenticate(void *data, const char *user, const char *pass)
 	gboolean ok;
 
 	/* loaded on the first AUTH only: most sessions never need it */
-	if (sv->accounts == NULL &&
-	    (sv->accounts = pb_accounts_load(sv->cfg->accounts, &error)) ==
-		NULL)
+	if (sv->accounts == NULL && (sv->accounts = pb_accounts_load(
+	                                 sv->cfg->accounts, &error)) == NULL)
 		pb_log_warn(NULL, "AUTH: %s", error->message);
 	ok = sv->accounts != NULL &&
 	     pb_accounts_verify(sv->accounts, canonical, pass);
@@ -270,7 +269,8 @@ pb_smtp_serve(const PbSmtpServe *how, int rfd, int wfd, const PbPeer *peer)
 	g_autoptr(GError) error = NULL;
 	Serve sv = {.cfg = cfg, .how = how, .peer = peer};
 	PbSmtpOptions opts = {.tls_available = how->tls != NULL,
-	                      .submission = how->submission};
+	                      .submission = how->submission,
+	                      .user = how->user};
 	g_autoptr(PbQueue) q = pb_queue_open(cfg->queue, &error);
 	g_autoptr(PbLocal) local = q ? pb_local_new(cfg, &error) : NULL;
 	g_autoptr(PbConn) conn = pb_conn_new(rfd, wfd);

@@ -17,6 +17,8 @@ typedef struct {
 	PbTlsServer *tls;      /* NULL: no STARTTLS, no implicit TLS */
 	gboolean implicit_tls; /* --tls: TLS before the greeting (465) */
 	gboolean submission;   /* --submission: AUTH before MAIL (587) */
+	const char *user;      /* sendmail -bs: the local user, as if
+	                          authenticated (their own senders only) */
 } PbSmtpServe;
 
 /* Serves one session on RFD/WFD. Once the client has gone (and the fds

@@ -336,6 +336,8 @@ void
 pb_smtp_server_set_options(PbSmtpServer *s, const PbSmtpOptions *opts)
 {
 	s->opts = *opts;
+	g_free(s->auth_user);
+	s->auth_user = g_strdup(opts->user);
 }
 
 void

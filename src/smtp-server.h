@@ -67,6 +67,8 @@ typedef struct {
 typedef struct {
 	gboolean tls_available; /* STARTTLS may be offered */
 	gboolean submission;    /* port 587: AUTH before MAIL, own sender */
+	const char *user;       /* already authenticated (sendmail -bs: the
+	                           kernel vouches for the local user) */
 } PbSmtpOptions;
 
 typedef struct _PbSmtpServer PbSmtpServer;

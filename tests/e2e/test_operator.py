@@ -132,6 +132,21 @@ def test_sendmail_f_forbidden_for_users(inst, local_user):
     assert proc.returncode == 0
 
 
+def test_sendmail_bs_user_sends_only_as_self(inst, local_user):
+    inst.add_user("alice@example.org", "pw")
+    binary = setuid_sendmail(inst)
+    me = "%s@example.org" % local_user.pw_name
+    session = (b"EHLO localhost\r\nMAIL FROM:<ceo@example.org>\r\n"
+               b"MAIL FROM:<%s>\r\nRCPT TO:<alice@example.org>\r\nDATA\r\n"
+               b"Subject: bs\r\n\r\nhi\r\n.\r\nQUIT\r\n" % me.encode())
+    proc = run_as(local_user, [binary, "-bs"], inst.env(), session)
+    out = proc.stdout.decode()
+    assert "553 5.7.1 <ceo@example.org>" in out
+    assert "250 2.0.0 Ok: queued" in out
+    text = wait_for(lambda: inst.messages("alice@example.org"))[0].read_bytes()
+    assert ("Return-Path: <%s>" % me).encode() in text
+
+
 def test_sendmail_refuses_a_user_config(inst, local_user):
     binary = setuid_sendmail(inst)
     forged = inst.dir / "forged.conf"
