@@ -143,6 +143,26 @@ test_commit(F *f, gconstpointer data)
 	g_assert_cmpstr(pb_mailbox_uid(mb, 0), ==, "1000.M1P1Q1.host");
 }
 
+/* Delivery order, though "M100" sorts before "M99" as text. */
+static void
+test_order(F *f, gconstpointer data)
+{
+	g_autoptr(GError) error = NULL;
+	g_autoptr(PbMailbox) mb = NULL;
+
+	put(f, "new", "1000.M100P1Q1.host,S=2,W=3", "b\n");
+	put(f, "new", "1000.M99P1Q1.host,S=2,W=3", "a\n");
+	put(f, "new", "999.M5P1Q1.host,S=2,W=3", "z\n");
+	mb = pb_mailbox_open(f->dir, &error);
+	g_assert_no_error(error);
+	g_assert_cmpuint(pb_mailbox_count(mb), ==, 5);
+	g_assert_cmpstr(pb_mailbox_uid(mb, 0), ==, "0999.M1P1Q1.host");
+	g_assert_cmpstr(pb_mailbox_uid(mb, 1), ==, "999.M5P1Q1.host");
+	g_assert_cmpstr(pb_mailbox_uid(mb, 2), ==, "1000.M1P1Q1.host");
+	g_assert_cmpstr(pb_mailbox_uid(mb, 3), ==, "1000.M99P1Q1.host");
+	g_assert_cmpstr(pb_mailbox_uid(mb, 4), ==, "1000.M100P1Q1.host");
+}
+
 #define ADD(path, fn) g_test_add(path, F, NULL, setup, fn, teardown)
 
 int
@@ -152,5 +172,6 @@ main(int argc, char **argv)
 	ADD("/mailbox/snapshot-and-send", test_snapshot_and_send);
 	ADD("/mailbox/lock", test_lock);
 	ADD("/mailbox/commit", test_commit);
+	ADD("/mailbox/order", test_order);
 	return g_test_run();
 }
