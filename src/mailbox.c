@@ -20,10 +20,12 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #define CHUNK 65536
-#define MAX_UID 70 /* RFC 1939 7: 1 to 70 characters */
+#define LOCK_REFRESH 60 /* seconds between refreshes of the lock's mtime */
+#define MAX_UID 70      /* RFC 1939 7: 1 to 70 characters */
 
 typedef struct {
 	char *name; /* the file name in its folder */
@@ -92,6 +94,9 @@ lock_take(const char *dir, const char *lock, GError **error)
 		(void)unlink(tmp);
 		if (got)
 			return TRUE;
+		/* XXX two sessions breaking the same stale lock at once
+		 * can both win (liblockfile's race too): it takes a dead
+		 * session and two logins within the same instant */
 		if (attempt == 0 && lock_is_stale(lock))
 			(void)unlink(lock);
 		else
@@ -224,6 +229,18 @@ pb_mailbox_close(PbMailbox *mb)
 	g_free(mb);
 }
 
+void
+pb_mailbox_keep_locked(PbMailbox *mb)
+{
+	struct stat st;
+
+	/* a session on another host sharing the spool can judge our lock
+	 * only by its age */
+	if (stat(mb->lock, &st) == 0 &&
+	    time(NULL) - st.st_mtime >= LOCK_REFRESH)
+		(void)utimensat(AT_FDCWD, mb->lock, NULL, 0);
+}
+
 guint
 pb_mailbox_count(PbMailbox *mb)
 {
@@ -240,6 +257,67 @@ const char *
 pb_mailbox_uid(PbMailbox *mb, guint i)
 {
 	return g_array_index(mb->msgs, Msg, i).uid;
+}
+
+/* ---- messages moved under us ---- */
+
+/* Another Maildir reader (a local MUA, which knows nothing of our lock)
+ * may have moved message M from new/ to cur/ or changed its flags since
+ * the login: find it again by its unique name. One scan, only then. */
+static gboolean
+relocate(PbMailbox *mb, Msg *m)
+{
+	static const char *const subs[] = {"cur", "new"};
+
+	for (guint k = 0; k < G_N_ELEMENTS(subs); k++) {
+		g_autofree char *path =
+		    g_build_filename(mb->dir, subs[k], NULL);
+		DIR *d = opendir(path);
+		struct dirent *de;
+		if (d == NULL)
+			continue;
+		while ((de = readdir(d)) != NULL) {
+			g_autofree char *uid = NULL;
+			if (de->d_name[0] == '.')
+				continue;
+			uid = uid_of(de->d_name);
+			if (!g_str_equal(uid, m->uid))
+				continue;
+			g_free(m->name);
+			m->name = g_strdup(de->d_name);
+			m->in_new = k == 1;
+			closedir(d);
+			return TRUE;
+		}
+		closedir(d);
+	}
+	return FALSE;
+}
+
+static char *
+msg_path(PbMailbox *mb, const Msg *m)
+{
+	return g_build_filename(mb->dir, m->in_new ? "new" : "cur", m->name,
+	                        NULL);
+}
+
+/* Opens message M for reading, following it if it moved. */
+static int
+open_msg(PbMailbox *mb, Msg *m)
+{
+	g_autofree char *path = msg_path(mb, m);
+	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+
+	if (fd < 0 && errno == ENOENT) {
+		g_autofree char *moved = NULL;
+		if (!relocate(mb, m)) {
+			errno = ENOENT; /* deleted by another reader */
+			return -1;
+		}
+		moved = msg_path(mb, m);
+		fd = open(moved, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+	}
+	return fd;
 }
 
 /* ---- RETR and TOP ---- */
@@ -296,9 +374,7 @@ pb_mailbox_send(PbMailbox *mb, guint i, gint64 body_lines, PbLineOut *out,
                 GError **error)
 {
 	Msg *m = &g_array_index(mb->msgs, Msg, i);
-	g_autofree char *path =
-	    g_build_filename(mb->dir, m->in_new ? "new" : "cur", m->name, NULL);
-	g_auto(PbFd) fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+	g_auto(PbFd) fd = open_msg(mb, m);
 	g_autoptr(GString) buf = g_string_sized_new(CHUNK + 8);
 	g_autofree char *chunk = g_malloc(CHUNK);
 	Sender s = {out, buf, TRUE, FALSE, TRUE, 0, body_lines, FALSE};
@@ -325,25 +401,63 @@ pb_mailbox_send(PbMailbox *mb, guint i, gint64 body_lines, PbLineOut *out,
 
 /* ---- UPDATE ---- */
 
-/* new/NAME -> cur/NAME[,S=..,W=..]:2,S */
+/* new/NAME -> cur/NAME[,S=..,W=..]:2,S: the sizes are added so that
+ * later sessions need not read a foreign message again. */
 static char *
 cur_name(PbMailbox *mb, const Msg *m)
 {
 	guint64 s, w;
 	g_autofree char *base = g_strndup(m->name, strcspn(m->name, ":"));
+	g_autofree char *path = NULL;
+	struct stat st;
 
 	if (pb_maildir_name_sizes(base, &s, &w))
 		return g_strdup_printf("%s:2,S", base);
-	{
-		g_autofree char *path =
-		    g_build_filename(mb->dir, "new", m->name, NULL);
-		struct stat st;
-		if (stat(path, &st) < 0)
-			return g_strdup_printf("%s:2,S", base);
-		return g_strdup_printf("%s,S=%" G_GUINT64_FORMAT
-		                       ",W=%" G_GUINT64_FORMAT ":2,S",
-		                       base, (guint64)st.st_size, m->size);
+	if (strstr(base, ",S=") != NULL) /* Dovecot's S= alone */
+		return g_strdup_printf("%s,W=%" G_GUINT64_FORMAT ":2,S", base,
+		                       m->size);
+	path = msg_path(mb, m);
+	if (stat(path, &st) < 0)
+		return g_strdup_printf("%s:2,S", base);
+	return g_strdup_printf("%s,S=%" G_GUINT64_FORMAT ",W=%" G_GUINT64_FORMAT
+	                       ":2,S",
+	                       base, (guint64)st.st_size, m->size);
+}
+
+/* Applies the UPDATE state to one message, noting which folders changed;
+ * a message another reader moved is followed, one it deleted is gone. */
+static gboolean
+commit_one(PbMailbox *mb, Msg *m, gboolean deleted, gboolean *new_changed,
+           gboolean *cur_changed, GError **error)
+{
+	for (int attempt = 0; attempt < 2; attempt++) {
+		g_autofree char *from = msg_path(mb, m);
+		g_autofree char *name = NULL;
+		g_autofree char *to = NULL;
+		int r;
+		if (!deleted && !(m->seen && m->in_new))
+			return TRUE; /* nothing to do, or moved to cur/ by now
+			              */
+		if (deleted)
+			r = unlink(from);
+		else {
+			name = cur_name(mb, m);
+			to = g_build_filename(mb->dir, "cur", name, NULL);
+			r = rename(from, to);
+		}
+		if (r == 0) {
+			*(m->in_new ? new_changed : cur_changed) = TRUE;
+			*cur_changed |= !deleted; /* moved into cur/ */
+			return TRUE;
+		}
+		if (errno != ENOENT)
+			return pb_throw_errno(error, "cannot %s %s",
+			                      deleted ? "delete" : "move",
+			                      m->name);
+		if (attempt == 0 && !relocate(mb, m))
+			return TRUE;
 	}
+	return TRUE;
 }
 
 gboolean
@@ -351,30 +465,14 @@ pb_mailbox_commit(PbMailbox *mb, const gboolean *deleted, GError **error)
 {
 	g_autofree char *newd = g_build_filename(mb->dir, "new", NULL);
 	g_autofree char *curd = g_build_filename(mb->dir, "cur", NULL);
-	gboolean changed_new = FALSE, changed_cur = FALSE;
+	gboolean new_changed = FALSE, cur_changed = FALSE;
 
-	for (guint i = 0; i < mb->msgs->len; i++) {
-		Msg *m = &g_array_index(mb->msgs, Msg, i);
-		g_autofree char *from =
-		    g_build_filename(m->in_new ? newd : curd, m->name, NULL);
-		if (deleted[i]) {
-			if (unlink(from) < 0 && errno != ENOENT)
-				return pb_throw_errno(error, "cannot delete %s",
-				                      m->name);
-			changed_new |= m->in_new;
-			changed_cur |= !m->in_new;
-		} else if (m->seen && m->in_new) {
-			g_autofree char *name = cur_name(mb, m);
-			g_autofree char *to =
-			    g_build_filename(curd, name, NULL);
-			if (rename(from, to) < 0 && errno != ENOENT)
-				return pb_throw_errno(error, "cannot move %s",
-				                      m->name);
-			changed_new = changed_cur = TRUE;
-		}
-	}
-	if ((changed_new && !pb_fsync_dir(newd, error)) ||
-	    (changed_cur && !pb_fsync_dir(curd, error)))
+	for (guint i = 0; i < mb->msgs->len; i++)
+		if (!commit_one(mb, &g_array_index(mb->msgs, Msg, i),
+		                deleted[i], &new_changed, &cur_changed, error))
+			return FALSE;
+	if ((new_changed && !pb_fsync_dir(newd, error)) ||
+	    (cur_changed && !pb_fsync_dir(curd, error)))
 		return FALSE;
 	return TRUE;
 }

@@ -181,6 +181,8 @@ converse(Serve *sv, PbConn *conn, PbPop3Server *s)
 		                       pb_deadline_in(timeout), &error))
 			break;
 		pb_pop3_server_line(s, line, len, flags);
+		if (sv->mb != NULL)
+			pb_mailbox_keep_locked(sv->mb);
 	}
 	if (g_error_matches(error, PB_ERROR, PB_ERROR_TIMEOUT)) {
 		pb_pop3_server_timeout(s);

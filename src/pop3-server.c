@@ -134,18 +134,27 @@ capa(PbPop3Server *s)
 	reply(s, ".");
 }
 
+/* Every failed login, whatever the reason, gets this one reply and the
+ * socket side's pause, so a client cannot tell an unknown user from a
+ * wrong password. */
+static void
+login_failed(PbPop3Server *s)
+{
+	reply(s, "-ERR [AUTH] Authentication failed");
+	s->action = PB_POP3_AUTH_DELAY;
+	g_clear_pointer(&s->user, g_free);
+	if (++s->auth_failures >= PB_POP3_MAX_AUTH_FAILURES) {
+		reply(s, "-ERR Too many failures, bye");
+		close_session(s);
+	}
+}
+
 /* The end of a login attempt, either way. */
 static void
 login(PbPop3Server *s, const char *user, const char *pass)
 {
 	if (!s->hooks->authenticate(s->data, user, pass)) {
-		reply(s, "-ERR [AUTH] Authentication failed");
-		s->action = PB_POP3_AUTH_DELAY;
-		g_clear_pointer(&s->user, g_free);
-		if (++s->auth_failures >= PB_POP3_MAX_AUTH_FAILURES) {
-			reply(s, "-ERR Too many failures, bye");
-			close_session(s);
-		}
+		login_failed(s);
 		return;
 	}
 	g_free(s->user);
@@ -192,11 +201,10 @@ auth_plain(PbPop3Server *s, const char *b64)
 		bad(s, "Malformed AUTH PLAIN response");
 		return;
 	}
-	if (*authz && strcmp(authz, authc) != 0) {
-		reply(s, "-ERR [AUTH] Authentication failed");
-		s->action = PB_POP3_AUTH_DELAY;
-		s->auth_failures++;
-	} else
+	/* acting for another user (an authzid) is not supported */
+	if (*authz && strcmp(authz, authc) != 0)
+		login_failed(s);
+	else
 		login(s, authc, pass);
 	memset(raw, 0, len);
 }

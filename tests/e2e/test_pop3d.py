@@ -161,6 +161,38 @@ def test_second_session_in_use(pop):
     r.quit()
 
 
+def test_killed_session_lock_is_recovered(pop):
+    """A session killed with SIGKILL leaves its lock; its owner is dead,
+    so the next login breaks it."""
+    import signal
+    p = login(pop)
+    p.dele(1)
+    lock = pop.maildir("alice@example.org") / ".pop3.lock"
+    host, pid, _ = lock.read_text().split()
+    assert host == socket.gethostname()
+    os.kill(int(pid), signal.SIGKILL)
+    # reaped by the listener (a zombie still counts as alive)
+    wait_for(lambda: not os.path.exists("/proc/%s" % pid))
+    assert lock.exists()
+    q = login(pop)
+    assert q.stat()[0] == 3  # the killed session's DELE never happened
+    q.quit()
+
+
+def test_message_moved_by_local_mua(pop):
+    """A local MUA reading the same Maildir moves and flags messages
+    under a session: RETR and DELE still reach them."""
+    p = login(pop)
+    md = pop.maildir("alice@example.org")
+    for f in (md / "new").iterdir():
+        f.rename(md / "cur" / (f.name + ":2,S"))
+    resp, lines, _ = p.retr(2)
+    assert b"Subject: message 2" in lines
+    p.dele(1)
+    p.quit()
+    assert len(pop.messages("alice@example.org")) == 2
+
+
 def test_wrong_password_and_unknown_user_look_the_same(pop):
     answers = []
     for user, password in (("alice@example.org", "wrong"),

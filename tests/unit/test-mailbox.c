@@ -5,7 +5,9 @@
 
 #include <glib/gstdio.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
+#include <utime.h>
 
 typedef struct {
 	char *dir;
@@ -163,6 +165,101 @@ test_order(F *f, gconstpointer data)
 	g_assert_cmpstr(pb_mailbox_uid(mb, 4), ==, "1000.M100P1Q1.host");
 }
 
+static char *
+path_of(F *f, const char *sub, const char *name)
+{
+	return g_build_filename(f->dir, sub, name, NULL);
+}
+
+/* A local MUA moves and flags messages under a POP3 session (it knows
+ * nothing of the lock): RETR and the UPDATE state follow them. */
+static void
+test_moved_by_another_reader(F *f, gconstpointer data)
+{
+	g_autoptr(GError) error = NULL;
+	g_autoptr(PbMailbox) mb = pb_mailbox_open(f->dir, &error);
+	g_autoptr(GString) got = g_string_new(NULL);
+	PbLineOut out = {out_write, got};
+	gboolean deleted[2] = {TRUE, FALSE};
+	g_autofree char *a_new =
+	    path_of(f, "new", "1000.M1P1Q1.host,S=23,W=28");
+	g_autofree char *a_mua =
+	    path_of(f, "cur", "1000.M1P1Q1.host,S=23,W=28:2,RS");
+	g_autofree char *b_cur = path_of(f, "cur", "0999.M1P1Q1.host:2,S");
+	g_autofree char *b_mua = path_of(f, "cur", "0999.M1P1Q1.host:2,FS");
+
+	g_assert_no_error(error);
+	g_assert_cmpint(g_rename(a_new, a_mua), ==, 0);
+	g_assert_cmpint(g_rename(b_cur, b_mua), ==, 0);
+	g_assert_true(pb_mailbox_send(mb, 1, -1, &out, &error));
+	g_assert_no_error(error);
+	g_assert_cmpstr(got->str, ==,
+	                "Subject: a\r\n\r\n..dot\r\nl2\r\nl3\r\n.\r\n");
+	/* DELE of the reflagged one removes it; the retrieved one stays as
+	 * the MUA left it */
+	g_assert_true(pb_mailbox_commit(mb, deleted, &error));
+	g_assert_no_error(error);
+	g_assert_false(g_file_test(b_mua, G_FILE_TEST_EXISTS));
+	g_assert_true(g_file_test(a_mua, G_FILE_TEST_EXISTS));
+	/* one deleted by the other reader is an error only for RETR */
+	g_clear_pointer(&mb, pb_mailbox_close);
+	mb = pb_mailbox_open(f->dir, &error);
+	g_assert_cmpuint(pb_mailbox_count(mb), ==, 1);
+	g_assert_cmpint(g_unlink(a_mua), ==, 0);
+	g_assert_false(pb_mailbox_send(mb, 0, -1, &out, &error));
+	g_assert_error(error, PB_ERROR, PB_ERROR_NOTFOUND);
+	g_clear_error(&error);
+	deleted[0] = TRUE;
+	g_assert_true(pb_mailbox_commit(mb, deleted, &error));
+	g_assert_no_error(error);
+}
+
+/* A foreign message with Dovecot's S= alone gets W= when it moves to cur/,
+ * and a message without either gets both. */
+static void
+test_sizes_added(F *f, gconstpointer data)
+{
+	g_autoptr(GError) error = NULL;
+	g_autoptr(PbMailbox) mb = NULL;
+	g_autoptr(GString) got = g_string_new(NULL);
+	PbLineOut out = {out_write, got};
+	gboolean deleted[4] = {FALSE, FALSE, FALSE, FALSE};
+	g_autofree char *s_only =
+	    path_of(f, "cur", "1001.M1P1Q1.host,S=4,W=6:2,S");
+	g_autofree char *none =
+	    path_of(f, "cur", "1002.M1P1Q1.host,S=4,W=6:2,S");
+
+	put(f, "new", "1001.M1P1Q1.host,S=4", "a\nb\n");
+	put(f, "new", "1002.M1P1Q1.host", "a\nb\n");
+	mb = pb_mailbox_open(f->dir, &error);
+	g_assert_no_error(error);
+	g_assert_cmpuint(pb_mailbox_count(mb), ==, 4);
+	g_assert_cmpuint(pb_mailbox_size(mb, 2), ==, 6);
+	g_assert_cmpuint(pb_mailbox_size(mb, 3), ==, 6);
+	g_assert_true(pb_mailbox_send(mb, 2, -1, &out, &error));
+	g_assert_true(pb_mailbox_send(mb, 3, -1, &out, &error));
+	g_assert_true(pb_mailbox_commit(mb, deleted, &error));
+	g_assert_no_error(error);
+	g_assert_true(g_file_test(s_only, G_FILE_TEST_EXISTS));
+	g_assert_true(g_file_test(none, G_FILE_TEST_EXISTS));
+}
+
+static void
+test_keep_locked(F *f, gconstpointer data)
+{
+	g_autoptr(GError) error = NULL;
+	g_autoptr(PbMailbox) mb = pb_mailbox_open(f->dir, &error);
+	g_autofree char *lock = g_build_filename(f->dir, PB_MAILBOX_LOCK, NULL);
+	struct utimbuf old = {time(NULL) - 3600, time(NULL) - 3600};
+	GStatBuf st;
+
+	g_assert_no_error(error);
+	g_assert_cmpint(utime(lock, &old), ==, 0);
+	pb_mailbox_keep_locked(mb);
+	g_assert_cmpint(g_stat(lock, &st), ==, 0);
+	g_assert_cmpint(time(NULL) - st.st_mtime, <, 60);
+}
+
 #define ADD(path, fn) g_test_add(path, F, NULL, setup, fn, teardown)
 
 int
@@ -173,5 +270,8 @@ main(int argc, char **argv)
 	ADD("/mailbox/lock", test_lock);
 	ADD("/mailbox/commit", test_commit);
 	ADD("/mailbox/order", test_order);
+	ADD("/mailbox/moved-by-another-reader", test_moved_by_another_reader);
+	ADD("/mailbox/sizes-added", test_sizes_added);
+	ADD("/mailbox/keep-locked", test_keep_locked);
 	return g_test_run();
 }

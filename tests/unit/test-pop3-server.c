@@ -224,6 +224,27 @@ test_auth_plain(F *f, gconstpointer data)
 	g_assert_cmpstr(pb_pop3_server_user(f->s), ==, "alice@example.org");
 }
 
+/* Acting for another user is a failed login like any other: the same
+ * reply, the pause, and the third one ends the session. */
+static void
+test_auth_plain_authzid(F *f, gconstpointer data)
+{
+	g_autofree char *token = g_base64_encode(
+	    (const guchar *)"bob@example.org\0alice@example.org\0s3cret word",
+	    45);
+	g_autofree char *line = g_strdup_printf("AUTH PLAIN %s\r\n", token);
+
+	EXPECT(f, line, "-ERR [AUTH] Authentication failed\r\n");
+	g_assert_cmpint(pb_pop3_server_next_action(f->s), ==,
+	                PB_POP3_AUTH_DELAY);
+	g_assert_null(pb_pop3_server_user(f->s));
+	EXPECT(f, line, "-ERR [AUTH] Authentication failed\r\n");
+	EXPECT(f, line,
+	       "-ERR [AUTH] Authentication failed\r\n"
+	       "-ERR Too many failures, bye\r\n");
+	g_assert_cmpint(pb_pop3_server_next_action(f->s), ==, PB_POP3_CLOSE);
+}
+
 static void
 test_in_use(F *f, gconstpointer data)
 {
@@ -287,6 +308,7 @@ main(int argc, char **argv)
 	ADD("/pop3-server/bad-arguments", test_bad_arguments, NULL);
 	ADD("/pop3-server/auth-failures", test_auth_failures, NULL);
 	ADD("/pop3-server/auth-plain", test_auth_plain, NULL);
+	ADD("/pop3-server/auth-plain/authzid", test_auth_plain_authzid, NULL);
 	ADD("/pop3-server/in-use", test_in_use, NULL);
 	ADD("/pop3-server/plaintext-refused", test_plaintext_refused, "no");
 	ADD("/pop3-server/timeout-no-update", test_timeout_no_update, NULL);
