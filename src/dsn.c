@@ -5,11 +5,13 @@
  *
  * Who gets the report: the envelope sender; when that is <> (the message
  * was itself a report), postmaster of the first local domain gets a
- * double bounce, still from <>. A failure of a message from <> whose
- * failed recipients are all postmaster addresses of local domains is a
- * double bounce that could not be delivered: it is only logged, which is
- * what ends every possible loop. Delay notices are never sent for
- * messages from <>.
+ * double bounce, still from <>. The marker of a double bounce is its
+ * envelope, not its text (which anybody can forge): a failure of a
+ * message from <> whose failed recipients were all addressed to a local
+ * postmaster (before alias expansion: PbRecipient.orig) is a double
+ * bounce that could not be delivered; it is only logged, which is what
+ * ends every possible loop. Delay notices are never sent for messages
+ * from <>.
  *
  * The readable part answers "where is my mail?": per recipient the last
  * reply and, for a delay, every remembered attempt and the time until
@@ -27,49 +29,77 @@
 #include <unistd.h>
 
 #define FOLD 76 /* where long report fields are folded */
+/* the most of the original's header section a report attaches */
+#define MAX_HEADERS ((off_t)256 * 1024)
 
+/* An RFC 5322 date in local time, in English whatever the locale. */
 static char *
 rfc5322_date(gint64 t)
 {
+	static const char *const days[] = {"Mon", "Tue", "Wed", "Thu",
+	                                   "Fri", "Sat", "Sun"};
+	static const char *const months[] = {"Jan", "Feb", "Mar", "Apr",
+	                                     "May", "Jun", "Jul", "Aug",
+	                                     "Sep", "Oct", "Nov", "Dec"};
 	g_autoptr(GDateTime) d = g_date_time_new_from_unix_local(t);
+	g_autofree char *rest = NULL;
 
-	return d ? g_date_time_format(d, "%a, %d %b %Y %H:%M:%S %z")
-	         : g_strdup("Thu, 01 Jan 1970 00:00:00 +0000");
+	if (d == NULL)
+		return g_strdup("Thu, 01 Jan 1970 00:00:00 +0000");
+	rest = g_date_time_format(d, "%Y %H:%M:%S %z");
+	return g_strdup_printf("%s, %02d %s %s",
+	                       days[g_date_time_get_day_of_week(d) - 1],
+	                       g_date_time_get_day_of_month(d),
+	                       months[g_date_time_get_month(d) - 1], rest);
 }
 
-/* Appends "NAME: VALUE\r\n", folded at spaces (or hard) so that no line
- * grows past FOLD octets by much and never past 998. */
+/* Appends VALUE and CRLF, broken before spaces (or hard, within a long
+ * run) into lines that start with INDENT, so that no line grows past
+ * FOLD octets by much and never past 998. COL is where VALUE starts on
+ * the current line. With INDENT " " this is RFC 5322 folding: unfolding
+ * gives VALUE back (but for the hard cuts). */
 static void
-field(GString *out, const char *name, const char *value)
+wrap(GString *out, gsize col, const char *indent, const char *value)
 {
-	gsize col = strlen(name) + 2;
+	gsize start = col, sp = 0;
 	const char *p = value;
 
-	g_string_append_printf(out, "%s: ", name);
 	while (*p) {
 		gsize word = strcspn(p, " ");
 		if (word == 0) {
-			g_string_append_c(out, ' ');
-			col++;
+			sp++;
 			p++;
 			continue;
 		}
-		if (col + word > FOLD && col > strlen(name) + 2) {
-			g_string_append(out, "\r\n ");
-			col = 1;
+		if (col + sp + word > FOLD && col > start) {
+			g_string_append_printf(out, "\r\n%s", indent);
+			col = start = strlen(indent);
+			sp =
+			    sp > 0 ? sp - 1 : 0; /* the indent stands for one */
 		}
+		g_string_append_printf(out, "%*s", (int)sp, "");
+		col += sp;
+		sp = 0;
 		while (word > 900) { /* one unbreakable run: cut it */
 			g_string_append_len(out, p, 900);
-			g_string_append(out, "\r\n ");
+			g_string_append_printf(out, "\r\n%s", indent);
 			p += 900;
 			word -= 900;
-			col = 1;
+			col = start = strlen(indent);
 		}
 		g_string_append_len(out, p, word);
 		col += word;
 		p += word;
 	}
 	g_string_append(out, "\r\n");
+}
+
+/* Appends the header field "NAME: VALUE", folded. */
+static void
+field(GString *out, const char *name, const char *value)
+{
+	g_string_append_printf(out, "%s: ", name);
+	wrap(out, strlen(name) + 2, " ", value);
 }
 
 static gboolean
@@ -79,19 +109,41 @@ covered(PbDsnKind kind, const PbRecipient *r)
 	                             : r->state == PB_RCPT_PENDING;
 }
 
-/* A failed double bounce: from <>, only local postmasters failed. */
+/* Where double bounces go: postmaster of the first local domain (of the
+ * hostname when there is none). */
+static char *
+postmaster(const PbConfig *cfg)
+{
+	return g_strdup_printf(
+	    "postmaster@%s", cfg->domains[0] ? cfg->domains[0] : cfg->hostname);
+}
+
+/* A local postmaster address, or the one double bounces go to. */
+static gboolean
+is_postmaster(const PbConfig *cfg, const char *address)
+{
+	g_autofree char *local = NULL;
+	g_autofree char *domain = NULL;
+	g_autofree char *ours = postmaster(cfg);
+
+	if (g_ascii_strcasecmp(address, ours) == 0)
+		return TRUE;
+	return pb_address_split(address, &local, &domain) &&
+	       g_ascii_strcasecmp(local, "postmaster") == 0 &&
+	       pb_config_is_local_domain(cfg, domain);
+}
+
+/* A failed double bounce: from <>, and every failed recipient was
+ * addressed to postmaster. The original recipient counts, not the alias
+ * target: a postmaster aliased to an address that fails must end here
+ * too, or each report would beget the next. */
 static gboolean
 is_dead_end(const PbConfig *cfg, const PbEnvelope *env)
 {
 	for (guint i = 0; i < env->rcpts->len; i++) {
 		const PbRecipient *r = g_ptr_array_index(env->rcpts, i);
-		g_autofree char *local = NULL;
-		g_autofree char *domain = NULL;
-		if (!covered(PB_DSN_FAILED, r))
-			continue;
-		if (!pb_address_split(r->address, &local, &domain) ||
-		    g_ascii_strcasecmp(local, "postmaster") != 0 ||
-		    !pb_config_is_local_domain(cfg, domain))
+		if (covered(PB_DSN_FAILED, r) &&
+		    !is_postmaster(cfg, r->orig ? r->orig : r->address))
 			return FALSE;
 	}
 	return TRUE;
@@ -106,6 +158,31 @@ remote_mta(const char *host)
 	if (n == 0 || g_str_equal(host, "local"))
 		return NULL;
 	return g_strndup(host, n);
+}
+
+/* The readable lines on one recipient: for a delay every remembered
+ * attempt, for a bounce the last one and the reason. */
+static void
+text_rcpt(GString *out, PbDsnKind kind, const PbRecipient *r)
+{
+	guint n = r->history ? r->history->len : 0;
+
+	g_string_append_printf(out, "<%s>%s%s%s:\r\n", r->address,
+	                       r->orig ? " (sent to <" : "",
+	                       r->orig ? r->orig : "", r->orig ? ">)" : "");
+	for (guint a = kind == PB_DSN_FAILED && n > 0 ? n - 1 : 0; a < n; a++) {
+		const PbAttempt *at = g_ptr_array_index(r->history, a);
+		g_autofree char *when = rfc5322_date(at->time);
+		g_string_append_printf(out, "    %s  %s\r\n", when,
+		                       at->host ? at->host : "");
+		g_string_append(out, "        ");
+		wrap(out, 8, "        ", at->reply ? at->reply : "");
+	}
+	if (kind == PB_DSN_FAILED && r->last_error) {
+		g_string_append(out, "    reason: ");
+		wrap(out, 12, "        ", r->last_error);
+	}
+	g_string_append(out, "\r\n");
 }
 
 static void
@@ -134,30 +211,56 @@ text_part(GString *out, const PbConfig *cfg, PbDsnKind kind,
 		    "Your message of %s has not been delivered yet to the "
 		    "recipients below.\r\nThe mail system keeps trying until "
 		    "%s; you need not send it again.\r\nThis is the only "
-		    "notice you get before delivery succeeds or fails.\r\n\r\n",
+		    "notice you get before delivery succeeds or fails.\r\n"
+		    "The attempts so far:\r\n\r\n",
 		    arrived, until);
 	for (guint i = 0; i < env->rcpts->len; i++) {
 		const PbRecipient *r = g_ptr_array_index(env->rcpts, i);
-		if (!covered(kind, r))
-			continue;
-		g_string_append_printf(out, "<%s>%s%s%s:\r\n", r->address,
-		                       r->orig ? " (sent to <" : "",
-		                       r->orig ? r->orig : "",
-		                       r->orig ? ">)" : "");
-		for (guint a = 0; r->history && a < r->history->len; a++) {
-			const PbAttempt *at = g_ptr_array_index(r->history, a);
-			g_autofree char *when = rfc5322_date(at->time);
-			g_autofree char *line = g_strdup_printf(
-			    "%s, %s: %s", when, at->host ? at->host : "",
-			    at->reply ? at->reply : "");
-			if (kind == PB_DSN_FAILED && a + 1 < r->history->len)
-				continue; /* a bounce shows the last reply */
-			field(out, "   attempt", line);
-		}
-		if (r->last_error && kind == PB_DSN_FAILED)
-			field(out, "   reason", r->last_error);
-		g_string_append(out, "\r\n");
+		if (covered(kind, r))
+			text_rcpt(out, kind, r);
 	}
+}
+
+/* The per-recipient fields of the delivery-status part. */
+static void
+status_rcpt(GString *out, PbDsnKind kind, const PbRecipient *r,
+            const char *until)
+{
+	guint n = r->history ? r->history->len : 0;
+	const PbAttempt *last =
+	    n > 0 ? g_ptr_array_index(r->history, n - 1) : NULL;
+	g_autofree char *mta =
+	    last && last->host ? remote_mta(last->host) : NULL;
+	g_autofree char *v = NULL;
+
+	g_string_append(out, "\r\n");
+	v = g_strdup_printf("rfc822; %s", r->address);
+	field(out, "Final-Recipient", v);
+	if (r->orig) {
+		g_free(v);
+		v = g_strdup_printf("rfc822; %s", r->orig);
+		field(out, "Original-Recipient", v);
+	}
+	field(out, "Action", kind == PB_DSN_FAILED ? "failed" : "delayed");
+	field(out, "Status",
+	      r->dsn ? r->dsn : (kind == PB_DSN_FAILED ? "5.0.0" : "4.0.0"));
+	if (mta) {
+		g_free(v);
+		v = g_strdup_printf("dns; %s", mta);
+		field(out, "Remote-MTA", v);
+	}
+	if (r->last_error) {
+		g_free(v);
+		v = g_strdup_printf("smtp; %s", r->last_error);
+		field(out, "Diagnostic-Code", v);
+	}
+	if (r->last_attempt > 0) {
+		g_free(v);
+		v = rfc5322_date(r->last_attempt);
+		field(out, "Last-Attempt-Date", v);
+	}
+	if (kind == PB_DSN_DELAYED)
+		field(out, "Will-Retry-Until", until);
 }
 
 static void
@@ -173,75 +276,45 @@ status_part(GString *out, const PbConfig *cfg, PbDsnKind kind,
 	field(out, "Arrival-Date", arrived);
 	for (guint i = 0; i < env->rcpts->len; i++) {
 		const PbRecipient *r = g_ptr_array_index(env->rcpts, i);
-		const PbAttempt *last = NULL;
-		g_autofree char *mta = NULL;
-		g_autofree char *v = NULL;
-		if (!covered(kind, r))
-			continue;
-		if (r->history && r->history->len > 0)
-			last =
-			    g_ptr_array_index(r->history, r->history->len - 1);
-		g_string_append(out, "\r\n");
-		v = g_strdup_printf("rfc822; %s", r->address);
-		field(out, "Final-Recipient", v);
-		if (r->orig) {
-			g_free(v);
-			v = g_strdup_printf("rfc822; %s", r->orig);
-			field(out, "Original-Recipient", v);
-		}
-		field(out, "Action",
-		      kind == PB_DSN_FAILED ? "failed" : "delayed");
-		field(out, "Status",
-		      r->dsn ? r->dsn
-		             : (kind == PB_DSN_FAILED ? "5.0.0" : "4.0.0"));
-		if (last && last->host && (mta = remote_mta(last->host))) {
-			g_free(v);
-			v = g_strdup_printf("dns; %s", mta);
-			field(out, "Remote-MTA", v);
-		}
-		if (r->last_error) {
-			g_free(v);
-			v = g_strdup_printf("smtp; %s", r->last_error);
-			field(out, "Diagnostic-Code", v);
-		}
-		if (r->last_attempt > 0) {
-			g_free(v);
-			v = rfc5322_date(r->last_attempt);
-			field(out, "Last-Attempt-Date", v);
-		}
-		if (kind == PB_DSN_DELAYED)
-			field(out, "Will-Retry-Until", until);
+		if (covered(kind, r))
+			status_rcpt(out, kind, r, until);
 	}
 }
 
 /* Where the original's header section ends: the offset just after the
- * CRLF that precedes the empty line (or the end of the message). */
+ * CRLF that precedes the empty line, or the end of the message. A header
+ * section past MAX_HEADERS (a message without an empty line, say) is cut
+ * after its last whole line within the bound. */
 static gboolean
 header_end(int fd, off_t *end, GError **error)
 {
 	char buf[8192];
-	guint32 tail = 0; /* the last four octets seen */
-	off_t off = 0;
+	/* the last four octets seen; it starts as if after a CRLF, so that a
+	 * message opening with its empty line has an empty header section */
+	guint32 tail = 0x0d0a;
+	off_t off = 0, eol = 0;
 
-	for (;;) {
+	while (off < MAX_HEADERS) {
 		ssize_t n = pread(fd, buf, sizeof buf, off);
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n < 0)
 			return pb_throw_errno(error, "reading the message");
-		if (n == 0) {
-			*end = off;
-			return TRUE;
-		}
+		if (n == 0)
+			break;
 		for (ssize_t i = 0; i < n; i++) {
 			tail = (tail << 8) | (guchar)buf[i];
 			if (tail == 0x0d0a0d0a) {
 				*end = off + i - 1;
 				return TRUE;
 			}
+			if ((tail & 0xffff) == 0x0d0a && off + i < MAX_HEADERS)
+				eol = off + i + 1;
 		}
 		off += n;
 	}
+	*end = off < MAX_HEADERS ? off : eol;
+	return TRUE;
 }
 
 /* Streams the original's header section into TX, in chunks. */
@@ -264,9 +337,6 @@ copy_headers(PbQueueTx *tx, int fd, GError **error)
 			return FALSE;
 		off += n;
 	}
-	/* a header section always ends with CRLF in the attachment */
-	if (end < 2)
-		return pb_queue_tx_write(tx, "\r\n", 2, error);
 	return TRUE;
 }
 
@@ -325,6 +395,28 @@ report_body(const PbConfig *cfg, PbDsnKind kind, const PbEnvelope *env,
 	return out;
 }
 
+/* Writes the whole report into TX, the original's header streamed. */
+static gboolean
+write_report(PbQueueTx *tx, const PbConfig *cfg, PbDsnKind kind,
+             const PbEnvelope *env, const char *to, int data_fd, gint64 now,
+             GError **error)
+{
+	/* unique (the new queue id) and unguessable (random), so that no
+	 * line of the attached header can pose as a delimiter; <= 70 chars */
+	g_autofree char *boundary =
+	    g_strdup_printf("%s/%08X.dsn", pb_queue_tx_id(tx), g_random_int());
+	g_autoptr(GString) head =
+	    report_head(cfg, kind, to, pb_queue_tx_id(tx), now, boundary);
+	g_autoptr(GString) body =
+	    report_body(cfg, kind, env, *env->sender == '\0', boundary);
+	g_autofree char *tail = g_strdup_printf("\r\n--%s--\r\n", boundary);
+
+	return pb_queue_tx_write(tx, head->str, head->len, error) &&
+	       pb_queue_tx_write(tx, body->str, body->len, error) &&
+	       copy_headers(tx, data_fd, error) &&
+	       pb_queue_tx_write(tx, tail, strlen(tail), error);
+}
+
 gboolean
 pb_dsn_queue(PbQueue *q, const PbConfig *cfg, PbDsnKind kind,
              const PbEnvelope *env, int data_fd, gint64 now, char **new_id,
@@ -332,11 +424,7 @@ pb_dsn_queue(PbQueue *q, const PbConfig *cfg, PbDsnKind kind,
 {
 	gboolean dbl = *env->sender == '\0';
 	g_autofree char *to = NULL;
-	g_autofree char *boundary = NULL;
-	g_autoptr(GString) head = NULL;
-	g_autoptr(GString) body = NULL;
 	g_autoptr(PbEnvelope) out = pb_envelope_new();
-	g_autofree char *tail = NULL;
 	PbQueueTx *tx;
 
 	if (new_id)
@@ -347,24 +435,17 @@ pb_dsn_queue(PbQueue *q, const PbConfig *cfg, PbDsnKind kind,
 		                                  : "delay");
 		return TRUE;
 	}
-	to = dbl ? g_strdup_printf("postmaster@%s", cfg->domains[0]
-	                                                ? cfg->domains[0]
-	                                                : cfg->hostname)
-	         : g_strdup(env->sender);
+	to = dbl ? postmaster(cfg) : g_strdup(env->sender);
 	if ((tx = pb_queue_tx_begin(q, error)) == NULL)
 		return FALSE;
-	boundary = g_strdup_printf("%s/%s", pb_queue_tx_id(tx), cfg->hostname);
-	head = report_head(cfg, kind, to, pb_queue_tx_id(tx), now, boundary);
-	body = report_body(cfg, kind, env, dbl, boundary);
-	tail = g_strdup_printf("\r\n--%s--\r\n", boundary);
-	if (!pb_queue_tx_write(tx, head->str, head->len, error) ||
-	    !pb_queue_tx_write(tx, body->str, body->len, error) ||
-	    !copy_headers(tx, data_fd, error) ||
-	    !pb_queue_tx_write(tx, tail, strlen(tail), error)) {
+	if (!write_report(tx, cfg, kind, env, to, data_fd, now, error)) {
 		pb_queue_tx_abort(tx);
 		return FALSE;
 	}
 	out->client = g_strdup_printf("local (report on %s)", env->id);
+	/* its addresses and attached header are the original's: they need
+	 * what the original needed */
+	out->smtputf8 = env->smtputf8;
 	pb_envelope_add_rcpt(out, to);
 	if (!pb_queue_tx_commit(tx, out, error))
 		return FALSE;

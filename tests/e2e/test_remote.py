@@ -25,7 +25,14 @@ class Recorder:
 
     def __init__(self):
         self.messages = []
+        self.mail_froms = []
         self.accept_later = False
+
+    async def handle_MAIL(self, server, session, envelope, address, options):
+        self.mail_froms.append(address)
+        envelope.mail_from = address
+        envelope.mail_options.extend(options)
+        return "250 2.1.0 OK"
 
     async def handle_RCPT(self, server, session, envelope, address, options):
         local = address.split("@")[0]
@@ -278,3 +285,34 @@ def test_silent_host_does_not_hold_up_others(net):
         assert slow["state"] == "pending" and slow["last_error"]
     finally:
         silent.close()
+
+
+def test_bounce_to_undeliverable_sender_ends_with_postmaster(net):
+    inst = net
+    # the sender does not exist either: bounce -> double bounce -> alice
+    inst.send(["nosuch1@remote.test"], MSG, sender="nosuch2@remote.test")
+    for _ in range(4):
+        runq(inst, "-f")
+    (report,) = reports(inst)
+    assert report["To"] == "<postmaster@example.org>"
+    assert report["From"] == "Mail Delivery System <MAILER-DAEMON@%s>" % inst.hostname
+    (field,) = status_fields(report)
+    assert field["Final-Recipient"] == "rfc822; nosuch2@remote.test"
+    assert inst.mailq_json() == []
+    # the bounce went out from <> and was refused; nothing came back
+    assert inst.servers["127.0.0.2"].mail_froms == ["nosuch2@remote.test", "<>"]
+    log = inst.log_text()
+    assert "to=<nosuch2@remote.test>, relay=mx1.remote.test" in log
+    assert log.count("sender non-delivery notification") == 2
+
+
+def test_double_bounce_never_loops_when_postmaster_fails(net):
+    inst = net
+    # postmaster itself is undeliverable (a remote address that refuses)
+    (inst.dir / "aliases").write_text("postmaster: nosuch-pm@remote.test\n")
+    inst.send(["nosuch1@remote.test"], MSG, sender="")
+    for _ in range(5):
+        runq(inst, "-f")
+    assert inst.mailq_json() == []
+    assert "not reported (it would loop)" in inst.log_text()
+    assert inst.log_text().count("sender non-delivery notification") == 1
