@@ -17,15 +17,27 @@ PILLARBOX_ONLY = ["5 smtpd peak RSS MB", "5 runq peak RSS MB",
                   "5 pop3d peak RSS MB", "6 idle runq s"]
 
 
-def bench_processes():
-    out = subprocess.run(["pgrep", "-f", "pillarbox-bench-"], capture_output=True,
-                         text=True).stdout
-    return set(out.split())
+def leftovers(folder):
+    """Processes whose command line, working folder or environment (the
+    pillarbox programs get PILLARBOX_CONF; Postfix's run in its queue
+    folder) name the run's FOLDER: only this run's, whatever else runs."""
+    found = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open("/proc/%s/cmdline" % pid, "rb") as f:
+                seen = f.read()
+            with open("/proc/%s/environ" % pid, "rb") as f:
+                seen += f.read()
+            seen += os.fsencode(os.readlink("/proc/%s/cwd" % pid))
+        except OSError:  # gone meanwhile
+            continue
+        if os.fsencode(folder) in seen:
+            found.append((pid, seen[:200]))
+    return found
 
 
 def test_bench_smoke():
     build = os.environ.get("PILLARBOX_BUILD", str(ROOT / "build"))
-    before = bench_processes()  # another run's, if any, are not ours
     proc = subprocess.run([str(ROOT / "scripts" / "bench"), "--smoke",
                            "--build", build], capture_output=True, text=True,
                           timeout=240)
@@ -45,6 +57,7 @@ def test_bench_smoke():
     for fig in PILLARBOX_ONLY:
         assert fig in rows, (fig, out)
         assert float(rows[fig][0].split()[0]) > 0
-    # everything it started is gone
-    left = bench_processes() - before
-    assert left == set(), left
+    # everything it started is gone, and its folder with it
+    folder = re.search(r"^folder: +(\S+)$", out, re.M).group(1)
+    assert not os.path.exists(folder)
+    assert leftovers(folder) == []
