@@ -47,6 +47,11 @@ pb_fsync_dir(const char *dir, GError **error)
 gboolean
 pb_mkdirs(const char *path, mode_t mode, GError **error)
 {
+	struct stat st;
+
+	/* the common case, a folder that is there, costs one stat */
+	if (stat(path, &st) == 0 && S_ISDIR(st.st_mode))
+		return TRUE;
 	if (g_mkdir_with_parents(path, (int)mode) < 0)
 		return pb_throw_errno(error, "mkdir %s", path);
 	return TRUE;

@@ -24,7 +24,12 @@
 #include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
+
+/* A burst of connects waits here, not in SYN retries (the kernel caps it
+ * at net.core.somaxconn). */
+#define BACKLOG SOMAXCONN
 
 gboolean
 pb_listener_parse(const char *text, char **addr, guint *port, GError **error)
@@ -138,7 +143,8 @@ bind_one(const char *text, GError **error)
 	    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) < 0 ||
 	    (ss.ss_family == AF_INET6 &&
 	     setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one)) < 0) ||
-	    bind(fd, (struct sockaddr *)&ss, len) < 0 || listen(fd, 128) < 0) {
+	    bind(fd, (struct sockaddr *)&ss, len) < 0 ||
+	    listen(fd, BACKLOG) < 0) {
 		pb_throw_errno(error, "listen on %s", text);
 		return -1;
 	}
@@ -189,7 +195,9 @@ reap(Acceptor *a)
 			a->children--;
 }
 
-static void
+/* Accepts one connection and forks its child; FALSE when none was
+ * waiting (or it could not be served). */
+static gboolean
 spawn(Acceptor *a, int lfd)
 {
 	int fd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
@@ -198,17 +206,17 @@ spawn(Acceptor *a, int lfd)
 	sigset_t none;
 
 	if (fd < 0)
-		return; /* ECONNABORTED and friends: the client is gone */
+		return FALSE; /* EAGAIN, or the client is gone already */
 	pid = fork();
 	if (pid < 0) {
 		pb_log_error(NULL, "fork: %s", g_strerror(errno));
 		close(fd);
-		return;
+		return FALSE;
 	}
 	if (pid > 0) {
 		a->children++;
 		close(fd);
-		return;
+		return TRUE;
 	}
 	/* the child: no listeners, default signals, serve, exit */
 	for (guint i = 0; i < a->fds->len; i++)
@@ -261,9 +269,12 @@ accept_loop(Acceptor *a, GError **error)
 			continue;
 		if ((pfd[0].revents & POLLIN) && !handle_signals(a))
 			return TRUE;
+		/* a burst of connects is taken in one wake-up */
 		for (guint i = 0; i < nl; i++)
 			if (pfd[i + 1].revents & POLLIN)
-				spawn(a, pfd[i + 1].fd);
+				while (a->children < a->max &&
+				       spawn(a, pfd[i + 1].fd))
+					;
 	}
 }
 
@@ -314,6 +325,9 @@ pb_listener_run(char **listen, guint max_connections,
 		fds = inherited_sockets();
 	if (drop != NULL && !drop(ctx, error))
 		return FALSE;
+	/* read the time zone once, here: the children's log stamps then
+	 * need no look at /etc/localtime each */
+	tzset();
 	if (fds != NULL)
 		return serve_sockets(fds, max_connections, serve, ctx, error);
 	fill_peer(0, &peer);

@@ -164,8 +164,6 @@ pb_local_deliver(PbLocal *l, const char *sender, const char *account,
 		return FALSE;
 	}
 	dir = g_build_filename(l->cfg->spool, domain, local, NULL);
-	if (!pb_maildir_create(dir, error))
-		return FALSE;
 	if (lseek(fd, 0, SEEK_SET) < 0)
 		return pb_throw_errno(error, "seek");
 	header = g_strdup_printf("Return-Path: <%s>\nDelivered-To: %s\n",

@@ -114,12 +114,15 @@ copy(Out *o, int fd, GError **error)
 	return !o->cr || out_write(o, "\r", 1, error);
 }
 
-/* Creates tmp/NAME for a new unique NAME. */
+/* Creates tmp/NAME for a new unique NAME; a Maildir that is not there
+ * yet (or lost a folder) is made on the way, so that a delivery into an
+ * existing one costs no mkdir. */
 static int
 create_tmp(const char *dir, char **name, GError **error)
 {
 	static gint counter;
 	g_autofree char *host = NULL;
+	gboolean made = FALSE;
 
 	host = g_strdup(g_get_host_name());
 	for (int tries = 0; tries < 10; tries++) {
@@ -135,6 +138,12 @@ create_tmp(const char *dir, char **name, GError **error)
 		if (fd >= 0) {
 			*name = g_steal_pointer(&unique);
 			return fd;
+		}
+		if (errno == ENOENT && !made) {
+			if (!pb_maildir_create(dir, error))
+				return -1;
+			made = TRUE;
+			continue;
 		}
 		if (errno != EEXIST) {
 			pb_throw_errno(error, "create %s", path);
@@ -158,6 +167,18 @@ write_file(Out *o, const char *header, int fd, GError **error)
 	return TRUE;
 }
 
+/* Links TMP as NEWPATH; a Maildir with tmp/ but without new/ (a damaged
+ * one) gets its folders made again. */
+static int
+link_new(const char *dir, const char *tmp, const char *newpath)
+{
+	if (link(tmp, newpath) == 0)
+		return 0;
+	if (errno != ENOENT || !pb_maildir_create(dir, NULL))
+		return -1; /* errno says why */
+	return link(tmp, newpath);
+}
+
 gboolean
 pb_maildir_deliver(const char *dir, const char *header, int fd, char **name,
                    GError **error)
@@ -178,7 +199,7 @@ pb_maildir_deliver(const char *dir, const char *header, int fd, char **name,
 	    g_strdup_printf("%s,S=%" G_GUINT64_FORMAT ",W=%" G_GUINT64_FORMAT,
 	                    unique, o->s, o->w);
 	newpath = g_build_filename(newdir, final, NULL);
-	if (link(tmp, newpath) < 0) {
+	if (link_new(dir, tmp, newpath) < 0) {
 		pb_throw_errno(error, "link %s", newpath);
 		g_clear_pointer(&newpath, g_free);
 		goto fail;

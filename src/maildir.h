@@ -26,7 +26,8 @@ gboolean pb_maildir_create(const char *dir, GError **error);
 
 /* Delivers HEADER (LF line ends, prepended as is) followed by the message
  * read from FD (from its current offset to EOF, CRLF or LF line ends; CRLF
- * is written as LF). Fills *NAME (optional) with the file name in new/. */
+ * is written as LF). Fills *NAME (optional) with the file name in new/.
+ * A Maildir that is missing (or lost a folder) is created first. */
 gboolean pb_maildir_deliver(const char *dir, const char *header, int fd,
 			    char **name, GError **error);
 

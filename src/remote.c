@@ -293,8 +293,11 @@ pb_remote_deliver(const PbConfig *cfg, const char *domain, GPtrArray *messages,
 	    "none"};
 	gboolean routed = pb_config_route(cfg, domain) != NULL;
 	guint port;
-	PbMxList *list = destinations(&r, domain, &port, &error);
+	PbMxList *list = NULL;
 
+	/* the copy would free the caller's messages: it only borrows them */
+	g_ptr_array_set_free_func(r.todo, NULL);
+	list = destinations(&r, domain, &port, &error);
 	if (list == NULL) {
 		const char *text = error->message;
 		g_autofree char *dsn = g_strndup(text, strcspn(text, " "));

@@ -364,6 +364,25 @@ plan_remote(Run *run, Held *held)
 	return any;
 }
 
+/* One outcome as a report line (without its newline): what a delivery
+ * child writes on its pipe, and what apply() reads. */
+static char *
+report_line(const Job *job, const PbRemoteMessage *msg, guint rcpt_index,
+	    const PbOutcome *o)
+{
+	g_autofree char *dsn = pb_sanitize_text(o->dsn ? o->dsn : "", 16);
+	g_autofree char *host = pb_sanitize_text(o->host ? o->host : "", 300);
+	g_autofree char *tls = pb_sanitize_text(o->tls ? o->tls : "none", 16);
+	g_autofree char *reply = pb_sanitize_text(o->reply ? o->reply : "", 2000);
+	guint m;
+
+	for (m = 0; m < job->messages->len; m++)
+		if (g_ptr_array_index(job->messages, m) == msg)
+			break;
+	return g_strdup_printf("%u %u %d %s\t%s\t%s\t%s", m, rcpt_index,
+			       (int)o->kind, dsn, host, tls, reply);
+}
+
 /* In the child: one outcome, one line on the pipe to the parent. */
 static void
 child_report(void *ctx, const PbRemoteMessage *msg, guint rcpt_index,
@@ -371,19 +390,10 @@ child_report(void *ctx, const PbRemoteMessage *msg, guint rcpt_index,
 {
 	const Job *job = ((const Job **)ctx)[0];
 	int fd = GPOINTER_TO_INT(((void **)ctx)[1]);
-	g_autofree char *dsn = pb_sanitize_text(o->dsn ? o->dsn : "", 16);
-	g_autofree char *host = pb_sanitize_text(o->host ? o->host : "", 300);
-	g_autofree char *tls = pb_sanitize_text(o->tls ? o->tls : "none", 16);
-	g_autofree char *reply = pb_sanitize_text(o->reply ? o->reply : "", 2000);
-	g_autofree char *line = NULL;
-	guint m;
+	g_autofree char *line = report_line(job, msg, rcpt_index, o);
+	g_autofree char *nl = g_strconcat(line, "\n", NULL);
 
-	for (m = 0; m < job->messages->len; m++)
-		if (g_ptr_array_index(job->messages, m) == msg)
-			break;
-	line = g_strdup_printf("%u %u %d %s\t%s\t%s\t%s\n", m, rcpt_index,
-			       (int)o->kind, dsn, host, tls, reply);
-	(void)!write(fd, line, strlen(line));
+	(void)!write(fd, nl, strlen(nl));
 }
 
 static pid_t
@@ -459,6 +469,19 @@ bad:
 	pb_log_error(NULL, "bad report from a delivery process");
 }
 
+/* A job run in this process: each outcome takes the same way as a
+ * child's line, so both paths record alike. */
+static void
+self_report(void *ctx, const PbRemoteMessage *msg, guint rcpt_index,
+	    const PbOutcome *o)
+{
+	Run *run = ((Run **)ctx)[0];
+	Job *job = ((Job **)ctx)[1];
+	g_autofree char *line = report_line(job, msg, rcpt_index, o);
+
+	apply(run, job, line);
+}
+
 typedef struct {
 	Job *job;
 	pid_t pid;
@@ -510,6 +533,16 @@ run_jobs(Run *run)
 	g_hash_table_iter_init(&it, run->jobs);
 	while (g_hash_table_iter_next(&it, NULL, &job))
 		g_ptr_array_add(todo, job);
+	/* A lone job (smtpd's immediate attempt, typically) runs here: a
+	 * fork would buy no parallelism, only its cost. Should this process
+	 * die in it, nothing is lost: the entries stay queued. */
+	if (todo->len == 1) {
+		void *ctx[2] = {run, g_ptr_array_index(todo, 0)};
+		Job *only = ctx[1];
+		pb_remote_deliver(run->cfg, only->domain, only->messages,
+				  self_report, ctx);
+		next = 1;
+	}
 	while (next < todo->len || kids->len > 0) {
 		g_autofree struct pollfd *pfd = NULL;
 
@@ -598,12 +631,21 @@ pb_runq_run(const PbConfig *cfg, char **ids, gboolean force,
 {
 	g_autoptr(PbQueue) q = pb_queue_open(cfg->queue, error);
 	g_autoptr(PbLocal) local = NULL;
-	g_autoptr(GPtrArray) held = NULL;
-	Run run = {.cfg = cfg, .force = force, .stats = stats};
 
 	memset(stats, 0, sizeof(*stats));
 	if (q == NULL || (local = pb_local_new(cfg, error)) == NULL)
 		return FALSE;
+	return pb_runq_run_on(cfg, q, local, ids, force, stats, error);
+}
+
+gboolean
+pb_runq_run_on(const PbConfig *cfg, PbQueue *q, PbLocal *local, char **ids,
+	       gboolean force, PbRunqStats *stats, GError **error)
+{
+	g_autoptr(GPtrArray) held = NULL;
+	Run run = {.cfg = cfg, .force = force, .stats = stats};
+
+	memset(stats, 0, sizeof(*stats));
 	run.now = g_get_real_time() / G_USEC_PER_SEC;
 	if (ids == NULL) {
 		run.ids = force ? pb_queue_list(q, error)

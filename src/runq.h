@@ -8,6 +8,8 @@
 #include <glib.h>
 
 #include "config.h"
+#include "local.h"
+#include "queue.h"
 
 typedef struct {
 	guint messages;	 /* queue entries looked at */
@@ -23,5 +25,10 @@ typedef struct {
  * same pass. FALSE only when the queue itself cannot be used. */
 gboolean pb_runq_run(const PbConfig *cfg, char **ids, gboolean force,
 		     PbRunqStats *stats, GError **error);
+/* The same, with the queue and the recipient tables the caller has open
+ * already (smtpd's session: its immediate attempt loads nothing again). */
+gboolean pb_runq_run_on(const PbConfig *cfg, PbQueue *q, PbLocal *local,
+			char **ids, gboolean force, PbRunqStats *stats,
+			GError **error);
 
 #endif

@@ -249,8 +249,10 @@ converse(Serve *sv, PbConn *conn, PbSmtpServer *s)
 		            error->message);
 }
 
+/* With the session's queue and tables: the attempt loads nothing again. */
 static void
-deliver_now(const PbConfig *cfg, const GPtrArray *accepted)
+deliver_now(const PbConfig *cfg, PbQueue *q, PbLocal *local,
+            const GPtrArray *accepted)
 {
 	g_autofree char **ids = g_new0(char *, accepted->len + 1);
 	g_autoptr(GError) error = NULL;
@@ -258,7 +260,7 @@ deliver_now(const PbConfig *cfg, const GPtrArray *accepted)
 
 	for (guint i = 0; i < accepted->len; i++)
 		ids[i] = g_ptr_array_index(accepted, i);
-	if (!pb_runq_run(cfg, ids, FALSE, &stats, &error))
+	if (!pb_runq_run_on(cfg, q, local, ids, FALSE, &stats, &error))
 		pb_log_warn(NULL, "immediate delivery: %s", error->message);
 }
 
@@ -304,5 +306,5 @@ pb_smtp_serve(const PbSmtpServe *how, int rfd, int wfd, const PbPeer *peer)
 	if (wfd != rfd)
 		close(wfd);
 	if (accepted->len > 0 && !cfg->delivery_queue)
-		deliver_now(cfg, accepted);
+		deliver_now(cfg, q, local, accepted);
 }

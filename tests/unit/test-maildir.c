@@ -174,13 +174,44 @@ test_deliver_fails(void)
 	int fd = temp_fd(in);
 
 	if (geteuid() == 0) {
-		/* root ignores the folder's mode: remove new/ instead */
+		/* root ignores the folder's mode: a file stands where new/
+		 * should be, which no mkdir can mend */
 		g_assert_cmpint(rmdir(newdir), ==, 0);
+		g_assert_true(g_file_set_contents(newdir, "", 0, NULL));
 	} else {
 		g_assert_cmpint(chmod(newdir, 0500), ==, 0);
 	}
 	g_assert_false(pb_maildir_deliver(dir, "", fd, NULL, &error));
 	g_assert_error(error, PB_ERROR, PB_ERROR_TEMP);
+	g_assert_cmpuint(count(dir, "tmp"), ==, 0);
+	close(fd);
+}
+
+/* A missing Maildir, or one that lost new/, is made by the delivery. */
+static void
+test_deliver_creates(void)
+{
+	g_autoptr(GError) error = NULL;
+	g_autofree char *made = make_dir();
+	g_autofree char *top = g_path_get_dirname(made);
+	g_autofree char *dir = g_build_filename(top, "bob", NULL);
+	g_autofree char *newdir = g_build_filename(dir, "new", NULL);
+	g_autofree char *cur = g_build_filename(dir, "cur", NULL);
+	g_autofree char *rm = g_strdup_printf("rm -r '%s'", newdir);
+	g_autoptr(GString) in = g_string_new("x\r\n");
+	int fd = temp_fd(in);
+
+	g_assert_false(g_file_test(dir, G_FILE_TEST_EXISTS));
+	g_assert_true(pb_maildir_deliver(dir, "", fd, NULL, &error));
+	g_assert_no_error(error);
+	g_assert_cmpuint(count(dir, "new"), ==, 1);
+	g_assert_true(g_file_test(cur, G_FILE_TEST_IS_DIR));
+
+	g_assert_cmpint(system(rm), ==, 0);
+	g_assert_cmpint(lseek(fd, 0, SEEK_SET), ==, 0);
+	g_assert_true(pb_maildir_deliver(dir, "", fd, NULL, &error));
+	g_assert_no_error(error);
+	g_assert_cmpuint(count(dir, "new"), ==, 1);
 	g_assert_cmpuint(count(dir, "tmp"), ==, 0);
 	close(fd);
 }
@@ -194,5 +225,6 @@ main(int argc, char **argv)
 	g_test_add_func("/maildir/deliver/crlf", test_deliver);
 	g_test_add_func("/maildir/deliver/pipe", test_deliver_pipe);
 	g_test_add_func("/maildir/deliver/fails", test_deliver_fails);
+	g_test_add_func("/maildir/deliver/creates", test_deliver_creates);
 	return g_test_run();
 }
