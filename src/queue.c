@@ -61,6 +61,8 @@ struct _PbQueueTx {
 	PbQueue *q;
 	char *id;
 	int fd;
+	int env_fd;    /* tmp/ID.PID, made early: see pb_queue_tx_begin */
+	char *env_tmp; /* its name, while it is there */
 	char *buf;
 	gsize used;
 	guint64 size;
@@ -632,8 +634,6 @@ pb_queue_read_envelope(PbQueue *q, const char *id, GError **error)
 	return read_envelope(q, id, error);
 }
 
-/* Writes ENV as env/ID: tmp/ID.PID, fsync, rename, fsync env/. The
- * rename is journaled with its source, so tmp/ needs no fsync. */
 /* The envelope's mtime is when it is next due (the earliest
  * next_attempt of a pending recipient; 0 when something is due now), so
  * that pb_queue_list_due() finds the due entries with one stat each
@@ -658,28 +658,41 @@ stamp_due(int fd, const PbEnvelope *env, GError **error)
 	return TRUE;
 }
 
-static gboolean
-write_envelope(PbQueue *q, const PbEnvelope *env, GError **error)
+/* Creates tmp/ID.PID for ID's next envelope; its name in *TMP. */
+static int
+create_envelope_tmp(PbQueue *q, const char *id, char **tmp, GError **error)
 {
-	g_autoptr(GString) text = pb_envelope_format(env);
-	g_autofree char *name =
-	    g_strdup_printf("%s.%ld", env->id, (long)getpid());
-	g_autofree char *tmp = g_build_filename(q->tmp, name, NULL);
-	g_autofree char *path = g_build_filename(q->env, env->id, NULL);
-	g_auto(PbFd) fd =
-	    open(tmp, O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC, 0600);
+	g_autofree char *name = g_strdup_printf("%s.%ld", id, (long)getpid());
+	g_autofree char *path = g_build_filename(q->tmp, name, NULL);
+	int fd = open(path, O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC, 0600);
 
 	if (fd < 0 && errno == EEXIST) {
 		/* left by a process of ours that died with this pid */
-		(void)unlink(tmp);
-		fd = open(tmp, O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC, 0600);
+		(void)unlink(path);
+		fd = open(path, O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC, 0600);
 	}
 	if (fd < 0)
-		return pb_throw_errno(error, "create %s", tmp);
+		pb_throw_errno(error, "create %s", path);
+	else
+		*tmp = g_steal_pointer(&path);
+	return fd;
+}
+
+/* Writes ENV into FD (the empty file TMP), fsync, rename to env/ID,
+ * fsync env/; FD is closed and TMP gone either way. The rename is
+ * journaled with its source, so tmp/ needs no fsync. */
+static gboolean
+finish_envelope(PbQueue *q, const PbEnvelope *env, int fd, const char *tmp,
+		GError **error)
+{
+	g_autoptr(GString) text = pb_envelope_format(env);
+	g_autofree char *path = g_build_filename(q->env, env->id, NULL);
+	g_auto(PbFd) owned = fd;
+
 	if (!pb_write_all(fd, text->str, text->len, error) ||
 	    !stamp_due(fd, env, error) ||
 	    (fsync(fd) < 0 && !pb_throw_errno(error, "fsync %s", tmp)) ||
-	    (close(g_steal_fd(&fd)) < 0 &&
+	    (close(g_steal_fd(&owned)) < 0 &&
 	     !pb_throw_errno(error, "close %s", tmp)) ||
 	    (rename(tmp, path) < 0 &&
 	     !pb_throw_errno(error, "rename %s", tmp))) {
@@ -687,6 +700,16 @@ write_envelope(PbQueue *q, const PbEnvelope *env, GError **error)
 		return FALSE;
 	}
 	return pb_fsync_dir(q->env, error);
+}
+
+/* Writes ENV as env/ID: tmp/ID.PID, fsync, rename, fsync env/. */
+static gboolean
+write_envelope(PbQueue *q, const PbEnvelope *env, GError **error)
+{
+	g_autofree char *tmp = NULL;
+	int fd = create_envelope_tmp(q, env->id, &tmp, error);
+
+	return fd >= 0 && finish_envelope(q, env, fd, tmp, error);
 }
 
 /* ---- a new message ---- */
@@ -714,6 +737,17 @@ pb_queue_tx_begin(PbQueue *q, GError **error)
 		tx->q = q;
 		tx->id = g_steal_pointer(&id);
 		tx->fd = fd;
+		tx->env_fd = -1;
+		/* msg/ is fsync'ed and the envelope's file made now, while
+		 * the client sends the data: neither waits after its final
+		 * dot. A crash leaves only what clean_stale removes. */
+		if (!pb_fsync_dir(q->msg, error) ||
+		    (tx->env_fd = create_envelope_tmp(q, tx->id, &tx->env_tmp,
+						      error)) < 0) {
+			temp_failure(error);
+			pb_queue_tx_abort(tx);
+			return NULL;
+		}
 		tx->buf = g_malloc(BUF_SIZE);
 		return tx;
 	}
@@ -766,6 +800,11 @@ tx_free(PbQueueTx *tx)
 {
 	if (tx->fd >= 0)
 		(void)close(tx->fd);
+	if (tx->env_fd >= 0)
+		(void)close(tx->env_fd);
+	if (tx->env_tmp != NULL)
+		(void)unlink(tx->env_tmp);
+	g_free(tx->env_tmp);
 	g_free(tx->id);
 	g_free(tx->buf);
 	g_free(tx);
@@ -783,7 +822,7 @@ pb_queue_tx_abort(PbQueueTx *tx)
 	tx_free(tx);
 }
 
-/* The data: flush, fsync, close, fsync msg/. */
+/* The data: flush, fsync, close (msg/ was fsync'ed at the start). */
 static gboolean
 tx_finish_data(PbQueueTx *tx, GError **error)
 {
@@ -798,7 +837,7 @@ tx_finish_data(PbQueueTx *tx, GError **error)
 		return pb_throw_errno(error, "fsync");
 	if (close(g_steal_fd(&tx->fd)) < 0)
 		return pb_throw_errno(error, "close");
-	return pb_fsync_dir(tx->q->msg, error);
+	return TRUE;
 }
 
 gboolean
@@ -811,9 +850,14 @@ pb_queue_tx_commit(PbQueueTx *tx, PbEnvelope *env, GError **error)
 	env->size = tx->size;
 	if (env->arrival == 0)
 		env->arrival = g_get_real_time() / G_USEC_PER_SEC;
-	if (tx_finish_data(tx, error) && write_envelope(tx->q, env, error)) {
-		tx_free(tx);
-		return TRUE;
+	if (tx_finish_data(tx, error)) {
+		/* finish_envelope closes it and removes the file */
+		g_autofree char *tmp = g_steal_pointer(&tx->env_tmp);
+		if (finish_envelope(tx->q, env, g_steal_fd(&tx->env_fd), tmp,
+				    error)) {
+			tx_free(tx);
+			return TRUE;
+		}
 	}
 	/* not accepted: env first (it may be in place when only the fsync
 	 * of env/ failed), then the data */

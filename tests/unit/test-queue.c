@@ -136,6 +136,31 @@ test_abort(Fixture *f, gconstpointer data)
 	g_assert_cmpuint(count_files(f->dir, "tmp"), ==, 0);
 }
 
+/* A commit that cannot place its envelope (env/ is not a folder) fails
+ * with an error and leaves nothing behind: no data, no envelope file. */
+static void
+test_commit_fails(Fixture *f, gconstpointer data)
+{
+	g_autoptr(GError) error = NULL;
+	g_autoptr(PbEnvelope) env = pb_envelope_new();
+	g_autofree char *envdir = g_build_filename(f->dir, "env", NULL);
+	PbQueueTx *tx = pb_queue_tx_begin(f->q, &error);
+
+	g_assert_no_error(error);
+	/* the envelope's file is made with the transaction */
+	g_assert_cmpuint(count_files(f->dir, "tmp"), ==, 1);
+	g_assert_true(pb_queue_tx_write(tx, "Subject: x\r\n\r\nx\r\n", 17,
+	                                &error));
+	g_assert_cmpint(rmdir(envdir), ==, 0);
+	g_assert_true(g_file_set_contents(envdir, "", 0, NULL));
+	pb_envelope_add_rcpt(env, "bob@example.net");
+	g_assert_false(pb_queue_tx_commit(tx, env, &error));
+	g_assert_error(error, PB_ERROR, PB_ERROR_TEMP);
+	g_assert_cmpuint(count_files(f->dir, "msg"), ==, 0);
+	g_assert_cmpuint(count_files(f->dir, "tmp"), ==, 0);
+	g_assert_cmpint(unlink(envdir), ==, 0);
+}
+
 /* Every byte from 1 to 255, and the NUL-free hostile strings. */
 static char *
 hostile(void)
@@ -567,6 +592,7 @@ main(int argc, char **argv)
 #define ADD(path, fn) g_test_add(path, Fixture, NULL, setup, fn, teardown)
 	ADD("/queue/tx/commit", test_commit);
 	ADD("/queue/tx/abort", test_abort);
+	ADD("/queue/tx/commit-fails", test_commit_fails);
 	g_test_add_func("/queue/envelope/roundtrip", test_roundtrip);
 	g_test_add_func("/queue/envelope/null-sender", test_null_sender);
 	g_test_add_func("/queue/envelope/history-bound", test_history_bound);
