@@ -193,6 +193,24 @@ def test_message_moved_by_local_mua(pop):
     assert len(pop.messages("alice@example.org")) == 2
 
 
+def test_sha512_account(pop):
+    """A SHA-512 hash written by hand (openssl passwd -6) works as well
+    as mailuser's yescrypt; a wrong password is still refused."""
+    sha = subprocess.run(["openssl", "passwd", "-6", "-stdin"],
+                         input=b"carols-secret", capture_output=True,
+                         check=True).stdout.strip()
+    assert sha.startswith(b"$6$")
+    with open(pop.dir / "accounts", "ab") as f:
+        f.write(b"carol@example.org:" + sha + b"\n")
+    pop.run("deliver", "carol@example.org", input=msg(7), check=True)
+    p = login(pop, "carol@example.org", "carols-secret")
+    assert p.stat()[0] == 1
+    assert b"line one of 7" in b"\r\n".join(p.retr(1)[1])
+    p.quit()
+    with pytest.raises(poplib.error_proto):
+        login(pop, "carol@example.org", "wrong")
+
+
 def test_wrong_password_and_unknown_user_look_the_same(pop):
     answers = []
     for user, password in (("alice@example.org", "wrong"),
