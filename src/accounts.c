@@ -21,7 +21,6 @@
 #include <termios.h>
 #include <unistd.h>
 
-#define MAX_FILE (16 * 1024 * 1024)
 #define MAX_PASSWORD 1024
 
 /* One line of the file: a comment or blank (ADDRESS NULL) kept as TEXT,
@@ -125,28 +124,11 @@ PbAccounts *
 pb_accounts_load(const char *path, GError **error)
 {
 	g_autoptr(PbAccounts) a = accounts_new();
-	g_autoptr(GError) err = NULL;
-	g_autofree char *data = NULL;
-	g_auto(GStrv) lines = NULL;
-	gsize len = 0;
+	g_auto(GStrv) lines = pb_table_read(path, error);
 
-	if (!g_file_get_contents(path, &data, &len, &err)) {
-		if (g_error_matches(err, G_FILE_ERROR, G_FILE_ERROR_NOENT))
-			return g_steal_pointer(&a);
-		g_set_error(error, PB_ERROR, PB_ERROR_CONFIG, "%s",
-		            err->message);
+	if (lines == NULL)
 		return NULL;
-	}
-	if (len > MAX_FILE || memchr(data, '\0', len) != NULL) {
-		g_set_error(error, PB_ERROR, PB_ERROR_CONFIG,
-		            "%s: too large or binary", path);
-		return NULL;
-	}
-	lines = g_strsplit(data, "\n", -1);
 	for (guint i = 0; lines[i] != NULL; i++) {
-		/* the empty string after the final line end is no line */
-		if (lines[i + 1] == NULL && lines[i][0] == '\0')
-			break;
 		if (!parse_line(a, lines[i])) {
 			g_set_error(error, PB_ERROR, PB_ERROR_CONFIG,
 			            "%s:%u: not ADDRESS:HASH, or a duplicate",

@@ -18,7 +18,6 @@
 
 #include <string.h>
 
-#define MAX_FILE (16 * 1024 * 1024)
 
 struct _PbAliases {
 	GHashTable *full; /* "local@domain" -> GStrv of targets */
@@ -88,24 +87,10 @@ PbAliases *
 pb_aliases_load(const char *path, GError **error)
 {
 	g_autoptr(PbAliases) a = aliases_new();
-	g_autoptr(GError) err = NULL;
-	g_autofree char *data = NULL;
-	g_auto(GStrv) lines = NULL;
-	gsize len = 0;
+	g_auto(GStrv) lines = pb_table_read(path, error);
 
-	if (!g_file_get_contents(path, &data, &len, &err)) {
-		if (g_error_matches(err, G_FILE_ERROR, G_FILE_ERROR_NOENT))
-			return g_steal_pointer(&a);
-		g_set_error(error, PB_ERROR, PB_ERROR_CONFIG, "%s",
-		            err->message);
+	if (lines == NULL)
 		return NULL;
-	}
-	if (len > MAX_FILE || memchr(data, '\0', len) != NULL) {
-		g_set_error(error, PB_ERROR, PB_ERROR_CONFIG,
-		            "%s: too large or binary", path);
-		return NULL;
-	}
-	lines = g_strsplit(data, "\n", -1);
 	for (guint i = 0; lines[i] != NULL; i++) {
 		char *line = g_strstrip(lines[i]);
 		if (line[0] == '\0' || line[0] == '#')

@@ -17,6 +17,7 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <netdb.h>
 #include <stddef.h>
 #include <string.h>
@@ -193,12 +194,18 @@ scan_lines(const char *data, gsize len, Where *w, GError **error)
 	return TRUE;
 }
 
-gboolean
-pb_parse_duration(const char *text, gint64 *seconds)
+typedef struct {
+	char suffix; /* lower case */
+	guint64 unit;
+} Unit;
+
+/* "N" or "N" + one of UNITS' suffixes (either case), spaces around: N
+ * times the unit, when 0 < N and the product is at most MAX. */
+static gboolean
+parse_scaled(const char *text, const Unit *units, guint64 max, guint64 *out)
 {
 	char *end;
-	guint64 n;
-	gint64 unit = 1;
+	guint64 n, unit = 1;
 
 	while (g_ascii_isspace(*text))
 		text++;
@@ -208,72 +215,84 @@ pb_parse_duration(const char *text, gint64 *seconds)
 	n = g_ascii_strtoull(text, &end, 10);
 	if (errno != 0)
 		return FALSE;
-	switch (g_ascii_tolower(*end)) {
-	case 's':
-		unit = 1;
-		end++;
-		break;
-	case 'm':
-		unit = 60;
-		end++;
-		break;
-	case 'h':
-		unit = 3600;
-		end++;
-		break;
-	case 'd':
-		unit = 86400;
-		end++;
-		break;
-	default:
-		break;
-	}
+	for (; units->suffix != '\0'; units++)
+		if (g_ascii_tolower(*end) == units->suffix) {
+			unit = units->unit;
+			end++;
+			break;
+		}
 	while (g_ascii_isspace(*end))
 		end++;
-	/* ten years is more than any timeout or queue lifetime needs */
-	if (*end != '\0' || n == 0 || n > (guint64)10 * 365 * 86400 / unit)
+	if (*end != '\0' || n == 0 || n > max / unit)
 		return FALSE;
-	*seconds = (gint64)n * unit;
+	*out = n * unit;
+	return TRUE;
+}
+
+gboolean
+pb_parse_duration(const char *text, gint64 *seconds)
+{
+	static const Unit units[] = {
+	    {'s', 1}, {'m', 60}, {'h', 3600}, {'d', 86400}, {'\0', 0}};
+	guint64 n;
+
+	/* ten years is more than any timeout or queue lifetime needs */
+	if (!parse_scaled(text, units, (guint64)10 * 365 * 86400, &n))
+		return FALSE;
+	*seconds = (gint64)n;
 	return TRUE;
 }
 
 gboolean
 pb_parse_size(const char *text, guint64 *bytes)
 {
-	char *end;
-	guint64 n;
-	guint64 unit = 1;
+	static const Unit units[] = {{'k', 1024},
+	                             {'m', 1024 * 1024},
+	                             {'g', 1024 * 1024 * 1024},
+	                             {'\0', 0}};
 
-	while (g_ascii_isspace(*text))
-		text++;
-	if (!g_ascii_isdigit(*text))
-		return FALSE;
-	errno = 0;
-	n = g_ascii_strtoull(text, &end, 10);
-	if (errno != 0)
-		return FALSE;
-	switch (g_ascii_toupper(*end)) {
-	case 'K':
-		unit = 1024;
-		end++;
-		break;
-	case 'M':
-		unit = 1024 * 1024;
-		end++;
-		break;
-	case 'G':
-		unit = 1024 * 1024 * 1024;
-		end++;
-		break;
-	default:
-		break;
+	return parse_scaled(text, units, G_MAXINT64, bytes);
+}
+
+#define MAX_TABLE (16 * 1024 * 1024)
+
+char **
+pb_table_read(const char *path, GError **error)
+{
+	g_auto(PbFd) fd = open(path, O_RDONLY | O_CLOEXEC);
+	g_autoptr(GString) data = NULL;
+	char buf[8192];
+
+	if (fd < 0 && errno == ENOENT)
+		return g_new0(char *, 1);
+	if (fd < 0)
+		goto failed;
+	data = g_string_new(NULL);
+	for (;;) {
+		ssize_t n = read(fd, buf, sizeof(buf));
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			goto failed;
+		if (n == 0)
+			break;
+		if (data->len + (gsize)n > MAX_TABLE ||
+		    memchr(buf, '\0', (gsize)n) != NULL) {
+			g_set_error(error, PB_ERROR, PB_ERROR_CONFIG,
+			            "%s: too large or binary", path);
+			return NULL;
+		}
+		g_string_append_len(data, buf, n);
 	}
-	while (g_ascii_isspace(*end))
-		end++;
-	if (*end != '\0' || n == 0 || n > G_MAXINT64 / unit)
-		return FALSE;
-	*bytes = n * unit;
-	return TRUE;
+	/* the empty string after the final line end is no line */
+	if (data->len > 0 && data->str[data->len - 1] == '\n')
+		g_string_truncate(data, data->len - 1);
+	return data->len > 0 ? g_strsplit(data->str, "\n", -1)
+	                     : g_new0(char *, 1);
+failed:
+	g_set_error(error, PB_ERROR, PB_ERROR_CONFIG, "%s: %s", path,
+	            g_strerror(errno));
+	return NULL;
 }
 
 gboolean

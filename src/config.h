@@ -101,6 +101,13 @@ gboolean pb_parse_duration(const char *text, gint64 *seconds);
 gboolean pb_parse_size(const char *text, guint64 *bytes);
 gboolean pb_cidr_parse(const char *text, PbCidr *out);
 
+/* The lines of a table the administrator keeps (accounts, aliases),
+ * without their line ends: read through a bound of 16 MiB, so that a
+ * runaway file is refused rather than loaded; no lines when the file does
+ * not exist. PB_ERROR_CONFIG when it cannot be read, is larger or holds a
+ * NUL. */
+char **pb_table_read(const char *path, GError **error);
+
 /* TRUE if the textual IP address (IPv4, IPv6, or IPv4-mapped IPv6) lies in
  * one of the networks. */
 gboolean pb_cidr_list_match(const GArray *networks, const char *ip);

@@ -312,6 +312,62 @@ test_load_file(void)
 	g_assert_cmpint(g_rmdir(dir), ==, 0);
 }
 
+/* Tables: lines without their ends, nothing for a missing file, and a
+ * clear error for one too large (refused at the bound, not loaded), with
+ * a NUL, or unreadable. */
+static void
+test_table_read(void)
+{
+	g_autoptr(GError) error = NULL;
+	g_autofree char *dir = g_dir_make_tmp("pbtable-XXXXXX", &error);
+	g_autofree char *path = g_build_filename(dir, "t", NULL);
+	g_autofree char *big = g_malloc(16 * 1024 * 1024 + 1);
+	char **lines;
+
+	g_assert_no_error(error);
+	lines = pb_table_read(path, &error);
+	g_assert_no_error(error);
+	g_assert_cmpuint(g_strv_length(lines), ==, 0);
+	g_strfreev(lines);
+
+	g_assert_true(g_file_set_contents(path, "a\n\nb c\n", -1, NULL));
+	lines = pb_table_read(path, &error);
+	g_assert_no_error(error);
+	g_assert_cmpuint(g_strv_length(lines), ==, 3);
+	g_assert_cmpstr(lines[0], ==, "a");
+	g_assert_cmpstr(lines[1], ==, "");
+	g_assert_cmpstr(lines[2], ==, "b c");
+	g_strfreev(lines);
+
+	g_assert_true(g_file_set_contents(path, "last line", -1, NULL));
+	lines = pb_table_read(path, &error);
+	g_assert_no_error(error);
+	g_assert_cmpuint(g_strv_length(lines), ==, 1);
+	g_assert_cmpstr(lines[0], ==, "last line");
+	g_strfreev(lines);
+
+	g_assert_true(g_file_set_contents(path, "a\0b\n", 4, NULL));
+	g_assert_null(pb_table_read(path, &error));
+	g_assert_error(error, PB_ERROR, PB_ERROR_CONFIG);
+	g_clear_error(&error);
+
+	memset(big, 'x', 16 * 1024 * 1024 + 1);
+	g_assert_true(
+	    g_file_set_contents(path, big, 16 * 1024 * 1024 + 1, NULL));
+	g_assert_null(pb_table_read(path, &error));
+	g_assert_error(error, PB_ERROR, PB_ERROR_CONFIG);
+	g_assert_nonnull(strstr(error->message, "too large"));
+	g_clear_error(&error);
+	g_assert_cmpint(g_unlink(path), ==, 0);
+
+	/* a folder where the file should be: read(2) fails */
+	g_assert_cmpint(g_mkdir(path, 0700), ==, 0);
+	g_assert_null(pb_table_read(path, &error));
+	g_assert_error(error, PB_ERROR, PB_ERROR_CONFIG);
+	g_assert_cmpint(g_rmdir(path), ==, 0);
+	g_assert_cmpint(g_rmdir(dir), ==, 0);
+}
+
 int
 main(int argc, char **argv)
 {
@@ -324,5 +380,6 @@ main(int argc, char **argv)
 	g_test_add_func("/config/size", test_size);
 	g_test_add_func("/config/cidr", test_cidr);
 	g_test_add_func("/config/load-file", test_load_file);
+	g_test_add_func("/config/table-read", test_table_read);
 	return g_test_run();
 }
