@@ -412,37 +412,44 @@ default_hostname(void)
 	                            : g_strdup("localhost");
 }
 
-/* "ADDR", "ADDR:PORT", "[ADDR]:PORT" for a numeric address. */
-static gboolean
-valid_nameserver(const char *text)
+gboolean
+pb_parse_endpoint(const char *text, guint16 default_port,
+                  struct sockaddr_storage *sa)
 {
 	g_autofree char *addr = NULL;
 	const char *port = NULL;
-	guint8 buf[16];
+	guint64 p = default_port;
+	struct sockaddr_in *in4 = (struct sockaddr_in *)sa;
+	struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)sa;
 
+	memset(sa, 0, sizeof *sa);
 	if (text[0] == '[') {
 		const char *end = strchr(text, ']');
 		if (end == NULL || (end[1] != '\0' && end[1] != ':'))
 			return FALSE;
-		addr = g_strndup(text + 1, end - text - 1);
+		addr = g_strndup(text + 1, (gsize)(end - text - 1));
 		port = end[1] == ':' ? end + 2 : NULL;
 	} else if (strchr(text, ':') != strrchr(text, ':')) {
 		addr = g_strdup(text); /* a bare IPv6 address */
 	} else {
 		const char *colon = strchr(text, ':');
-		addr = colon ? g_strndup(text, colon - text) : g_strdup(text);
+		addr = colon ? g_strndup(text, (gsize)(colon - text))
+		             : g_strdup(text);
 		port = colon ? colon + 1 : NULL;
 	}
-	if (inet_pton(AF_INET, addr, buf) != 1 &&
-	    inet_pton(AF_INET6, addr, buf) != 1)
+	if (port && !g_ascii_string_to_unsigned(port, 10, 1, 65535, &p, NULL))
 		return FALSE;
-	if (port) {
-		char *end;
-		guint64 p = g_ascii_strtoull(port, &end, 10);
-		if (!g_ascii_isdigit(*port) || *end || p == 0 || p > 65535)
-			return FALSE;
+	if (inet_pton(AF_INET, addr, &in4->sin_addr) == 1) {
+		in4->sin_family = AF_INET;
+		in4->sin_port = htons((guint16)p);
+		return TRUE;
 	}
-	return TRUE;
+	if (inet_pton(AF_INET6, addr, &in6->sin6_addr) == 1) {
+		in6->sin6_family = AF_INET6;
+		in6->sin6_port = htons((guint16)p);
+		return TRUE;
+	}
+	return FALSE;
 }
 
 /* Splits "a, b,c" into trimmed non-empty items. */
@@ -490,6 +497,7 @@ set_list_value(PbConfig *cfg, const KeySpec *spec, const char *value,
 		return TRUE;
 	}
 	for (guint i = 0; items[i]; i++) {
+		struct sockaddr_storage ss; /* T_NAMESERVERS: checked here */
 		if (spec->type == T_DOMAINS) {
 			char *lower = g_ascii_strdown(items[i], -1);
 			g_free(items[i]);
@@ -500,7 +508,7 @@ set_list_value(PbConfig *cfg, const KeySpec *spec, const char *value,
 			      spec->offset != F(domains)))
 				return bad(error, w, spec->group, spec->key,
 				           "not a domain name: %s", lower);
-		} else if (!valid_nameserver(items[i]))
+		} else if (!pb_parse_endpoint(items[i], 53, &ss))
 			return bad(error, w, spec->group, spec->key,
 			           "not ADDRESS[:PORT]: %s", items[i]);
 	}

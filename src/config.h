@@ -101,6 +101,12 @@ gboolean pb_parse_duration(const char *text, gint64 *seconds);
 gboolean pb_parse_size(const char *text, guint64 *bytes);
 gboolean pb_cidr_parse(const char *text, PbCidr *out);
 
+/* A numeric address with an optional port: "ADDR", "ADDR:PORT",
+ * "[ADDR]:PORT", "[ADDR]" or a bare IPv6 "ADDR" into SA, whose port is
+ * DEFAULT_PORT when none is given. No names: FALSE. */
+gboolean pb_parse_endpoint(const char *text, guint16 default_port,
+                           struct sockaddr_storage *sa);
+
 /* The lines of a table the administrator keeps (accounts, aliases),
  * without their line ends: read through a bound of 16 MiB, so that a
  * runaway file is refused rather than loaded; no lines when the file does

@@ -66,39 +66,8 @@ gboolean
 pb_dns_parse_server(const char *text, struct sockaddr_storage *sa,
                     GError **error)
 {
-	g_autofree char *addr = NULL;
-	const char *port = NULL;
-	guint64 p = 53;
-	struct sockaddr_in *in4 = (struct sockaddr_in *)sa;
-	struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)sa;
-
-	memset(sa, 0, sizeof *sa);
-	if (text[0] == '[') {
-		const char *end = strchr(text, ']');
-		if (end == NULL || (end[1] != '\0' && end[1] != ':'))
-			goto bad;
-		addr = g_strndup(text + 1, end - text - 1);
-		port = end[1] == ':' ? end + 2 : NULL;
-	} else if (strchr(text, ':') != strrchr(text, ':')) {
-		addr = g_strdup(text);
-	} else {
-		const char *colon = strchr(text, ':');
-		addr = colon ? g_strndup(text, colon - text) : g_strdup(text);
-		port = colon ? colon + 1 : NULL;
-	}
-	if (port && !g_ascii_string_to_unsigned(port, 10, 1, 65535, &p, NULL))
-		goto bad;
-	if (inet_pton(AF_INET, addr, &in4->sin_addr) == 1) {
-		in4->sin_family = AF_INET;
-		in4->sin_port = htons((guint16)p);
+	if (pb_parse_endpoint(text, 53, sa))
 		return TRUE;
-	}
-	if (inet_pton(AF_INET6, addr, &in6->sin6_addr) == 1) {
-		in6->sin6_family = AF_INET6;
-		in6->sin6_port = htons((guint16)p);
-		return TRUE;
-	}
-bad:
 	g_set_error(error, PB_ERROR, PB_ERROR_CONFIG,
 	            "[delivery] nameservers: not ADDRESS[:PORT]: %s", text);
 	return FALSE;

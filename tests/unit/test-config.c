@@ -312,6 +312,24 @@ test_load_file(void)
 	g_assert_cmpint(g_rmdir(dir), ==, 0);
 }
 
+static void
+test_endpoint(void)
+{
+	struct sockaddr_storage sa;
+	struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)&sa;
+
+	g_assert_true(pb_parse_endpoint("[::1]", 53, &sa));
+	g_assert_cmpint(sa.ss_family, ==, AF_INET6);
+	g_assert_cmpuint(ntohs(in6->sin6_port), ==, 53);
+	g_assert_true(pb_parse_endpoint("[192.0.2.1]:25", 53, &sa));
+	g_assert_cmpint(sa.ss_family, ==, AF_INET);
+	g_assert_false(pb_parse_endpoint("[::1]x", 53, &sa));
+	g_assert_false(pb_parse_endpoint("192.0.2.1:65536", 53, &sa));
+	g_assert_false(pb_parse_endpoint("192.0.2.1:", 53, &sa));
+	g_assert_false(pb_parse_endpoint("", 53, &sa));
+	g_assert_false(pb_parse_endpoint("[ns.example.org]:53", 53, &sa));
+}
+
 /* Tables: lines without their ends, nothing for a missing file, and a
  * clear error for one too large (refused at the bound, not loaded), with
  * a NUL, or unreadable. */
@@ -381,5 +399,6 @@ main(int argc, char **argv)
 	g_test_add_func("/config/cidr", test_cidr);
 	g_test_add_func("/config/load-file", test_load_file);
 	g_test_add_func("/config/table-read", test_table_read);
+	g_test_add_func("/config/endpoint", test_endpoint);
 	return g_test_run();
 }
