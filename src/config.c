@@ -11,6 +11,11 @@
  * Guarantees: a PbConfig returned is complete and valid (every duration
  * positive, every path absolute, every list parsed); any problem is a
  * PB_ERROR_CONFIG "FILE:LINE: [group] key: why" and no PbConfig.
+ *
+ * The parsers of values (durations, sizes, networks, endpoints) live here
+ * for the modules that take such values elsewhere, and so does the
+ * bounded reading of the administrator's other files, the accounts and
+ * aliases tables.
  */
 #include "config.h"
 #include "error.h"
