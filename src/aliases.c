@@ -18,7 +18,6 @@
 
 #include <string.h>
 
-
 struct _PbAliases {
 	GHashTable *full; /* "local@domain" -> GStrv of targets */
 	GHashTable *bare; /* "local" -> GStrv of targets */

@@ -18,6 +18,7 @@
  * aliases tables.
  */
 #include "config.h"
+#include "conn.h"
 #include "error.h"
 
 #include <arpa/inet.h>
@@ -424,10 +425,8 @@ pb_parse_endpoint(const char *text, guint16 default_port,
 	g_autofree char *addr = NULL;
 	const char *port = NULL;
 	guint64 p = default_port;
-	struct sockaddr_in *in4 = (struct sockaddr_in *)sa;
-	struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)sa;
+	socklen_t len;
 
-	memset(sa, 0, sizeof *sa);
 	if (text[0] == '[') {
 		const char *end = strchr(text, ']');
 		if (end == NULL || (end[1] != '\0' && end[1] != ':'))
@@ -442,19 +441,9 @@ pb_parse_endpoint(const char *text, guint16 default_port,
 		             : g_strdup(text);
 		port = colon ? colon + 1 : NULL;
 	}
-	if (port && !g_ascii_string_to_unsigned(port, 10, 1, 65535, &p, NULL))
-		return FALSE;
-	if (inet_pton(AF_INET, addr, &in4->sin_addr) == 1) {
-		in4->sin_family = AF_INET;
-		in4->sin_port = htons((guint16)p);
-		return TRUE;
-	}
-	if (inet_pton(AF_INET6, addr, &in6->sin6_addr) == 1) {
-		in6->sin6_family = AF_INET6;
-		in6->sin6_port = htons((guint16)p);
-		return TRUE;
-	}
-	return FALSE;
+	return (port == NULL ||
+	        g_ascii_string_to_unsigned(port, 10, 1, 65535, &p, NULL)) &&
+	       pb_sockaddr_numeric(addr, (guint)p, sa, &len);
 }
 
 /* Splits "a, b,c" into trimmed non-empty items. */

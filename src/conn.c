@@ -393,10 +393,9 @@ pb_line_out_printf(PbLineOut *out, const char *fmt, ...)
 	out->write(out->ctx, text, strlen(text));
 }
 
-/* Fills a sockaddr for a numeric ADDR (IPv4 or IPv6). */
-static gboolean
-numeric_sockaddr(const char *addr, guint port, struct sockaddr_storage *ss,
-                 socklen_t *sslen)
+gboolean
+pb_sockaddr_numeric(const char *addr, guint port, struct sockaddr_storage *ss,
+                    socklen_t *sslen)
 {
 	struct sockaddr_in *sin = (struct sockaddr_in *)ss;
 	struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)ss;
@@ -426,7 +425,7 @@ pb_conn_connect(const char *addr, guint port, gint64 deadline, GError **error)
 	int soerr = 0;
 	socklen_t olen = sizeof(soerr);
 
-	if (!numeric_sockaddr(addr, port, &ss, &sslen)) {
+	if (!pb_sockaddr_numeric(addr, port, &ss, &sslen)) {
 		g_set_error(error, PB_ERROR, PB_ERROR_PERM,
 		            "not a numeric address: %s", addr);
 		return -1;

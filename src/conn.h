@@ -12,6 +12,7 @@
 #define PB_CONN_H
 
 #include <glib.h>
+#include <sys/socket.h>
 #include <sys/types.h>
 
 #define PB_CONN_MAX_LINE 4096 /* longest line returned (without CRLF) */
@@ -92,6 +93,11 @@ void pb_conn_set_write_timeout(PbConn *conn, gint64 seconds);
 /* A PbLineOut that writes into the connection's output buffer (errors are
  * remembered and reported by the next pb_conn_flush). */
 PbLineOut pb_conn_line_out(PbConn *conn);
+
+/* Fills SS (and LEN) with a numeric IPv4 or IPv6 ADDR and PORT; FALSE
+ * when ADDR is not one (names are never looked up here). */
+gboolean pb_sockaddr_numeric(const char *addr, guint port,
+                             struct sockaddr_storage *ss, socklen_t *len);
 
 /* Outbound: connects to ADDR (numeric IPv4 or IPv6) PORT before
  * DEADLINE. Returns the fd or -1. */

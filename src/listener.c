@@ -10,6 +10,7 @@
  * per-connection cost in the parent is accept + fork.
  */
 #include "listener.h"
+#include "conn.h"
 #include "error.h"
 #include "log.h"
 
@@ -119,25 +120,14 @@ bind_one(const char *text, GError **error)
 	g_autofree char *host = NULL;
 	guint port;
 	struct sockaddr_storage ss;
-	struct sockaddr_in *sin = (struct sockaddr_in *)&ss;
-	struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)&ss;
 	socklen_t len;
 	int one = 1;
 	g_auto(PbFd) fd = -1;
 
 	if (!pb_listener_parse(text, &host, &port, error))
 		return -1;
-	memset(&ss, 0, sizeof(ss));
-	if (inet_pton(AF_INET, host, &sin->sin_addr) == 1) {
-		sin->sin_family = AF_INET;
-		sin->sin_port = htons((guint16)port);
-		len = sizeof(*sin);
-	} else {
-		(void)inet_pton(AF_INET6, host, &sin6->sin6_addr);
-		sin6->sin6_family = AF_INET6;
-		sin6->sin6_port = htons((guint16)port);
-		len = sizeof(*sin6);
-	}
+	/* pb_listener_parse let only numeric addresses through */
+	(void)pb_sockaddr_numeric(host, port, &ss, &len);
 	fd = socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	if (fd < 0 ||
 	    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) < 0 ||
