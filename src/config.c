@@ -953,8 +953,9 @@ walk_trusted(char **parts, guint n, uid_t owner, GError **error)
 		if (i + 1 >= n)
 			return g_steal_fd(&dir);
 		g_string_append_printf(walked, "%s%s", i ? "/" : "", parts[i]);
-		int next = openat(dir, parts[i],
-		                  O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+		int next =
+		    openat(dir, parts[i],
+		           O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
 		close(dir);
 		dir = next;
 	}

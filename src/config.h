@@ -99,8 +99,7 @@ PbConfig *pb_config_load(const char *path, GError **error);
  * nobody else (a folder: unless it is root's and sticky, like /tmp), and
  * the configuration is read from the very descriptor that was checked.
  * Anything else is PB_ERROR_CONFIG "...: refused". */
-PbConfig *pb_config_load_trusted(const char *path, uid_t owner,
-                                 GError **error);
+PbConfig *pb_config_load_trusted(const char *path, uid_t owner, GError **error);
 
 /* Loads from memory; DIR anchors relative paths and NAME is used in error
  * messages. For tests and for pb_config_load. */

@@ -6,8 +6,8 @@
  * by PB_SUBMIT_MAX_HEADER, is held, to read recipients and see which
  * headers are missing); line ends (LF, CRLF, or a CR alone) become CRLF,
  * so no bare CR or LF is queued; a full name (-F) with a control character
- * is refused with PB_ERROR_USAGE before anything is read; a NUL byte, an oversized
- * message or a header section over the bound is refused with
+ * is refused with PB_ERROR_USAGE before anything is read; a NUL byte, an
+ * oversized message or a header section over the bound is refused with
  * PB_ERROR_DATA and nothing is queued; the queue id is returned only once
  * the message is durable (pb_queue_tx_commit).
  */

@@ -339,8 +339,8 @@ test_load_trusted(void)
 	uid_t me = geteuid();
 
 	g_assert_no_error(error);
-	g_assert_true(g_file_set_contents(path, "[main]\nqueue = q\n", -1,
-	                                  &error));
+	g_assert_true(
+	    g_file_set_contents(path, "[main]\nqueue = q\n", -1, &error));
 	g_assert_cmpint(g_chmod(path, 0644), ==, 0);
 	cfg = pb_config_load_trusted(path, me, &error);
 	g_assert_no_error(error);

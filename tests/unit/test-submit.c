@@ -218,7 +218,6 @@ test_refused(Fixture *f, gconstpointer data)
 	g_assert_cmpuint(ids->len, ==, 0);
 }
 
-
 /* No bare CR or LF is queued: a CR alone ends a line as LF does, also
  * at the end of the input. */
 static void
