@@ -162,14 +162,7 @@ deliver_soon(const PbConfig *cfg, char *id)
 	char *ids[] = {id, NULL};
 	PbRunqStats stats;
 
-	if (cfg->delivery_queue)
-		return;
-	if (!pb_program_limits_safe()) {
-		pb_log_warn(id, "no immediate delivery: the caller's resource "
-		                "limits are too low; runq will deliver it");
-		return;
-	}
-	if (fork() != 0)
+	if (cfg->delivery_queue || fork() != 0)
 		return;
 	pb_program_detach();
 	(void)pb_runq_run(cfg, ids, FALSE, &stats, NULL);
@@ -325,6 +318,13 @@ main(int argc, char **argv)
 	if ((status = parse_args(argc, argv, &a)) != PB_EX_OK ||
 	    (status = start(&a, &login, &cfg)) != PB_EX_OK)
 		goto out;
+	if (!pb_program_limits_safe()) {
+		/* no delivery in this process (-bs delivers in it too) */
+		pb_log_warn(NULL,
+		            "the caller's hard resource limits are too "
+		            "low for a delivery: the mail waits for runq");
+		cfg->delivery_queue = TRUE;
+	}
 	pw = getpwnam(cfg->user);
 	trusted = ruid == 0 || (pw && ruid == pw->pw_uid);
 	if (!trusted &&

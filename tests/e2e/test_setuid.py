@@ -133,6 +133,24 @@ def test_file_size_limit_of_the_caller(inst, local_user, sink):
     assert len(sink.messages) == 1
 
 
+def test_hard_limit_leaves_the_delivery_to_runq(inst, local_user, sink):
+    """A hard CPU limit cannot be raised again: the message is queued,
+    and delivered by runq rather than in the caller's process."""
+    def cpu():
+        resource.setrlimit(resource.RLIMIT_CPU, (100, 100))
+
+    proc = user_sendmail(inst, local_user,
+                         ["-c", inst.conf, "-i", "bob@remote.test"],
+                         preexec_fn=cpu)
+    assert proc.returncode == 0, proc.stderr
+    time.sleep(1)
+    assert not sink.messages
+    assert len(list((inst.queue / "env").iterdir())) == 1
+    assert "the mail waits for runq" in inst.log_text()
+    inst.run("runq", "-f", check=True)
+    assert len(sink.messages) == 1
+
+
 def test_alarm_of_the_caller_is_cleared(inst, local_user):
     """An interval timer survives exec: SIGALRM at a moment the caller
     chose would stop the program there."""
