@@ -271,6 +271,8 @@ def test_status_file(inst):
     assert abs(int(status["time"]) - time.time()) < 60
     assert status["queue_size"] == "1" and status["deferred"] == "1"
     assert int(status["oldest_age"]) >= 0
+    # its mode is the one asked for, not what umask 077 leaves of it
+    assert oct(os.stat(inst.queue / "status").st_mode & 0o777) == "0o644"
     # the README's monitoring one-liner
     check = ("test $(( $(date +%%s) - $(sed -n 's/^time=//p' %s) )) -lt 1800"
              % (inst.queue / "status"))
