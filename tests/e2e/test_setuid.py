@@ -3,6 +3,7 @@ configuration of their own, the umask, resource limits, timers, closed
 descriptors, a queue run or a look at other users' mail, and header
 injection through -F or bare CRs (issue 12, items 1, 2, 3, 9 and 13)."""
 import os
+import pwd
 import resource
 import shutil
 import signal
@@ -12,6 +13,7 @@ import time
 import pytest
 from aiosmtpd.controller import Controller
 
+from conftest import RUN_USER
 from test_operator import local_user, run_as, setuid_sendmail  # noqa: F401
 from util import free_port, wait_for
 
@@ -220,3 +222,21 @@ def test_no_bare_cr_or_injected_header_goes_out(inst, local_user, sink):
     assert data.count(b"\r") == data.count(b"\r\n")
     assert data.count(b"\n") == data.count(b"\r\n")
     assert b'From: "Eve" <' in data
+
+
+def test_log_file_is_opened_safely(inst):
+    """[main] log: a symlink planted where the log goes is not followed
+    (a root-started program would append to whatever it names); a log
+    file is created 0600 and handed to the mail user."""
+    victim = inst.dir / "victim"
+    victim.write_text("keep\n")
+    (inst.dir / "log").symlink_to(victim)
+    proc = inst.run("runq")
+    assert proc.returncode == 78 and b"cannot open the log" in proc.stderr
+    assert victim.read_text() == "keep\n"
+    (inst.dir / "log").unlink()
+    inst.run("runq", check=True)
+    st = os.stat(inst.dir / "log")
+    assert oct(st.st_mode & 0o777) == "0o600"
+    assert st.st_uid == pwd.getpwnam(RUN_USER).pw_uid
+    assert "run done" in inst.log_text()
