@@ -108,6 +108,19 @@ def test_umask_of_the_caller_is_not_used(inst, local_user):
     assert set(modes([md, md / "new", md / "cur", md / "tmp"]).values()) \
         == {"0o700"}
     assert not list((inst.queue / "env").iterdir())
+    # the user's submission and its immediate delivery, which makes a
+    # Maildir that is not there yet
+    inst.add_user("bob@example.org", "pw")
+    shutil.rmtree(inst.maildir("bob@example.org"))
+    inst.configure(main={"delivery": "background"})
+    proc = user_sendmail(inst, local_user, ["-c", inst.conf, "-i", "bob"],
+                         umask=0o777)
+    assert proc.returncode == 0, proc.stderr
+    delivered = wait_for(lambda: inst.messages("bob@example.org"))
+    assert modes(delivered) == {delivered[0].name: "0o600"}
+    md = inst.maildir("bob@example.org")
+    assert set(modes([md, md / "new", md / "cur", md / "tmp"]).values()) \
+        == {"0o700"}
 
 
 def fsize(soft, hard):
