@@ -137,5 +137,11 @@ char *pb_queue_new_id(void);
  * vanish meanwhile are skipped; unreadable ones are shown in the text form. */
 GString *pb_queue_format_listing(PbQueue *q, gboolean json, gint64 bounce_after,
                                  GError **error);
+/* The same, with only the messages KEEP (with DATA) says TRUE to, and no
+ * line for an envelope that cannot be read (sendmail -bp by a user). */
+typedef gboolean (*PbQueueFilter)(const PbEnvelope *env, gpointer data);
+GString *pb_queue_format_listing_of(PbQueue *q, gboolean json,
+                                    gint64 bounce_after, PbQueueFilter keep,
+                                    gpointer data, GError **error);
 
 #endif
