@@ -24,6 +24,7 @@
 #include "local.h"
 #include "log.h"
 #include "queue.h"
+#include "ratelimit.h"
 #include "runq.h"
 #include "smtp-server.h"
 
@@ -119,6 +120,14 @@ hook_authenticate(void *data, const char *user, const char *pass)
 	g_autoptr(GError) error = NULL;
 	gboolean ok;
 
+	/* checked again: other sessions may have failed meanwhile */
+	if (pb_ratelimit_blocked(sv->cfg, sv->peer->ip)) {
+		pb_log_info(NULL,
+		            "AUTH refused for <%s> from [%s]: too many "
+		            "failures",
+		            canonical, sv->peer->ip);
+		return FALSE;
+	}
 	/* loaded on the first AUTH only: most sessions never need it */
 	if (sv->accounts == NULL && (sv->accounts = pb_accounts_load(
 	                                 sv->cfg->accounts, &error)) == NULL)
@@ -128,7 +137,21 @@ hook_authenticate(void *data, const char *user, const char *pass)
 
 	pb_log_info(NULL, "AUTH %s for <%s> from [%s]", ok ? "ok" : "failed",
 	            canonical, sv->peer->ip[0] ? sv->peer->ip : "local");
+	if (!ok)
+		pb_ratelimit_failed(sv->cfg, sv->peer->ip);
 	return ok;
+}
+
+static gboolean
+hook_auth_blocked(void *data)
+{
+	Serve *sv = data;
+
+	if (!pb_ratelimit_blocked(sv->cfg, sv->peer->ip))
+		return FALSE;
+	pb_log_info(NULL, "AUTH refused from [%s]: too many failures",
+	            sv->peer->ip);
+	return TRUE;
 }
 
 /* The account itself, or an alias that leads to it. */
@@ -167,6 +190,7 @@ static const PbSmtpHooks hooks = {
     .now = hook_now,
     .authenticate = hook_authenticate,
     .sender_allowed = hook_sender_allowed,
+    .auth_blocked = hook_auth_blocked,
 };
 
 /* Feeds buffered DATA to the session; FALSE on a read error. */

@@ -207,3 +207,65 @@ def test_pop3d_empty_mailbox_inetd_no_glib_text_on_the_wire(inst):
                          b"-ERR No such message", b"+OK Bye, 0 deleted"], wire
     assert lines[0].startswith(b"+OK ") and lines[7:] == [b""], wire
     assert b"CRITICAL" not in wire and b"pop3d[" not in wire
+
+
+def smtp_login(inst, password, source="127.0.0.1"):
+    """AUTH PLAIN as alice from SOURCE: the reply code."""
+    with smtplib.SMTP("127.0.0.1", inst.smtp_port, timeout=10,
+                      source_address=(source, 0)) as s:
+        s.ehlo()
+        code, _ = s.docmd("AUTH", "PLAIN " + base64.b64encode(
+            b"\0alice@example.org\0" + password.encode()).decode())
+        return code
+
+
+def pop_login(inst, password, source="127.0.0.1"):
+    """USER/PASS as alice from SOURCE: the reply to PASS."""
+    s = connect_from(source, inst.pop3_port)
+    with s:
+        f = s.makefile("rb")
+        f.readline()
+        s.sendall(b"USER alice@example.org\r\nPASS " + password.encode() + b"\r\n")
+        assert f.readline().startswith(b"+OK")
+        return f.readline()
+
+
+def test_failed_logins_limited_across_connections_and_daemons(inst):
+    inst.add_user("alice@example.org", "secret")
+    inst.configure(main={"max_auth_failures": "3",
+                         "auth_failure_window": "8s"})
+    inst.start_smtpd()
+    inst.start_pop3d()
+    window_start = time.monotonic()
+    # three failures in three connections, over both protocols
+    assert smtp_login(inst, "wrong1") == 535
+    assert pop_login(inst, "wrong2").startswith(b"-ERR [AUTH]")
+    assert smtp_login(inst, "wrong3") == 535
+    # now even the right password is not tried, on either daemon
+    assert smtp_login(inst, "secret") == 454
+    assert pop_login(inst, "secret").startswith(b"-ERR [SYS/TEMP]")
+    p = poplib.POP3("127.0.0.1", inst.pop3_port, timeout=10)
+    token = base64.b64encode(b"\0alice@example.org\0secret").decode()
+    with pytest.raises(poplib.error_proto, match=r"SYS/TEMP"):
+        p._shortcmd("AUTH PLAIN " + token)
+    p.close()
+    # another client is not affected
+    assert smtp_login(inst, "secret", source="127.0.0.2") == 235
+    assert pop_login(inst, "secret", source="127.0.0.2").startswith(b"+OK")
+    log = inst.log_text()
+    assert "[127.0.0.1]: 3 failed logins" in log
+    assert "AUTH ok for <alice@example.org> from [127.0.0.1]" not in log
+    # the window (from the first failure) ends
+    time.sleep(max(0, window_start + 8.5 - time.monotonic()))
+    assert smtp_login(inst, "secret") == 235
+    assert pop_login(inst, "secret").startswith(b"+OK")
+
+
+def test_no_login_limit_when_zero(inst):
+    inst.add_user("alice@example.org", "secret")
+    inst.configure(main={"max_auth_failures": "0"})
+    inst.start_pop3d()
+    for n in range(3):
+        assert pop_login(inst, "wrong").startswith(b"-ERR [AUTH]")
+    assert pop_login(inst, "secret").startswith(b"+OK")
+    assert not (inst.queue / "auth-failures").exists()
