@@ -193,7 +193,7 @@ typedef struct {
 	guint children;
 	const PbListenLimits *limits;
 	GHashTable *pids;  /* pid of a child -> its client key (owned) */
-	GHashTable *by_ip; /* client key -> its children (not owned) */
+	GHashTable *by_ip; /* client key -> its children */
 	PbServeFunc serve;
 	void *ctx;
 } Acceptor;
@@ -209,20 +209,19 @@ count(Acceptor *a, const char *key, int delta)
 {
 	guint n = sessions_of(a, key) + (guint)delta;
 
+	/* the table owns its keys (a pid's key goes with the pid) */
 	if (n == 0)
 		g_hash_table_remove(a->by_ip, key);
 	else
-		g_hash_table_insert(a->by_ip, (char *)key,
+		g_hash_table_insert(a->by_ip, g_strdup(key),
 				    GUINT_TO_POINTER(n));
 }
 
 static void
 key_insert(Acceptor *a, pid_t pid, const char *key)
 {
-	char *owned = g_strdup(key);
-
-	g_hash_table_insert(a->pids, GINT_TO_POINTER(pid), owned);
-	count(a, owned, +1);
+	g_hash_table_insert(a->pids, GINT_TO_POINTER(pid), g_strdup(key));
+	count(a, key, +1);
 }
 
 /* Every ended process: our children, and orphans of theirs that were
@@ -382,7 +381,7 @@ serve_sockets(GArray *fds, const PbListenLimits *limits, PbServeFunc serve,
 		(void)g_unix_set_fd_nonblocking(g_array_index(fds, int, i),
 						TRUE, NULL);
 	a.pids = g_hash_table_new_full(NULL, NULL, NULL, g_free);
-	a.by_ip = g_hash_table_new(g_str_hash, g_str_equal);
+	a.by_ip = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, NULL);
 	ok = accept_loop(&a, error);
 	close(a.sigfd);
 	g_hash_table_destroy(a.by_ip);
