@@ -65,11 +65,7 @@ hook_blocked(void *data)
 {
 	Serve *sv = data;
 
-	if (!pb_ratelimit_blocked(sv->cfg, sv->peer->ip))
-		return FALSE;
-	pb_log_info(NULL, "login refused from [%s]: too many failures",
-	            sv->peer->ip);
-	return TRUE;
+	return pb_ratelimit_blocked(sv->cfg, sv->peer->ip);
 }
 
 static PbPop3Open

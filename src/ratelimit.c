@@ -141,6 +141,9 @@ pb_ratelimit_blocked(const PbConfig *cfg, const char *ip)
 	blocked = i >= 0 && live(&b.e[i], now, cfg) &&
 	          b.e[i].count >= cfg->max_auth_failures;
 	close(b.fd);
+	if (blocked)
+		pb_log_info(NULL, "login refused from [%s]: too many failures",
+		            ip);
 	return blocked;
 }
 

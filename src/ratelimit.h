@@ -17,9 +17,9 @@
 
 #include "config.h"
 
-/* TRUE if the client IP (as in PbPeer) may not try a password now. FALSE
- * as well when the table cannot be read (logged): a broken table must not
- * lock every user out. */
+/* TRUE (logged) if the client IP (as in PbPeer) may not try a password
+ * now. FALSE as well when the table cannot be read (logged): a broken
+ * table must not lock every user out. */
 gboolean pb_ratelimit_blocked(const PbConfig *cfg, const char *ip);
 
 /* Counts one failed login of IP. */

@@ -121,13 +121,8 @@ hook_authenticate(void *data, const char *user, const char *pass)
 	gboolean ok;
 
 	/* checked again: other sessions may have failed meanwhile */
-	if (pb_ratelimit_blocked(sv->cfg, sv->peer->ip)) {
-		pb_log_info(NULL,
-		            "AUTH refused for <%s> from [%s]: too many "
-		            "failures",
-		            canonical, sv->peer->ip);
+	if (pb_ratelimit_blocked(sv->cfg, sv->peer->ip))
 		return FALSE;
-	}
 	/* loaded on the first AUTH only: most sessions never need it */
 	if (sv->accounts == NULL && (sv->accounts = pb_accounts_load(
 	                                 sv->cfg->accounts, &error)) == NULL)
@@ -147,11 +142,7 @@ hook_auth_blocked(void *data)
 {
 	Serve *sv = data;
 
-	if (!pb_ratelimit_blocked(sv->cfg, sv->peer->ip))
-		return FALSE;
-	pb_log_info(NULL, "AUTH refused from [%s]: too many failures",
-	            sv->peer->ip);
-	return TRUE;
+	return pb_ratelimit_blocked(sv->cfg, sv->peer->ip);
 }
 
 /* The account itself, or an alias that leads to it. */

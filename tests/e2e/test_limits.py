@@ -85,26 +85,32 @@ def tarpit(inst):
     pit.close()
 
 
+def check_per_ip(port, limit, welcome, refusal):
+    """LIMIT sessions from 127.0.0.1 are welcomed, one more gets the
+    REFUSAL and is closed, another address is still welcome. Returns the
+    held connections."""
+    held = [connect_from("127.0.0.1", port) for _ in range(limit)]
+    for s in held:
+        assert first_line(s).startswith(welcome)
+    one_more = connect_from("127.0.0.1", port)
+    assert first_line(one_more).startswith(refusal)
+    assert one_more.recv(100) == b""  # and closed
+    other = connect_from("127.0.0.2", port)
+    assert first_line(other).startswith(welcome)
+    other.close()
+    return held
+
+
 def test_smtpd_connections_per_ip(inst):
     inst.start_smtpd()
     time.sleep(0.3)  # start_smtpd's probe has ended
-    held = [connect_from("127.0.0.1", inst.smtp_port) for _ in range(10)]
-    try:
-        for s in held:
-            assert first_line(s).startswith(b"220 ")
-        eleventh = connect_from("127.0.0.1", inst.smtp_port)
-        assert first_line(eleventh).startswith(b"421 4.7.0 ")
-        assert eleventh.recv(100) == b""  # and closed
-        other = connect_from("127.0.0.2", inst.smtp_port)
-        assert first_line(other).startswith(b"220 ")
-        other.close()
-        held.pop().close()
-        # the slot is free again once that session has ended
-        wait_for(lambda: first_line(connect_from("127.0.0.1", inst.smtp_port))
-                 .startswith(b"220 "), timeout=5)
-    finally:
-        for s in held:
-            s.close()
+    held = check_per_ip(inst.smtp_port, 10, b"220 ", b"421 4.7.0 ")
+    held.pop().close()
+    # the slot is free again once that session has ended
+    wait_for(lambda: first_line(connect_from("127.0.0.1", inst.smtp_port))
+             .startswith(b"220 "), timeout=5)
+    for s in held:
+        s.close()
     assert "too many connections from [127.0.0.1]" in inst.log_text()
 
 
@@ -112,16 +118,8 @@ def test_pop3d_connections_per_ip(inst):
     inst.configure(pop3d={"max_connections_per_ip": "2"})
     inst.start_pop3d()
     time.sleep(0.3)
-    held = [connect_from("127.0.0.1", inst.pop3_port) for _ in range(2)]
-    try:
-        for s in held:
-            assert first_line(s).startswith(b"+OK")
-        third = connect_from("127.0.0.1", inst.pop3_port)
-        assert first_line(third).startswith(b"-ERR [SYS/TEMP] ")
-        assert first_line(connect_from("127.0.0.5", inst.pop3_port)).startswith(b"+OK")
-    finally:
-        for s in held:
-            s.close()
+    for s in check_per_ip(inst.pop3_port, 2, b"+OK", b"-ERR [SYS/TEMP] "):
+        s.close()
 
 
 def test_no_per_ip_limit_when_zero(inst):
