@@ -12,10 +12,12 @@
  * reads one bucket under flock (shared for a check, exclusive for a
  * count) and writes at most one entry. Guarantees: the table never
  * grows past its size, whatever the number of clients; no fsync (a count
- * lost in a crash costs nothing); a table that cannot be used blocks
- * nobody (logged).
+ * lost in a crash costs nothing); the queue folder is made if missing (a
+ * host with pop3d only); a table that cannot be used blocks nobody
+ * (logged).
  */
 #include "ratelimit.h"
+#include "durable.h"
 #include "listener.h"
 #include "log.h"
 
@@ -70,6 +72,10 @@ bucket_read(const PbConfig *cfg, guint64 hash, int lock, Bucket *b)
 	int err = 0;
 
 	b->fd = open(path, O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600);
+	/* a pop3d-only host may have no queue yet */
+	if (b->fd < 0 && errno == ENOENT && pb_mkdirs(cfg->queue, 0700, NULL))
+		b->fd =
+		    open(path, O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600);
 	b->off = (off_t)(hash % BUCKETS) * (off_t)sizeof(b->e);
 	memset(b->e, 0, sizeof(b->e));
 	if (b->fd < 0 || fstat(b->fd, &st) < 0)
