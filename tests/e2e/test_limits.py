@@ -275,3 +275,30 @@ def test_no_login_limit_when_zero(inst):
         assert pop_login(inst, "wrong").startswith(b"-ERR [AUTH]")
     assert pop_login(inst, "secret").startswith(b"+OK")
     assert not (inst.queue / "auth-failures").exists()
+
+
+def test_inetd_session_ends_before_its_attempt(inst, tarpit):
+    """Under inetd the session process is what the super-server counts:
+    it ends at QUIT, while its detached attempt waits on the tarpit; a
+    local recipient of the same message is delivered by that attempt."""
+    inst.add_user("alice@example.org", "secret")
+    ours, theirs = socket.socketpair()
+    p = subprocess.Popen([inst.bin("smtpd")], stdin=theirs, stdout=theirs,
+                         env=inst.env())
+    theirs.close()
+    ours.settimeout(10)
+    f = ours.makefile("rb")
+    assert f.readline().startswith(b"220 ")
+    ours.sendall(b"HELO c\r\nMAIL FROM:<a@example.com>\r\n"
+                 b"RCPT TO:<alice@example.org>\r\nRCPT TO:<x@tarpit.test>\r\n"
+                 b"DATA\r\n")
+    for _ in range(5):
+        f.readline()
+    ours.sendall(MSG + b".\r\nQUIT\r\n")
+    assert f.readline().startswith(b"250 ")
+    assert f.readline().startswith(b"221 ")
+    assert p.wait(timeout=5) == 0
+    wait_for(lambda: inst.messages("alice@example.org"), timeout=10)
+    wait_for(lambda: tarpit.accepted, timeout=10)
+    assert tarpit.closed == []
+    ours.close()
