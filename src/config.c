@@ -45,6 +45,7 @@ typedef enum {
 	T_DURATION,
 	T_SIZE,
 	T_COUNT, /* a positive integer */
+	T_LIMIT, /* a count, or 0 for no limit */
 	T_PORT,
 	T_CIDRS,
 	T_NAMESERVERS,
@@ -71,11 +72,15 @@ static const KeySpec keys[] = {
     {"main", "delivery", T_DELIVERY, F(delivery_queue), "background"},
     {"main", "user", T_STRING, F(user), "pillarbox"},
     {"main", "recipient_delimiter", T_DELIMITER, F(recipient_delimiter), "+"},
+    {"main", "max_auth_failures", T_LIMIT, F(max_auth_failures), "10"},
+    {"main", "auth_failure_window", T_DURATION, F(auth_failure_window), "10m"},
     {"smtpd", "relay_networks", T_CIDRS, F(relay_networks),
      "127.0.0.0/8, ::1/128"},
     {"smtpd", "max_message_size", T_SIZE, F(max_message_size), "50M"},
     {"smtpd", "max_recipients", T_COUNT, F(max_recipients), "100"},
     {"smtpd", "max_connections", T_COUNT, F(max_connections), "100"},
+    {"smtpd", "max_connections_per_ip", T_LIMIT, F(max_connections_per_ip),
+     "10"},
     {"smtpd", "timeout", T_DURATION, F(smtpd_timeout), "5m"},
     {"delivery", "retry_interval", T_DURATION, F(retry_interval), "15m"},
     {"delivery", "max_backoff", T_DURATION, F(max_backoff), "2h"},
@@ -91,6 +96,7 @@ static const KeySpec keys[] = {
     {"delivery", "data_init_timeout", T_DURATION, F(data_init_timeout), "2m"},
     {"delivery", "data_block_timeout", T_DURATION, F(data_block_timeout), "3m"},
     {"delivery", "data_end_timeout", T_DURATION, F(data_end_timeout), "10m"},
+    {"delivery", "immediate_timeout", T_DURATION, F(immediate_timeout), "5m"},
     {"delivery", "require_tls", T_DOMAINS, F(require_tls), ""},
     {"delivery", "require_verified_tls", T_DOMAINS, F(require_verified_tls),
      ""},
@@ -100,6 +106,8 @@ static const KeySpec keys[] = {
     {"tls", "plaintext_auth", T_BOOL, F(plaintext_auth), "no"},
     {"pop3d", "timeout", T_DURATION, F(pop3d_timeout), "10m"},
     {"pop3d", "max_connections", T_COUNT, F(pop3d_max_connections), "100"},
+    {"pop3d", "max_connections_per_ip", T_LIMIT,
+     F(pop3d_max_connections_per_ip), "10"},
 };
 
 /* Where each "[group] key" sits in the file: "group\nkey" -> line. */
@@ -576,11 +584,13 @@ set_number_value(PbConfig *cfg, const KeySpec *spec, const char *value,
 		break;
 	}
 	n = g_ascii_strtoull(value, &end, 10);
-	if (!g_ascii_isdigit(*value) || *end != '\0' || n == 0 ||
+	if (!g_ascii_isdigit(*value) || *end != '\0' ||
+	    (n == 0 && spec->type != T_LIMIT) ||
 	    n > (spec->type == T_PORT ? 65535 : 1000000))
 		return bad(error, w, spec->group, spec->key, "%s: %s",
-		           spec->type == T_PORT ? "not a port number"
-		                                : "not a positive count",
+		           spec->type == T_PORT    ? "not a port number"
+		           : spec->type == T_LIMIT ? "not a count (0: no limit)"
+		                                   : "not a positive count",
 		           value);
 	*MEMBER(cfg, spec, guint) = (guint)n;
 	return TRUE;
@@ -653,6 +663,7 @@ set_value(PbConfig *cfg, const KeySpec *spec, const char *value,
 	case T_DURATION:
 	case T_SIZE:
 	case T_COUNT:
+	case T_LIMIT:
 	case T_PORT:
 		return set_number_value(cfg, spec, value, w, error);
 	case T_BOOL:

@@ -42,12 +42,18 @@ typedef struct {
 	gboolean delivery_queue;   /* delivery = queue (else background) */
 	char *user;                /* default "pillarbox" */
 	char *recipient_delimiter; /* "" = off; default "+" */
+	/* extensions: failed logins (SMTP AUTH and POP3 together) per client
+	 * address (IPv4, IPv6 /64) before its logins are refused for a
+	 * while, and that while */
+	guint max_auth_failures;     /* default 10; 0: no limit */
+	gint64 auth_failure_window;  /* seconds; default 10m */
 
 	/* [smtpd] */
 	GArray *relay_networks;   /* of PbCidr; default 127.0.0.0/8, ::1/128 */
 	guint64 max_message_size; /* bytes; default 50M */
 	guint max_recipients;     /* default 100 */
 	guint max_connections;    /* default 100 */
+	guint max_connections_per_ip; /* extension; default 10; 0: none */
 	gint64 smtpd_timeout;     /* seconds; default 5m */
 
 	/* [delivery] (all durations in seconds) */
@@ -67,6 +73,7 @@ typedef struct {
 	gint64 data_init_timeout;  /* 2m: reply to DATA */
 	gint64 data_block_timeout; /* 3m: each block written */
 	gint64 data_end_timeout;   /* 10m: reply to the final dot */
+	gint64 immediate_timeout;  /* 5m: smtpd's whole immediate attempt */
 	/* extensions: outbound TLS policy (domains, or "*" for all) */
 	char **require_tls;          /* STARTTLS or defer */
 	char **require_verified_tls; /* ... and a verified certificate */
@@ -83,6 +90,7 @@ typedef struct {
 	/* [pop3d] */
 	gint64 pop3d_timeout;        /* seconds; default 10m */
 	guint pop3d_max_connections; /* extension; default 100 */
+	guint pop3d_max_connections_per_ip; /* extension; 10; 0: none */
 } PbConfig;
 
 #define PB_CONFIG_DEFAULT SYSCONFDIR "/pillarbox/pillarbox.conf"
