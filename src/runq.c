@@ -13,7 +13,10 @@
  *    crash can at worst repeat the one delivery in flight;
  *  - remote children never write the queue: they report outcomes over a
  *    pipe and this process records them; a slow destination holds up only
- *    its own child (at most [delivery] parallel at once);
+ *    its own child (at most [delivery] parallel at once); every remote
+ *    job runs in a child, so a crash in one destination's delivery
+ *    (a signal) defers that job's unreported recipients and the run
+ *    goes on;
  *  - the work per message does not depend on the size of the queue.
  */
 #include "runq.h"
@@ -43,6 +46,7 @@ typedef struct {
 	char *domain;
 	GPtrArray *messages; /* PbRemoteMessage* */
 	GPtrArray *held;     /* Held*, parallel to messages (not owned) */
+	GHashTable *reported; /* "M I": outcomes the child reported */
 } Job;
 
 typedef struct {
@@ -77,6 +81,7 @@ job_free(Job *job)
 	g_free(job->domain);
 	g_ptr_array_unref(job->messages);
 	g_ptr_array_unref(job->held);
+	g_hash_table_unref(job->reported);
 	g_free(job);
 }
 
@@ -147,7 +152,8 @@ record(Run *run, const PbEnvelope *env, PbRecipient *r, PbOutcomeKind kind,
 			    "to=<%s>%s%s%s, relay=%s, delay=%.2f, dsn=%s, "
 			    "status=%s (%s)",
 			    r->address, r->orig ? ", orig_to=<" : "",
-			    r->orig ? r->orig : "", r->orig ? ">" : "", host,
+			    r->orig ? r->orig : "", r->orig ? ">" : "",
+			    *host ? host : "none",
 			    MAX(0.0, g_get_real_time() / 1e6 - (double)env->arrival),
 			    dsn, status[kind], text);
 }
@@ -321,6 +327,8 @@ job_for(Run *run, const char *domain)
 		job->messages = g_ptr_array_new_with_free_func(
 		    (GDestroyNotify)remote_message_free);
 		job->held = g_ptr_array_new();
+		job->reported = g_hash_table_new_full(g_str_hash, g_str_equal,
+						      g_free, NULL);
 		g_hash_table_insert(run->jobs, job->domain, job);
 	}
 	return job;
@@ -461,6 +469,9 @@ apply(Run *run, Job *job, char *line)
 	/* the TLS outcome rides with the host, so mailq shows it */
 	host = *fields[1] ? g_strdup_printf("%s tls=%s", fields[1], fields[2])
 			  : g_strdup("");
+	if (!g_hash_table_add(job->reported,
+			      g_strdup_printf("%u %u", (guint)m, (guint)ri)))
+		goto bad; /* a second outcome for one recipient */
 	record(run, env, g_ptr_array_index(env->rcpts, ri),
 	       (PbOutcomeKind)kind, fields[0], host, fields[3], FALSE);
 	save(held->entry);
@@ -469,25 +480,59 @@ bad:
 	pb_log_error(NULL, "bad report from a delivery process");
 }
 
-/* A job run in this process: each outcome takes the same way as a
- * child's line, so both paths record alike. */
-static void
-self_report(void *ctx, const PbRemoteMessage *msg, guint rcpt_index,
-	    const PbOutcome *o)
-{
-	Run *run = ((Run **)ctx)[0];
-	Job *job = ((Job **)ctx)[1];
-	g_autofree char *line = report_line(job, msg, rcpt_index, o);
-
-	apply(run, job, line);
-}
-
 typedef struct {
 	Job *job;
 	pid_t pid;
 	int fd;
 	GString *buf;
 } Child;
+
+/* How a delivery process ended, for the log and the recipients. */
+static char *
+how_it_ended(int status)
+{
+	if (WIFSIGNALED(status))
+		return g_strdup_printf("killed by signal %d (%s)",
+				       WTERMSIG(status),
+				       g_strsignal(WTERMSIG(status)));
+	if (WIFEXITED(status) && WEXITSTATUS(status) != 0)
+		return g_strdup_printf("exit status %d", WEXITSTATUS(status));
+	return g_strdup("ended without reporting them");
+}
+
+/* After a child's end: every recipient it did not report is deferred
+ * (an attempt, so a message that crashes its delivery backs off and
+ * expires like any other). */
+static void
+defer_unreported(Run *run, Job *job, int status)
+{
+	g_autofree char *how = how_it_ended(status);
+	g_autofree char *why = NULL;
+	guint n = 0;
+
+	for (guint m = 0; m < job->messages->len; m++) {
+		PbRemoteMessage *msg = g_ptr_array_index(job->messages, m);
+		Held *held = g_ptr_array_index(job->held, m);
+		PbEnvelope *env = pb_queue_entry_envelope(held->entry);
+
+		for (guint j = 0; j < msg->rcpts->len; j++) {
+			guint ri = g_array_index(msg->rcpts, guint, j);
+			g_autofree char *key = g_strdup_printf("%u %u", m, ri);
+			if (g_hash_table_contains(job->reported, key))
+				continue;
+			if (why == NULL)
+				why = g_strdup_printf("delivery process for %s "
+						      "%s", job->domain, how);
+			record(run, env, g_ptr_array_index(env->rcpts, ri),
+			       PB_OUTCOME_TEMP, "4.3.0", "", why, TRUE);
+			save(held->entry);
+			n++;
+		}
+	}
+	if (n > 0 || !WIFEXITED(status) || WEXITSTATUS(status) != 0)
+		pb_log_error(NULL, "delivery process for %s %s: %u recipient%s "
+			     "deferred", job->domain, how, n, n == 1 ? "" : "s");
+}
 
 /* Reads what a child wrote; FALSE at its end. */
 static gboolean
@@ -500,13 +545,11 @@ drain(Run *run, Child *c)
 	if (n < 0 && errno == EINTR)
 		return TRUE;
 	if (n <= 0) {
-		int status;
+		int status = 0;
 		close(c->fd);
 		while (waitpid(c->pid, &status, 0) < 0 && errno == EINTR)
 			;
-		if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
-			pb_log_warn(NULL, "delivery process for %s failed",
-				    c->job->domain);
+		defer_unreported(run, c->job, status);
 		g_string_free(c->buf, TRUE);
 		return FALSE;
 	}
@@ -533,16 +576,10 @@ run_jobs(Run *run)
 	g_hash_table_iter_init(&it, run->jobs);
 	while (g_hash_table_iter_next(&it, NULL, &job))
 		g_ptr_array_add(todo, job);
-	/* A lone job (smtpd's immediate attempt, typically) runs here: a
-	 * fork would buy no parallelism, only its cost. Should this process
-	 * die in it, nothing is lost: the entries stay queued. */
-	if (todo->len == 1) {
-		void *ctx[2] = {run, g_ptr_array_index(todo, 0)};
-		Job *only = ctx[1];
-		pb_remote_deliver(run->cfg, only->domain, only->messages,
-				  self_report, ctx);
-		next = 1;
-	}
+	/* Every job, a lone one too, runs in a child of its own: whatever
+	 * a remote server makes it do, a crash ends that destination's
+	 * attempt only, and this run goes on to expiry, bounces and
+	 * notices (the fork costs well under a millisecond: README). */
 	while (next < todo->len || kids->len > 0) {
 		g_autofree struct pollfd *pfd = NULL;
 
