@@ -516,6 +516,26 @@ pb_queue_new_id(void)
 
 /* ---- the queue folders ---- */
 
+/* QUEUE/SUB, made 0700 when missing; it must be a folder of its own, not
+ * a symbolic link to one. */
+static gboolean
+make_folder(const char *path, GError **error)
+{
+	struct stat st;
+
+	if (!pb_mkdirs(path, 0700, error))
+		return FALSE;
+	if (lstat(path, &st) < 0)
+		return pb_throw_errno(error, "lstat %s", path);
+	if (!S_ISDIR(st.st_mode)) {
+		g_set_error(error, PB_ERROR, PB_ERROR_CONFIG,
+		            "%s is not a folder (a symbolic link?): refused",
+		            path);
+		return FALSE;
+	}
+	return TRUE;
+}
+
 PbQueue *
 pb_queue_open(const char *dir, GError **error)
 {
@@ -525,9 +545,8 @@ pb_queue_open(const char *dir, GError **error)
 	q->msg = g_build_filename(dir, "msg", NULL);
 	q->env = g_build_filename(dir, "env", NULL);
 	q->tmp = g_build_filename(dir, "tmp", NULL);
-	if (!pb_mkdirs(q->msg, 0700, error) ||
-	    !pb_mkdirs(q->env, 0700, error) ||
-	    !pb_mkdirs(q->tmp, 0700, error)) {
+	if (!make_folder(q->msg, error) || !make_folder(q->env, error) ||
+	    !make_folder(q->tmp, error)) {
 		pb_queue_free(q);
 		return NULL;
 	}
@@ -559,6 +578,35 @@ temp_failure(GError **error)
 	if (error != NULL && *error != NULL && (*error)->domain == PB_ERROR)
 		(*error)->code = PB_ERROR_TEMP;
 	return FALSE;
+}
+
+/* Opens an existing queue file for reading: never through a symbolic
+ * link (O_NOFOLLOW), never a FIFO's blocking open (O_NONBLOCK, harmless
+ * on a regular file), and only a regular file (fstat). -1 and an error
+ * that names the file otherwise. */
+static int
+open_regular(const char *path, int flags, GError **error)
+{
+	g_auto(PbFd) fd =
+	    open(path, flags | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+	struct stat st;
+
+	if (fd < 0 && errno == ELOOP) {
+		g_set_error(error, PB_ERROR, PB_ERROR_DATA,
+		            "%s is a symbolic link: refused, never followed",
+		            path);
+		return -1;
+	}
+	if (fd < 0)
+		return pb_throw_errno(error, "open %s", path), -1;
+	if (fstat(fd, &st) < 0)
+		return pb_throw_errno(error, "fstat %s", path), -1;
+	if (!S_ISREG(st.st_mode)) {
+		g_set_error(error, PB_ERROR, PB_ERROR_DATA,
+		            "%s is not a regular file: refused", path);
+		return -1;
+	}
+	return g_steal_fd(&fd);
 }
 
 /* Reads at most MAX_ENVELOPE octets of FD; NULL and PB_ERROR_DATA if the
@@ -600,15 +648,13 @@ static PbEnvelope *
 read_envelope(PbQueue *q, const char *id, GError **error)
 {
 	g_autofree char *path = g_build_filename(q->env, id, NULL);
-	g_auto(PbFd) fd = open(path, O_RDONLY | O_CLOEXEC);
+	g_auto(PbFd) fd = open_regular(path, O_RDONLY, error);
 	g_autofree char *text = NULL;
 	PbEnvelope *env;
 	gsize len = 0;
 
-	if (fd < 0) {
-		pb_throw_errno(error, "open %s", path);
+	if (fd < 0)
 		return NULL;
-	}
 	if ((text = read_bounded(fd, &len, error)) == NULL ||
 	    (env = pb_envelope_parse(text, len, error)) == NULL) {
 		g_prefix_error(error, "%s: ", path);
@@ -664,12 +710,12 @@ create_envelope_tmp(PbQueue *q, const char *id, char **tmp, GError **error)
 {
 	g_autofree char *name = g_strdup_printf("%s.%ld", id, (long)getpid());
 	g_autofree char *path = g_build_filename(q->tmp, name, NULL);
-	int fd = open(path, O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC, 0600);
+	int fd = open(path, O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC | O_NOFOLLOW, 0600);
 
 	if (fd < 0 && errno == EEXIST) {
 		/* left by a process of ours that died with this pid */
 		(void)unlink(path);
-		fd = open(path, O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC, 0600);
+		fd = open(path, O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC | O_NOFOLLOW, 0600);
 	}
 	if (fd < 0)
 		pb_throw_errno(error, "create %s", path);
@@ -721,7 +767,7 @@ pb_queue_tx_begin(PbQueue *q, GError **error)
 		g_autofree char *id = pb_queue_new_id();
 		g_autofree char *path = g_build_filename(q->msg, id, NULL);
 		int fd =
-		    open(path, O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC, 0600);
+		    open(path, O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC | O_NOFOLLOW, 0600);
 		PbQueueTx *tx;
 
 		if (fd < 0 && errno == EEXIST)
@@ -883,8 +929,8 @@ pb_queue_lock(PbQueue *q, const char *id, GError **error)
 		return NULL;
 	}
 	path = g_build_filename(q->msg, id, NULL);
-	if ((fd = open(path, O_RDONLY | O_CLOEXEC)) < 0) {
-		pb_throw_errno(error, "queue %s: open", id);
+	if ((fd = open_regular(path, O_RDONLY, error)) < 0) {
+		g_prefix_error(error, "queue %s: ", id);
 		return NULL;
 	}
 	while (flock(fd, LOCK_EX | LOCK_NB) < 0) {
@@ -1024,7 +1070,8 @@ pb_queue_list_due(PbQueue *q, gint64 now, GError **error)
 	for (guint i = 0; i < ids->len; i++) {
 		struct stat st;
 		char *id = g_ptr_array_index(ids, i);
-		if (fstatat(dfd, id, &st, 0) == 0 && st.st_mtime > now)
+		if (fstatat(dfd, id, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
+		    st.st_mtime > now)
 			continue; /* not due; a vanished one is skipped later */
 		g_ptr_array_add(due, g_steal_pointer(&ids->pdata[i]));
 	}

@@ -4,6 +4,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <stdio.h>
 #include <string.h>
 #include <sys/file.h>
 #include <sys/stat.h>
@@ -585,6 +586,58 @@ test_listing(Fixture *f, gconstpointer data)
 	g_assert_true(g_str_has_suffix(json->str, "}]\n"));
 }
 
+
+/* A queue entry that is a symbolic link (msg/ID to a file the queue's
+ * user may read, env/ID likewise) or not a regular file is refused with
+ * a clear error and never followed; so is a symlinked queue folder. */
+static void
+test_symlink_refused(Fixture *f, gconstpointer data)
+{
+	g_autoptr(GError) error = NULL;
+	g_autofree char *id = queue_one(f, "hello\r\n", "bob@example.net");
+	g_autofree char *msg = g_build_filename(f->dir, "msg", id, NULL);
+	g_autofree char *env = g_build_filename(f->dir, "env", id, NULL);
+	g_autofree char *secret = g_build_filename(f->dir, "secret", NULL);
+	g_autofree char *moved = g_build_filename(f->dir, "env-copy", NULL);
+	g_autofree char *other = g_build_filename(f->dir, "other", NULL);
+	g_autofree char *tmp = g_build_filename(other, "tmp", NULL);
+	g_autofree char *link_tmp = g_build_filename(other, "tmp-real", NULL);
+	g_autoptr(PbQueueEntry) e = NULL;
+	g_autoptr(PbEnvelope) back = NULL;
+	g_autoptr(PbQueue) q2 = NULL;
+
+	g_assert_true(g_file_set_contents(secret, "root:x:0:0\n", -1, NULL));
+	g_assert_cmpint(unlink(msg), ==, 0);
+	g_assert_cmpint(symlink(secret, msg), ==, 0);
+	e = pb_queue_lock(f->q, id, &error);
+	g_assert_null(e);
+	g_assert_error(error, PB_ERROR, PB_ERROR_DATA);
+	g_assert_nonnull(strstr(error->message, "symbolic link: refused"));
+	g_clear_error(&error);
+	/* a FIFO is no regular file (and its open does not block) */
+	g_assert_cmpint(unlink(msg), ==, 0);
+	g_assert_cmpint(mkfifo(msg, 0600), ==, 0);
+	e = pb_queue_lock(f->q, id, &error);
+	g_assert_null(e);
+	g_assert_error(error, PB_ERROR, PB_ERROR_DATA);
+	g_assert_nonnull(strstr(error->message, "not a regular file"));
+	g_clear_error(&error);
+	/* the envelope: mailq's unlocked read too */
+	g_assert_cmpint(rename(env, moved), ==, 0);
+	g_assert_cmpint(symlink(moved, env), ==, 0);
+	back = pb_queue_read_envelope(f->q, id, &error);
+	g_assert_null(back);
+	g_assert_error(error, PB_ERROR, PB_ERROR_DATA);
+	g_clear_error(&error);
+	/* a queue whose tmp/ is a link to another folder */
+	g_assert_cmpint(mkdir(other, 0700), ==, 0);
+	g_assert_cmpint(mkdir(link_tmp, 0700), ==, 0);
+	g_assert_cmpint(symlink(link_tmp, tmp), ==, 0);
+	q2 = pb_queue_open(other, &error);
+	g_assert_null(q2);
+	g_assert_error(error, PB_ERROR, PB_ERROR_CONFIG);
+}
+
 int
 main(int argc, char **argv)
 {
@@ -600,6 +653,7 @@ main(int argc, char **argv)
 	g_test_add_func("/queue/sanitize", test_sanitize);
 	ADD("/queue/lock/busy", test_lock);
 	ADD("/queue/lock/missing", test_lock_missing);
+	ADD("/queue/lock/symlink-refused", test_symlink_refused);
 	ADD("/queue/entry/update-remove", test_update_remove);
 	ADD("/queue/list", test_list);
 	ADD("/queue/list-due", test_list_due);
