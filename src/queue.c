@@ -21,13 +21,26 @@
  *   orig ADDRESS                  optional, applies to the rcpt above
  *   dsn X.Y.Z                     optional, applies to the rcpt above
  *   error TEXT                    optional, applies to the rcpt above
- *   attempt SECONDS HOST TEXT     0..64, oldest first, for the rcpt above
+ *   attempt SECONDS HOST TEXT     oldest first, for the rcpt above: the
+ *                                 first and the last ones (queue.h)
  * Every text field is escaped: a backslash, a byte below 0x20, 0x7F and
  * every 8-bit byte are written as \xHH (HOST also escapes spaces), so no
  * CR, LF or NUL from a client or a remote server can reach the file raw.
+ *
+ * The size is bounded per recipient. Addresses are never cut (at most
+ * 256 octets, 1024 escaped); every other text field is cut where it is
+ * written, at a whole escape, to its maximum (queue.h): error and reply
+ * 512, host 320, dsn 32. So a recipient takes at most
+ * PB_QUEUE_RCPT_MAX_OCTETS (about 7.9 KB, typically 200 octets), and an
+ * envelope at most PB_QUEUE_MAX_ENVELOPE: the header plus 1000
+ * recipients, the most a message is given (RFC 5321 4.5.3.1.8 asks for
+ * 100; Postfix's default limit is 1000). The limit is fixed here, not in
+ * the configuration, so no later setting can make a queued envelope
+ * unreadable; older envelopes (64 attempts kept, 1 MiB at most) are all
+ * within it, and their history is trimmed when next written.
  * The parser is strict: an unknown record, a raw control byte, a bad
- * escape or number, a missing record or a file over 1 MiB is
- * PB_ERROR_DATA.
+ * escape or number, a missing record or a file over the limit is
+ * PB_ERROR_DATA (runq then sets the entry aside and tells postmaster).
  */
 #include "queue.h"
 #include "durable.h"
@@ -45,7 +58,7 @@
 
 #define ID_LEN 22
 #define BUF_SIZE (64 * 1024)
-#define MAX_ENVELOPE (1024 * 1024)
+#define MAX_ENVELOPE PB_QUEUE_MAX_ENVELOPE
 #define MAGIC "pillarbox-envelope 1"
 
 static const char *const strstate[] = {"pending", "sent", "failed", "bounced"};
@@ -141,11 +154,14 @@ history_add(PbRecipient *r, gint64 time, const char *host, const char *reply)
 	PbAttempt *a = g_new0(PbAttempt, 1);
 
 	a->time = time;
-	a->host = g_strdup(host ? host : "");
-	a->reply = g_strdup(reply ? reply : "");
+	/* what the file keeps is cut at its escaped size: this is only so
+	 * that memory is bounded too */
+	a->host = g_strndup(host ? host : "", PB_QUEUE_MAX_HOST);
+	a->reply = g_strndup(reply ? reply : "", PB_QUEUE_MAX_TEXT);
 	g_ptr_array_add(r->history, a);
+	/* the first attempts stay; the oldest of the last ones goes */
 	while (r->history->len > PB_QUEUE_MAX_HISTORY)
-		g_ptr_array_remove_index(r->history, 0);
+		g_ptr_array_remove_index(r->history, PB_QUEUE_HISTORY_FIRST);
 }
 
 void
@@ -190,27 +206,55 @@ pb_sanitize_text(const char *text, gsize max)
 
 /* ---- the text form ---- */
 
-/* Appends TEXT escaped; SPACE also escapes spaces (a field that is not
- * the last of its line). */
+/* Appends one octet of a text field, escaped. */
 static void
-escape(GString *out, const char *text, gboolean space)
+escape_one(GString *out, guchar c, gboolean space)
 {
+	if (c > 0x20 && c < 0x7F && c != '\\')
+		g_string_append_c(out, (char)c);
+	else if (c == ' ' && !space)
+		g_string_append_c(out, ' ');
+	else
+		g_string_append_printf(out, "\\x%02X", c);
+}
+
+/* Appends TEXT escaped; SPACE also escapes spaces (a field that is not
+ * the last of its line). With MAX (0: no limit), a text longer than MAX
+ * octets escaped is cut at a whole escape and marked "..." within MAX; a
+ * text that fits is kept whole, so a cut text stays as it is. */
+static void
+escape_max(GString *out, const char *text, gboolean space, gsize max)
+{
+	gsize start = out->len;
+
+	for (const guchar *p = (const guchar *)text; *p != '\0'; p++)
+		escape_one(out, *p, space);
+	if (max == 0 || out->len - start <= max)
+		return;
+	g_string_truncate(out, start);
 	for (const guchar *p = (const guchar *)text; *p != '\0'; p++) {
-		if (*p > 0x20 && *p < 0x7F && *p != '\\')
-			g_string_append_c(out, (char)*p);
-		else if (*p == ' ' && !space)
-			g_string_append_c(out, ' ');
-		else
-			g_string_append_printf(out, "\\x%02X", *p);
+		gsize before = out->len;
+		escape_one(out, *p, space);
+		if (out->len - start > max - 3) {
+			g_string_truncate(out, before);
+			break;
+		}
 	}
+	g_string_append(out, "...");
 }
 
 static void
-record(GString *out, const char *key, const char *value)
+escape(GString *out, const char *text, gboolean space)
+{
+	escape_max(out, text, space, 0);
+}
+
+static void
+record(GString *out, const char *key, const char *value, gsize max)
 {
 	g_string_append(out, key);
 	g_string_append_c(out, ' ');
-	escape(out, value, FALSE);
+	escape_max(out, value, FALSE, max);
 	g_string_append_c(out, '\n');
 }
 
@@ -223,18 +267,19 @@ format_rcpt(GString *out, const PbRecipient *r)
 	escape(out, r->address, FALSE);
 	g_string_append_c(out, '\n');
 	if (r->orig != NULL)
-		record(out, "orig", r->orig);
+		record(out, "orig", r->orig, 0);
 	if (r->dsn != NULL)
-		record(out, "dsn", r->dsn);
+		record(out, "dsn", r->dsn, PB_QUEUE_MAX_DSN);
 	if (r->last_error != NULL)
-		record(out, "error", r->last_error);
+		record(out, "error", r->last_error, PB_QUEUE_MAX_TEXT);
 	for (guint i = 0; i < r->history->len; i++) {
 		const PbAttempt *a = g_ptr_array_index(r->history, i);
 		g_string_append_printf(out, "attempt %" G_GINT64_FORMAT " ",
 		                       a->time);
-		escape(out, a->host[0] ? a->host : "-", TRUE);
+		escape_max(out, a->host[0] ? a->host : "-", TRUE,
+		           PB_QUEUE_MAX_HOST);
 		g_string_append_c(out, ' ');
-		escape(out, a->reply, FALSE);
+		escape_max(out, a->reply, FALSE, PB_QUEUE_MAX_TEXT);
 		g_string_append_c(out, '\n');
 	}
 }
@@ -244,16 +289,16 @@ pb_envelope_format(const PbEnvelope *env)
 {
 	GString *out = g_string_new(MAGIC "\n");
 
-	record(out, "id", env->id ? env->id : "");
+	record(out, "id", env->id ? env->id : "", 0);
 	g_string_append_printf(out, "arrival %" G_GINT64_FORMAT "\n",
 	                       env->arrival);
-	record(out, "sender", env->sender ? env->sender : "");
+	record(out, "sender", env->sender ? env->sender : "", 0);
 	g_string_append_printf(out, "size %" G_GUINT64_FORMAT "\n", env->size);
 	g_string_append_printf(out, "smtputf8 %d\nnotice %d\nheld %d\n",
 	                       env->smtputf8 ? 1 : 0, env->notice_sent ? 1 : 0,
 	                       env->held ? 1 : 0);
 	if (env->client != NULL)
-		record(out, "client", env->client);
+		record(out, "client", env->client, PB_QUEUE_MAX_TEXT);
 	for (guint i = 0; i < env->rcpts->len; i++)
 		format_rcpt(out, g_ptr_array_index(env->rcpts, i));
 	return out;
@@ -370,8 +415,8 @@ parse_attempt(Parse *p, const char *value)
 	g_autofree char *reply = NULL;
 	gint64 time;
 
+	/* more than are kept now (an older envelope): trimmed on the way */
 	if (p->rcpt == NULL || g_strv_length(f) != 3 ||
-	    p->rcpt->history->len >= PB_QUEUE_MAX_HISTORY ||
 	    !parse_i64(f[0], &time) || f[1][0] == '\0' ||
 	    (host = unescape(f[1])) == NULL || (reply = unescape(f[2])) == NULL)
 		return FALSE;
@@ -887,9 +932,41 @@ tx_finish_data(PbQueueTx *tx, GError **error)
 }
 
 gboolean
+pb_envelope_fits(const PbEnvelope *env, GError **error)
+{
+	if (env->rcpts->len > PB_QUEUE_MAX_RCPTS) {
+		g_set_error(error, PB_ERROR, PB_ERROR_PERM,
+		            "5.5.3 too many recipients: %u (at most %d a message)",
+		            env->rcpts->len, PB_QUEUE_MAX_RCPTS);
+		return FALSE;
+	}
+	if (strlen(env->sender) > PB_ADDRESS_MAX_PATH)
+		goto long_address;
+	for (guint i = 0; i < env->rcpts->len; i++) {
+		const PbRecipient *r = g_ptr_array_index(env->rcpts, i);
+		if (strlen(r->address) > PB_ADDRESS_MAX_PATH ||
+		    (r->orig && strlen(r->orig) > PB_ADDRESS_MAX_PATH))
+			goto long_address;
+	}
+	return TRUE;
+long_address:
+	g_set_error(error, PB_ERROR, PB_ERROR_PERM,
+	            "5.1.3 an address is longer than %d octets",
+	            PB_ADDRESS_MAX_PATH);
+	return FALSE;
+}
+
+gboolean
 pb_queue_tx_commit(PbQueueTx *tx, PbEnvelope *env, GError **error)
 {
 	g_autofree char *envpath = g_build_filename(tx->q->env, tx->id, NULL);
+
+	/* the envelope's bound (see above) holds from the start */
+	if (!pb_envelope_fits(env, error)) {
+		g_prefix_error(error, "queue %s: ", tx->id);
+		pb_queue_tx_abort(tx);
+		return FALSE;
+	}
 
 	g_free(env->id);
 	env->id = g_strdup(tx->id);

@@ -203,6 +203,26 @@ expand(Run *run, PbEnvelope *env, PbRecipient *r, GPtrArray *targets)
 		    r->address, targets->len);
 }
 
+/* An expansion may not take the envelope past its bound (queue.h). */
+static gboolean
+fits_expanded(const PbEnvelope *env, GPtrArray *targets, GError **error)
+{
+	if (env->rcpts->len + targets->len > PB_QUEUE_MAX_RCPTS) {
+		g_set_error(error, PB_ERROR, PB_ERROR_PERM,
+			    "5.5.3 the alias expands to too many recipients "
+			    "(at most %d a message)", PB_QUEUE_MAX_RCPTS);
+		return FALSE;
+	}
+	for (guint i = 0; i < targets->len; i++)
+		if (strlen(g_ptr_array_index(targets, i)) > PB_ADDRESS_MAX_PATH) {
+			g_set_error(error, PB_ERROR, PB_ERROR_PERM,
+				    "5.1.3 the alias expands to an address "
+				    "longer than %d octets", PB_ADDRESS_MAX_PATH);
+			return FALSE;
+		}
+	return TRUE;
+}
+
 static void
 deliver_local(Run *run, PbQueueEntry *entry, guint i, GHashTable *seen)
 {
@@ -226,6 +246,12 @@ deliver_local(Run *run, PbQueueEntry *entry, guint i, GHashTable *seen)
 					       run->cfg->recipient_delimiter);
 		if (targets->len != 1 ||
 		    strcmp(g_ptr_array_index(targets, 0), account) != 0) {
+			if (!fits_expanded(env, targets, &error)) {
+				dsn = error_dsn(error, "5.5.3", &text);
+				record(run, env, r, PB_OUTCOME_PERM, dsn,
+				       "local", text, TRUE);
+				return;
+			}
 			expand(run, env, r, targets);
 			return;
 		}

@@ -205,10 +205,18 @@ assert_same(const PbEnvelope *a, const PbEnvelope *b)
 
 	g_assert_cmpstr(a->id, ==, b->id);
 	g_assert_cmpstr(a->sender, ==, b->sender);
-	g_assert_cmpstr(a->client, ==, b->client);
 	g_assert_cmpint(a->arrival, ==, b->arrival);
 	g_assert_cmpuint(a->rcpts->len, ==, b->rcpts->len);
 	g_assert_cmpstr(fa->str, ==, fb->str);
+}
+
+/* GOT is FULL cut to the envelope's bound and marked "...". */
+static void
+assert_cut(const char *got, const char *full)
+{
+	g_assert_true(g_str_has_suffix(got, "..."));
+	g_assert_cmpint(strncmp(got, full, strlen(got) - 3), ==, 0);
+	g_assert_cmpuint(strlen(got), <, strlen(full));
 }
 
 static void
@@ -240,9 +248,10 @@ test_roundtrip(void)
 	g_assert_no_error(error);
 	assert_same(env, back);
 	g_assert_cmpstr(back->sender, ==, evil);
-	g_assert_cmpstr(back->client, ==, evil);
+	/* text fields are cut at their escaped bound; addresses never */
+	assert_cut(back->client, evil);
 	r = g_ptr_array_index(back->rcpts, 0);
-	g_assert_cmpstr(r->last_error, ==, evil);
+	assert_cut(r->last_error, evil);
 	g_assert_cmpstr(r->orig, ==, "alias@example.org");
 	g_assert_cmpstr(r->dsn, ==, "4.4.1");
 	g_assert_cmpuint(r->attempts, ==, 2);
@@ -250,7 +259,7 @@ test_roundtrip(void)
 	g_assert_cmpuint(r->history->len, ==, 2);
 	a = g_ptr_array_index(r->history, 1);
 	g_assert_cmpstr(a->host, ==, "host with space\r\n");
-	g_assert_cmpstr(a->reply, ==, evil);
+	assert_cut(a->reply, evil);
 	g_assert_true(back->smtputf8 && back->held && !back->notice_sent);
 	r = g_ptr_array_index(back->rcpts, 1);
 	g_assert_cmpint(r->state, ==, PB_RCPT_BOUNCED);
@@ -285,13 +294,136 @@ test_history_bound(void)
 		                         "451 4.2.0 later");
 	g_assert_cmpuint(r->history->len, ==, PB_QUEUE_MAX_HISTORY);
 	g_assert_cmpuint(r->attempts, ==, 101);
+	/* the first attempt stays, then the last ones */
 	a = g_ptr_array_index(r->history, 0);
-	g_assert_cmpint(a->time, ==, 1763900000 + 100 - PB_QUEUE_MAX_HISTORY);
+	g_assert_cmpint(a->time, ==, 1763800100);
+	a = g_ptr_array_index(r->history, PB_QUEUE_HISTORY_FIRST);
+	g_assert_cmpint(a->time, ==, 1763900000 + 100 - PB_QUEUE_HISTORY_LAST);
 	g_assert_cmpstr(r->last_error, ==, "451 4.2.0 later");
 	text = pb_envelope_format(env);
 	back = pb_envelope_parse(text->str, text->len, &error);
 	g_assert_no_error(error);
 	assert_same(env, back);
+}
+
+
+/* TEXT of LEN octets made of every byte but NUL, over and over. */
+static char *
+noise(gsize len)
+{
+	char *s = g_malloc(len + 1);
+
+	for (gsize i = 0; i < len; i++)
+		s[i] = (char)(1 + i % 255);
+	s[len] = '\0';
+	return s;
+}
+
+/* A recipient as runq leaves it after ATTEMPTS deferrals with long,
+ * hostile replies from a long host name, at the longest address. */
+static void
+defer_often(PbEnvelope *env, guint n, guint attempts)
+{
+	g_autofree char *reply = noise(1000);
+	g_autofree char *text = pb_sanitize_text(reply, 1000);
+	g_autofree char *host = g_strnfill(300, 'h');
+	g_autofree char *local = g_strnfill(64, 'l');
+
+	for (guint i = 0; i < n; i++) {
+		g_autofree char *domain = g_strnfill(256 - 65, 'd');
+		g_autofree char *addr = NULL;
+		PbRecipient *r;
+
+		g_snprintf(domain, 6, "%05u", i);
+		domain[5] = 'd';
+		addr = g_strdup_printf("%s@%s", local, domain);
+		g_assert_cmpuint(strlen(addr), ==, PB_ADDRESS_MAX_PATH);
+		r = pb_envelope_add_rcpt(env, addr);
+		r->orig = g_strdup(addr);
+		for (guint a = 0; a < attempts; a++) {
+			pb_recipient_add_attempt(r, 1763900000 + a, host, text);
+			g_free(r->dsn);
+			r->dsn = g_strdup(text);
+			g_free(r->last_error);
+			r->last_error = g_strdup(text);
+		}
+	}
+}
+
+/* 100 recipients deferred 70 times with 1000-character replies: the
+ * envelope stays under its bound per recipient and parses; so does the
+ * largest envelope there can be. */
+static void
+test_size_bound(void)
+{
+	g_autoptr(GError) error = NULL;
+	g_autoptr(PbEnvelope) env = pb_envelope_new();
+	g_autoptr(PbEnvelope) back = NULL;
+	g_autoptr(GString) text = NULL;
+	g_autoptr(GString) once = NULL;
+	PbRecipient *r;
+
+	env->id = pb_queue_new_id();
+	env->client = noise(1000);
+	defer_often(env, 100, 70);
+	text = pb_envelope_format(env);
+	g_assert_cmpuint(text->len, <=,
+	                 PB_QUEUE_HEADER_MAX_OCTETS +
+	                     100 * PB_QUEUE_RCPT_MAX_OCTETS);
+	g_assert_cmpuint(text->len, <, 1024 * 1024); /* the old limit */
+	back = pb_envelope_parse(text->str, text->len, &error);
+	g_assert_no_error(error);
+	r = g_ptr_array_index(back->rcpts, 99);
+	g_assert_cmpuint(r->attempts, ==, 70);
+	g_assert_cmpuint(r->history->len, ==, PB_QUEUE_MAX_HISTORY);
+	g_assert_cmpint(((PbAttempt *)r->history->pdata[0])->time, ==,
+	                1763900000);
+	/* written again, it is the same: a cut field is not cut twice */
+	once = pb_envelope_format(back);
+	g_assert_cmpstr(once->str, ==, text->str);
+	g_clear_pointer(&back, pb_envelope_free);
+	/* the most recipients there can be, each at its worst */
+	defer_often(env, PB_QUEUE_MAX_RCPTS - 100, PB_QUEUE_MAX_HISTORY + 1);
+	g_assert_true(pb_envelope_fits(env, &error));
+	g_string_free(text, TRUE);
+	text = pb_envelope_format(env);
+	g_assert_cmpuint(text->len, <=, PB_QUEUE_MAX_ENVELOPE);
+	back = pb_envelope_parse(text->str, text->len, &error);
+	g_assert_no_error(error);
+	g_assert_cmpuint(back->rcpts->len, ==, PB_QUEUE_MAX_RCPTS);
+	/* one more recipient does not fit */
+	pb_envelope_add_rcpt(env, "one@too.many");
+	g_assert_false(pb_envelope_fits(env, &error));
+	g_assert_error(error, PB_ERROR, PB_ERROR_PERM);
+}
+
+/* An envelope from before the bound (64 attempts of long replies kept)
+ * is read, and its history trimmed to the first and the last. */
+static void
+test_old_envelope(void)
+{
+	g_autoptr(GError) error = NULL;
+	g_autoptr(PbEnvelope) env = sample();
+	g_autoptr(PbEnvelope) back = NULL;
+	g_autoptr(GString) text = pb_envelope_format(env);
+	g_autofree char *reply = g_strnfill(3000, 'r');
+	PbRecipient *r;
+
+	/* sample's last recipient: append old-style attempts to it */
+	for (int i = 0; i < 64; i++)
+		g_string_append_printf(text, "attempt %d mx %s\n", 1763900000 + i,
+		                       reply);
+	back = pb_envelope_parse(text->str, text->len, &error);
+	g_assert_no_error(error);
+	r = g_ptr_array_index(back->rcpts, 1);
+	g_assert_cmpuint(r->history->len, ==, PB_QUEUE_MAX_HISTORY);
+	g_assert_cmpint(((PbAttempt *)r->history->pdata[0])->time, ==,
+	                1763900000);
+	g_assert_cmpint(((PbAttempt *)r->history->pdata[1])->time, ==,
+	                1763900000 + 64 - PB_QUEUE_HISTORY_LAST);
+	g_string_free(text, TRUE);
+	text = pb_envelope_format(back);
+	g_assert_cmpuint(text->len, <, 8 * 1024);
 }
 
 static void
@@ -650,6 +782,8 @@ main(int argc, char **argv)
 	g_test_add_func("/queue/envelope/null-sender", test_null_sender);
 	g_test_add_func("/queue/envelope/history-bound", test_history_bound);
 	g_test_add_func("/queue/envelope/malformed", test_malformed);
+	g_test_add_func("/queue/envelope/size-bound", test_size_bound);
+	g_test_add_func("/queue/envelope/old-history", test_old_envelope);
 	g_test_add_func("/queue/sanitize", test_sanitize);
 	ADD("/queue/lock/busy", test_lock);
 	ADD("/queue/lock/missing", test_lock_missing);
