@@ -1087,6 +1087,147 @@ pb_queue_entry_free(PbQueueEntry *e)
 	g_free(e);
 }
 
+/* ---- unreadable envelopes ---- */
+
+#define SALVAGE_READ (64 * 1024) /* what is read of a damaged envelope */
+#define SALVAGE_RCPTS 50         /* recipients it lists at most */
+
+/* A text field of a damaged envelope, for a human: unescaped if it can
+ * be, and sanitised either way. */
+static char *
+salvage_field(const char *raw)
+{
+	g_autofree char *plain = unescape(raw);
+
+	return pb_sanitize_text(plain ? plain : raw, 300);
+}
+
+char *
+pb_envelope_salvage(const char *text, gsize len)
+{
+	g_autoptr(GString) out = g_string_new(NULL);
+	g_autofree char *copy = g_strndup(text, len); /* cut at a NUL */
+	g_auto(GStrv) lines = g_strsplit(copy, "\n", -1);
+	guint rcpts = 0;
+
+	for (guint i = 0; lines[i] != NULL; i++) {
+		const char *l = lines[i];
+		g_auto(GStrv) f = NULL;
+
+		if (g_str_has_prefix(l, "sender ")) {
+			g_autofree char *v = salvage_field(l + 7);
+			g_string_append_printf(out, "sender: <%s>\n", v);
+		} else if (g_str_has_prefix(l, "arrival ")) {
+			g_autofree char *v = salvage_field(l + 8);
+			g_string_append_printf(out, "arrival: %s\n", v);
+		} else if (g_str_has_prefix(l, "rcpt ") &&
+		           g_strv_length(f = g_strsplit(l + 5, " ", 5)) == 5 &&
+		           rcpts++ < SALVAGE_RCPTS) {
+			g_autofree char *state = salvage_field(f[0]);
+			g_autofree char *v = salvage_field(f[4]);
+			g_string_append_printf(out, "recipient: <%s> (%s)\n", v,
+			                       state);
+		}
+	}
+	if (rcpts > SALVAGE_RCPTS)
+		g_string_append_printf(out, "and %u more recipients\n",
+		                       rcpts - SALVAGE_RCPTS);
+	if (out->len == 0)
+		g_string_append(out, "nothing (no sender, no recipient)\n");
+	return g_string_free(g_steal_pointer(&out), FALSE);
+}
+
+/* What can be read of env/ID: its first SALVAGE_READ octets. */
+static char *
+salvage_file(PbQueue *q, const char *id)
+{
+	g_autofree char *path = g_build_filename(q->env, id, NULL);
+	g_auto(PbFd) fd = open_regular(path, O_RDONLY, NULL);
+	g_autofree char *buf = NULL;
+	gsize used = 0;
+
+	if (fd < 0)
+		return g_strdup("nothing (the envelope cannot be opened)\n");
+	buf = g_malloc(SALVAGE_READ);
+	while (used < SALVAGE_READ) {
+		ssize_t n = read(fd, buf + used, SALVAGE_READ - used);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			break;
+		used += (gsize)n;
+	}
+	return pb_envelope_salvage(buf, used);
+}
+
+/* Links msg/ID to corrupt/ID.msg and moves env/ID to corrupt/ID.env,
+ * each step fsync'ed; a step found done already (a crash between) is
+ * skipped. The data is never without a name. */
+static gboolean
+move_to_corrupt(PbQueue *q, const char *id, GError **error)
+{
+	g_autofree char *dir = g_build_filename(q->dir, "corrupt", NULL);
+	g_autofree char *msg = g_build_filename(q->msg, id, NULL);
+	g_autofree char *env = g_build_filename(q->env, id, NULL);
+	g_autofree char *msg_name = g_strdup_printf("%s.msg", id);
+	g_autofree char *env_name = g_strdup_printf("%s.env", id);
+	g_autofree char *msg_to = g_build_filename(dir, msg_name, NULL);
+	g_autofree char *env_to = g_build_filename(dir, env_name, NULL);
+
+	if (!make_folder(dir, error))
+		return FALSE;
+	if (link(msg, msg_to) < 0 && errno != EEXIST)
+		return pb_throw_errno(error, "link %s", msg_to);
+	if (!pb_fsync_dir(dir, error))
+		return FALSE;
+	if (rename(env, env_to) < 0 && errno != ENOENT)
+		return pb_throw_errno(error, "rename %s", env);
+	if (!pb_fsync_dir(dir, error) || !pb_fsync_dir(q->env, error))
+		return FALSE;
+	/* left behind by a crash, msg/ID is an orphan clean_stale removes:
+	 * its data has a name in corrupt/ already */
+	if (unlink(msg) < 0 && errno != ENOENT)
+		return pb_throw_errno(error, "unlink %s", msg);
+	return TRUE;
+}
+
+int
+pb_queue_set_aside(PbQueue *q, const char *id, char **salvage,
+                   GError **error)
+{
+	g_autofree char *path = NULL;
+	g_autoptr(PbEnvelope) env = NULL;
+	g_auto(PbFd) fd = -1;
+
+	*salvage = NULL;
+	if (!valid_id(id)) {
+		g_set_error(error, PB_ERROR, PB_ERROR_NOTFOUND,
+		            "%s: not a queue id", id);
+		return -1;
+	}
+	path = g_build_filename(q->msg, id, NULL);
+	if ((fd = open_regular(path, O_RDONLY, error)) < 0)
+		return -1;
+	if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
+		g_set_error(error, PB_ERROR, PB_ERROR_BUSY,
+		            "queue %s: locked by another process", id);
+		return -1;
+	}
+	/* under the lock, the envelope may have been mended meanwhile */
+	if ((env = read_envelope(q, id, NULL)) != NULL) {
+		g_set_error(error, PB_ERROR, PB_ERROR_BUSY,
+		            "queue %s: the envelope is readable now", id);
+		return -1;
+	}
+	*salvage = salvage_file(q, id);
+	if (!move_to_corrupt(q, id, error)) {
+		g_prefix_error(error, "queue %s: ", id);
+		g_clear_pointer(salvage, g_free);
+		return -1;
+	}
+	return g_steal_fd(&fd);
+}
+
 static gint
 compare_ids(gconstpointer a, gconstpointer b)
 {
@@ -1304,6 +1445,38 @@ text_envelope(GString *out, const PbEnvelope *env)
 	g_string_append_c(out, '\n');
 }
 
+/* The entries set aside in corrupt/ (unreadable envelopes), one each:
+ * in JSON {"id": ID, "corrupt": true}; COMMA: entries came before. */
+static void
+list_corrupt(PbQueue *q, GString *out, gboolean json, gboolean comma)
+{
+	g_autofree char *dir = g_build_filename(q->dir, "corrupt", NULL);
+	g_autoptr(GPtrArray) names = list_dir(dir, FALSE, NULL);
+	g_autoptr(GHashTable) ids = g_hash_table_new(g_str_hash, g_str_equal);
+
+	if (names != NULL)
+		g_ptr_array_sort(names, compare_ids);
+	for (guint i = 0; names != NULL && i < names->len; i++) {
+		char *name = g_ptr_array_index(names, i);
+		char *dot = strrchr(name, '.');
+		if (dot == NULL || (strcmp(dot, ".env") && strcmp(dot, ".msg")))
+			continue;
+		*dot = '\0';
+		if (!valid_id(name) || !g_hash_table_add(ids, name))
+			continue;
+		if (json)
+			g_string_append_printf(out,
+			                       "%s{\"id\":\"%s\",\"corrupt\":true}",
+			                       comma ? "," : "", name);
+		else
+			g_string_append_printf(out,
+			                       "%s!  (unreadable envelope: set "
+			                       "aside in corrupt/)\n\n",
+			                       name);
+		comma = TRUE;
+	}
+}
+
 static void
 listing_close(GString *out, gboolean json, guint64 octets, guint n)
 {
@@ -1358,6 +1531,7 @@ pb_queue_format_listing(PbQueue *q, gboolean json, gint64 bounce_after,
 		octets += env->size;
 		n++;
 	}
+	list_corrupt(q, out, json, n > 0);
 	listing_close(out, json, octets, n);
 	return out;
 }

@@ -156,6 +156,20 @@ gboolean pb_queue_entry_remove(PbQueueEntry *e, GError **error);
 void pb_queue_entry_free(PbQueueEntry *e); /* unlocks */
 G_DEFINE_AUTOPTR_CLEANUP_FUNC(PbQueueEntry, pb_queue_entry_free)
 
+/* An entry whose envelope cannot be read (PB_ERROR_DATA from
+ * pb_queue_lock) is set aside, never deleted: under its lock, msg/ID is
+ * linked to QUEUE/corrupt/ID.msg and env/ID moved to corrupt/ID.env (as
+ * runq --check --repair does), each step fsync'ed. Returns a read-only
+ * fd of the data (locked; the caller closes it) and in *SALVAGE what
+ * could be read of the envelope (pb_envelope_salvage); -1 on failure
+ * (PB_ERROR_BUSY: locked, or readable again). */
+int pb_queue_set_aside(PbQueue *q, const char *id, char **salvage,
+                       GError **error);
+/* What a human can use of a damaged envelope's TEXT (pure, total: any
+ * bytes): "sender: <...>", "arrival: ...", "recipient: <...> (state)"
+ * lines, sanitised, at most 50 recipients listed. */
+char *pb_envelope_salvage(const char *text, gsize len);
+
 /* The ids in env/, sorted (oldest first). */
 GPtrArray *pb_queue_list(PbQueue *q, GError **error);
 /* The ids in env/ due at NOW (envelope mtime <= NOW: see queue.c), sorted:
@@ -174,7 +188,10 @@ char *pb_queue_new_id(void);
  * (JSON) an array of objects {id, size, arrival, sender, held,
  * notice_sent, bounce_at (arrival + BOUNCE_AFTER), recipients: [{address, orig,
  * state, attempts, last_attempt, next_attempt, last_error, dsn}]}. Entries that
- * vanish meanwhile are skipped; unreadable ones are shown in the text form. */
+ * vanish meanwhile are skipped; unreadable ones are shown in the text form.
+ * Entries set aside in corrupt/ (pb_queue_set_aside) come last: a line
+ * "ID!  (unreadable envelope: set aside in corrupt/)", or in JSON
+ * {id, corrupt: true}. */
 GString *pb_queue_format_listing(PbQueue *q, gboolean json, gint64 bounce_after,
                                  GError **error);
 

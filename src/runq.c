@@ -636,6 +636,36 @@ run_jobs(Run *run)
 	g_ptr_array_set_size(run->held, 0);
 }
 
+/* An entry whose envelope cannot be read (WHY) never ends silently: it
+ * is set aside with its data (queue.c), counted, logged, and postmaster
+ * gets a notice with the message's header and what could be read of the
+ * envelope; the notice is delivered in this same run. */
+static void
+unreadable(Run *run, const char *id, const GError *why)
+{
+	g_autoptr(GError) error = NULL;
+	g_autofree char *salvage = NULL;
+	g_autofree char *notice = NULL;
+	g_auto(PbFd) fd = pb_queue_set_aside(run->q, id, &salvage, &error);
+
+	if (fd < 0 && g_error_matches(error, PB_ERROR, PB_ERROR_BUSY))
+		return; /* another process has it, or it was mended */
+	run->stats->corrupt++;
+	if (fd < 0) {
+		pb_log_error(id, "envelope unreadable (%s); cannot set it "
+			     "aside: %s", why->message, error->message);
+		return;
+	}
+	pb_log_error(id, "envelope unreadable (%s): set aside as corrupt/%s.env "
+		     "and corrupt/%s.msg", why->message, id, id);
+	if (!pb_dsn_queue_unreadable(run->q, run->cfg, id, why->message,
+				     salvage, fd, run->now, &notice, &error))
+		pb_log_error(id, "cannot queue the postmaster notification: %s",
+			     error->message);
+	else
+		g_ptr_array_add(run->ids, g_steal_pointer(&notice));
+}
+
 static void
 process(Run *run, const char *id)
 {
@@ -648,6 +678,8 @@ process(Run *run, const char *id)
 	if (entry == NULL) {
 		if (g_error_matches(error, PB_ERROR, PB_ERROR_BUSY))
 			run->stats->busy++;
+		else if (g_error_matches(error, PB_ERROR, PB_ERROR_DATA))
+			unreadable(run, id, error);
 		else if (!g_error_matches(error, PB_ERROR, PB_ERROR_NOTFOUND))
 			pb_log_error(id, "skipped: %s", error->message);
 		return;

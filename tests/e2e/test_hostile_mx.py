@@ -180,3 +180,86 @@ def test_a_killed_delivery_process_does_not_stop_the_run(inst, hostile):
     assert "delivery process for hostile.test killed by signal 11 " \
         "(Segmentation fault): 1 recipient deferred" in log
     assert "status=expired" in log
+
+
+@pytest.mark.parametrize("damage", ["garbage", "oversized"])
+def test_unreadable_envelope_is_set_aside_and_reported(inst, hostile, damage):
+    """An envelope that cannot be read (a bad record, or over the size
+    limit) never ends silently: runq sets the entry aside with its data,
+    says so (log, exit status 65, mailq), and postmaster gets a notice
+    with the queue id, what could be read and the message's header."""
+    hostile(answer=0)
+    inst.send(["x@hostile.test"], MSG, sender="bob@example.net")
+    (qid,) = [e["id"] for e in inst.mailq_json()]
+    env = inst.queue / "env" / qid
+    text = env.read_bytes()
+    if damage == "garbage":
+        text += b"no such record\n"
+    else:  # past the fixed limit (about 7.9 MB)
+        text += (b"attempt 1 mx " + b"x" * 1000 + b"\n") * 8200
+    env.write_bytes(text)
+    inst._own()
+    proc = inst.run("runq", timeout=60)
+    assert proc.returncode == 65, proc.stderr
+    assert b"unreadable envelope set aside" in proc.stderr
+    corrupt = inst.queue / "corrupt"
+    assert sorted(p.name for p in corrupt.iterdir()) == [qid + ".env",
+                                                         qid + ".msg"]
+    assert (corrupt / (qid + ".msg")).read_bytes().endswith(MSG)
+    assert not env.exists() and not (inst.queue / "msg" / qid).exists()
+    log = inst.log_text()
+    assert "%s: envelope unreadable" % qid in log
+    assert {"id": qid, "corrupt": True} in inst.mailq_json()
+    listing = inst.run("mailq").stdout.decode()
+    assert qid + "!  (unreadable envelope: set aside in corrupt/)" in listing
+    # the notice was delivered to postmaster (alice) in the same run
+    (notice,) = [email.message_from_bytes(p.read_bytes())
+                 for p in inst.messages("alice@example.org")]
+    assert notice["Subject"] == \
+        "Queue entry %s set aside: its envelope is unreadable" % qid
+    assert notice["To"] == "<postmaster@example.org>"
+    body = notice.get_payload()[0].get_payload()
+    assert "corrupt/%s.msg" % qid in body
+    assert "sender: <bob@example.net>" in body
+    assert "recipient: <x@hostile.test> (pending)" in body
+    headers = notice.get_payload()[1].get_payload()
+    assert "Subject: hostile" in str(headers)
+    # told once: the next run has nothing to report
+    assert inst.run("runq").returncode == 0
+    assert len(inst.messages("alice@example.org")) == 1
+
+
+def test_long_deferrals_keep_the_envelope_small(inst, hostile):
+    """A server that defers with long replies, again and again, cannot
+    grow the envelope past its bound: the first and the last attempts are
+    kept, the replies cut."""
+    mx = hostile()
+    long = b"451 4.3.0 " + b"\x01very long reply " * 200
+
+    def serve(conn):
+        with conn, conn.makefile("rb") as f:
+            conn.sendall(b"220 hostile.test ESMTP\r\n")
+            for line in f:
+                verb = line[:4].upper()
+                if verb == b"EHLO":
+                    conn.sendall(b"250 hostile.test\r\n")
+                elif verb == b"MAIL":
+                    conn.sendall(b"250 ok\r\n")
+                elif verb == b"RCPT":
+                    conn.sendall(long + b"\r\n")
+                elif verb == b"QUIT":
+                    conn.sendall(b"221 bye\r\n")
+                    return
+                else:
+                    conn.sendall(b"503 no\r\n")
+    mx._serve = serve
+    rcpts = ["r%d@hostile.test" % i for i in range(20)]
+    inst.send(rcpts, MSG, sender="bob@example.net")
+    for _ in range(16):
+        runq(inst, "-f")
+    (qid,) = [e["id"] for e in inst.mailq_json()]
+    size = (inst.queue / "env" / qid).stat().st_size
+    assert size < 20 * 6 * 1024, size  # 16 attempts kept: about 240 KB
+    r = recipients(inst)["r7@hostile.test"]
+    assert r["attempts"] == 16 and r["last_error"].startswith("451 4.3.0")
+    assert r["last_error"].endswith("...")
