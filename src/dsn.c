@@ -173,6 +173,12 @@ text_rcpt(GString *out, PbDsnKind kind, const PbRecipient *r)
 	for (guint a = kind == PB_DSN_FAILED && n > 0 ? n - 1 : 0; a < n; a++) {
 		const PbAttempt *at = g_ptr_array_index(r->history, a);
 		g_autofree char *when = rfc5322_date(at->time);
+
+		/* the queue keeps the first attempts and the last ones */
+		if (kind == PB_DSN_DELAYED && a == PB_QUEUE_HISTORY_FIRST &&
+		    r->attempts > n)
+			g_string_append_printf(out, "    (%u more attempts)\r\n",
+			                       r->attempts - n);
 		g_string_append_printf(out, "    %s  %s\r\n", when,
 		                       at->host ? at->host : "");
 		g_string_append(out, "        ");

@@ -459,6 +459,15 @@ start_child(Run *run, Job *job, int *rfd)
 	return pid;
 }
 
+static gboolean
+given(const PbRemoteMessage *msg, guint ri)
+{
+	for (guint j = 0; j < msg->rcpts->len; j++)
+		if (g_array_index(msg->rcpts, guint, j) == ri)
+			return TRUE;
+	return FALSE;
+}
+
 /* In the parent: applies one line a child reported. */
 static void
 apply(Run *run, Job *job, char *line)
@@ -490,7 +499,8 @@ apply(Run *run, Job *job, char *line)
 	}
 	held = g_ptr_array_index(job->held, m);
 	env = pb_queue_entry_envelope(held->entry);
-	if (ri >= env->rcpts->len)
+	/* only a recipient the job was given, and only once (below) */
+	if (!given(g_ptr_array_index(job->messages, m), (guint)ri))
 		goto bad;
 	/* the TLS outcome rides with the host, so mailq shows it */
 	host = *fields[1] ? g_strdup_printf("%s tls=%s", fields[1], fields[2])

@@ -426,6 +426,34 @@ test_old_envelope(void)
 	g_assert_cmpuint(text->len, <, 8 * 1024);
 }
 
+
+/* What a human can use of a damaged envelope: sender and recipients,
+ * sanitised, whatever the bytes around them. */
+static void
+test_salvage(void)
+{
+	static const char text[] = "pillarbox-envelope 1\nsender a\\x0Db@c\n"
+	                           "garbage \x01\xff\n"
+	                           "rcpt pending 1 2 3 x@y\nrcpt bad\n"
+	                           "rcpt sent 0 0 0 \xe2\x82\xac@z\nrcpt";
+	g_autofree char *got = pb_envelope_salvage(text, sizeof text - 1);
+	g_autofree char *none = pb_envelope_salvage("\0\0\n\n", 4);
+	g_autoptr(GString) many = g_string_new(NULL);
+	g_autofree char *listed = NULL;
+
+	g_assert_cmpstr(got, ==,
+	                "sender: <a\\x0Db@c>\n"
+	                "recipient: <x@y> (pending)\n"
+	                "recipient: <\\xE2\\x82\\xAC@z> (sent)\n");
+	g_assert_cmpstr(none, ==, "nothing (no sender, no recipient)\n");
+	for (int i = 0; i < 60; i++)
+		g_string_append_printf(many, "rcpt pending 0 0 0 r%d@x\n", i);
+	listed = pb_envelope_salvage(many->str, many->len);
+	g_assert_nonnull(strstr(listed, "<r49@x>"));
+	g_assert_null(strstr(listed, "<r50@x>"));
+	g_assert_true(g_str_has_suffix(listed, "and 10 more recipients\n"));
+}
+
 static void
 test_malformed(void)
 {
@@ -782,6 +810,7 @@ main(int argc, char **argv)
 	g_test_add_func("/queue/envelope/null-sender", test_null_sender);
 	g_test_add_func("/queue/envelope/history-bound", test_history_bound);
 	g_test_add_func("/queue/envelope/malformed", test_malformed);
+	g_test_add_func("/queue/envelope/salvage", test_salvage);
 	g_test_add_func("/queue/envelope/size-bound", test_size_bound);
 	g_test_add_func("/queue/envelope/old-history", test_old_envelope);
 	g_test_add_func("/queue/sanitize", test_sanitize);
