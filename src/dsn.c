@@ -177,8 +177,8 @@ text_rcpt(GString *out, PbDsnKind kind, const PbRecipient *r)
 		/* the queue keeps the first attempts and the last ones */
 		if (kind == PB_DSN_DELAYED && a == PB_QUEUE_HISTORY_FIRST &&
 		    r->attempts > n)
-			g_string_append_printf(out, "    (%u more attempts)\r\n",
-			                       r->attempts - n);
+			g_string_append_printf(
+			    out, "    (%u more attempts)\r\n", r->attempts - n);
 		g_string_append_printf(out, "    %s  %s\r\n", when,
 		                       at->host ? at->host : "");
 		g_string_append(out, "        ");

@@ -20,7 +20,7 @@
 #include "queue.h"
 
 typedef enum {
-	PB_DSN_FAILED,	/* covers the recipients in state PB_RCPT_FAILED */
+	PB_DSN_FAILED,  /* covers the recipients in state PB_RCPT_FAILED */
 	PB_DSN_DELAYED, /* covers the recipients in state PB_RCPT_PENDING */
 } PbDsnKind;
 
@@ -29,8 +29,8 @@ typedef enum {
  * *NEW_ID (optional) is set to the new queue id, or NULL when nothing was
  * queued (a double bounce of a double bounce, logged). */
 gboolean pb_dsn_queue(PbQueue *q, const PbConfig *cfg, PbDsnKind kind,
-		      const PbEnvelope *env, int data_fd, gint64 now,
-		      char **new_id, GError **error);
+                      const PbEnvelope *env, int data_fd, gint64 now,
+                      char **new_id, GError **error);
 
 /* A notice to postmaster (from <>) that queue entry ID was set aside
  * because its envelope is unreadable (REASON), with what could be read of

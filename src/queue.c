@@ -755,12 +755,15 @@ create_envelope_tmp(PbQueue *q, const char *id, char **tmp, GError **error)
 {
 	g_autofree char *name = g_strdup_printf("%s.%ld", id, (long)getpid());
 	g_autofree char *path = g_build_filename(q->tmp, name, NULL);
-	int fd = open(path, O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC | O_NOFOLLOW, 0600);
+	int fd = open(
+	    path, O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC | O_NOFOLLOW, 0600);
 
 	if (fd < 0 && errno == EEXIST) {
 		/* left by a process of ours that died with this pid */
 		(void)unlink(path);
-		fd = open(path, O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC | O_NOFOLLOW, 0600);
+		fd = open(path,
+		          O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC | O_NOFOLLOW,
+		          0600);
 	}
 	if (fd < 0)
 		pb_throw_errno(error, "create %s", path);
@@ -774,7 +777,7 @@ create_envelope_tmp(PbQueue *q, const char *id, char **tmp, GError **error)
  * journaled with its source, so tmp/ needs no fsync. */
 static gboolean
 finish_envelope(PbQueue *q, const PbEnvelope *env, int fd, const char *tmp,
-		GError **error)
+                GError **error)
 {
 	g_autoptr(GString) text = pb_envelope_format(env);
 	g_autofree char *path = g_build_filename(q->env, env->id, NULL);
@@ -811,8 +814,9 @@ pb_queue_tx_begin(PbQueue *q, GError **error)
 	for (int tries = 0; tries < 100; tries++) {
 		g_autofree char *id = pb_queue_new_id();
 		g_autofree char *path = g_build_filename(q->msg, id, NULL);
-		int fd =
-		    open(path, O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC | O_NOFOLLOW, 0600);
+		int fd = open(
+		    path, O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC | O_NOFOLLOW,
+		    0600);
 		PbQueueTx *tx;
 
 		if (fd < 0 && errno == EEXIST)
@@ -834,7 +838,7 @@ pb_queue_tx_begin(PbQueue *q, GError **error)
 		 * dot. A crash leaves only what clean_stale removes. */
 		if (!pb_fsync_dir(q->msg, error) ||
 		    (tx->env_fd = create_envelope_tmp(q, tx->id, &tx->env_tmp,
-						      error)) < 0) {
+		                                      error)) < 0) {
 			temp_failure(error);
 			pb_queue_tx_abort(tx);
 			return NULL;
@@ -935,9 +939,10 @@ gboolean
 pb_envelope_fits(const PbEnvelope *env, GError **error)
 {
 	if (env->rcpts->len > PB_QUEUE_MAX_RCPTS) {
-		g_set_error(error, PB_ERROR, PB_ERROR_PERM,
-		            "5.5.3 too many recipients: %u (at most %d a message)",
-		            env->rcpts->len, PB_QUEUE_MAX_RCPTS);
+		g_set_error(
+		    error, PB_ERROR, PB_ERROR_PERM,
+		    "5.5.3 too many recipients: %u (at most %d a message)",
+		    env->rcpts->len, PB_QUEUE_MAX_RCPTS);
 		return FALSE;
 	}
 	if (strlen(env->sender) > PB_ADDRESS_MAX_PATH)
@@ -977,7 +982,7 @@ pb_queue_tx_commit(PbQueueTx *tx, PbEnvelope *env, GError **error)
 		/* finish_envelope closes it and removes the file */
 		g_autofree char *tmp = g_steal_pointer(&tx->env_tmp);
 		if (finish_envelope(tx->q, env, g_steal_fd(&tx->env_fd), tmp,
-				    error)) {
+		                    error)) {
 			tx_free(tx);
 			return TRUE;
 		}
@@ -1192,8 +1197,7 @@ move_to_corrupt(PbQueue *q, const char *id, GError **error)
 }
 
 int
-pb_queue_set_aside(PbQueue *q, const char *id, char **salvage,
-                   GError **error)
+pb_queue_set_aside(PbQueue *q, const char *id, char **salvage, GError **error)
 {
 	g_autofree char *path = NULL;
 	g_autoptr(PbEnvelope) env = NULL;
@@ -1465,9 +1469,9 @@ list_corrupt(PbQueue *q, GString *out, gboolean json, gboolean comma)
 		if (!valid_id(name) || !g_hash_table_add(ids, name))
 			continue;
 		if (json)
-			g_string_append_printf(out,
-			                       "%s{\"id\":\"%s\",\"corrupt\":true}",
-			                       comma ? "," : "", name);
+			g_string_append_printf(
+			    out, "%s{\"id\":\"%s\",\"corrupt\":true}",
+			    comma ? "," : "", name);
 		else
 			g_string_append_printf(out,
 			                       "%s!  (unreadable envelope: set "

@@ -109,8 +109,9 @@ settle(Remote *r, const PbRemoteMessage *m, const PbSmtpResult *res,
 		const char *lost;
 
 		if (why != NULL && why->code / 100 == 2)
-			why = j < res->rcpt->len ? g_ptr_array_index(res->rcpt, j)
-			                         : NULL;
+			why = j < res->rcpt->len
+			          ? g_ptr_array_index(res->rcpt, j)
+			          : NULL;
 		if (why != NULL && why->code / 100 == 2)
 			why = res->data && res->data->code != 354 ? res->data
 			                                          : res->final;

@@ -213,13 +213,16 @@ fits_expanded(const PbEnvelope *env, GPtrArray *targets, GError **error)
 			    "(at most %d a message)", PB_QUEUE_MAX_RCPTS);
 		return FALSE;
 	}
-	for (guint i = 0; i < targets->len; i++)
-		if (strlen(g_ptr_array_index(targets, i)) > PB_ADDRESS_MAX_PATH) {
+	for (guint i = 0; i < targets->len; i++) {
+		const char *t = g_ptr_array_index(targets, i);
+		if (strlen(t) > PB_ADDRESS_MAX_PATH) {
 			g_set_error(error, PB_ERROR, PB_ERROR_PERM,
 				    "5.1.3 the alias expands to an address "
-				    "longer than %d octets", PB_ADDRESS_MAX_PATH);
+				    "longer than %d octets",
+				    PB_ADDRESS_MAX_PATH);
 			return FALSE;
 		}
+	}
 	return TRUE;
 }
 
@@ -566,8 +569,10 @@ defer_unreported(Run *run, Job *job, int status)
 		}
 	}
 	if (n > 0 || !WIFEXITED(status) || WEXITSTATUS(status) != 0)
-		pb_log_error(NULL, "delivery process for %s %s: %u recipient%s "
-			     "deferred", job->domain, how, n, n == 1 ? "" : "s");
+		pb_log_error(NULL,
+			     "delivery process for %s %s: %u recipient%s "
+			     "deferred",
+			     job->domain, how, n, n == 1 ? "" : "s");
 }
 
 /* Reads what a child wrote; FALSE at its end. */
@@ -666,8 +671,10 @@ unreadable(Run *run, const char *id, const GError *why)
 			     "aside: %s", why->message, error->message);
 		return;
 	}
-	pb_log_error(id, "envelope unreadable (%s): set aside as corrupt/%s.env "
-		     "and corrupt/%s.msg", why->message, id, id);
+	pb_log_error(id,
+		     "envelope unreadable (%s): set aside as "
+		     "corrupt/%s.env and corrupt/%s.msg",
+		     why->message, id, id);
 	if (!pb_dsn_queue_unreadable(run->q, run->cfg, id, why->message,
 				     salvage, fd, run->now, &notice, &error))
 		pb_log_error(id, "cannot queue the postmaster notification: %s",

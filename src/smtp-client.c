@@ -355,22 +355,23 @@ send_body(PbSmtpClient *c, PbSmtpResult *res, int fd, guint64 size)
 	guint64 off = 0;
 
 	while (off < size) {
-		ssize_t n = pread(fd, buf, (size_t)MIN(CHUNK, size - off),
-		                  (off_t)off);
+		ssize_t n =
+		    pread(fd, buf, (size_t)MIN(CHUNK, size - off), (off_t)off);
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n < 0)
 			return give_up(res,
 			               "cannot read the queued message after "
-			               "%" G_GUINT64_FORMAT " of %" G_GUINT64_FORMAT
-			               " octets",
+			               "%" G_GUINT64_FORMAT
+			               " of %" G_GUINT64_FORMAT " octets",
 			               off, size);
 		if (n == 0)
-			return give_up(res,
-			               "the queued message has %" G_GUINT64_FORMAT
-			               " octets, not the %" G_GUINT64_FORMAT
-			               " its envelope records",
-			               off, size);
+			return give_up(
+			    res,
+			    "the queued message has %" G_GUINT64_FORMAT
+			    " octets, not the %" G_GUINT64_FORMAT
+			    " its envelope records",
+			    off, size);
 		g_string_truncate(out, 0);
 		pb_smtp_stuff(&st, buf, (gsize)n, out);
 		if (!pb_conn_write(c->conn, out->str, out->len, NULL))

@@ -105,11 +105,13 @@ typedef struct {
 	gboolean bol; /* the next octet starts a line */
 	gboolean cr;  /* a CR was seen, its line end not yet written */
 } PbSmtpStuffer;
-#define PB_SMTP_STUFFER_INIT {TRUE, FALSE}
+#define PB_SMTP_STUFFER_INIT                                                   \
+	{                                                                      \
+		TRUE, FALSE                                                    \
+	}
 
 /* Appends IN (LEN octets of the message) to OUT, at most 2 LEN + 2. */
-void pb_smtp_stuff(PbSmtpStuffer *st, const char *in, gsize len,
-                   GString *out);
+void pb_smtp_stuff(PbSmtpStuffer *st, const char *in, gsize len, GString *out);
 /* Ends the last line if it is open, then the final ".\r\n". */
 void pb_smtp_stuff_end(PbSmtpStuffer *st, GString *out);
 

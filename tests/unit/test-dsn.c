@@ -622,7 +622,6 @@ test_smtputf8(F *f, gconstpointer data)
 
 #define ADD(path, fn) g_test_add(path, F, NULL, setup, fn, teardown)
 
-
 /* The notice on an unreadable envelope: to postmaster from <>, naming
  * the entry and its files, with what was salvaged (sanitised) and the
  * header attached, the body not. */
@@ -638,7 +637,8 @@ test_unreadable(F *f, gconstpointer data)
 
 	g_assert_true(pb_dsn_queue_unreadable(
 	    f->q, f->cfg, f->orig_id, "malformed envelope (line 9)",
-	    "sender: <s@example.com>\nrecipient: <a@b> (pending)\n\x01" "evil\n",
+	    "sender: <s@example.com>\nrecipient: <a@b> (pending)\n\x01"
+	    "evil\n",
 	    f->fd, 1763900000, &id, &error));
 	g_assert_no_error(error);
 	out = pb_queue_read_envelope(f->q, id, &error);

@@ -150,8 +150,8 @@ test_commit_fails(Fixture *f, gconstpointer data)
 	g_assert_no_error(error);
 	/* the envelope's file is made with the transaction */
 	g_assert_cmpuint(count_files(f->dir, "tmp"), ==, 1);
-	g_assert_true(pb_queue_tx_write(tx, "Subject: x\r\n\r\nx\r\n", 17,
-	                                &error));
+	g_assert_true(
+	    pb_queue_tx_write(tx, "Subject: x\r\n\r\nx\r\n", 17, &error));
 	g_assert_cmpint(rmdir(envdir), ==, 0);
 	g_assert_true(g_file_set_contents(envdir, "", 0, NULL));
 	pb_envelope_add_rcpt(env, "bob@example.net");
@@ -306,7 +306,6 @@ test_history_bound(void)
 	assert_same(env, back);
 }
 
-
 /* TEXT of LEN octets made of every byte but NUL, over and over. */
 static char *
 noise(gsize len)
@@ -411,8 +410,8 @@ test_old_envelope(void)
 
 	/* sample's last recipient: append old-style attempts to it */
 	for (int i = 0; i < 64; i++)
-		g_string_append_printf(text, "attempt %d mx %s\n", 1763900000 + i,
-		                       reply);
+		g_string_append_printf(text, "attempt %d mx %s\n",
+		                       1763900000 + i, reply);
 	back = pb_envelope_parse(text->str, text->len, &error);
 	g_assert_no_error(error);
 	r = g_ptr_array_index(back->rcpts, 1);
@@ -425,7 +424,6 @@ test_old_envelope(void)
 	text = pb_envelope_format(back);
 	g_assert_cmpuint(text->len, <, 8 * 1024);
 }
-
 
 /* What a human can use of a damaged envelope: sender and recipients,
  * sanitised, whatever the bytes around them. */
@@ -714,7 +712,8 @@ static void
 test_listing(Fixture *f, gconstpointer data)
 {
 	g_autoptr(GError) error = NULL;
-	g_autoptr(GString) empty = pb_queue_format_listing(f->q, FALSE, 3600, &error);
+	g_autoptr(GString) empty =
+	    pb_queue_format_listing(f->q, FALSE, 3600, &error);
 	g_autoptr(GString) text = NULL;
 	g_autoptr(GString) json = NULL;
 	g_autofree char *id = queue_one(f, "abc\r\n", "b\"o\\b@example.net");
@@ -745,7 +744,6 @@ test_listing(Fixture *f, gconstpointer data)
 	    strstr(json->str, "\"state\":\"pending\",\"attempts\":1"));
 	g_assert_true(g_str_has_suffix(json->str, "}]\n"));
 }
-
 
 /* A queue entry that is a symbolic link (msg/ID to a file the queue's
  * user may read, env/ID likewise) or not a regular file is refused with

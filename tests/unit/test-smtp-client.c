@@ -8,8 +8,8 @@
 
 #include <arpa/inet.h>
 #include <fcntl.h>
-#include <signal.h>
 #include <netinet/in.h>
+#include <signal.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -287,7 +287,6 @@ test_endless_and_silent(void)
 	finish(&f);
 }
 
-
 /* Replaces the queued message by TEXT (LEN octets). */
 static void
 set_message(F *f, const char *text, gsize len)
@@ -321,14 +320,21 @@ static void
 test_lost_during_rcpts(void)
 {
 	static const char *const after_mail[] = {
-	    GREET_PIPELINING, "<MAIL", "<RCPT", "<RCPT",
-	    "<RCPT",          "<DATA", "250 2.1.0 ok\r\n", NULL};
+	    GREET_PIPELINING,   "<MAIL", "<RCPT", "<RCPT", "<RCPT", "<DATA",
+	    "250 2.1.0 ok\r\n", NULL};
 	static const char *const after_one[] = {
-	    GREET_PIPELINING, "<MAIL", "<RCPT", "<RCPT", "<RCPT", "<DATA",
-	    "250 2.1.0 ok\r\n250 2.1.5 ok\r\n", NULL};
+	    GREET_PIPELINING,
+	    "<MAIL",
+	    "<RCPT",
+	    "<RCPT",
+	    "<RCPT",
+	    "<DATA",
+	    "250 2.1.0 ok\r\n250 2.1.5 ok\r\n",
+	    NULL};
 	static const char *const unpipelined[] = {
-	    "220 mx\r\n", "<EHLO", "250 mx\r\n", "<MAIL", "250 ok\r\n",
-	    "<RCPT", "550 5.1.1 no\r\n", "<RCPT", NULL};
+	    "220 mx\r\n", "<EHLO", "250 mx\r\n",       "<MAIL",
+	    "250 ok\r\n", "<RCPT", "550 5.1.1 no\r\n", "<RCPT",
+	    NULL};
 	const char *const *scripts[] = {after_mail, after_one, unpipelined};
 	const guint answered[] = {0, 1, 1};
 
@@ -350,15 +356,14 @@ test_lost_during_rcpts(void)
 	}
 }
 
-static const char *const accept_all[] = {
-    GREET_PIPELINING,
-    "<MAIL",
-    "<RCPT",
-    "<DATA",
-    "250 ok\r\n250 ok\r\n354 go\r\n",
-    "DATA>",
-    "250 2.0.0 queued\r\n",
-    NULL};
+static const char *const accept_all[] = {GREET_PIPELINING,
+                                         "<MAIL",
+                                         "<RCPT",
+                                         "<DATA",
+                                         "250 ok\r\n250 ok\r\n354 go\r\n",
+                                         "DATA>",
+                                         "250 2.0.0 queued\r\n",
+                                         NULL};
 
 /* Exactly the recorded size goes out, however long the file. */
 static void
@@ -500,8 +505,14 @@ static void
 test_remote_lost_during_rcpts(void)
 {
 	static const char *const script[] = {
-	    GREET_PIPELINING, "<MAIL", "<RCPT", "<RCPT", "<RCPT", "<DATA",
-	    "250 2.1.0 ok\r\n550 5.1.1 no such user\r\n", NULL};
+	    GREET_PIPELINING,
+	    "<MAIL",
+	    "<RCPT",
+	    "<RCPT",
+	    "<RCPT",
+	    "<DATA",
+	    "250 2.1.0 ok\r\n550 5.1.1 no such user\r\n",
+	    NULL};
 	g_autoptr(PbConfig) cfg = NULL;
 	g_autoptr(PbEnvelope) env = pb_envelope_new();
 	g_autoptr(GPtrArray) msgs = g_ptr_array_new();
