@@ -9,13 +9,12 @@ import signal
 import socket
 import subprocess
 import threading
-import time
 
 import pytest
 
+from test_remote import FAKETIME, reports, runq
 from util import wait_for
 
-FAKETIME = "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1"
 MSG = b"From: alice@example.org\r\nSubject: hostile\r\n\r\nHello.\r\n"
 
 
@@ -89,26 +88,6 @@ def hostile(inst):
     yield make
     for mx in servers:
         mx.close()
-
-
-def runq(inst, *args, fake=None):
-    env = None
-    if fake:
-        env = {"LD_PRELOAD": FAKETIME, "FAKETIME": fake,
-               "FAKETIME_DONT_FAKE_MONOTONIC": "1",
-               "ASAN_OPTIONS": "verify_asan_link_order=0:detect_leaks=1"}
-    proc = inst.run("runq", *args, env=env, timeout=60)
-    assert proc.returncode == 0, proc.stderr
-    return proc
-
-
-def reports(inst):
-    out = []
-    for path in inst.messages("alice@example.org"):
-        msg = email.message_from_bytes(path.read_bytes())
-        if msg.get_content_type() == "multipart/report":
-            out.append(msg)
-    return out
 
 
 def recipients(inst):

@@ -300,6 +300,11 @@ set_message(F *f, const char *text, gsize len)
 	"220 mx.example.net ESMTP\r\n", "<EHLO",                               \
 	    "250-mx.example.net\r\n250 PIPELINING\r\n"
 
+/* The greeting, EHLO with PIPELINING, then MAIL, three RCPTs and DATA
+ * read at once. */
+#define THREE_PIPELINED                                                        \
+	GREET_PIPELINING, "<MAIL", "<RCPT", "<RCPT", "<RCPT", "<DATA"
+
 static PbSmtpResult *
 send_three(F *f, const char *const *script)
 {
@@ -319,18 +324,10 @@ send_three(F *f, const char *const *script)
 static void
 test_lost_during_rcpts(void)
 {
-	static const char *const after_mail[] = {
-	    GREET_PIPELINING,   "<MAIL", "<RCPT", "<RCPT", "<RCPT", "<DATA",
-	    "250 2.1.0 ok\r\n", NULL};
+	static const char *const after_mail[] = {THREE_PIPELINED,
+	                                         "250 2.1.0 ok\r\n", NULL};
 	static const char *const after_one[] = {
-	    GREET_PIPELINING,
-	    "<MAIL",
-	    "<RCPT",
-	    "<RCPT",
-	    "<RCPT",
-	    "<DATA",
-	    "250 2.1.0 ok\r\n250 2.1.5 ok\r\n",
-	    NULL};
+	    THREE_PIPELINED, "250 2.1.0 ok\r\n250 2.1.5 ok\r\n", NULL};
 	static const char *const unpipelined[] = {
 	    "220 mx\r\n", "<EHLO", "250 mx\r\n",       "<MAIL",
 	    "250 ok\r\n", "<RCPT", "550 5.1.1 no\r\n", "<RCPT",
@@ -365,22 +362,30 @@ static const char *const accept_all[] = {GREET_PIPELINING,
                                          "250 2.0.0 queued\r\n",
                                          NULL};
 
+/* One transaction of SIZE octets of the message for one recipient. */
+static PbSmtpResult *
+send_one(F *f, guint64 size)
+{
+	char *rcpts[] = {"a@example.net", NULL};
+	g_autoptr(PbSmtpReply) refusal = NULL;
+	g_autoptr(GError) error = NULL;
+
+	g_assert_true(pb_smtp_client_start(f->c, &refusal, &error));
+	return pb_smtp_client_send(f->c, "s@example.org", rcpts, f->msg_fd,
+	                           size, FALSE);
+}
+
 /* Exactly the recorded size goes out, however long the file. */
 static void
 test_exact_size(void)
 {
 	static const char text[] = "Subject: a\r\n\r\nbody\r\nTRAILING GARBAGE";
-	char *rcpts[] = {"a@example.net", NULL};
-	g_autoptr(PbSmtpReply) refusal = NULL;
-	g_autoptr(GError) error = NULL;
 	g_autoptr(PbSmtpResult) res = NULL;
 	F f = {0};
 
 	start(&f, accept_all);
 	set_message(&f, text, strlen(text));
-	g_assert_true(pb_smtp_client_start(f.c, &refusal, &error));
-	res = pb_smtp_client_send(f.c, "s@example.org", rcpts, f.msg_fd,
-	                          strlen("Subject: a\r\n\r\nbody\r\n"), FALSE);
+	res = send_one(&f, strlen("Subject: a\r\n\r\nbody\r\n"));
 	g_assert_false(res->dropped);
 	g_assert_cmpuint(res->final->code, ==, 250);
 	wait_server(&f);
@@ -396,16 +401,11 @@ test_exact_size(void)
 static void
 test_short_file(void)
 {
-	char *rcpts[] = {"a@example.net", NULL};
-	g_autoptr(PbSmtpReply) refusal = NULL;
-	g_autoptr(GError) error = NULL;
 	g_autoptr(PbSmtpResult) res = NULL;
 	F f = {0};
 
 	start(&f, accept_all);
-	g_assert_true(pb_smtp_client_start(f.c, &refusal, &error));
-	res = pb_smtp_client_send(f.c, "s@example.org", rcpts, f.msg_fd,
-	                          f.msg_size + 100000, FALSE);
+	res = send_one(&f, f.msg_size + 100000);
 	g_assert_true(res->dropped);
 	g_assert_false(res->after_dot);
 	g_assert_null(res->final);
@@ -428,9 +428,6 @@ test_bare_cr_lf(void)
 	static const char wire[] = "Subject: x\r\n\r\nbody\r\n..\r\nX-Smuggled:"
 	                           " yes\r\n..lf\r\n..crlf\r\n\r\n\r\nend\r\n"
 	                           ".\r\n";
-	char *rcpts[] = {"a@example.net", NULL};
-	g_autoptr(PbSmtpReply) refusal = NULL;
-	g_autoptr(GError) error = NULL;
 	g_autoptr(PbSmtpResult) res = NULL;
 	F f = {0};
 
@@ -446,9 +443,7 @@ test_bare_cr_lf(void)
 	}
 	start(&f, accept_all);
 	set_message(&f, text, strlen(text));
-	g_assert_true(pb_smtp_client_start(f.c, &refusal, &error));
-	res = pb_smtp_client_send(f.c, "s@example.org", rcpts, f.msg_fd,
-	                          f.msg_size, FALSE);
+	res = send_one(&f, f.msg_size);
 	g_assert_cmpuint(res->final->code, ==, 250);
 	wait_server(&f);
 	g_assert_true(g_str_has_suffix(f.server.heard->str, wire));
@@ -505,13 +500,7 @@ static void
 test_remote_lost_during_rcpts(void)
 {
 	static const char *const script[] = {
-	    GREET_PIPELINING,
-	    "<MAIL",
-	    "<RCPT",
-	    "<RCPT",
-	    "<RCPT",
-	    "<DATA",
-	    "250 2.1.0 ok\r\n550 5.1.1 no such user\r\n",
+	    THREE_PIPELINED, "250 2.1.0 ok\r\n550 5.1.1 no such user\r\n",
 	    NULL};
 	g_autoptr(PbConfig) cfg = NULL;
 	g_autoptr(PbEnvelope) env = pb_envelope_new();
