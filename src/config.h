@@ -12,6 +12,7 @@
 
 #include <glib.h>
 #include <sys/socket.h>
+#include <sys/types.h>
 
 /* One network of relay_networks: family AF_INET or AF_INET6, the address
  * bytes (4 or 16 used) and the prefix length. */
@@ -84,9 +85,21 @@ typedef struct {
 	guint pop3d_max_connections; /* extension; default 100 */
 } PbConfig;
 
-/* Loads PATH; NULL means $PILLARBOX_CONF, else SYSCONFDIR/pillarbox/
- * pillarbox.conf. A missing file is an error (PB_ERROR_CONFIG). */
+#define PB_CONFIG_DEFAULT SYSCONFDIR "/pillarbox/pillarbox.conf"
+
+/* Loads PATH; NULL means $PILLARBOX_CONF, else PB_CONFIG_DEFAULT. An
+ * empty PATH, a missing file, a symlink as the last component and
+ * anything but a regular file are errors (PB_ERROR_CONFIG). */
 PbConfig *pb_config_load(const char *path, GError **error);
+
+/* The one trust rule of a program started by someone else (set-user-id
+ * sendmail): PATH (NULL: PB_CONFIG_DEFAULT; never the environment) must
+ * be absolute; the file, opened without following a symlink, and every
+ * folder from / down to it must be owned by root or OWNER and writable by
+ * nobody else (a folder: unless it is root's and sticky, like /tmp), and
+ * the configuration is read from the very descriptor that was checked.
+ * Anything else is PB_ERROR_CONFIG "...: refused". */
+PbConfig *pb_config_load_trusted(const char *path, uid_t owner, GError **error);
 
 /* Loads from memory; DIR anchors relative paths and NAME is used in error
  * messages. For tests and for pb_config_load. */

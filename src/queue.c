@@ -1498,6 +1498,14 @@ GString *
 pb_queue_format_listing(PbQueue *q, gboolean json, gint64 bounce_after,
                         GError **error)
 {
+	return pb_queue_format_listing_of(q, json, bounce_after, NULL, NULL,
+	                                  error);
+}
+
+GString *
+pb_queue_format_listing_of(PbQueue *q, gboolean json, gint64 bounce_after,
+                           PbQueueFilter keep, gpointer data, GError **error)
+{
 	g_autoptr(GPtrArray) ids = pb_queue_list(q, error);
 	GString *out;
 	guint64 octets = 0;
@@ -1519,6 +1527,8 @@ pb_queue_format_listing(PbQueue *q, gboolean json, gint64 bounce_after,
 		if (env == NULL &&
 		    g_error_matches(err, PB_ERROR, PB_ERROR_NOTFOUND))
 			continue; /* delivered meanwhile */
+		if (keep && (env == NULL || !keep(env, data)))
+			continue;
 		if (env == NULL) {
 			if (json)
 				continue;
