@@ -1545,7 +1545,9 @@ pb_queue_format_listing_of(PbQueue *q, gboolean json, gint64 bounce_after,
 		octets += env->size;
 		n++;
 	}
-	list_corrupt(q, out, json, n > 0);
+	/* whose they were is unknown: only the full listing shows them */
+	if (keep == NULL)
+		list_corrupt(q, out, json, n > 0);
 	listing_close(out, json, octets, n);
 	return out;
 }

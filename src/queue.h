@@ -195,7 +195,8 @@ char *pb_queue_new_id(void);
 GString *pb_queue_format_listing(PbQueue *q, gboolean json, gint64 bounce_after,
                                  GError **error);
 /* The same, with only the messages KEEP (with DATA) says TRUE to, and no
- * line for an envelope that cannot be read (sendmail -bp by a user). */
+ * line for an envelope that cannot be read nor for an entry set aside
+ * (sendmail -bp by a user). */
 typedef gboolean (*PbQueueFilter)(const PbEnvelope *env, gpointer data);
 GString *pb_queue_format_listing_of(PbQueue *q, gboolean json,
                                     gint64 bounce_after, PbQueueFilter keep,
