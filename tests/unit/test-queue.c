@@ -796,6 +796,61 @@ test_symlink_refused(Fixture *f, gconstpointer data)
 	g_assert_error(error, PB_ERROR, PB_ERROR_CONFIG);
 }
 
+static gboolean
+keep_all(const PbEnvelope *env, gpointer data)
+{
+	return TRUE;
+}
+
+/* An entry set aside (an unreadable envelope): runq's pb_queue_set_aside
+ * moves both files into corrupt/, the full listing shows it last, a
+ * user's filtered listing does not. */
+static void
+test_set_aside(Fixture *f, gconstpointer data)
+{
+	g_autoptr(GError) error = NULL;
+	g_autofree char *id = queue_one(f, "abc\r\n", "bob@example.net");
+	g_autofree char *other = queue_one(f, "abc\r\n", "carol@example.net");
+	g_autofree char *env = g_build_filename(f->dir, "env", id, NULL);
+	g_autofree char *salvage = NULL;
+	g_autofree char *json = NULL;
+	g_autoptr(GString) full = NULL;
+	g_autoptr(GString) text = NULL;
+	g_autoptr(GString) mine = NULL;
+	g_autoptr(PbQueueEntry) e = pb_queue_lock(f->q, id, &error);
+	int fd;
+
+	g_assert_no_error(error);
+	/* locked by a delivery, or still readable: left alone */
+	g_assert_cmpint(pb_queue_set_aside(f->q, id, &salvage, &error), <, 0);
+	g_assert_error(error, PB_ERROR, PB_ERROR_BUSY);
+	g_clear_error(&error);
+	g_clear_pointer(&e, pb_queue_entry_free);
+	g_assert_cmpint(pb_queue_set_aside(f->q, id, &salvage, &error), <, 0);
+	g_assert_error(error, PB_ERROR, PB_ERROR_BUSY);
+	g_clear_error(&error);
+	g_assert_true(
+	    g_file_set_contents(env, "damaged\nsender x@y\n", -1, NULL));
+	fd = pb_queue_set_aside(f->q, id, &salvage, &error);
+	g_assert_no_error(error);
+	g_assert_cmpint(fd, >=, 0);
+	close(fd);
+	g_assert_cmpstr(salvage, ==, "sender: <x@y>\n");
+	g_assert_cmpuint(count_files(f->dir, "corrupt"), ==, 2);
+	g_assert_cmpuint(count_files(f->dir, "env"), ==, 1);
+	g_assert_cmpuint(count_files(f->dir, "msg"), ==, 1);
+	full = pb_queue_format_listing(f->q, TRUE, 3600, &error);
+	json = g_strdup_printf(",{\"id\":\"%s\",\"corrupt\":true}]\n", id);
+	g_assert_true(g_str_has_suffix(full->str, json));
+	g_assert_nonnull(strstr(full->str, other));
+	text = pb_queue_format_listing(f->q, FALSE, 3600, &error);
+	g_assert_nonnull(strstr(text->str, "!  (unreadable envelope"));
+	mine = pb_queue_format_listing_of(f->q, TRUE, 3600, keep_all, NULL,
+	                                  &error);
+	g_assert_null(strstr(mine->str, id));
+	g_assert_nonnull(strstr(mine->str, other));
+}
+
 int
 main(int argc, char **argv)
 {
@@ -821,5 +876,6 @@ main(int argc, char **argv)
 	ADD("/queue/clean-stale", test_clean_stale);
 	g_test_add_func("/queue/ids", test_ids);
 	ADD("/queue/listing", test_listing);
+	ADD("/queue/set-aside", test_set_aside);
 	return g_test_run();
 }
