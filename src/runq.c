@@ -13,7 +13,10 @@
  *    crash can at worst repeat the one delivery in flight;
  *  - remote children never write the queue: they report outcomes over a
  *    pipe and this process records them; a slow destination holds up only
- *    its own child (at most [delivery] parallel at once);
+ *    its own child (at most [delivery] parallel at once); every remote
+ *    job runs in a child, so a crash in one destination's delivery
+ *    (a signal) defers that job's unreported recipients and the run
+ *    goes on;
  *  - the work per message does not depend on the size of the queue.
  */
 #include "runq.h"
@@ -43,6 +46,7 @@ typedef struct {
 	char *domain;
 	GPtrArray *messages; /* PbRemoteMessage* */
 	GPtrArray *held;     /* Held*, parallel to messages (not owned) */
+	GHashTable *reported; /* "M I": outcomes the child reported */
 } Job;
 
 typedef struct {
@@ -77,6 +81,7 @@ job_free(Job *job)
 	g_free(job->domain);
 	g_ptr_array_unref(job->messages);
 	g_ptr_array_unref(job->held);
+	g_hash_table_unref(job->reported);
 	g_free(job);
 }
 
@@ -147,7 +152,8 @@ record(Run *run, const PbEnvelope *env, PbRecipient *r, PbOutcomeKind kind,
 			    "to=<%s>%s%s%s, relay=%s, delay=%.2f, dsn=%s, "
 			    "status=%s (%s)",
 			    r->address, r->orig ? ", orig_to=<" : "",
-			    r->orig ? r->orig : "", r->orig ? ">" : "", host,
+			    r->orig ? r->orig : "", r->orig ? ">" : "",
+			    *host ? host : "none",
 			    MAX(0.0, g_get_real_time() / 1e6 - (double)env->arrival),
 			    dsn, status[kind], text);
 }
@@ -197,6 +203,29 @@ expand(Run *run, PbEnvelope *env, PbRecipient *r, GPtrArray *targets)
 		    r->address, targets->len);
 }
 
+/* An expansion may not take the envelope past its bound (queue.h). */
+static gboolean
+fits_expanded(const PbEnvelope *env, GPtrArray *targets, GError **error)
+{
+	if (env->rcpts->len + targets->len > PB_QUEUE_MAX_RCPTS) {
+		g_set_error(error, PB_ERROR, PB_ERROR_PERM,
+			    "5.5.3 the alias expands to too many recipients "
+			    "(at most %d a message)", PB_QUEUE_MAX_RCPTS);
+		return FALSE;
+	}
+	for (guint i = 0; i < targets->len; i++) {
+		const char *t = g_ptr_array_index(targets, i);
+		if (strlen(t) > PB_ADDRESS_MAX_PATH) {
+			g_set_error(error, PB_ERROR, PB_ERROR_PERM,
+				    "5.1.3 the alias expands to an address "
+				    "longer than %d octets",
+				    PB_ADDRESS_MAX_PATH);
+			return FALSE;
+		}
+	}
+	return TRUE;
+}
+
 static void
 deliver_local(Run *run, PbQueueEntry *entry, guint i, GHashTable *seen)
 {
@@ -220,6 +249,12 @@ deliver_local(Run *run, PbQueueEntry *entry, guint i, GHashTable *seen)
 					       run->cfg->recipient_delimiter);
 		if (targets->len != 1 ||
 		    strcmp(g_ptr_array_index(targets, 0), account) != 0) {
+			if (!fits_expanded(env, targets, &error)) {
+				dsn = error_dsn(error, "5.5.3", &text);
+				record(run, env, r, PB_OUTCOME_PERM, dsn,
+				       "local", text, TRUE);
+				return;
+			}
 			expand(run, env, r, targets);
 			return;
 		}
@@ -321,6 +356,8 @@ job_for(Run *run, const char *domain)
 		job->messages = g_ptr_array_new_with_free_func(
 		    (GDestroyNotify)remote_message_free);
 		job->held = g_ptr_array_new();
+		job->reported = g_hash_table_new_full(g_str_hash, g_str_equal,
+						      g_free, NULL);
 		g_hash_table_insert(run->jobs, job->domain, job);
 	}
 	return job;
@@ -425,6 +462,15 @@ start_child(Run *run, Job *job, int *rfd)
 	return pid;
 }
 
+static gboolean
+given(const PbRemoteMessage *msg, guint ri)
+{
+	for (guint j = 0; j < msg->rcpts->len; j++)
+		if (g_array_index(msg->rcpts, guint, j) == ri)
+			return TRUE;
+	return FALSE;
+}
+
 /* In the parent: applies one line a child reported. */
 static void
 apply(Run *run, Job *job, char *line)
@@ -456,11 +502,15 @@ apply(Run *run, Job *job, char *line)
 	}
 	held = g_ptr_array_index(job->held, m);
 	env = pb_queue_entry_envelope(held->entry);
-	if (ri >= env->rcpts->len)
+	/* only a recipient the job was given, and only once (below) */
+	if (!given(g_ptr_array_index(job->messages, m), (guint)ri))
 		goto bad;
 	/* the TLS outcome rides with the host, so mailq shows it */
 	host = *fields[1] ? g_strdup_printf("%s tls=%s", fields[1], fields[2])
 			  : g_strdup("");
+	if (!g_hash_table_add(job->reported,
+			      g_strdup_printf("%u %u", (guint)m, (guint)ri)))
+		goto bad; /* a second outcome for one recipient */
 	record(run, env, g_ptr_array_index(env->rcpts, ri),
 	       (PbOutcomeKind)kind, fields[0], host, fields[3], FALSE);
 	save(held->entry);
@@ -469,25 +519,61 @@ bad:
 	pb_log_error(NULL, "bad report from a delivery process");
 }
 
-/* A job run in this process: each outcome takes the same way as a
- * child's line, so both paths record alike. */
-static void
-self_report(void *ctx, const PbRemoteMessage *msg, guint rcpt_index,
-	    const PbOutcome *o)
-{
-	Run *run = ((Run **)ctx)[0];
-	Job *job = ((Job **)ctx)[1];
-	g_autofree char *line = report_line(job, msg, rcpt_index, o);
-
-	apply(run, job, line);
-}
-
 typedef struct {
 	Job *job;
 	pid_t pid;
 	int fd;
 	GString *buf;
 } Child;
+
+/* How a delivery process ended, for the log and the recipients. */
+static char *
+how_it_ended(int status)
+{
+	if (WIFSIGNALED(status))
+		return g_strdup_printf("killed by signal %d (%s)",
+				       WTERMSIG(status),
+				       g_strsignal(WTERMSIG(status)));
+	if (WIFEXITED(status) && WEXITSTATUS(status) != 0)
+		return g_strdup_printf("exit status %d", WEXITSTATUS(status));
+	return g_strdup("ended without reporting them");
+}
+
+/* After a child's end: every recipient it did not report is deferred
+ * (an attempt, so a message that crashes its delivery backs off and
+ * expires like any other). */
+static void
+defer_unreported(Run *run, Job *job, int status)
+{
+	g_autofree char *how = how_it_ended(status);
+	g_autofree char *why = NULL;
+	guint n = 0;
+
+	for (guint m = 0; m < job->messages->len; m++) {
+		PbRemoteMessage *msg = g_ptr_array_index(job->messages, m);
+		Held *held = g_ptr_array_index(job->held, m);
+		PbEnvelope *env = pb_queue_entry_envelope(held->entry);
+
+		for (guint j = 0; j < msg->rcpts->len; j++) {
+			guint ri = g_array_index(msg->rcpts, guint, j);
+			g_autofree char *key = g_strdup_printf("%u %u", m, ri);
+			if (g_hash_table_contains(job->reported, key))
+				continue;
+			if (why == NULL)
+				why = g_strdup_printf("delivery process for %s "
+						      "%s", job->domain, how);
+			record(run, env, g_ptr_array_index(env->rcpts, ri),
+			       PB_OUTCOME_TEMP, "4.3.0", "", why, TRUE);
+			save(held->entry);
+			n++;
+		}
+	}
+	if (n > 0 || !WIFEXITED(status) || WEXITSTATUS(status) != 0)
+		pb_log_error(NULL,
+			     "delivery process for %s %s: %u recipient%s "
+			     "deferred",
+			     job->domain, how, n, n == 1 ? "" : "s");
+}
 
 /* Reads what a child wrote; FALSE at its end. */
 static gboolean
@@ -500,13 +586,11 @@ drain(Run *run, Child *c)
 	if (n < 0 && errno == EINTR)
 		return TRUE;
 	if (n <= 0) {
-		int status;
+		int status = 0;
 		close(c->fd);
 		while (waitpid(c->pid, &status, 0) < 0 && errno == EINTR)
 			;
-		if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
-			pb_log_warn(NULL, "delivery process for %s failed",
-				    c->job->domain);
+		defer_unreported(run, c->job, status);
 		g_string_free(c->buf, TRUE);
 		return FALSE;
 	}
@@ -533,16 +617,10 @@ run_jobs(Run *run)
 	g_hash_table_iter_init(&it, run->jobs);
 	while (g_hash_table_iter_next(&it, NULL, &job))
 		g_ptr_array_add(todo, job);
-	/* A lone job (smtpd's immediate attempt, typically) runs here: a
-	 * fork would buy no parallelism, only its cost. Should this process
-	 * die in it, nothing is lost: the entries stay queued. */
-	if (todo->len == 1) {
-		void *ctx[2] = {run, g_ptr_array_index(todo, 0)};
-		Job *only = ctx[1];
-		pb_remote_deliver(run->cfg, only->domain, only->messages,
-				  self_report, ctx);
-		next = 1;
-	}
+	/* Every job, a lone one too, runs in a child of its own: whatever
+	 * a remote server makes it do, a crash ends that destination's
+	 * attempt only, and this run goes on to expiry, bounces and
+	 * notices (the fork costs well under a millisecond: README). */
 	while (next < todo->len || kids->len > 0) {
 		g_autofree struct pollfd *pfd = NULL;
 
@@ -573,6 +651,38 @@ run_jobs(Run *run)
 	g_ptr_array_set_size(run->held, 0);
 }
 
+/* An entry whose envelope cannot be read (WHY) never ends silently: it
+ * is set aside with its data (queue.c), counted, logged, and postmaster
+ * gets a notice with the message's header and what could be read of the
+ * envelope; the notice is delivered in this same run. */
+static void
+unreadable(Run *run, const char *id, const GError *why)
+{
+	g_autoptr(GError) error = NULL;
+	g_autofree char *salvage = NULL;
+	g_autofree char *notice = NULL;
+	g_auto(PbFd) fd = pb_queue_set_aside(run->q, id, &salvage, &error);
+
+	if (fd < 0 && g_error_matches(error, PB_ERROR, PB_ERROR_BUSY))
+		return; /* another process has it, or it was mended */
+	run->stats->corrupt++;
+	if (fd < 0) {
+		pb_log_error(id, "envelope unreadable (%s); cannot set it "
+			     "aside: %s", why->message, error->message);
+		return;
+	}
+	pb_log_error(id,
+		     "envelope unreadable (%s): set aside as "
+		     "corrupt/%s.env and corrupt/%s.msg",
+		     why->message, id, id);
+	if (!pb_dsn_queue_unreadable(run->q, run->cfg, id, why->message,
+				     salvage, fd, run->now, &notice, &error))
+		pb_log_error(id, "cannot queue the postmaster notification: %s",
+			     error->message);
+	else
+		g_ptr_array_add(run->ids, g_steal_pointer(&notice));
+}
+
 static void
 process(Run *run, const char *id)
 {
@@ -585,6 +695,8 @@ process(Run *run, const char *id)
 	if (entry == NULL) {
 		if (g_error_matches(error, PB_ERROR, PB_ERROR_BUSY))
 			run->stats->busy++;
+		else if (g_error_matches(error, PB_ERROR, PB_ERROR_DATA))
+			unreadable(run, id, error);
 		else if (!g_error_matches(error, PB_ERROR, PB_ERROR_NOTFOUND))
 			pb_log_error(id, "skipped: %s", error->message);
 		return;
