@@ -6,7 +6,11 @@
  * tables are accounts.c's and aliases.c's. Guarantees: a delivered file
  * starts with Return-Path: and Delivered-To:; a message that already
  * carries our Delivered-To: for an account is a loop and is refused
- * (PB_ERROR_PERM 5.4.6) by the caller, who checks pb_local_delivered_to().
+ * (PB_ERROR_PERM 5.4.6) by the caller, who checks pb_local_delivered_to();
+ * a queued message is delivered at most once into each mailbox, however
+ * often it is retried (its Maildir name comes from its queue id: see
+ * maildir.c), and deliver's message once into each mailbox however many
+ * of its addresses (directly or through aliases) lead there.
  */
 #include "local.h"
 #include "accounts.h"
@@ -142,33 +146,60 @@ pb_local_delivered_to(int fd, GError **error)
 	return g_steal_pointer(&set);
 }
 
-gboolean
-pb_local_deliver(PbLocal *l, const char *sender, const char *account,
-		 int fd, char **name, GError **error)
+/* The Maildir of ACCOUNT, or NULL (PB_ERROR_PERM) for a name that would
+ * leave the spool. */
+static char *
+mailbox_dir(PbLocal *l, const char *account, GError **error)
 {
 	g_autofree char *local = NULL;
 	g_autofree char *domain = NULL;
-	g_autofree char *dir = NULL;
-	g_autofree char *header = NULL;
 
 	if (!pb_address_split(account, &local, &domain) || local[0] == '\0' ||
-	    strchr(local, '/') || domain[0] == '.' || strchr(domain, '/')) {
+	    strchr(local, '/') || domain[0] == '.' || strchr(domain, '/') ||
+	    strcmp(local, ".") == 0 || strcmp(local, "..") == 0) {
 		g_set_error(error, PB_ERROR, PB_ERROR_PERM,
 			    "5.1.3 <%s>: unusable mailbox name", account);
-		return FALSE;
+		return NULL;
 	}
-	/* a local part may never climb out of the spool */
-	if (strcmp(local, ".") == 0 || strcmp(local, "..") == 0) {
-		g_set_error(error, PB_ERROR, PB_ERROR_PERM,
-			    "5.1.3 <%s>: unusable mailbox name", account);
+	return g_build_filename(l->cfg->spool, domain, local, NULL);
+}
+
+/* The stable Maildir name of queued message QID: its arrival time (the
+ * first 13 hex digits of the id, microseconds) and the id. */
+static char *
+stable_name(const char *qid)
+{
+	g_autofree char *usec = g_strndup(qid, 13);
+
+	return pb_maildir_unique_for(
+	    (gint64)g_ascii_strtoull(usec, NULL, 16), qid, g_get_host_name());
+}
+
+gboolean
+pb_local_deliver(PbLocal *l, const char *qid, const char *sender,
+		 const char *account, int fd, gboolean *again, GError **error)
+{
+	g_autofree char *dir = mailbox_dir(l, account, error);
+	g_autofree char *header = NULL;
+	g_autofree char *stable = qid ? stable_name(qid) : NULL;
+
+	if (dir == NULL)
 		return FALSE;
-	}
-	dir = g_build_filename(l->cfg->spool, domain, local, NULL);
 	if (lseek(fd, 0, SEEK_SET) < 0)
 		return pb_throw_errno(error, "seek");
 	header = g_strdup_printf("Return-Path: <%s>\nDelivered-To: %s\n",
 				 sender, account);
-	return pb_maildir_deliver(dir, header, fd, name, error);
+	return pb_maildir_deliver(dir, stable, header, fd, NULL, again, error);
+}
+
+void
+pb_local_settle(PbLocal *l, const char *qid, const char *account)
+{
+	g_autofree char *dir = mailbox_dir(l, account, NULL);
+	g_autofree char *stable = stable_name(qid);
+
+	if (dir != NULL)
+		pb_maildir_settle(dir, stable);
 }
 
 /* Copies IN to an unlinked temporary file; returns its fd or -1. */
@@ -201,9 +232,11 @@ spool_input(int in, GError **error)
 	return g_steal_fd(&fd);
 }
 
+/* Delivers to ADDRESS's mailboxes, each once per message: DONE holds the
+ * mailboxes this message went into already. */
 static gboolean
 deliver_one(PbLocal *l, const char *sender, const char *address, int fd,
-	    GHashTable *seen, GError **error)
+	    GHashTable *seen, GHashTable *done, GError **error)
 {
 	g_autoptr(GPtrArray) targets = g_ptr_array_new_with_free_func(g_free);
 	g_autofree char *domain = NULL;
@@ -237,8 +270,11 @@ deliver_one(PbLocal *l, const char *sender, const char *address, int fd,
 				    "<%s>: mail loop (already Delivered-To)", t);
 			return FALSE;
 		}
-		if (!pb_local_deliver(l, sender, t, fd, NULL, error))
+		if (g_hash_table_contains(done, t))
+			continue; /* named twice, directly or by an alias */
+		if (!pb_local_deliver(l, NULL, sender, t, fd, NULL, error))
 			return FALSE;
+		g_hash_table_add(done, g_strdup(t));
 		pb_log_info(NULL, "to=<%s>, relay=local, status=sent (deliver)", t);
 	}
 	return TRUE;
@@ -250,11 +286,14 @@ pb_local_deliver_stream(PbLocal *l, const char *sender, char **addresses,
 {
 	g_auto(PbFd) fd = spool_input(in, error);
 	g_autoptr(GHashTable) seen = NULL;
+	g_autoptr(GHashTable) done =
+	    g_hash_table_new_full(g_str_hash, g_str_equal, g_free, NULL);
 
 	if (fd < 0 || (seen = pb_local_delivered_to(fd, error)) == NULL)
 		return FALSE;
 	for (guint i = 0; addresses[i] != NULL; i++)
-		if (!deliver_one(l, sender, addresses[i], fd, seen, error))
+		if (!deliver_one(l, sender, addresses[i], fd, seen, done,
+				 error))
 			return FALSE;
 	return TRUE;
 }
