@@ -250,7 +250,7 @@ pb_aliases_expand(const PbAliases *a, const PbAccounts *accounts,
 	g_return_val_if_fail(strchr(address, '@') != NULL, FALSE);
 	for (guint i = 0; i < out->len; i++)
 		g_hash_table_add(seen,
-		                  identity(cfg, g_ptr_array_index(out, i)));
+		                 identity(cfg, g_ptr_array_index(out, i)));
 	if (lookup(a, address) == NULL) {
 		g_set_error(error, PB_ERROR, PB_ERROR_PERM,
 		            "5.1.1 %s: no such alias", address);

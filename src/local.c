@@ -16,9 +16,9 @@
 #include "accounts.h"
 #include "address.h"
 #include "aliases.h"
+#include "durable.h"
 #include "error.h"
 #include "log.h"
-#include "durable.h"
 #include "maildir.h"
 
 #include <errno.h>
@@ -77,20 +77,20 @@ pb_local_exists(PbLocal *l, const char *address)
 
 gboolean
 pb_local_resolve(PbLocal *l, const char *address, GPtrArray *out,
-		 GError **error)
+                 GError **error)
 {
 	g_autofree char *canon =
 	    pb_address_canonical(address, l->cfg->recipient_delimiter);
 
 	if (pb_aliases_has(l->aliases, canon))
-		return pb_aliases_expand(l->aliases, l->accounts, l->cfg,
-					 canon, out, error);
+		return pb_aliases_expand(l->aliases, l->accounts, l->cfg, canon,
+		                         out, error);
 	if (pb_accounts_exists(l->accounts, canon)) {
 		g_ptr_array_add(out, g_steal_pointer(&canon));
 		return TRUE;
 	}
 	g_set_error(error, PB_ERROR, PB_ERROR_PERM,
-		    "5.1.1 <%s>: no such user here", canon);
+	            "5.1.1 <%s>: no such user here", canon);
 	return FALSE;
 }
 
@@ -158,7 +158,7 @@ mailbox_dir(PbLocal *l, const char *account, GError **error)
 	    strchr(local, '/') || domain[0] == '.' || strchr(domain, '/') ||
 	    strcmp(local, ".") == 0 || strcmp(local, "..") == 0) {
 		g_set_error(error, PB_ERROR, PB_ERROR_PERM,
-			    "5.1.3 <%s>: unusable mailbox name", account);
+		            "5.1.3 <%s>: unusable mailbox name", account);
 		return NULL;
 	}
 	return g_build_filename(l->cfg->spool, domain, local, NULL);
@@ -171,13 +171,13 @@ stable_name(const char *qid)
 {
 	g_autofree char *usec = g_strndup(qid, 13);
 
-	return pb_maildir_unique_for(
-	    (gint64)g_ascii_strtoull(usec, NULL, 16), qid, g_get_host_name());
+	return pb_maildir_unique_for((gint64)g_ascii_strtoull(usec, NULL, 16),
+	                             qid, g_get_host_name());
 }
 
 gboolean
 pb_local_deliver(PbLocal *l, const char *qid, const char *sender,
-		 const char *account, int fd, gboolean *again, GError **error)
+                 const char *account, int fd, gboolean *again, GError **error)
 {
 	g_autofree char *dir = mailbox_dir(l, account, error);
 	g_autofree char *header = NULL;
@@ -188,7 +188,7 @@ pb_local_deliver(PbLocal *l, const char *qid, const char *sender,
 	if (lseek(fd, 0, SEEK_SET) < 0)
 		return pb_throw_errno(error, "seek");
 	header = g_strdup_printf("Return-Path: <%s>\nDelivered-To: %s\n",
-				 sender, account);
+	                         sender, account);
 	return pb_maildir_deliver(dir, stable, header, fd, NULL, again, error);
 }
 
@@ -207,8 +207,8 @@ static int
 spool_input(int in, GError **error)
 {
 	g_autofree char *path = NULL;
-	g_auto(PbFd) fd = g_file_open_tmp("pillarbox-deliver-XXXXXX", &path,
-					  NULL);
+	g_auto(PbFd) fd =
+	    g_file_open_tmp("pillarbox-deliver-XXXXXX", &path, NULL);
 	char buf[65536];
 
 	if (fd < 0) {
@@ -236,7 +236,7 @@ spool_input(int in, GError **error)
  * mailboxes this message went into already. */
 static gboolean
 deliver_one(PbLocal *l, const char *sender, const char *address, int fd,
-	    GHashTable *seen, GHashTable *done, GError **error)
+            GHashTable *seen, GHashTable *done, GError **error)
 {
 	g_autoptr(GPtrArray) targets = g_ptr_array_new_with_free_func(g_free);
 	g_autofree char *domain = NULL;
@@ -245,7 +245,7 @@ deliver_one(PbLocal *l, const char *sender, const char *address, int fd,
 	if (!pb_address_split(address, &local, &domain) ||
 	    !pb_config_is_local_domain(l->cfg, domain)) {
 		g_set_error(error, PB_ERROR, PB_ERROR_PERM,
-			    "<%s>: not a local address", address);
+		            "<%s>: not a local address", address);
 		return FALSE;
 	}
 	if (!pb_local_resolve(l, address, targets, error)) {
@@ -261,13 +261,15 @@ deliver_one(PbLocal *l, const char *sender, const char *address, int fd,
 		if (!pb_address_split(t, &local, &domain) ||
 		    !pb_config_is_local_domain(l->cfg, domain)) {
 			g_set_error(error, PB_ERROR, PB_ERROR_PERM,
-				    "<%s>: alias target <%s> is remote; use "
-				    "sendmail for it", address, t);
+			            "<%s>: alias target <%s> is remote; use "
+			            "sendmail for it",
+			            address, t);
 			return FALSE;
 		}
 		if (g_hash_table_contains(seen, t)) {
 			g_set_error(error, PB_ERROR, PB_ERROR_PERM,
-				    "<%s>: mail loop (already Delivered-To)", t);
+			            "<%s>: mail loop (already Delivered-To)",
+			            t);
 			return FALSE;
 		}
 		if (g_hash_table_contains(done, t))
@@ -275,14 +277,15 @@ deliver_one(PbLocal *l, const char *sender, const char *address, int fd,
 		if (!pb_local_deliver(l, NULL, sender, t, fd, NULL, error))
 			return FALSE;
 		g_hash_table_add(done, g_strdup(t));
-		pb_log_info(NULL, "to=<%s>, relay=local, status=sent (deliver)", t);
+		pb_log_info(NULL, "to=<%s>, relay=local, status=sent (deliver)",
+		            t);
 	}
 	return TRUE;
 }
 
 gboolean
 pb_local_deliver_stream(PbLocal *l, const char *sender, char **addresses,
-			int in, GError **error)
+                        int in, GError **error)
 {
 	g_auto(PbFd) fd = spool_input(in, error);
 	g_autoptr(GHashTable) seen = NULL;
@@ -293,7 +296,7 @@ pb_local_deliver_stream(PbLocal *l, const char *sender, char **addresses,
 		return FALSE;
 	for (guint i = 0; addresses[i] != NULL; i++)
 		if (!deliver_one(l, sender, addresses[i], fd, seen, done,
-				 error))
+		                 error))
 			return FALSE;
 	return TRUE;
 }

@@ -28,7 +28,7 @@ gboolean pb_local_exists(PbLocal *l, const char *address);
  * account goes to the first account of the domain's postmaster alias,
  * else it is an error. PB_ERROR_PERM: no such user, alias loop. */
 gboolean pb_local_resolve(PbLocal *l, const char *address, GPtrArray *out,
-			  GError **error);
+                          GError **error);
 
 /* The Delivered-To: values in the header section of the message in FD
  * (read with pread from offset 0, at most 1 MiB of header), lowercased. */
@@ -42,12 +42,11 @@ GHashTable *pb_local_delivered_to(int fd, GError **error);
  * pb_local_settle() once the outcome is recorded (see maildir.h).
  * PB_ERROR_TEMP on I/O trouble (retry later). */
 gboolean pb_local_deliver(PbLocal *l, const char *qid, const char *sender,
-			  const char *account, int fd, gboolean *again,
-			  GError **error);
+                          const char *account, int fd, gboolean *again,
+                          GError **error);
 
 /* The delivery of QID to ACCOUNT is recorded: its marker goes. */
 void pb_local_settle(PbLocal *l, const char *qid, const char *account);
-
 
 /* deliver's job: copies the message on IN into an unlinked temporary
  * file (memory does not grow with it) and delivers it to every address
@@ -55,5 +54,5 @@ void pb_local_settle(PbLocal *l, const char *qid, const char *account);
  * PB_ERROR_NOUSER: no such user; PB_ERROR_PERM: not local or a loop;
  * PB_ERROR_TEMP: try again. */
 gboolean pb_local_deliver_stream(PbLocal *l, const char *sender,
-				 char **addresses, int in, GError **error);
+                                 char **addresses, int in, GError **error);
 #endif

@@ -37,15 +37,16 @@
 #include "durable.h"
 #include "error.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <dirent.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #define CHUNK (64 * 1024)
+#define ALNUM "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
 
 /* HOST as one safe token: '/' and ':' as the spec says; ',' too (it
  * starts ",S="), and anything unprintable. */
@@ -78,13 +79,11 @@ pb_maildir_unique_for(gint64 time_usec, const char *key, const char *host)
 {
 	GString *s = g_string_new(NULL);
 
-	g_return_val_if_fail(key[0] != '\0' && key[strspn(key,
-	    "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz")]
-	    == '\0', NULL);
-	g_string_append_printf(s,
-			       "%" G_GINT64_FORMAT ".M%" G_GINT64_FORMAT "Q%s.",
-			       time_usec / G_USEC_PER_SEC,
-			       time_usec % G_USEC_PER_SEC, key);
+	g_return_val_if_fail(
+	    key[0] != '\0' && strspn(key, ALNUM) == strlen(key), NULL);
+	g_string_append_printf(
+	    s, "%" G_GINT64_FORMAT ".M%" G_GINT64_FORMAT "Q%s.",
+	    time_usec / G_USEC_PER_SEC, time_usec % G_USEC_PER_SEC, key);
 	append_host(s, host);
 	return g_string_free(s, FALSE);
 }
@@ -131,7 +130,7 @@ static int
 open_folder(int at, const char *name)
 {
 	return openat(at, name,
-		      O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	              O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
 }
 
 gboolean
@@ -147,7 +146,7 @@ pb_maildir_create(const char *dir, GError **error)
 	for (guint i = 0; i < G_N_ELEMENTS(subs); i++)
 		if (make_folder(fd, subs[i]) < 0)
 			return pb_throw_errno(error, "mkdir %s/%s", dir,
-					      subs[i]);
+			                      subs[i]);
 	return TRUE;
 }
 
@@ -257,9 +256,9 @@ open_folders(const char *dir, Folders *f, GError **error)
 static int
 create_at(int at, const char *name)
 {
-	int fd = openat(at, name,
-			O_CREAT | O_EXCL | O_WRONLY | O_NOFOLLOW | O_CLOEXEC,
-			0600);
+	int fd =
+	    openat(at, name,
+	           O_CREAT | O_EXCL | O_WRONLY | O_NOFOLLOW | O_CLOEXEC, 0600);
 
 	if (fd >= 0 && fchmod(fd, 0600) < 0) {
 		int saved = errno;
@@ -367,16 +366,16 @@ write_file(Out *o, const char *header, int fd, GError **error)
  * is an earlier attempt's copy (*FOUND). */
 static gboolean
 deliver_file(Folders *f, Out *o, const char *unique, gboolean stable,
-	     const char *header, int fd, char **final, char **found,
-	     GError **error)
+             const char *header, int fd, char **final, char **found,
+             GError **error)
 {
 	g_autofree char *name = NULL;
 
 	if (!write_file(o, header, fd, error))
 		return FALSE;
-	name = g_strdup_printf("%s,S=%" G_GUINT64_FORMAT
-			       ",W=%" G_GUINT64_FORMAT,
-			       unique, o->s, o->w);
+	name =
+	    g_strdup_printf("%s,S=%" G_GUINT64_FORMAT ",W=%" G_GUINT64_FORMAT,
+	                    unique, o->s, o->w);
 	if (linkat(f->tmp, unique, f->new, name, 0) < 0) {
 		if (!stable || errno != EEXIST)
 			return pb_throw_errno(error, "link new/%s", name);
@@ -393,7 +392,7 @@ deliver_file(Folders *f, Out *o, const char *unique, gboolean stable,
 
 gboolean
 pb_maildir_deliver(const char *dir, const char *stable, const char *header,
-		   int fd, char **name, gboolean *again, GError **error)
+                   int fd, char **name, gboolean *again, GError **error)
 {
 	g_autofree Out *o = g_new0(Out, 1);
 	g_auto(Folders) f = {-1, -1, -1};
@@ -405,16 +404,17 @@ pb_maildir_deliver(const char *dir, const char *stable, const char *header,
 	if (!open_folders(dir, &f, error))
 		goto fail;
 	o->fd = stable ? create_stable(&f, stable, &found, error)
-		       : create_fresh(&f, &unique, error);
+	               : create_fresh(&f, &unique, error);
 	if (o->fd < 0 && found == NULL)
 		goto fail;
 	if (found == NULL && !deliver_file(&f, o, unique, stable != NULL,
-					   header, fd, &final, &found, error))
+	                                   header, fd, &final, &found, error))
 		goto fail;
 	if (again != NULL)
 		*again = found != NULL;
 	if (name != NULL)
-		*name = found ? g_steal_pointer(&found) : g_steal_pointer(&final);
+		*name =
+		    found ? g_steal_pointer(&found) : g_steal_pointer(&final);
 	return TRUE;
 fail:
 	if (o->fd >= 0)

@@ -22,13 +22,13 @@
 /* The unique part of a name: "SEC.M<USEC>P<PID>Q<N>.HOST", with '/' and ':'
  * in HOST written as \057 and \072 (the spec's advice). Pure. */
 char *pb_maildir_unique(gint64 sec, gint64 usec, pid_t pid, guint n,
-			const char *host);
+                        const char *host);
 
 /* The unique part for a delivery that may be repeated (after a crash):
  * "SEC.M<USEC>Q<KEY>.HOST", the same for the same TIME_USEC and KEY (an
  * alphanumeric id, unique on this host: a queue id and its arrival). */
 char *pb_maildir_unique_for(gint64 time_usec, const char *key,
-			    const char *host);
+                            const char *host);
 
 /* Creates DIR/{tmp,new,cur} (mode 0700) and missing parents (0700), never
  * through a symbolic link at DIR or below. */
@@ -44,8 +44,8 @@ gboolean pb_maildir_create(const char *dir, GError **error);
  * nothing is written); tmp/STABLE stays as a marker until
  * pb_maildir_settle(). */
 gboolean pb_maildir_deliver(const char *dir, const char *stable,
-			    const char *header, int fd, char **name,
-			    gboolean *again, GError **error);
+                            const char *header, int fd, char **name,
+                            gboolean *again, GError **error);
 
 /* After the outcome of a STABLE delivery is recorded for good: removes
  * its marker tmp/STABLE (no fsync: a marker that comes back after a

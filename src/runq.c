@@ -229,9 +229,43 @@ same_as(Run *run, const PbEnvelope *env, PbRecipient *r,
 	       twin->dsn ? twin->dsn : "2.0.0", "local", why, TRUE);
 }
 
-/* Delivers recipient I; MAILBOXES maps the final mailboxes this pass
- * settled to their recipient; a delivery whose marker waits for the
- * envelope to be saved is added to UNSETTLED. */
+/* Delivers R's copy into the Maildir of ACCOUNT and records the outcome;
+ * a delivery whose marker waits for the envelope to be saved is added to
+ * UNSETTLED. */
+static void
+deliver_to(Run *run, PbQueueEntry *entry, PbRecipient *r, const char *account,
+	   GHashTable *seen, GPtrArray *unsettled)
+{
+	PbEnvelope *env = pb_queue_entry_envelope(entry);
+	g_autoptr(GError) error = NULL;
+	gboolean again = FALSE;
+	const char *text;
+	const char *dsn;
+
+	if (seen != NULL && g_hash_table_contains(seen, account)) {
+		record(run, env, r, PB_OUTCOME_PERM, "5.4.6", "local",
+		       "mail forwarding loop (already Delivered-To)", TRUE);
+		return;
+	}
+	if (!pb_local_deliver(run->local, env->id, env->sender, account,
+			      pb_queue_entry_data_fd(entry), &again, &error)) {
+		dsn = error_dsn(error, "4.2.0", &text);
+		record(run, env, r,
+		       g_error_matches(error, PB_ERROR, PB_ERROR_PERM)
+			   ? PB_OUTCOME_PERM
+			   : PB_OUTCOME_TEMP,
+		       dsn, "local", text, TRUE);
+		return;
+	}
+	g_ptr_array_add(unsettled, g_strdup(account));
+	record(run, env, r, PB_OUTCOME_SENT, "2.0.0", "local",
+	       again ? "delivered to maildir (by an earlier attempt)"
+		     : "delivered to maildir",
+	       TRUE);
+}
+
+/* Resolves recipient I and delivers it, once per final mailbox:
+ * MAILBOXES maps the mailboxes this pass settled to their recipient. */
 static void
 deliver_local(Run *run, PbQueueEntry *entry, guint i, GHashTable *seen,
 	      GHashTable *mailboxes, GPtrArray *unsettled)
@@ -241,7 +275,6 @@ deliver_local(Run *run, PbQueueEntry *entry, guint i, GHashTable *seen,
 	g_autoptr(GPtrArray) targets = g_ptr_array_new_with_free_func(g_free);
 	g_autoptr(GError) error = NULL;
 	g_autofree char *account = NULL;
-	gboolean again = FALSE;
 	const char *text;
 	const char *dsn;
 
@@ -266,26 +299,7 @@ deliver_local(Run *run, PbQueueEntry *entry, guint i, GHashTable *seen,
 		return;
 	}
 	g_hash_table_insert(mailboxes, g_strdup(account), r);
-	if (seen != NULL && g_hash_table_contains(seen, account)) {
-		record(run, env, r, PB_OUTCOME_PERM, "5.4.6", "local",
-		       "mail forwarding loop (already Delivered-To)", TRUE);
-		return;
-	}
-	if (!pb_local_deliver(run->local, env->id, env->sender, account,
-			      pb_queue_entry_data_fd(entry), &again, &error)) {
-		dsn = error_dsn(error, "4.2.0", &text);
-		record(run, env, r,
-		       g_error_matches(error, PB_ERROR, PB_ERROR_PERM)
-			   ? PB_OUTCOME_PERM
-			   : PB_OUTCOME_TEMP,
-		       dsn, "local", text, TRUE);
-		return;
-	}
-	g_ptr_array_add(unsettled, g_steal_pointer(&account));
-	record(run, env, r, PB_OUTCOME_SENT, "2.0.0", "local",
-	       again ? "delivered to maildir (by an earlier attempt)"
-		     : "delivered to maildir",
-	       TRUE);
+	deliver_to(run, entry, r, account, seen, unsettled);
 }
 
 /* Expired recipients fail; failures are bounced; a delay notice goes out

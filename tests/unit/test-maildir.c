@@ -27,8 +27,8 @@ test_unique_for(void)
 	    1763800000123456, "064A1B2C3D4E5F0004D2007", "mx/a:b");
 
 	g_assert_cmpstr(a, ==,
-			"1763800000.M123456Q064A1B2C3D4E5F0004D2007.mx\\057a"
-			"\\072b");
+	                "1763800000.M123456Q064A1B2C3D4E5F0004D2007.mx\\057a"
+	                "\\072b");
 }
 
 static void
@@ -123,9 +123,8 @@ test_deliver(void)
 	for (gsize i = 0; i < want->len; i++)
 		lfs += want->str[i] == '\n';
 	fd = temp_fd(in);
-	g_assert_true(
-	    pb_maildir_deliver(dir, NULL, "Return-Path: <a@b>\n", fd,
-			       &name, NULL, &error));
+	g_assert_true(pb_maildir_deliver(dir, NULL, "Return-Path: <a@b>\n", fd,
+	                                 &name, NULL, &error));
 	g_assert_no_error(error);
 	close(fd);
 	g_assert_cmpuint(count(dir, "tmp"), ==, 0);
@@ -169,8 +168,8 @@ test_deliver_pipe(void)
 	for (int i = 0; i < 50000; i++)
 		g_string_append(want, i % 2 ? "\r" : "a\n");
 	g_string_replace(want, "\r\n", "\n", 0);
-	g_assert_true(pb_maildir_deliver(dir, NULL, "", p[0], &name, NULL,
-					 &error));
+	g_assert_true(
+	    pb_maildir_deliver(dir, NULL, "", p[0], &name, NULL, &error));
 	g_assert_no_error(error);
 	close(p[0]);
 	path = g_build_filename(dir, "new", name, NULL);
@@ -196,7 +195,8 @@ test_deliver_fails(void)
 	} else {
 		g_assert_cmpint(chmod(newdir, 0500), ==, 0);
 	}
-	g_assert_false(pb_maildir_deliver(dir, NULL, "", fd, NULL, NULL, &error));
+	g_assert_false(
+	    pb_maildir_deliver(dir, NULL, "", fd, NULL, NULL, &error));
 	g_assert_error(error, PB_ERROR, PB_ERROR_TEMP);
 	g_assert_cmpuint(count(dir, "tmp"), ==, 0);
 	close(fd);
@@ -217,14 +217,16 @@ test_deliver_creates(void)
 	int fd = temp_fd(in);
 
 	g_assert_false(g_file_test(dir, G_FILE_TEST_EXISTS));
-	g_assert_true(pb_maildir_deliver(dir, NULL, "", fd, NULL, NULL, &error));
+	g_assert_true(
+	    pb_maildir_deliver(dir, NULL, "", fd, NULL, NULL, &error));
 	g_assert_no_error(error);
 	g_assert_cmpuint(count(dir, "new"), ==, 1);
 	g_assert_true(g_file_test(cur, G_FILE_TEST_IS_DIR));
 
 	g_assert_cmpint(system(rm), ==, 0);
 	g_assert_cmpint(lseek(fd, 0, SEEK_SET), ==, 0);
-	g_assert_true(pb_maildir_deliver(dir, NULL, "", fd, NULL, NULL, &error));
+	g_assert_true(
+	    pb_maildir_deliver(dir, NULL, "", fd, NULL, NULL, &error));
 	g_assert_no_error(error);
 	g_assert_cmpuint(count(dir, "new"), ==, 1);
 	g_assert_cmpuint(count(dir, "tmp"), ==, 0);
@@ -257,8 +259,8 @@ deliver_stable(const char *dir, char **name)
 	gboolean again = FALSE;
 	int fd = temp_fd(in);
 
-	g_assert_true(pb_maildir_deliver(dir, STABLE, "", fd, name, &again,
-					 &error));
+	g_assert_true(
+	    pb_maildir_deliver(dir, STABLE, "", fd, name, &again, &error));
 	g_assert_no_error(error);
 	close(fd);
 	return again;
@@ -370,10 +372,10 @@ test_symlinks(void)
 
 		g_assert_true(pb_maildir_create(away, &error));
 		g_assert_cmpint(system(rm), ==, 0);
-		g_assert_cmpint(symlink(where[i][0] ? "../away/new" : "away",
-					link), ==, 0);
-		g_assert_false(pb_maildir_deliver(dir, NULL, "", fd, NULL,
-						  NULL, &error));
+		g_assert_cmpint(
+		    symlink(where[i][0] ? "../away/new" : "away", link), ==, 0);
+		g_assert_false(
+		    pb_maildir_deliver(dir, NULL, "", fd, NULL, NULL, &error));
 		g_assert_error(error, PB_ERROR, PB_ERROR_TEMP);
 		g_assert_cmpuint(count(away, "new"), ==, 0);
 		g_assert_cmpuint(count(away, "tmp"), ==, 0);
