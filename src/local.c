@@ -164,15 +164,18 @@ mailbox_dir(PbLocal *l, const char *account, GError **error)
 	return g_build_filename(l->cfg->spool, domain, local, NULL);
 }
 
-/* The stable Maildir name of queued message QID: its arrival time (the
- * first 13 hex digits of the id, microseconds) and the id. */
+/* The stable Maildir name of queued message QID: the id's first 13 hex
+ * digits (its arrival, microseconds) as SEC.M<USEC>, the other 9 (pid and
+ * counter) as the key: the whole id, in a name no longer than the usual
+ * ones (a POP3 UIDL has at most 70 characters). */
 static char *
 stable_name(const char *qid)
 {
 	g_autofree char *usec = g_strndup(qid, 13);
 
+	g_return_val_if_fail(strlen(qid) > 13, NULL);
 	return pb_maildir_unique_for((gint64)g_ascii_strtoull(usec, NULL, 16),
-	                             qid, g_get_host_name());
+	                             qid + 13, g_get_host_name());
 }
 
 gboolean

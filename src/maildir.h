@@ -26,7 +26,8 @@ char *pb_maildir_unique(gint64 sec, gint64 usec, pid_t pid, guint n,
 
 /* The unique part for a delivery that may be repeated (after a crash):
  * "SEC.M<USEC>Q<KEY>.HOST", the same for the same TIME_USEC and KEY (an
- * alphanumeric id, unique on this host: a queue id and its arrival). */
+ * alphanumeric key, unique on this host for that time: local.c gives a
+ * queue id's arrival and the id's pid and counter digits). */
 char *pb_maildir_unique_for(gint64 time_usec, const char *key,
                             const char *host);
 
