@@ -264,6 +264,34 @@ deliver_to(Run *run, PbQueueEntry *entry, PbRecipient *r, const char *account,
 	       TRUE);
 }
 
+/* The final mailboxes of the recipients earlier runs delivered (their
+ * copies may have moved to cur/ since, where a delivery would not see
+ * them): a recipient of this run bound for one of them is settled like
+ * the earlier one. An alias that was expanded is no mailbox. */
+static void
+known_mailboxes(Run *run, const PbEnvelope *env, GHashTable *mailboxes)
+{
+	for (guint i = 0; i < env->rcpts->len; i++) {
+		PbRecipient *r = g_ptr_array_index(env->rcpts, i);
+		g_autoptr(GPtrArray) targets =
+		    g_ptr_array_new_with_free_func(g_free);
+		g_autofree char *account = NULL;
+
+		if (r->state != PB_RCPT_SENT || !is_local(run, r->address))
+			continue;
+		account = pb_address_canonical(
+		    r->address, r->orig ? "" : run->cfg->recipient_delimiter);
+		if (r->orig == NULL &&
+		    (!pb_local_resolve(run->local, r->address, targets, NULL) ||
+		     targets->len != 1 ||
+		     strcmp(g_ptr_array_index(targets, 0), account) != 0))
+			continue;
+		if (!g_hash_table_contains(mailboxes, account))
+			g_hash_table_insert(mailboxes, g_steal_pointer(&account),
+					    r);
+	}
+}
+
 /* Resolves recipient I and delivers it, once per final mailbox:
  * MAILBOXES maps the mailboxes this pass settled to their recipient. */
 static void
@@ -633,15 +661,48 @@ run_jobs(Run *run)
 	g_ptr_array_set_size(run->held, 0);
 }
 
+/* Delivers the due local recipients of ENTRY, saving the envelope after
+ * each but the last; UNSETTLED gets the deliveries whose markers wait for
+ * the last save. FALSE if the message cannot be read. */
+static gboolean
+deliver_locals(Run *run, PbQueueEntry *entry, GPtrArray *unsettled)
+{
+	PbEnvelope *env = pb_queue_entry_envelope(entry);
+	g_autoptr(GError) error = NULL;
+	g_autoptr(GHashTable) seen = NULL;
+	g_autoptr(GHashTable) mailboxes =
+	    g_hash_table_new_full(g_str_hash, g_str_equal, g_free, NULL);
+
+	/* the index runs on as alias expansion appends recipients */
+	for (guint i = 0; i < env->rcpts->len; i++) {
+		PbRecipient *r = g_ptr_array_index(env->rcpts, i);
+		if (!is_due(run, r) || !is_local(run, r->address))
+			continue;
+		if (seen == NULL) {
+			seen = pb_local_delivered_to(
+			    pb_queue_entry_data_fd(entry), &error);
+			if (seen == NULL) {
+				pb_log_error(env->id, "cannot read: %s",
+					     error->message);
+				return FALSE;
+			}
+			known_mailboxes(run, env, mailboxes);
+		}
+		deliver_local(run, entry, i, seen, mailboxes, unsettled);
+		/* the last delivery's state is saved by removing the entry
+		 * (finish() below): two fsyncs less per message */
+		if (!pb_envelope_is_final(env) && save(entry))
+			settle(run, env, unsettled);
+	}
+	return TRUE;
+}
+
 static void
 process(Run *run, const char *id)
 {
 	g_autoptr(GError) error = NULL;
 	PbQueueEntry *entry = pb_queue_lock(run->q, id, &error);
 	PbEnvelope *env;
-	g_autoptr(GHashTable) seen = NULL;
-	g_autoptr(GHashTable) mailboxes =
-	    g_hash_table_new_full(g_str_hash, g_str_equal, g_free, NULL);
 	g_autoptr(GPtrArray) unsettled = g_ptr_array_new_with_free_func(g_free);
 	Held *held;
 
@@ -658,23 +719,9 @@ process(Run *run, const char *id)
 		return;
 	}
 	run->stats->messages++;
-	/* the index runs on as alias expansion appends recipients */
-	for (guint i = 0; i < env->rcpts->len; i++) {
-		PbRecipient *r = g_ptr_array_index(env->rcpts, i);
-		if (!is_due(run, r) || !is_local(run, r->address))
-			continue;
-		if (seen == NULL &&
-		    (seen = pb_local_delivered_to(
-			 pb_queue_entry_data_fd(entry), &error)) == NULL) {
-			pb_log_error(id, "cannot read: %s", error->message);
-			pb_queue_entry_free(entry);
-			return;
-		}
-		deliver_local(run, entry, i, seen, mailboxes, unsettled);
-		/* the last delivery's state is saved by removing the entry
-		 * (finish() below): two fsyncs less per message */
-		if (!pb_envelope_is_final(env) && save(entry))
-			settle(run, env, unsettled);
+	if (!deliver_locals(run, entry, unsettled)) {
+		pb_queue_entry_free(entry);
+		return;
 	}
 	held = g_new0(Held, 1);
 	held->entry = entry;

@@ -3,7 +3,9 @@ delivery, [main] delivery = background) and runq are killed with SIGKILL
 at every file-system call of a session, one run per call, by strace's
 fault injection (--inject=SYSCALL:signal=KILL:when=N; counters are per
 syscall and per process, so run N kills each process at its N-th call of
-SYSCALL). Then runq -f runs normally, and:
+SYSCALL). After every other crash the copies delivered so far are moved
+from new/ to cur/ (as a POP3 server reading them would). Then runq -f
+runs normally, and:
 
   - a message whose 250 reached the client is in each mailbox exactly once;
   - one not acknowledged is in each mailbox at most once;
@@ -167,6 +169,19 @@ def reset(inst):
         shutil.rmtree(inst.spool)
 
 
+def read_by_pop3(inst, inject):
+    """After every other crash, a POP3 server takes the copies delivered so
+    far from new/ to cur/NAME:2,S before the retry: it must find them
+    there too."""
+    if int(inject.rsplit("=", 1)[1]) % 2 == 0:
+        return
+    for user in USERS:
+        md = inst.maildir(user)
+        if (md / "new").is_dir():
+            for p in (md / "new").iterdir():
+                p.rename(md / "cur" / (p.name + ":2,S"))
+
+
 def whole_entries(inst):
     """No half state: every envelope has its data and mailq reads them."""
     env = inst.queue / "env"
@@ -203,6 +218,7 @@ def check(inst, acked, refused=False):
 def smtpd_point(inst, inject):
     reset(inst)
     acked = smtp_session(inst, inject)
+    read_by_pop3(inst, inject)
     # an injected error is answered (451): refused, never delivered
     refused = ":error=" in inject and not acked
     return acked, whole_entries(inst) + check(inst, acked, refused)
@@ -234,6 +250,7 @@ class Queued:
 def runq_point(inst, queued, inject):
     queued.restore(inst)
     rc = runq(inst, inject)
+    read_by_pop3(inst, inject)
     problems = whole_entries(inst)
     return rc == -9, problems + check(inst, True)
 

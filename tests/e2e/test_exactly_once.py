@@ -45,6 +45,9 @@ def test_direct_and_alias_one_copy(team, delivery):
     alice = inst.messages("alice@example.org")
     assert len(alice) == 1, alice
     assert len(inst.messages("bob@example.org")) == 1
+    # the markers in tmp/ went once the queue recorded the deliveries
+    for user in ("alice@example.org", "bob@example.org"):
+        assert list((inst.maildir(user) / "tmp").iterdir()) == []
     log = inst.log_text()
     # every recipient settled: the duplicates say why they got no copy
     assert log.count("same mailbox as <") == 3, log
