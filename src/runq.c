@@ -158,14 +158,27 @@ record(Run *run, const PbEnvelope *env, PbRecipient *r, PbOutcomeKind kind,
 			    dsn, status[kind], text);
 }
 
-static void
+static gboolean
 save(PbQueueEntry *entry)
 {
 	g_autoptr(GError) error = NULL;
 
-	if (!pb_queue_entry_update(entry, &error))
-		pb_log_error(pb_queue_entry_envelope(entry)->id,
-			     "cannot save the envelope: %s", error->message);
+	if (pb_queue_entry_update(entry, &error))
+		return TRUE;
+	pb_log_error(pb_queue_entry_envelope(entry)->id,
+		     "cannot save the envelope: %s", error->message);
+	return FALSE;
+}
+
+/* The envelope now records the deliveries in UNSETTLED (account names):
+ * their Maildir markers go (see maildir.c). */
+static void
+settle(Run *run, const PbEnvelope *env, GPtrArray *unsettled)
+{
+	for (guint i = 0; i < unsettled->len; i++)
+		pb_local_settle(run->local, env->id,
+				g_ptr_array_index(unsettled, i));
+	g_ptr_array_set_size(unsettled, 0);
 }
 
 /* Splits "5.1.1 text" (our errors' form) into its dsn and text. */
@@ -226,8 +239,93 @@ fits_expanded(const PbEnvelope *env, GPtrArray *targets, GError **error)
 	return TRUE;
 }
 
+/* R's final mailbox is TWIN's, which had its outcome in this pass: R gets
+ * the same one (one message, one copy per mailbox). */
 static void
-deliver_local(Run *run, PbQueueEntry *entry, guint i, GHashTable *seen)
+same_as(Run *run, const PbEnvelope *env, PbRecipient *r,
+	const PbRecipient *twin)
+{
+	g_autofree char *why = g_strdup_printf(
+	    "same mailbox as <%s>: %s", twin->address,
+	    twin->state == PB_RCPT_SENT ? "delivered once"
+					: (twin->last_error ? twin->last_error
+							    : "not delivered"));
+
+	record(run, env, r,
+	       twin->state == PB_RCPT_SENT	   ? PB_OUTCOME_SENT
+	       : twin->state == PB_RCPT_PENDING ? PB_OUTCOME_TEMP
+						 : PB_OUTCOME_PERM,
+	       twin->dsn ? twin->dsn : "2.0.0", "local", why, TRUE);
+}
+
+/* Delivers R's copy into the Maildir of ACCOUNT and records the outcome;
+ * a delivery whose marker waits for the envelope to be saved is added to
+ * UNSETTLED. */
+static void
+deliver_to(Run *run, PbQueueEntry *entry, PbRecipient *r, const char *account,
+	   GHashTable *seen, GPtrArray *unsettled)
+{
+	PbEnvelope *env = pb_queue_entry_envelope(entry);
+	g_autoptr(GError) error = NULL;
+	gboolean again = FALSE;
+	const char *text;
+	const char *dsn;
+
+	if (seen != NULL && g_hash_table_contains(seen, account)) {
+		record(run, env, r, PB_OUTCOME_PERM, "5.4.6", "local",
+		       "mail forwarding loop (already Delivered-To)", TRUE);
+		return;
+	}
+	if (!pb_local_deliver(run->local, env->id, env->sender, account,
+			      pb_queue_entry_data_fd(entry), &again, &error)) {
+		dsn = error_dsn(error, "4.2.0", &text);
+		record(run, env, r,
+		       g_error_matches(error, PB_ERROR, PB_ERROR_PERM)
+			   ? PB_OUTCOME_PERM
+			   : PB_OUTCOME_TEMP,
+		       dsn, "local", text, TRUE);
+		return;
+	}
+	g_ptr_array_add(unsettled, g_strdup(account));
+	record(run, env, r, PB_OUTCOME_SENT, "2.0.0", "local",
+	       again ? "delivered to maildir (by an earlier attempt)"
+		     : "delivered to maildir",
+	       TRUE);
+}
+
+/* The final mailboxes of the recipients earlier runs delivered (their
+ * copies may have moved to cur/ since, where a delivery would not see
+ * them): a recipient of this run bound for one of them is settled like
+ * the earlier one. An alias that was expanded is no mailbox. */
+static void
+known_mailboxes(Run *run, const PbEnvelope *env, GHashTable *mailboxes)
+{
+	for (guint i = 0; i < env->rcpts->len; i++) {
+		PbRecipient *r = g_ptr_array_index(env->rcpts, i);
+		g_autoptr(GPtrArray) targets =
+		    g_ptr_array_new_with_free_func(g_free);
+		g_autofree char *account = NULL;
+
+		if (r->state != PB_RCPT_SENT || !is_local(run, r->address))
+			continue;
+		account = pb_address_canonical(
+		    r->address, r->orig ? "" : run->cfg->recipient_delimiter);
+		if (r->orig == NULL &&
+		    (!pb_local_resolve(run->local, r->address, targets, NULL) ||
+		     targets->len != 1 ||
+		     strcmp(g_ptr_array_index(targets, 0), account) != 0))
+			continue;
+		if (!g_hash_table_contains(mailboxes, account))
+			g_hash_table_insert(mailboxes, g_steal_pointer(&account),
+					    r);
+	}
+}
+
+/* Resolves recipient I and delivers it, once per final mailbox:
+ * MAILBOXES maps the mailboxes this pass settled to their recipient. */
+static void
+deliver_local(Run *run, PbQueueEntry *entry, guint i, GHashTable *seen,
+	      GHashTable *mailboxes, GPtrArray *unsettled)
 {
 	PbEnvelope *env = pb_queue_entry_envelope(entry);
 	PbRecipient *r = g_ptr_array_index(env->rcpts, i);
@@ -259,28 +357,17 @@ deliver_local(Run *run, PbQueueEntry *entry, guint i, GHashTable *seen)
 			return;
 		}
 	}
-	if (seen != NULL && g_hash_table_contains(seen, account)) {
-		record(run, env, r, PB_OUTCOME_PERM, "5.4.6", "local",
-		       "mail forwarding loop (already Delivered-To)", TRUE);
+	if (g_hash_table_contains(mailboxes, account)) {
+		same_as(run, env, r, g_hash_table_lookup(mailboxes, account));
 		return;
 	}
-	if (!pb_local_deliver(run->local, env->sender, account,
-			      pb_queue_entry_data_fd(entry), NULL, &error)) {
-		dsn = error_dsn(error, "4.2.0", &text);
-		record(run, env, r,
-		       g_error_matches(error, PB_ERROR, PB_ERROR_PERM)
-			   ? PB_OUTCOME_PERM
-			   : PB_OUTCOME_TEMP,
-		       dsn, "local", text, TRUE);
-		return;
-	}
-	record(run, env, r, PB_OUTCOME_SENT, "2.0.0", "local",
-	       "delivered to maildir", TRUE);
+	g_hash_table_insert(mailboxes, g_strdup(account), r);
+	deliver_to(run, entry, r, account, seen, unsettled);
 }
 
 /* Expired recipients fail; failures are bounced; a delay notice goes out
- * once; a finished entry leaves the queue. */
-static void
+ * once; a finished entry leaves the queue (then TRUE). */
+static gboolean
 finish(Run *run, PbQueueEntry *entry)
 {
 	PbEnvelope *env = pb_queue_entry_envelope(entry);
@@ -336,13 +423,14 @@ finish(Run *run, PbQueueEntry *entry)
 	if (dsn_id != NULL)
 		g_ptr_array_add(run->ids, g_steal_pointer(&dsn_id));
 	g_clear_error(&error);
-	if (pb_envelope_is_final(env)) {
-		if (pb_queue_entry_remove(entry, &error))
-			pb_log_info(env->id, "removed");
-		else
-			pb_log_error(env->id, "cannot remove: %s",
-				     error->message);
+	if (!pb_envelope_is_final(env))
+		return FALSE;
+	if (!pb_queue_entry_remove(entry, &error)) {
+		pb_log_error(env->id, "cannot remove: %s", error->message);
+		return FALSE;
 	}
+	pb_log_info(env->id, "removed");
+	return TRUE;
 }
 
 static Job *
@@ -683,13 +771,49 @@ unreadable(Run *run, const char *id, const GError *why)
 		g_ptr_array_add(run->ids, g_steal_pointer(&notice));
 }
 
+/* Delivers the due local recipients of ENTRY, saving the envelope after
+ * each but the last; UNSETTLED gets the deliveries whose markers wait for
+ * the last save. FALSE if the message cannot be read. */
+static gboolean
+deliver_locals(Run *run, PbQueueEntry *entry, GPtrArray *unsettled)
+{
+	PbEnvelope *env = pb_queue_entry_envelope(entry);
+	g_autoptr(GError) error = NULL;
+	g_autoptr(GHashTable) seen = NULL;
+	g_autoptr(GHashTable) mailboxes =
+	    g_hash_table_new_full(g_str_hash, g_str_equal, g_free, NULL);
+
+	/* the index runs on as alias expansion appends recipients */
+	for (guint i = 0; i < env->rcpts->len; i++) {
+		PbRecipient *r = g_ptr_array_index(env->rcpts, i);
+		if (!is_due(run, r) || !is_local(run, r->address))
+			continue;
+		if (seen == NULL) {
+			seen = pb_local_delivered_to(
+			    pb_queue_entry_data_fd(entry), &error);
+			if (seen == NULL) {
+				pb_log_error(env->id, "cannot read: %s",
+					     error->message);
+				return FALSE;
+			}
+			known_mailboxes(run, env, mailboxes);
+		}
+		deliver_local(run, entry, i, seen, mailboxes, unsettled);
+		/* the last delivery's state is saved by removing the entry
+		 * (finish() below): two fsyncs less per message */
+		if (!pb_envelope_is_final(env) && save(entry))
+			settle(run, env, unsettled);
+	}
+	return TRUE;
+}
+
 static void
 process(Run *run, const char *id)
 {
 	g_autoptr(GError) error = NULL;
 	PbQueueEntry *entry = pb_queue_lock(run->q, id, &error);
 	PbEnvelope *env;
-	g_autoptr(GHashTable) seen = NULL;
+	g_autoptr(GPtrArray) unsettled = g_ptr_array_new_with_free_func(g_free);
 	Held *held;
 
 	if (entry == NULL) {
@@ -707,28 +831,15 @@ process(Run *run, const char *id)
 		return;
 	}
 	run->stats->messages++;
-	/* the index runs on as alias expansion appends recipients */
-	for (guint i = 0; i < env->rcpts->len; i++) {
-		PbRecipient *r = g_ptr_array_index(env->rcpts, i);
-		if (!is_due(run, r) || !is_local(run, r->address))
-			continue;
-		if (seen == NULL &&
-		    (seen = pb_local_delivered_to(
-			 pb_queue_entry_data_fd(entry), &error)) == NULL) {
-			pb_log_error(id, "cannot read: %s", error->message);
-			pb_queue_entry_free(entry);
-			return;
-		}
-		deliver_local(run, entry, i, seen);
-		/* the last delivery's state is saved by removing the entry
-		 * (finish() below): two fsyncs less per message */
-		if (!pb_envelope_is_final(env))
-			save(entry);
+	if (!deliver_locals(run, entry, unsettled)) {
+		pb_queue_entry_free(entry);
+		return;
 	}
 	held = g_new0(Held, 1);
 	held->entry = entry;
 	if (!plan_remote(run, held)) {
-		finish(run, entry);
+		if (finish(run, entry))
+			settle(run, env, unsettled);
 		held_free(held);
 		return;
 	}
