@@ -574,7 +574,8 @@ apply(Run *run, Job *job, char *line)
 	    (sp3 = strchr(sp2 + 1, ' ')) == NULL)
 		goto bad;
 	*sp1 = *sp2 = *sp3 = '\0';
-	if (!g_ascii_string_to_unsigned(line, 10, 0, job->messages->len - 1,
+	if (job->messages->len == 0 ||
+	    !g_ascii_string_to_unsigned(line, 10, 0, job->messages->len - 1,
 					&m, NULL) ||
 	    !g_ascii_string_to_unsigned(sp1 + 1, 10, 0, G_MAXUINT, &ri,
 					NULL) ||
