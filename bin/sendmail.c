@@ -239,8 +239,10 @@ submit(const PbConfig *cfg, Args *a, const char *login, uid_t ruid,
 static int
 serve_modes(const PbConfig *cfg, Mode mode, const char *user)
 {
-	PbSmtpServe how = {
-	    .cfg = cfg, .submission = user != NULL, .user = user};
+	PbSmtpServe how = {.cfg = cfg,
+	                   .submission = user != NULL,
+	                   .user = user,
+	                   .local_program = TRUE};
 	g_autoptr(GError) error = NULL;
 	g_autoptr(PbQueue) q = NULL;
 	g_autoptr(GString) out = NULL;

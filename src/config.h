@@ -48,6 +48,9 @@ typedef struct {
 	guint max_recipients;     /* default 100 */
 	guint max_connections;    /* default 100 */
 	gint64 smtpd_timeout;     /* seconds; default 5m */
+	/* extension: a peer without an IP address (Unix-domain socket,
+	 * pipe) trusted as loopback is (relay, plaintext AUTH); default no */
+	gboolean trust_local_socket;
 
 	/* [delivery] (all durations in seconds) */
 	gint64 retry_interval; /* 15m */
