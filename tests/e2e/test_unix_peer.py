@@ -4,6 +4,7 @@ local proxy or ssh hand them) are neither loopback nor in relay_networks,
 so they may not relay and may not send passwords in plaintext. sendmail
 -bs, a pipe to the local program that ran it, keeps its own rules."""
 import base64
+import os
 import socket
 import subprocess
 
@@ -84,6 +85,35 @@ def test_smtpd_unix_peer_is_not_trusted(unix):
     assert b"elsewhere.test" not in env.read_bytes()
     data = (unix.queue / "msg" / env.name).read_bytes()
     assert data.startswith(b"Received: from client (local)\r\n")
+
+
+def test_smtpd_socket_activation_on_a_unix_socket(unix, tmp_path):
+    """systemd's ListenStream=/path, Accept=no: the accept loop's children
+    see no IP address either."""
+    path = str(tmp_path / "smtp.sock")
+    lsock = socket.socket(socket.AF_UNIX)
+    lsock.bind(path)
+    lsock.listen(4)
+    os.set_inheritable(lsock.fileno(), True)
+    p = subprocess.Popen(
+        ["bash", "-c",
+         f'exec 3<&{lsock.fileno()}; LISTEN_PID=$$ LISTEN_FDS=1 exec "$0"',
+         unix.bin("smtpd")], env=unix.env(), pass_fds=[lsock.fileno()])
+    unix.procs.append(p)
+    lsock.close()
+    with socket.socket(socket.AF_UNIX) as c:
+        c.settimeout(10)
+        c.connect(path)
+        f = c.makefile("rb")
+        assert replies(f, 1)[0][0].startswith(b"220 ")
+        c.sendall(b"EHLO client\r\n" + auth_plain() +
+                  b"\r\nMAIL FROM:<a@example.com>\r\n"
+                  b"RCPT TO:<victim@elsewhere.test>\r\nQUIT\r\n")
+        ehlo, auth, mail, rcpt, quit = replies(f, 5)
+        assert not any(b"AUTH" in l for l in ehlo)
+        assert rcpt[0].startswith(b"554 5.7.1 ")
+        assert auth[0].startswith(b"538 5.7.11 ")
+        f.close()
 
 
 def test_smtpd_unix_peer_trusted_when_configured(unix):
