@@ -2,6 +2,7 @@
  * ADDR:PORT]... [--tls]). */
 #include "error.h"
 #include "listener.h"
+#include "log.h"
 #include "pop3-serve.h"
 #include "privs.h"
 #include "program.h"
@@ -39,6 +40,13 @@ main(int argc, char **argv)
 	g_autoptr(PbConfig) cfg = NULL;
 	g_autoptr(PbTlsServer) creds = NULL;
 	PbPop3Serve how = {0};
+	PbListenLimits limits = {
+	    .busy =
+	        "-ERR [SYS/TEMP] Too many connections from your address\r\n"};
+	gboolean shielded;
+
+	/* first: under inetd nothing may reach the client through stderr */
+	shielded = pb_listener_shield_stderr();
 	g_option_context_add_main_entries(ctx, entries, NULL);
 	if (!pb_program_options(ctx, &argc, &argv))
 		return PB_EX_USAGE;
@@ -49,6 +57,9 @@ main(int argc, char **argv)
 	cfg = pb_program_start("pop3d", conf, FALSE, TRUE, &error);
 	if (cfg == NULL)
 		return pb_program_fail("pop3d", error);
+	/* under inetd, stderr was the client: log to syslog instead */
+	if (shielded && g_str_equal(cfg->log, "stderr"))
+		(void)pb_log_open("pop3d", "syslog", NULL);
 	/* the key is read before privileges are dropped */
 	if ((tls || pb_tls_configured(cfg)) &&
 	    (creds = pb_tls_server_new(cfg, &error)) == NULL)
@@ -56,8 +67,9 @@ main(int argc, char **argv)
 	how.cfg = cfg;
 	how.tls = creds;
 	how.implicit_tls = tls;
-	if (!pb_listener_run(listen, cfg->pop3d_max_connections, drop, serve,
-	                     &how, &error))
+	limits.max_connections = cfg->pop3d_max_connections;
+	limits.max_per_ip = cfg->pop3d_max_connections_per_ip;
+	if (!pb_listener_run(listen, &limits, drop, serve, &how, &error))
 		return pb_program_fail("pop3d", error);
 	return 0;
 }

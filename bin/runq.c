@@ -89,10 +89,19 @@ main(int argc, char **argv)
 		return pb_program_fail("runq", error);
 	pb_log_info(NULL,
 	            "run done: messages=%u, delivered=%u, deferred=%u, "
-	            "bounced=%u, busy=%u",
+	            "bounced=%u, busy=%u, corrupt=%u",
 	            stats.messages, stats.delivered, stats.deferred,
-	            stats.bounced, stats.busy);
+	            stats.bounced, stats.busy, stats.corrupt);
 	if (argc <= 1)
 		write_status(cfg, &stats, started, start_mono);
+	/* an unreadable envelope was set aside: the run went on, but the
+	 * operator has to look (postmaster was told, the log says more) */
+	if (stats.corrupt > 0) {
+		g_printerr("runq: %u queue entr%s with an unreadable envelope "
+		           "set aside in %s/corrupt\n",
+		           stats.corrupt, stats.corrupt == 1 ? "y" : "ies",
+		           cfg->queue);
+		return PB_EX_DATAERR;
+	}
 	return PB_EX_OK;
 }

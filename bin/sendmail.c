@@ -5,22 +5,24 @@
  * Installed set-user-id to [main] user (as qmail-queue is setuid qmailq),
  * so that any local user can queue mail while the queue stays mode 0700.
  * It trusts nothing from its caller: the submitting user is the real uid;
- * a configuration named by -c or PILLARBOX_CONF is used only if root or
- * the mail user owns it and nobody else can write it; -f is allowed only
- * for root and the mail user; the real uid is switched to the mail user
- * before the message is read, so the caller cannot signal or trace it. */
+ * the configuration is the one pb_config_load_trusted() accepts (-c FILE
+ * or the default, never PILLARBOX_CONF); environment, umask, limits,
+ * signals and descriptors are reset (pb_program_sanitize); -f, -q and
+ * the whole -bp listing are only for root and the mail user; the real uid
+ * is switched to the mail user before the message is read, so the caller
+ * cannot signal or trace it; the delivery attempt runs in a detached
+ * child. */
 #include "error.h"
+#include "log.h"
 #include "program.h"
 #include "queue.h"
 #include "runq.h"
 #include "smtp-serve.h"
 #include "submit.h"
 
-#include <fcntl.h>
 #include <pwd.h>
 #include <stdio.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #ifdef PB_SANITIZED
@@ -152,28 +154,6 @@ parse_args(int argc, char **argv, Args *a)
 	return PB_EX_OK;
 }
 
-/* Under set-user-id, a configuration the caller could have written
- * would hand them the mail user's rights. */
-static gboolean
-conf_trusted(const char *path, uid_t mail_uid, GError **error)
-{
-	struct stat st;
-
-	if (path == NULL || *path == '\0')
-		return TRUE; /* the compiled-in default */
-	if (stat(path, &st) < 0)
-		return pb_throw_errno(error, "%s", path);
-	if ((st.st_uid != 0 && st.st_uid != mail_uid) ||
-	    (st.st_mode & (S_IWGRP | S_IWOTH))) {
-		g_set_error(error, PB_ERROR, PB_ERROR_CONFIG,
-		            "%s: not owned by root or the mail user, or "
-		            "writable by others: refused",
-		            path);
-		return FALSE;
-	}
-	return TRUE;
-}
-
 /* The immediate delivery attempt, in a child so the caller need not
  * wait for it (as smtpd does after the client has gone). */
 static void
@@ -181,16 +161,10 @@ deliver_soon(const PbConfig *cfg, char *id)
 {
 	char *ids[] = {id, NULL};
 	PbRunqStats stats;
-	int null;
 
 	if (cfg->delivery_queue || fork() != 0)
 		return;
-	setsid();
-	if ((null = open("/dev/null", O_RDWR)) >= 0) {
-		dup2(null, 0);
-		dup2(null, 1);
-		dup2(null, 2);
-	}
+	pb_program_detach();
 	(void)pb_runq_run(cfg, ids, FALSE, &stats, NULL);
 	_exit(0);
 }
@@ -234,33 +208,67 @@ submit(const PbConfig *cfg, Args *a, const char *login, uid_t ruid,
 	return PB_EX_OK;
 }
 
-/* -bs, -bp, -q. USER: the local user when not trusted, whose -bs
- * session may then send only as that user (as submission does). */
+/* -bp by a local user: their own messages only. */
+typedef struct {
+	guint uid;
+	const char *address;
+} Owner;
+
+static gboolean
+owned(const PbEnvelope *env, gpointer data)
+{
+	const Owner *o = data;
+
+	return pb_submit_is_users(env, o->uid, o->address);
+}
+
 static int
-serve_modes(const PbConfig *cfg, Mode mode, const char *user)
+list(const PbConfig *cfg, const Owner *owner)
+{
+	g_autoptr(GError) error = NULL;
+	g_autoptr(PbQueue) q = pb_queue_open(cfg->queue, &error);
+	g_autoptr(GString) out = NULL;
+
+	if (q == NULL ||
+	    (out = pb_queue_format_listing_of(q, FALSE, 0, owner ? owned : NULL,
+	                                      (gpointer)owner, &error)) == NULL)
+		return pb_program_fail("sendmail", error);
+	fwrite(out->str, 1, out->len, stdout);
+	return fflush(stdout) == 0 ? PB_EX_OK : PB_EX_IOERR;
+}
+
+/* -bs, -bp, -q. OWNER: the local user when not trusted, whose -bs
+ * session may then send only as that user (as submission does), whose
+ * -bp lists only their messages, and who may not start a queue run. */
+static int
+serve_modes(const PbConfig *cfg, Mode mode, const Owner *owner)
 {
 	PbSmtpServe how = {.cfg = cfg,
-	                   .submission = user != NULL,
-	                   .user = user,
+	                   .submission = owner != NULL,
+	                   .user = owner ? owner->address : NULL,
 	                   .local_program = TRUE};
 	g_autoptr(GError) error = NULL;
-	g_autoptr(PbQueue) q = NULL;
-	g_autoptr(GString) out = NULL;
 	PbRunqStats stats;
 	PbPeer peer = {.ip = ""};
 
 	switch (mode) {
 	case MODE_SMTP:
+		/* its delivery attempt follows in this process */
+		if (owner)
+			pb_program_ignore_terminal();
 		pb_smtp_serve(&how, 0, 1, &peer);
 		return PB_EX_OK;
 	case MODE_LIST:
-		if ((q = pb_queue_open(cfg->queue, &error)) == NULL ||
-		    (out = pb_queue_format_listing(q, FALSE, 0, &error)) ==
-		        NULL)
-			return pb_program_fail("sendmail", error);
-		fwrite(out->str, 1, out->len, stdout);
-		return fflush(stdout) == 0 ? PB_EX_OK : PB_EX_IOERR;
+		return list(cfg, owner);
 	case MODE_RUN:
+		if (owner) {
+			fprintf(stderr,
+			        "sendmail: -q: only root and %s may "
+			        "start a queue run (runq does it)\n",
+			        cfg->user);
+			return PB_EX_NOPERM;
+		}
+		pb_program_ignore_terminal();
 		if (!pb_runq_run(cfg, NULL, FALSE, &stats, &error))
 			return pb_program_fail("sendmail", error);
 		return PB_EX_OK;
@@ -269,45 +277,68 @@ serve_modes(const PbConfig *cfg, Mode mode, const char *user)
 	}
 }
 
-int
-main(int argc, char **argv)
+/* The caller's login; the configuration (set-user-id: the trusted one);
+ * then the mail user for good. */
+static int
+start(Args *a, char **login, PbConfig **cfg)
 {
-	Args a = {.mode = MODE_SUBMIT, .dot_ends = TRUE};
-	g_autoptr(GPtrArray) rcpts = g_ptr_array_new_with_free_func(g_free);
 	g_autoptr(GError) error = NULL;
-	g_autoptr(PbConfig) cfg = NULL;
 	uid_t ruid = getuid(), euid = geteuid();
 	struct passwd *pw = getpwuid(ruid);
-	g_autofree char *login =
-	    pw ? g_strdup(pw->pw_name) : g_strdup_printf("uid%u", (guint)ruid);
-	const char *conf;
-	g_autofree char *mine = NULL;
-	gboolean trusted;
-	int status;
 
-	NOTE_SETUID(ruid != euid);
-	a.rcpts = rcpts;
-	if ((status = parse_args(argc, argv, &a)) != PB_EX_OK)
-		return status;
-	conf = a.conf ? a.conf : g_getenv("PILLARBOX_CONF");
-	if (ruid != euid && ruid != 0 && !conf_trusted(conf, euid, &error))
-		return pb_program_fail("sendmail", error);
-	cfg = pb_program_start("sendmail", conf, FALSE, FALSE, &error);
-	if (cfg == NULL)
+	*login = pw ? g_strdup(pw->pw_name) : g_strdup_printf("uid%u", ruid);
+	*cfg = pb_program_start("sendmail", a->conf, FALSE, FALSE, &error);
+	if (*cfg == NULL)
 		return pb_program_fail("sendmail", error);
 	/* set-user-id: become the mail user entirely */
 	if (ruid != euid && setresuid(euid, euid, euid) < 0) {
 		perror("sendmail: setresuid");
 		return PB_EX_OSERR;
 	}
+	return PB_EX_OK;
+}
+
+int
+main(int argc, char **argv)
+{
+	Args a = {.mode = MODE_SUBMIT, .dot_ends = TRUE};
+	g_autoptr(GPtrArray) rcpts = NULL;
+	g_autoptr(GError) error = NULL;
+	g_autoptr(PbConfig) cfg = NULL;
+	g_autofree char *login = NULL;
+	g_autofree char *mine = NULL;
+	struct passwd *pw;
+	uid_t ruid = getuid();
+	Owner owner = {(guint)ruid, NULL};
+	gboolean trusted;
+	int status;
+
+	pb_program_sanitize(); /* before anything is opened or read */
+	NOTE_SETUID(ruid != geteuid());
+	a.rcpts = rcpts = g_ptr_array_new_with_free_func(g_free);
+	if ((status = parse_args(argc, argv, &a)) != PB_EX_OK ||
+	    (status = start(&a, &login, &cfg)) != PB_EX_OK)
+		goto out;
+	if (!pb_program_limits_safe()) {
+		/* no delivery in this process (-bs delivers in it too) */
+		pb_log_warn(NULL,
+		            "the caller's hard resource limits are too "
+		            "low for a delivery: the mail waits for runq");
+		cfg->delivery_queue = TRUE;
+	}
 	pw = getpwnam(cfg->user);
 	trusted = ruid == 0 || (pw && ruid == pw->pw_uid);
-	if (!trusted && (mine = pb_submit_qualify(cfg, login, &error)) == NULL)
-		return pb_program_fail("sendmail", error);
+	if (!trusted &&
+	    (mine = pb_submit_qualify(cfg, login, &error)) == NULL) {
+		status = pb_program_fail("sendmail", error);
+		goto out;
+	}
+	owner.address = mine;
 	if (a.mode != MODE_SUBMIT)
-		status = serve_modes(cfg, a.mode, mine);
+		status = serve_modes(cfg, a.mode, trusted ? NULL : &owner);
 	else
 		status = submit(cfg, &a, login, ruid, trusted);
+out:
 	g_free(a.conf);
 	g_free(a.sender);
 	g_free(a.full_name);

@@ -2,6 +2,7 @@
  * ADDR:PORT]... [--submission] [--tls]). */
 #include "error.h"
 #include "listener.h"
+#include "log.h"
 #include "privs.h"
 #include "program.h"
 #include "smtp-serve.h"
@@ -23,6 +24,7 @@ int
 main(int argc, char **argv)
 {
 	g_autofree char *conf = NULL;
+	g_autofree char *busy = NULL;
 	g_auto(GStrv) listen = NULL;
 	gboolean submission = FALSE, tls = FALSE;
 	GOptionEntry entries[] = {
@@ -43,7 +45,11 @@ main(int argc, char **argv)
 	g_autoptr(PbConfig) cfg = NULL;
 	g_autoptr(PbTlsServer) creds = NULL;
 	PbSmtpServe how = {0};
+	PbListenLimits limits = {0};
+	gboolean shielded;
 
+	/* first: under inetd nothing may reach the client through stderr */
+	shielded = pb_listener_shield_stderr();
 	g_option_context_add_main_entries(ctx, entries, NULL);
 	if (!pb_program_options(ctx, &argc, &argv))
 		return PB_EX_USAGE;
@@ -54,6 +60,9 @@ main(int argc, char **argv)
 	cfg = pb_program_start("smtpd", conf, FALSE, TRUE, &error);
 	if (cfg == NULL)
 		return pb_program_fail("smtpd", error);
+	/* under inetd, stderr was the client: log to syslog instead */
+	if (shielded && g_str_equal(cfg->log, "stderr"))
+		(void)pb_log_open("smtpd", "syslog", NULL);
 	/* the key is read before privileges are dropped */
 	if ((tls || pb_tls_configured(cfg)) &&
 	    (creds = pb_tls_server_new(cfg, &error)) == NULL)
@@ -62,8 +71,12 @@ main(int argc, char **argv)
 	how.tls = creds;
 	how.implicit_tls = tls;
 	how.submission = submission;
-	if (!pb_listener_run(listen, cfg->max_connections, drop, serve, &how,
-	                     &error))
+	limits.max_connections = cfg->max_connections;
+	limits.max_per_ip = cfg->max_connections_per_ip;
+	limits.busy = busy = g_strdup_printf(
+	    "421 4.7.0 %s Too many connections from your address\r\n",
+	    cfg->hostname);
+	if (!pb_listener_run(listen, &limits, drop, serve, &how, &error))
 		return pb_program_fail("smtpd", error);
 	return 0;
 }

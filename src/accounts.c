@@ -4,7 +4,8 @@
  *
  * Owns the accounts file. Guarantees: pb_accounts_verify() runs exactly
  * one crypt(3) whether the user exists or not (an unknown user is checked
- * against a dummy setting of the preferred method) and compares in
+ * against a dummy setting of the method and cost most accounts use, with
+ * a salt of its own) and compares in
  * constant time; pb_accounts_save() writes the whole file with
  * pb_durable_replace (mode 0600), keeping comments and the order of the
  * lines; a password is never logged and its buffers are wiped.
@@ -33,6 +34,7 @@ typedef struct {
 struct _PbAccounts {
 	GPtrArray *lines;   /* Line*, in file order; new accounts at the end */
 	GHashTable *hashes; /* address -> hash */
+	char *dummy;        /* for unknown users: dummy_setting() */
 };
 
 static void
@@ -63,6 +65,7 @@ pb_accounts_free(PbAccounts *a)
 		return;
 	g_ptr_array_unref(a->lines);
 	g_hash_table_unref(a->hashes);
+	g_free(a->dummy);
 	g_free(a);
 }
 
@@ -120,6 +123,89 @@ parse_line(PbAccounts *a, const char *text)
 	return TRUE;
 }
 
+/* Where the salt of a "$id$" HASH starts: after "$2b$NN$" for bcrypt,
+ * else after the '$' before the last field ("$6$rounds=N$SALT$HASH",
+ * "$y$j9T$SALT$HASH"); NULL for any other form. */
+static const char *
+salt_of(const char *hash)
+{
+	const char *p;
+
+	if (hash[0] != '$' || (p = strchr(hash + 1, '$')) == NULL)
+		return NULL;
+	if (g_str_has_prefix(hash, "$2"))
+		return (p = strchr(p + 1, '$')) ? p + 1 : NULL;
+	for (p = strrchr(hash, '$') - 1; p > hash && *p != '$'; p--)
+		;
+	return p > hash ? p + 1 : NULL;
+}
+
+/* MODEL's method and cost with a salt of its own; MODEL itself (the same
+ * cost, by definition) when its method is not one crypt_gensalt knows. */
+static char *
+dummy_like(const char *model)
+{
+	const char *salt = salt_of(model);
+	g_autofree char *id = NULL;
+	char *fresh;
+	char *dummy;
+
+	if (salt == NULL)
+		return g_strdup(model);
+	id = g_strndup(model, strchr(model + 1, '$') + 1 - model);
+	if ((fresh = crypt_gensalt_ra(id, 0, NULL, 0)) == NULL)
+		return g_strdup(model);
+	dummy = g_strdup_printf("%.*s%s", (int)(salt - model), model,
+	                        strrchr(fresh, '$') + 1);
+	free(fresh);
+	return dummy;
+}
+
+/* The setting an unknown user is checked against: the method and cost
+ * most of the accounts use (the first of them on a tie), so that the time
+ * an unknown user takes is the time a real one does; with no accounts,
+ * the method and cost of new hashes. */
+static char *
+dummy_setting(const PbAccounts *a)
+{
+	g_autoptr(GHashTable) counts =
+	    g_hash_table_new_full(g_str_hash, g_str_equal, g_free, NULL);
+	const char *model = NULL;
+	guint best = 0;
+	char *s;
+
+	for (guint i = 0; i < a->lines->len; i++) {
+		const Line *l = g_ptr_array_index(a->lines, i);
+		const char *hash, *salt;
+		char *cost;
+		guint n;
+
+		if (l->address == NULL)
+			continue;
+		hash = g_hash_table_lookup(a->hashes, l->address);
+		salt = salt_of(hash);
+		cost = salt ? g_strndup(hash, salt - hash) : g_strdup(hash);
+		n = GPOINTER_TO_UINT(g_hash_table_lookup(counts, cost)) + 1;
+		g_hash_table_insert(counts, cost, GUINT_TO_POINTER(n));
+		if (n > best) {
+			best = n;
+			model = hash;
+		}
+	}
+	if (model)
+		return dummy_like(model);
+	s = crypt_gensalt_ra(NULL, 0, NULL, 0);
+	model = g_strdup(s ? s : "$6$dummydummydummy$");
+	free(s);
+	return (char *)model;
+}
+
+const char *
+pb_accounts_dummy(const PbAccounts *a)
+{
+	return a->dummy;
+}
+
 PbAccounts *
 pb_accounts_load(const char *path, GError **error)
 {
@@ -136,6 +222,7 @@ pb_accounts_load(const char *path, GError **error)
 			return NULL;
 		}
 	}
+	a->dummy = dummy_setting(a);
 	return g_steal_pointer(&a);
 }
 
@@ -145,22 +232,6 @@ pb_accounts_exists(const PbAccounts *a, const char *address)
 	g_autofree char *key = g_ascii_strdown(address, -1);
 
 	return g_hash_table_contains(a->hashes, key);
-}
-
-/* The setting an unknown user is checked against: same method and cost
- * as new hashes, so the time matches; made once. */
-static const char *
-dummy_setting(void)
-{
-	static char *setting;
-
-	if (g_once_init_enter(&setting)) {
-		char *s = crypt_gensalt_ra(NULL, 0, NULL, 0);
-		char *dup = g_strdup(s ? s : "$6$dummydummydummy$");
-		free(s);
-		g_once_init_leave(&setting, dup);
-	}
-	return setting;
 }
 
 /* Constant time in the length of WANT. */
@@ -182,10 +253,9 @@ pb_accounts_verify(const PbAccounts *a, const char *address,
 	g_autofree char *key = g_ascii_strdown(address, -1);
 	const char *stored = g_hash_table_lookup(a->hashes, key);
 	struct crypt_data *cd = g_new0(struct crypt_data, 1);
-	const char *got =
-	    crypt_r(password, stored ? stored : dummy_setting(), cd);
+	const char *got = crypt_r(password, stored ? stored : a->dummy, cd);
 	gboolean ok = got != NULL && got[0] != '*' &&
-	              same(got, stored ? stored : dummy_setting());
+	              same(got, stored ? stored : a->dummy);
 
 	explicit_bzero(cd, sizeof(*cd));
 	g_free(cd);

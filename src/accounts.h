@@ -24,6 +24,11 @@ G_DEFINE_AUTOPTR_CLEANUP_FUNC(PbAccounts, pb_accounts_free)
 gboolean pb_accounts_exists(const PbAccounts *a, const char *address);
 gboolean pb_accounts_verify(const PbAccounts *a, const char *address,
                             const char *password);
+/* The setting an unknown user is checked against: the method and cost
+ * (e.g. "$6$rounds=N$", "$y$j9T$") most accounts' hashes use, with a
+ * fresh salt; with no accounts, those of new hashes. */
+const char *pb_accounts_dummy(const PbAccounts *a);
+
 /* Sorted addresses. */
 GPtrArray *pb_accounts_list(const PbAccounts *a);
 

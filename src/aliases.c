@@ -9,8 +9,11 @@
  * PB_ALIASES_MAX_DEPTH; a loop, a too deep chain or a local target that
  * is neither an alias nor an account fails the whole expansion with
  * PB_ERROR_PERM and a message fit for a bounce ("5.x.y text"); each alias
- * is expanded once and each address yielded once; OUT is only appended
- * to on success.
+ * is expanded once and each address yielded once, and none already in OUT
+ * (compared as final mailboxes: a local address in lower case without its
+ * +extension), so that a recipient named directly and through an alias,
+ * or through two aliases, gets one copy; OUT is only appended to on
+ * success.
  */
 #include "aliases.h"
 #include "address.h"
@@ -136,13 +139,17 @@ typedef struct {
 	GPtrArray *out;
 } Expand;
 
-/* The identity of an address: a domain has no case, a local part may. */
+/* The identity of an address: its final mailbox for a local one (lower
+ * case, the +extension cut: recipient_delimiter folding), else the address
+ * with its domain in lower case (a remote local part may have case). */
 static char *
-identity(const char *address)
+identity(const PbConfig *cfg, const char *address)
 {
 	const char *at = strrchr(address, '@');
 	g_autofree char *domain = g_ascii_strdown(at ? at + 1 : "", -1);
 
+	if (at != NULL && pb_config_is_local_domain(cfg, domain))
+		return pb_address_canonical(address, cfg->recipient_delimiter);
 	return g_strdup_printf("%.*s@%s", at ? (int)(at - address) : 0, address,
 	                       domain);
 }
@@ -150,7 +157,7 @@ identity(const char *address)
 static void
 yield(Expand *x, const char *address)
 {
-	char *key = identity(address);
+	char *key = identity(x->cfg, address);
 
 	if (g_hash_table_add(x->seen, key))
 		g_ptr_array_add(x->out, g_strdup(address));
@@ -242,7 +249,8 @@ pb_aliases_expand(const PbAliases *a, const PbAccounts *accounts,
 
 	g_return_val_if_fail(strchr(address, '@') != NULL, FALSE);
 	for (guint i = 0; i < out->len; i++)
-		g_hash_table_add(seen, identity(g_ptr_array_index(out, i)));
+		g_hash_table_add(seen,
+		                 identity(cfg, g_ptr_array_index(out, i)));
 	if (lookup(a, address) == NULL) {
 		g_set_error(error, PB_ERROR, PB_ERROR_PERM,
 		            "5.1.1 %s: no such alias", address);

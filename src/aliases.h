@@ -29,12 +29,14 @@ gboolean pb_aliases_has(const PbAliases *a, const char *address);
 
 /* Expands canonical ADDRESS into final addresses appended to OUT (char*,
  * caller frees): local accounts (canonical) and remote addresses (as
- * written). An address that is both an alias and an account, or an alias
- * whose targets include itself, yields the account too. A local target
- * that is neither an account nor an alias, a loop or a depth over
- * PB_ALIASES_MAX_DEPTH is PB_ERROR_PERM (message fit for a bounce). */
+ * written), none that is already in OUT (a local one compared as its
+ * final mailbox: lower case, +extension cut). An address that is both an alias
+ * and an account, or an alias whose targets include itself, yields the account
+ * too. A local target that is neither an account nor an alias, a loop or a
+ * depth over PB_ALIASES_MAX_DEPTH is PB_ERROR_PERM (message fit for a bounce).
+ */
 gboolean pb_aliases_expand(const PbAliases *a, const PbAccounts *accounts,
-			   const PbConfig *cfg, const char *address,
-			   GPtrArray *out, GError **error);
+                           const PbConfig *cfg, const char *address,
+                           GPtrArray *out, GError **error);
 
 #endif

@@ -26,7 +26,9 @@
 #include <fcntl.h>
 #include <netdb.h>
 #include <stddef.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 typedef enum {
@@ -43,6 +45,7 @@ typedef enum {
 	T_DURATION,
 	T_SIZE,
 	T_COUNT, /* a positive integer */
+	T_LIMIT, /* a count, or 0 for no limit */
 	T_PORT,
 	T_CIDRS,
 	T_NAMESERVERS,
@@ -69,11 +72,15 @@ static const KeySpec keys[] = {
     {"main", "delivery", T_DELIVERY, F(delivery_queue), "background"},
     {"main", "user", T_STRING, F(user), "pillarbox"},
     {"main", "recipient_delimiter", T_DELIMITER, F(recipient_delimiter), "+"},
+    {"main", "max_auth_failures", T_LIMIT, F(max_auth_failures), "10"},
+    {"main", "auth_failure_window", T_DURATION, F(auth_failure_window), "10m"},
     {"smtpd", "relay_networks", T_CIDRS, F(relay_networks),
      "127.0.0.0/8, ::1/128"},
     {"smtpd", "max_message_size", T_SIZE, F(max_message_size), "50M"},
     {"smtpd", "max_recipients", T_COUNT, F(max_recipients), "100"},
     {"smtpd", "max_connections", T_COUNT, F(max_connections), "100"},
+    {"smtpd", "max_connections_per_ip", T_LIMIT, F(max_connections_per_ip),
+     "10"},
     {"smtpd", "timeout", T_DURATION, F(smtpd_timeout), "5m"},
     {"smtpd", "trust_local_socket", T_BOOL, F(trust_local_socket), "no"},
     {"delivery", "retry_interval", T_DURATION, F(retry_interval), "15m"},
@@ -90,6 +97,7 @@ static const KeySpec keys[] = {
     {"delivery", "data_init_timeout", T_DURATION, F(data_init_timeout), "2m"},
     {"delivery", "data_block_timeout", T_DURATION, F(data_block_timeout), "3m"},
     {"delivery", "data_end_timeout", T_DURATION, F(data_end_timeout), "10m"},
+    {"delivery", "immediate_timeout", T_DURATION, F(immediate_timeout), "5m"},
     {"delivery", "require_tls", T_DOMAINS, F(require_tls), ""},
     {"delivery", "require_verified_tls", T_DOMAINS, F(require_verified_tls),
      ""},
@@ -99,6 +107,8 @@ static const KeySpec keys[] = {
     {"tls", "plaintext_auth", T_BOOL, F(plaintext_auth), "no"},
     {"pop3d", "timeout", T_DURATION, F(pop3d_timeout), "10m"},
     {"pop3d", "max_connections", T_COUNT, F(pop3d_max_connections), "100"},
+    {"pop3d", "max_connections_per_ip", T_LIMIT,
+     F(pop3d_max_connections_per_ip), "10"},
 };
 
 /* Where each "[group] key" sits in the file: "group\nkey" -> line. */
@@ -262,28 +272,28 @@ pb_parse_size(const char *text, guint64 *bytes)
 }
 
 #define MAX_TABLE (16 * 1024 * 1024)
+#define MAX_CONFIG (1024 * 1024)
 
-char **
-pb_table_read(const char *path, GError **error)
+/* The whole of FD, refused past MAX octets or at a NUL (while reading,
+ * not after loading). */
+static GString *
+read_bounded(int fd, gsize max, const char *path, GError **error)
 {
-	g_auto(PbFd) fd = open(path, O_RDONLY | O_CLOEXEC);
-	g_autoptr(GString) data = NULL;
+	g_autoptr(GString) data = g_string_new(NULL);
 	char buf[8192];
 
-	if (fd < 0 && errno == ENOENT)
-		return g_new0(char *, 1);
-	if (fd < 0)
-		goto failed;
-	data = g_string_new(NULL);
 	for (;;) {
 		ssize_t n = read(fd, buf, sizeof(buf));
 		if (n < 0 && errno == EINTR)
 			continue;
-		if (n < 0)
-			goto failed;
+		if (n < 0) {
+			g_set_error(error, PB_ERROR, PB_ERROR_CONFIG, "%s: %s",
+			            path, g_strerror(errno));
+			return NULL;
+		}
 		if (n == 0)
-			break;
-		if (data->len + (gsize)n > MAX_TABLE ||
+			return g_steal_pointer(&data);
+		if (data->len + (gsize)n > max ||
 		    memchr(buf, '\0', (gsize)n) != NULL) {
 			g_set_error(error, PB_ERROR, PB_ERROR_CONFIG,
 			            "%s: too large or binary", path);
@@ -291,15 +301,55 @@ pb_table_read(const char *path, GError **error)
 		}
 		g_string_append_len(data, buf, n);
 	}
+}
+
+/* Opens NAME (PATH in messages) for reading, only if it is a regular
+ * file (not a FIFO that would block, nor a device); with O_NOFOLLOW in
+ * FLAGS, not through a symlink either. FD -1 and errno ENOENT when it
+ * does not exist. */
+static int
+open_regular(int dirfd, const char *name, const char *path, int flags,
+             GError **error)
+{
+	int fd = openat(dirfd, name,
+	                O_RDONLY | O_NOCTTY | O_NONBLOCK | O_CLOEXEC | flags);
+	struct stat st;
+
+	if (fd < 0) {
+		int saved = errno;
+		g_set_error(error, PB_ERROR, PB_ERROR_CONFIG, "%s: %s", path,
+		            errno == ELOOP ? "a symbolic link: refused"
+		                           : g_strerror(errno));
+		errno = saved;
+		return -1;
+	}
+	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
+		g_set_error(error, PB_ERROR, PB_ERROR_CONFIG,
+		            "%s: not a regular file: refused", path);
+		close(fd);
+		errno = EINVAL;
+		return -1;
+	}
+	return fd;
+}
+
+char **
+pb_table_read(const char *path, GError **error)
+{
+	g_auto(PbFd) fd = open_regular(AT_FDCWD, path, path, O_NOFOLLOW, error);
+	g_autoptr(GString) data = NULL;
+
+	if (fd < 0 && errno == ENOENT) {
+		g_clear_error(error);
+		return g_new0(char *, 1);
+	}
+	if (fd < 0 || (data = read_bounded(fd, MAX_TABLE, path, error)) == NULL)
+		return NULL;
 	/* the empty string after the final line end is no line */
 	if (data->len > 0 && data->str[data->len - 1] == '\n')
 		g_string_truncate(data, data->len - 1);
 	return data->len > 0 ? g_strsplit(data->str, "\n", -1)
 	                     : g_new0(char *, 1);
-failed:
-	g_set_error(error, PB_ERROR, PB_ERROR_CONFIG, "%s: %s", path,
-	            g_strerror(errno));
-	return NULL;
 }
 
 gboolean
@@ -535,11 +585,13 @@ set_number_value(PbConfig *cfg, const KeySpec *spec, const char *value,
 		break;
 	}
 	n = g_ascii_strtoull(value, &end, 10);
-	if (!g_ascii_isdigit(*value) || *end != '\0' || n == 0 ||
+	if (!g_ascii_isdigit(*value) || *end != '\0' ||
+	    (n == 0 && spec->type != T_LIMIT) ||
 	    n > (spec->type == T_PORT ? 65535 : 1000000))
 		return bad(error, w, spec->group, spec->key, "%s: %s",
-		           spec->type == T_PORT ? "not a port number"
-		                                : "not a positive count",
+		           spec->type == T_PORT    ? "not a port number"
+		           : spec->type == T_LIMIT ? "not a count (0: no limit)"
+		                                   : "not a positive count",
 		           value);
 	*MEMBER(cfg, spec, guint) = (guint)n;
 	return TRUE;
@@ -612,6 +664,7 @@ set_value(PbConfig *cfg, const KeySpec *spec, const char *value,
 	case T_DURATION:
 	case T_SIZE:
 	case T_COUNT:
+	case T_LIMIT:
 	case T_PORT:
 		return set_number_value(cfg, spec, value, w, error);
 	case T_BOOL:
@@ -817,31 +870,153 @@ pb_config_load_data(const char *data, gsize len, const char *name,
 	return g_steal_pointer(&cfg);
 }
 
+/* The configuration in FD, which was opened as ABS (absolute). */
+static PbConfig *
+load_fd(int fd, const char *abs, GError **error)
+{
+	g_autoptr(GString) data = read_bounded(fd, MAX_CONFIG, abs, error);
+	g_autofree char *dir = g_path_get_dirname(abs);
+	PbConfig *cfg;
+
+	if (data == NULL)
+		return NULL;
+	cfg = pb_config_load_data(data->str, data->len, abs, dir, error);
+	if (cfg)
+		cfg->path = g_strdup(abs);
+	return cfg;
+}
+
+static gboolean
+no_path(const char *path, GError **error)
+{
+	if (path != NULL && *path == '\0') {
+		g_set_error(error, PB_ERROR, PB_ERROR_CONFIG,
+		            "an empty configuration path: refused");
+		return TRUE;
+	}
+	return FALSE;
+}
+
 PbConfig *
 pb_config_load(const char *path, GError **error)
 {
-	g_autofree char *contents = NULL;
 	g_autofree char *abs = NULL;
-	g_autofree char *dir = NULL;
-	gsize len;
-	g_autoptr(GError) ferr = NULL;
-	PbConfig *cfg;
+	g_auto(PbFd) fd = -1;
 
-	if (path == NULL || *path == '\0')
+	if (no_path(path, error))
+		return NULL;
+	if (path == NULL)
 		path = g_getenv("PILLARBOX_CONF");
 	if (path == NULL || *path == '\0')
-		path = SYSCONFDIR "/pillarbox/pillarbox.conf";
+		path = PB_CONFIG_DEFAULT;
 	abs = g_canonicalize_filename(path, NULL);
-	if (!g_file_get_contents(abs, &contents, &len, &ferr)) {
-		g_set_error(error, PB_ERROR, PB_ERROR_CONFIG,
-		            "cannot read the configuration: %s", ferr->message);
+	/* the administrator's choice (root's): a symlink is followed */
+	if ((fd = open_regular(AT_FDCWD, abs, abs, 0, error)) < 0) {
+		g_prefix_error(error, "cannot read the configuration: ");
 		return NULL;
 	}
-	dir = g_path_get_dirname(abs);
-	cfg = pb_config_load_data(contents, len, abs, dir, error);
-	if (cfg)
-		cfg->path = g_steal_pointer(&abs);
-	return cfg;
+	return load_fd(fd, abs, error);
+}
+
+/* Safe from everybody but root and OWNER: owned by one of them and
+ * writable by nobody else; a folder may be writable by all when it is
+ * root's and sticky (/tmp), as nobody can then rename what is not
+ * theirs. */
+static gboolean
+trusted(const struct stat *st, uid_t owner, gboolean folder)
+{
+	if (st->st_uid != 0 && st->st_uid != owner)
+		return FALSE;
+	if ((st->st_mode & (S_IWGRP | S_IWOTH)) == 0)
+		return TRUE;
+	return folder && (st->st_mode & S_ISVTX) && st->st_uid == 0;
+}
+
+static gboolean
+refuse(GError **error, const char *what, const char *path)
+{
+	g_set_error(error, PB_ERROR, PB_ERROR_CONFIG,
+	            "%s %s: not owned by root or the mail user, or writable by "
+	            "others: refused",
+	            what, path);
+	return FALSE;
+}
+
+/* The folder of REAL (absolute, symlinks resolved), walked from / one
+ * component at a time, each folder checked before the step into it and
+ * no step following a symlink: what was checked is what is opened, and a
+ * folder swapped after its check is not followed. -1 when refused. */
+static int
+walk_trusted(char **parts, guint n, uid_t owner, GError **error)
+{
+	g_auto(PbFd) dir = open("/", O_PATH | O_DIRECTORY | O_CLOEXEC);
+	g_autoptr(GString) walked = g_string_new("/");
+	struct stat st;
+
+	for (guint i = 0;; i++) {
+		if (dir < 0 || fstat(dir, &st) < 0) {
+			pb_throw_errno(error, "%s", walked->str);
+			return -1;
+		}
+		if (!trusted(&st, owner, TRUE)) {
+			refuse(error, "the folder", walked->str);
+			return -1;
+		}
+		if (i + 1 >= n)
+			return g_steal_fd(&dir);
+		g_string_append_printf(walked, "%s%s", i ? "/" : "", parts[i]);
+		int next =
+		    openat(dir, parts[i],
+		           O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+		close(dir);
+		dir = next;
+	}
+}
+
+static int
+open_trusted(const char *real, uid_t owner, GError **error)
+{
+	g_auto(GStrv) parts = g_strsplit(real + 1, "/", -1);
+	guint n = g_strv_length(parts);
+	g_auto(PbFd) dir = walk_trusted(parts, n, owner, error);
+	struct stat st;
+	int fd;
+
+	if (dir < 0 ||
+	    (fd = open_regular(dir, parts[n - 1], real, O_NOFOLLOW, error)) < 0)
+		return -1;
+	if (fstat(fd, &st) < 0 || !trusted(&st, owner, FALSE)) {
+		close(fd);
+		refuse(error, "the configuration", real);
+		return -1;
+	}
+	return fd;
+}
+
+PbConfig *
+pb_config_load_trusted(const char *path, uid_t owner, GError **error)
+{
+	g_autofree char *real = NULL;
+	g_auto(PbFd) fd = -1;
+
+	if (no_path(path, error))
+		return NULL;
+	if (path == NULL)
+		path = PB_CONFIG_DEFAULT;
+	if (!g_path_is_absolute(path)) {
+		g_set_error(error, PB_ERROR, PB_ERROR_CONFIG,
+		            "%s: a relative configuration path: refused", path);
+		return NULL;
+	}
+	if ((real = realpath(path, NULL)) == NULL) {
+		g_set_error(error, PB_ERROR, PB_ERROR_CONFIG,
+		            "cannot read the configuration: %s: %s", path,
+		            g_strerror(errno));
+		return NULL;
+	}
+	if ((fd = open_trusted(real, owner, error)) < 0)
+		return NULL;
+	return load_fd(fd, real, error);
 }
 
 void

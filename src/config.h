@@ -12,6 +12,7 @@
 
 #include <glib.h>
 #include <sys/socket.h>
+#include <sys/types.h>
 
 /* One network of relay_networks: family AF_INET or AF_INET6, the address
  * bytes (4 or 16 used) and the prefix length. */
@@ -41,12 +42,18 @@ typedef struct {
 	gboolean delivery_queue;   /* delivery = queue (else background) */
 	char *user;                /* default "pillarbox" */
 	char *recipient_delimiter; /* "" = off; default "+" */
+	/* extensions: failed logins (SMTP AUTH and POP3 together) per client
+	 * address (IPv4, IPv6 /64) before its logins are refused for a
+	 * while, and that while */
+	guint max_auth_failures;     /* default 10; 0: no limit */
+	gint64 auth_failure_window;  /* seconds; default 10m */
 
 	/* [smtpd] */
 	GArray *relay_networks;   /* of PbCidr; default 127.0.0.0/8, ::1/128 */
 	guint64 max_message_size; /* bytes; default 50M */
 	guint max_recipients;     /* default 100 */
 	guint max_connections;    /* default 100 */
+	guint max_connections_per_ip; /* extension; default 10; 0: none */
 	gint64 smtpd_timeout;     /* seconds; default 5m */
 	/* extension: a peer without an IP address (Unix-domain socket,
 	 * pipe) trusted as loopback is (relay, plaintext AUTH); default no */
@@ -69,6 +76,7 @@ typedef struct {
 	gint64 data_init_timeout;  /* 2m: reply to DATA */
 	gint64 data_block_timeout; /* 3m: each block written */
 	gint64 data_end_timeout;   /* 10m: reply to the final dot */
+	gint64 immediate_timeout;  /* 5m: smtpd's whole immediate attempt */
 	/* extensions: outbound TLS policy (domains, or "*" for all) */
 	char **require_tls;          /* STARTTLS or defer */
 	char **require_verified_tls; /* ... and a verified certificate */
@@ -85,11 +93,24 @@ typedef struct {
 	/* [pop3d] */
 	gint64 pop3d_timeout;        /* seconds; default 10m */
 	guint pop3d_max_connections; /* extension; default 100 */
+	guint pop3d_max_connections_per_ip; /* extension; 10; 0: none */
 } PbConfig;
 
-/* Loads PATH; NULL means $PILLARBOX_CONF, else SYSCONFDIR/pillarbox/
- * pillarbox.conf. A missing file is an error (PB_ERROR_CONFIG). */
+#define PB_CONFIG_DEFAULT SYSCONFDIR "/pillarbox/pillarbox.conf"
+
+/* Loads PATH; NULL means $PILLARBOX_CONF, else PB_CONFIG_DEFAULT. An
+ * empty PATH, a missing file, a symlink as the last component and
+ * anything but a regular file are errors (PB_ERROR_CONFIG). */
 PbConfig *pb_config_load(const char *path, GError **error);
+
+/* The one trust rule of a program started by someone else (set-user-id
+ * sendmail): PATH (NULL: PB_CONFIG_DEFAULT; never the environment) must
+ * be absolute; the file, opened without following a symlink, and every
+ * folder from / down to it must be owned by root or OWNER and writable by
+ * nobody else (a folder: unless it is root's and sticky, like /tmp), and
+ * the configuration is read from the very descriptor that was checked.
+ * Anything else is PB_ERROR_CONFIG "...: refused". */
+PbConfig *pb_config_load_trusted(const char *path, uid_t owner, GError **error);
 
 /* Loads from memory; DIR anchors relative paths and NAME is used in error
  * messages. For tests and for pb_config_load. */

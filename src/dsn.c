@@ -173,6 +173,12 @@ text_rcpt(GString *out, PbDsnKind kind, const PbRecipient *r)
 	for (guint a = kind == PB_DSN_FAILED && n > 0 ? n - 1 : 0; a < n; a++) {
 		const PbAttempt *at = g_ptr_array_index(r->history, a);
 		g_autofree char *when = rfc5322_date(at->time);
+
+		/* the queue keeps the first attempts and the last ones */
+		if (kind == PB_DSN_DELAYED && a == PB_QUEUE_HISTORY_FIRST &&
+		    r->attempts > n)
+			g_string_append_printf(
+			    out, "    (%u more attempts)\r\n", r->attempts - n);
 		g_string_append_printf(out, "    %s  %s\r\n", when,
 		                       at->host ? at->host : "");
 		g_string_append(out, "        ");
@@ -455,5 +461,101 @@ pb_dsn_queue(PbQueue *q, const PbConfig *cfg, PbDsnKind kind,
 	            out->id, to);
 	if (new_id)
 		*new_id = g_strdup(out->id);
+	return TRUE;
+}
+
+/* The notice's text: what happened, where the files are, what could be
+ * read of the envelope. */
+static GString *
+unreadable_text(const PbConfig *cfg, const char *id, const char *reason,
+                const char *salvage)
+{
+	GString *out = g_string_new(NULL);
+	g_autofree char *why = pb_sanitize_text(reason, 1000);
+	g_auto(GStrv) lines = g_strsplit(salvage, "\n", -1);
+
+	g_string_append_printf(
+	    out,
+	    "This is the mail system at host %s.\r\n\r\n"
+	    "The envelope of queue entry %s could not be read:\r\n    ",
+	    cfg->hostname, id);
+	wrap(out, 4, "    ", why);
+	g_string_append_printf(
+	    out,
+	    "\r\nSo that nothing is lost, the entry was set aside, not "
+	    "deleted:\r\n    %s/corrupt/%s.msg (the message)\r\n"
+	    "    %s/corrupt/%s.env (the envelope)\r\n"
+	    "It is not delivered or retried any more; its sender was not "
+	    "told.\r\nWhat could be read of the envelope:\r\n\r\n",
+	    cfg->queue, id, cfg->queue, id);
+	for (guint i = 0; lines[i] != NULL; i++) {
+		g_autofree char *line = pb_sanitize_text(lines[i], 400);
+		if (*line == '\0')
+			continue;
+		g_string_append(out, "    ");
+		wrap(out, 4, "      ", line);
+	}
+	g_string_append(out, "\r\nThe message's header is attached.\r\n");
+	return out;
+}
+
+static gboolean
+write_unreadable(PbQueueTx *tx, const PbConfig *cfg, const char *to,
+                 const char *id, const char *reason, const char *salvage,
+                 int data_fd, gint64 now, GError **error)
+{
+	g_autofree char *boundary =
+	    g_strdup_printf("%s/%08X.dsn", pb_queue_tx_id(tx), g_random_int());
+	g_autofree char *date = rfc5322_date(now);
+	g_autoptr(GString) text = unreadable_text(cfg, id, reason, salvage);
+	g_autoptr(GString) head = g_string_new(NULL);
+	g_autofree char *tail = g_strdup_printf("\r\n--%s--\r\n", boundary);
+
+	g_string_append_printf(
+	    head,
+	    "From: Mail Delivery System <MAILER-DAEMON@%s>\r\nTo: <%s>\r\n"
+	    "Subject: Queue entry %s set aside: its envelope is unreadable\r\n"
+	    "Date: %s\r\nMessage-ID: <%s.dsn@%s>\r\n"
+	    "Auto-Submitted: auto-generated\r\nMIME-Version: 1.0\r\n"
+	    "Content-Type: multipart/mixed;\r\n\tboundary=\"%s\"\r\n\r\n"
+	    "This is a MIME-encapsulated message.\r\n\r\n--%s\r\n"
+	    "Content-Description: Notification\r\n"
+	    "Content-Type: text/plain; charset=us-ascii\r\n\r\n",
+	    cfg->hostname, to, id, date, pb_queue_tx_id(tx), cfg->hostname,
+	    boundary, boundary);
+	g_string_append_len(head, text->str, text->len);
+	g_string_append_printf(head,
+	                       "\r\n--%s\r\nContent-Description: Message "
+	                       "Headers\r\nContent-Type: "
+	                       "text/rfc822-headers\r\n\r\n",
+	                       boundary);
+	return pb_queue_tx_write(tx, head->str, head->len, error) &&
+	       copy_headers(tx, data_fd, error) &&
+	       pb_queue_tx_write(tx, tail, strlen(tail), error);
+}
+
+gboolean
+pb_dsn_queue_unreadable(PbQueue *q, const PbConfig *cfg, const char *id,
+                        const char *reason, const char *salvage, int data_fd,
+                        gint64 now, char **new_id, GError **error)
+{
+	g_autofree char *to = postmaster(cfg);
+	g_autoptr(PbEnvelope) out = pb_envelope_new();
+	PbQueueTx *tx;
+
+	*new_id = NULL;
+	if ((tx = pb_queue_tx_begin(q, error)) == NULL)
+		return FALSE;
+	if (!write_unreadable(tx, cfg, to, id, reason, salvage, data_fd, now,
+	                      error)) {
+		pb_queue_tx_abort(tx);
+		return FALSE;
+	}
+	out->client = g_strdup_printf("local (report on %s)", id);
+	pb_envelope_add_rcpt(out, to);
+	if (!pb_queue_tx_commit(tx, out, error))
+		return FALSE;
+	pb_log_info(id, "postmaster notification: %s to <%s>", out->id, to);
+	*new_id = g_strdup(out->id);
 	return TRUE;
 }

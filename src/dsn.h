@@ -20,7 +20,7 @@
 #include "queue.h"
 
 typedef enum {
-	PB_DSN_FAILED,	/* covers the recipients in state PB_RCPT_FAILED */
+	PB_DSN_FAILED,  /* covers the recipients in state PB_RCPT_FAILED */
 	PB_DSN_DELAYED, /* covers the recipients in state PB_RCPT_PENDING */
 } PbDsnKind;
 
@@ -29,7 +29,18 @@ typedef enum {
  * *NEW_ID (optional) is set to the new queue id, or NULL when nothing was
  * queued (a double bounce of a double bounce, logged). */
 gboolean pb_dsn_queue(PbQueue *q, const PbConfig *cfg, PbDsnKind kind,
-		      const PbEnvelope *env, int data_fd, gint64 now,
-		      char **new_id, GError **error);
+                      const PbEnvelope *env, int data_fd, gint64 now,
+                      char **new_id, GError **error);
+
+/* A notice to postmaster (from <>) that queue entry ID was set aside
+ * because its envelope is unreadable (REASON), with what could be read of
+ * it (SALVAGE, pb_envelope_salvage's lines) and the message's header
+ * attached from DATA_FD; the text names the files in QUEUE/corrupt/.
+ * *NEW_ID is the notice's queue id. As a message from <> to postmaster,
+ * its own failure is only logged (a double bounce). */
+gboolean pb_dsn_queue_unreadable(PbQueue *q, const PbConfig *cfg,
+                                 const char *id, const char *reason,
+                                 const char *salvage, int data_fd, gint64 now,
+                                 char **new_id, GError **error);
 
 #endif

@@ -73,10 +73,12 @@ pb_durable_replace(const char *path, const void *data, gsize len,
 	}
 	if (fd < 0)
 		return pb_throw_errno(error, "create %s", tmp);
-	if (!pb_write_all(fd, data, len, error) || fsync(fd) < 0 ||
+	/* MODE itself, not what the umask leaves of it */
+	if (fchmod(fd, mode) < 0 || !pb_write_all(fd, data, len, error) ||
+	    fsync(fd) < 0 ||
 	    close(g_steal_fd(&fd)) < 0) {
 		if (error && *error == NULL)
-			pb_throw_errno(error, "fsync %s", tmp);
+			pb_throw_errno(error, "writing %s", tmp);
 		(void)unlink(tmp);
 		return FALSE;
 	}

@@ -5,9 +5,12 @@
  *
  * Owns the listening sockets and the children. Guarantees: at most
  * max_connections children at once (the rest wait in the kernel's
- * backlog); every child is reaped; a child never returns here (it
- * _exit()s after serving); SIGTERM/SIGINT stop the accept loop. The only
- * per-connection cost in the parent is accept + fork.
+ * backlog), at most max_per_ip per client key (the others get the busy
+ * reply and are closed by the parent itself); every child, and every
+ * process a child leaves behind (we are their subreaper), is reaped; a
+ * child never returns here (it _exit()s after serving); SIGTERM/SIGINT
+ * stop the accept loop. The only per-connection cost in the parent is
+ * accept + fork, and a hash table entry per running child.
  */
 #include "listener.h"
 #include "conn.h"
@@ -19,11 +22,14 @@
 #include <glib-unix.h>
 #include <netinet/in.h>
 #include <poll.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -95,6 +101,21 @@ addr_text(const struct sockaddr_storage *ss, char *buf, gsize size,
 				  (socklen_t)size);
 		*port = ntohs(sin6->sin6_port);
 	}
+}
+
+void
+pb_listener_client_key(const char *ip, char *key, gsize size)
+{
+	struct in6_addr a6;
+	char text[INET6_ADDRSTRLEN];
+
+	if (inet_pton(AF_INET6, ip, &a6) != 1) {
+		g_strlcpy(key, ip, size);
+		return;
+	}
+	memset(&a6.s6_addr[8], 0, 8);
+	inet_ntop(AF_INET6, &a6, text, sizeof(text));
+	g_snprintf(key, size, "%s/64", text);
 }
 
 static void
@@ -170,45 +191,76 @@ typedef struct {
 	GArray *fds; /* listening sockets */
 	int sigfd;
 	guint children;
-	guint max;
+	const PbListenLimits *limits;
+	GHashTable *pids;  /* pid of a child -> its client key (owned) */
+	GHashTable *by_ip; /* client key -> its children */
 	PbServeFunc serve;
 	void *ctx;
 } Acceptor;
 
+static guint
+sessions_of(Acceptor *a, const char *key)
+{
+	return GPOINTER_TO_UINT(g_hash_table_lookup(a->by_ip, key));
+}
+
+static void
+count(Acceptor *a, const char *key, int delta)
+{
+	guint n = sessions_of(a, key) + (guint)delta;
+
+	/* the table owns its keys (a pid's key goes with the pid) */
+	if (n == 0)
+		g_hash_table_remove(a->by_ip, key);
+	else
+		g_hash_table_insert(a->by_ip, g_strdup(key),
+				    GUINT_TO_POINTER(n));
+}
+
+static void
+key_insert(Acceptor *a, pid_t pid, const char *key)
+{
+	g_hash_table_insert(a->pids, GINT_TO_POINTER(pid), g_strdup(key));
+	count(a, key, +1);
+}
+
+/* Every ended process: our children, and orphans of theirs that were
+ * handed to us (subreaper); only children free a slot. */
 static void
 reap(Acceptor *a)
 {
 	int status;
+	pid_t pid;
+	char *key;
 
-	while (waitpid(-1, &status, WNOHANG) > 0)
-		if (a->children > 0)
-			a->children--;
+	while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
+		if (!g_hash_table_lookup_extended(a->pids, GINT_TO_POINTER(pid),
+						  NULL, (gpointer *)&key))
+			continue;
+		count(a, key, -1);
+		g_hash_table_remove(a->pids, GINT_TO_POINTER(pid));
+		a->children--;
+	}
 }
 
-/* Accepts one connection and forks its child; FALSE when none was
- * waiting (or it could not be served). */
-static gboolean
-spawn(Acceptor *a, int lfd)
+/* Over the per-client limit: the busy reply, sent without waiting (a
+ * fresh socket's buffer is empty), and the door closed. */
+static void
+refuse(Acceptor *a, int fd, const PbPeer *peer)
 {
-	int fd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
-	pid_t pid;
-	PbPeer peer;
+	pb_log_info(NULL, "too many connections from [%s]:%u", peer->ip,
+		    peer->port);
+	(void)send(fd, a->limits->busy, strlen(a->limits->busy),
+		   MSG_DONTWAIT | MSG_NOSIGNAL);
+	close(fd);
+}
+
+/* The child: no listeners, default signals, serve, exit. */
+static void G_GNUC_NORETURN
+child(Acceptor *a, int fd, const PbPeer *peer)
+{
 	sigset_t none;
 
-	if (fd < 0)
-		return FALSE; /* EAGAIN, or the client is gone already */
-	pid = fork();
-	if (pid < 0) {
-		pb_log_error(NULL, "fork: %s", g_strerror(errno));
-		close(fd);
-		return FALSE;
-	}
-	if (pid > 0) {
-		a->children++;
-		close(fd);
-		return TRUE;
-	}
-	/* the child: no listeners, default signals, serve, exit */
 	for (guint i = 0; i < a->fds->len; i++)
 		close(g_array_index(a->fds, int, i));
 	close(a->sigfd);
@@ -217,9 +269,41 @@ spawn(Acceptor *a, int lfd)
 	signal(SIGCHLD, SIG_DFL);
 	sigemptyset(&none);
 	sigprocmask(SIG_SETMASK, &none, NULL);
-	fill_peer(fd, &peer);
-	a->serve(a->ctx, fd, fd, &peer);
+	a->serve(a->ctx, fd, fd, peer);
 	_exit(0);
+}
+
+/* Accepts one connection and forks its child; FALSE when none was
+ * waiting (or it could not be served). */
+static gboolean
+spawn(Acceptor *a, int lfd)
+{
+	int fd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
+	char key[sizeof(((PbPeer *)NULL)->ip) + 4];
+	pid_t pid;
+	PbPeer peer;
+
+	if (fd < 0)
+		return FALSE; /* EAGAIN, or the client is gone already */
+	fill_peer(fd, &peer);
+	pb_listener_client_key(peer.ip, key, sizeof(key));
+	if (a->limits->max_per_ip > 0 &&
+	    sessions_of(a, key) >= a->limits->max_per_ip) {
+		refuse(a, fd, &peer);
+		return TRUE;
+	}
+	pid = fork();
+	if (pid < 0) {
+		pb_log_error(NULL, "fork: %s", g_strerror(errno));
+		close(fd);
+		return FALSE;
+	}
+	if (pid == 0)
+		child(a, fd, &peer);
+	a->children++;
+	key_insert(a, pid, key);
+	close(fd);
+	return TRUE;
 }
 
 /* Returns FALSE on SIGTERM/SIGINT. */
@@ -242,7 +326,8 @@ accept_loop(Acceptor *a, GError **error)
 
 	for (;;) {
 		/* at the limit, listen only for children ending */
-		guint nl = a->children < a->max ? a->fds->len : 0;
+		guint max = a->limits->max_connections;
+		guint nl = a->children < max ? a->fds->len : 0;
 		int n;
 
 		pfd[0].fd = a->sigfd;
@@ -262,20 +347,26 @@ accept_loop(Acceptor *a, GError **error)
 		/* a burst of connects is taken in one wake-up */
 		for (guint i = 0; i < nl; i++)
 			if (pfd[i + 1].revents & POLLIN)
-				while (a->children < a->max &&
+				while (a->children < max &&
 				       spawn(a, pfd[i + 1].fd))
 					;
 	}
 }
 
 static gboolean
-serve_sockets(GArray *fds, guint max, PbServeFunc serve, void *ctx,
-	      GError **error)
+serve_sockets(GArray *fds, const PbListenLimits *limits, PbServeFunc serve,
+	      void *ctx, GError **error)
 {
-	Acceptor a = {.fds = fds, .max = MAX(max, 1), .serve = serve,
-		      .ctx = ctx};
+	PbListenLimits lim = *limits;
+	Acceptor a = {.fds = fds, .limits = &lim, .serve = serve, .ctx = ctx};
 	sigset_t mask;
 	gboolean ok;
+
+	lim.max_connections = MAX(lim.max_connections, 1);
+	/* what a session leaves running (its delivery attempt) is ours to
+	 * reap once the session has gone */
+	if (prctl(PR_SET_CHILD_SUBREAPER, 1) < 0)
+		return pb_throw_errno(error, "prctl(PR_SET_CHILD_SUBREAPER)");
 
 	sigemptyset(&mask);
 	sigaddset(&mask, SIGCHLD);
@@ -289,13 +380,75 @@ serve_sockets(GArray *fds, guint max, PbServeFunc serve, void *ctx,
 	for (guint i = 0; i < fds->len; i++)
 		(void)g_unix_set_fd_nonblocking(g_array_index(fds, int, i),
 						TRUE, NULL);
+	a.pids = g_hash_table_new_full(NULL, NULL, NULL, g_free);
+	a.by_ip = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, NULL);
 	ok = accept_loop(&a, error);
 	close(a.sigfd);
+	g_hash_table_destroy(a.by_ip);
+	g_hash_table_destroy(a.pids);
 	return ok;
 }
 
+/* GLib's warnings and criticals (a g_return_if_fail, say) are events for
+ * the mail log like any other: never written to stderr. */
+static void
+glib_message(const char *domain, GLogLevelFlags level, const char *message,
+	     gpointer data)
+{
+	if (level & (G_LOG_LEVEL_ERROR | G_LOG_LEVEL_CRITICAL))
+		pb_log_error(NULL, "%s: %s", domain ? domain : "glib", message);
+	else if (level & (G_LOG_LEVEL_WARNING | G_LOG_LEVEL_MESSAGE))
+		pb_log_warn(NULL, "%s: %s", domain ? domain : "glib", message);
+}
+
+static GLogWriterOutput
+glib_structured(GLogLevelFlags level, const GLogField *fields, gsize n,
+		gpointer data)
+{
+	const char *domain = NULL, *message = NULL;
+
+	for (gsize i = 0; i < n; i++)
+		if (g_str_equal(fields[i].key, "GLIB_DOMAIN"))
+			domain = fields[i].value;
+		else if (g_str_equal(fields[i].key, "MESSAGE"))
+			message = fields[i].value;
+	if (message != NULL)
+		glib_message(domain, level, message, NULL);
+	return G_LOG_WRITER_HANDLED;
+}
+
+static void
+route_glib_messages(void)
+{
+	static gboolean done;
+
+	if (done)
+		return;
+	done = TRUE;
+	g_log_set_default_handler(glib_message, NULL);
+	g_log_set_writer_func(glib_structured, NULL, NULL);
+}
+
 gboolean
-pb_listener_run(char **listen, guint max_connections,
+pb_listener_shield_stderr(void)
+{
+	struct stat in, err;
+	int null;
+
+	if (fstat(STDIN_FILENO, &in) < 0 || fstat(STDERR_FILENO, &err) < 0 ||
+	    !S_ISSOCK(err.st_mode) || in.st_dev != err.st_dev ||
+	    in.st_ino != err.st_ino)
+		return FALSE;
+	null = open("/dev/null", O_WRONLY | O_CLOEXEC);
+	if (null < 0 || dup2(null, STDERR_FILENO) < 0)
+		close(STDERR_FILENO); /* closed rather than the client's */
+	if (null >= 0)
+		close(null);
+	return TRUE;
+}
+
+gboolean
+pb_listener_run(char **listen, const PbListenLimits *limits,
 		gboolean (*drop)(void *ctx, GError **error),
 		PbServeFunc serve, void *ctx, GError **error)
 {
@@ -303,6 +456,7 @@ pb_listener_run(char **listen, guint max_connections,
 	PbPeer peer;
 
 	signal(SIGPIPE, SIG_IGN);
+	route_glib_messages();
 	if (listen != NULL && listen[0] != NULL) {
 		fds = g_array_new(FALSE, FALSE, sizeof(int));
 		for (guint i = 0; listen[i] != NULL; i++) {
@@ -319,7 +473,7 @@ pb_listener_run(char **listen, guint max_connections,
 	 * need no look at /etc/localtime each */
 	tzset();
 	if (fds != NULL)
-		return serve_sockets(fds, max_connections, serve, ctx, error);
+		return serve_sockets(fds, limits, serve, ctx, error);
 	fill_peer(0, &peer);
 	serve(ctx, 0, 1, &peer);
 	return TRUE;

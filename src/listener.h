@@ -6,10 +6,18 @@
  *     fds 3.. ;
  *   LISTEN ("ADDR:PORT", "[IPv6]:PORT", repeatable): bind and accept.
  * In the last two, one child is forked per connection and at most
- * MAX_CONNECTIONS run at once (further connections wait in the backlog).
+ * max_connections run at once (further connections wait in the backlog);
+ * a client address (IPv4, or an IPv6 /64) with max_per_ip sessions
+ * running gets the busy reply and is closed at once, so a few idle
+ * clients cannot take every slot.
  *
  * Guarantees: children never return into the accept loop (they _exit);
- * the parent reaps every child; SIGTERM stops accepting and returns.
+ * the parent reaps every child, and also any process a child left
+ * behind (it is the children's subreaper: a detached delivery attempt
+ * ends reaped, never a zombie); SIGTERM stops accepting and returns.
+ * GLib's own warnings go to the mail log, and in the inetd style, where
+ * the client's socket may also be stderr, nothing reaches it from
+ * stderr (see pb_listener_shield_stderr).
  */
 #ifndef PB_LISTENER_H
 #define PB_LISTENER_H
@@ -25,6 +33,14 @@ typedef struct {
 	guint local_port;
 } PbPeer;
 
+/* Limits of the accepting styles. */
+typedef struct {
+	guint max_connections; /* sessions at once */
+	guint max_per_ip;      /* sessions at once per client; 0: no limit */
+	const char *busy;      /* the reply (with CRLF) to a client over
+	                          max_per_ip before it is closed */
+} PbListenLimits;
+
 /* Serves one connection; runs in the child (or in the only process). */
 typedef void (*PbServeFunc)(void *ctx, int rfd, int wfd, const PbPeer *peer);
 
@@ -33,9 +49,20 @@ typedef void (*PbServeFunc)(void *ctx, int rfd, int wfd, const PbPeer *peer);
  * serves. Returns when the inetd-style session ends or after SIGTERM;
  * FALSE with PB_ERROR_CONFIG for a bad address, PB_ERROR_TEMP when a bind
  * fails. */
-gboolean pb_listener_run(char **listen, guint max_connections,
+gboolean pb_listener_run(char **listen, const PbListenLimits *limits,
 			 gboolean (*drop)(void *ctx, GError **error),
 			 PbServeFunc serve, void *ctx, GError **error);
+
+/* Call first in main(): when fd 2 is the same socket as fd 0 (inetd,
+ * systemd Accept=yes with the default StandardError), points fd 2 at
+ * /dev/null, so that no message written to stderr reaches the client.
+ * TRUE if it did (the caller then must not log to "stderr"). */
+gboolean pb_listener_shield_stderr(void);
+
+/* The key a client is counted under: its IPv4 address, or the /64 of
+ * its IPv6 address (one host usually has a whole /64); IP as in PbPeer.
+ * "" (no address) stays "". */
+void pb_listener_client_key(const char *ip, char *key, gsize size);
 
 /* Parses "ADDR:PORT" / "[IPv6]:PORT" / "*:PORT" (for flag checking). */
 gboolean pb_listener_parse(const char *text, char **addr, guint *port,

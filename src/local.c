@@ -6,15 +6,19 @@
  * tables are accounts.c's and aliases.c's. Guarantees: a delivered file
  * starts with Return-Path: and Delivered-To:; a message that already
  * carries our Delivered-To: for an account is a loop and is refused
- * (PB_ERROR_PERM 5.4.6) by the caller, who checks pb_local_delivered_to().
+ * (PB_ERROR_PERM 5.4.6) by the caller, who checks pb_local_delivered_to();
+ * a queued message is delivered at most once into each mailbox, however
+ * often it is retried (its Maildir name comes from its queue id: see
+ * maildir.c), and deliver's message once into each mailbox however many
+ * of its addresses (directly or through aliases) lead there.
  */
 #include "local.h"
 #include "accounts.h"
 #include "address.h"
 #include "aliases.h"
+#include "durable.h"
 #include "error.h"
 #include "log.h"
-#include "durable.h"
 #include "maildir.h"
 
 #include <errno.h>
@@ -73,20 +77,20 @@ pb_local_exists(PbLocal *l, const char *address)
 
 gboolean
 pb_local_resolve(PbLocal *l, const char *address, GPtrArray *out,
-		 GError **error)
+                 GError **error)
 {
 	g_autofree char *canon =
 	    pb_address_canonical(address, l->cfg->recipient_delimiter);
 
 	if (pb_aliases_has(l->aliases, canon))
-		return pb_aliases_expand(l->aliases, l->accounts, l->cfg,
-					 canon, out, error);
+		return pb_aliases_expand(l->aliases, l->accounts, l->cfg, canon,
+		                         out, error);
 	if (pb_accounts_exists(l->accounts, canon)) {
 		g_ptr_array_add(out, g_steal_pointer(&canon));
 		return TRUE;
 	}
 	g_set_error(error, PB_ERROR, PB_ERROR_PERM,
-		    "5.1.1 <%s>: no such user here", canon);
+	            "5.1.1 <%s>: no such user here", canon);
 	return FALSE;
 }
 
@@ -142,33 +146,63 @@ pb_local_delivered_to(int fd, GError **error)
 	return g_steal_pointer(&set);
 }
 
-gboolean
-pb_local_deliver(PbLocal *l, const char *sender, const char *account,
-		 int fd, char **name, GError **error)
+/* The Maildir of ACCOUNT, or NULL (PB_ERROR_PERM) for a name that would
+ * leave the spool. */
+static char *
+mailbox_dir(PbLocal *l, const char *account, GError **error)
 {
 	g_autofree char *local = NULL;
 	g_autofree char *domain = NULL;
-	g_autofree char *dir = NULL;
-	g_autofree char *header = NULL;
 
 	if (!pb_address_split(account, &local, &domain) || local[0] == '\0' ||
-	    strchr(local, '/') || domain[0] == '.' || strchr(domain, '/')) {
+	    strchr(local, '/') || domain[0] == '.' || strchr(domain, '/') ||
+	    strcmp(local, ".") == 0 || strcmp(local, "..") == 0) {
 		g_set_error(error, PB_ERROR, PB_ERROR_PERM,
-			    "5.1.3 <%s>: unusable mailbox name", account);
-		return FALSE;
+		            "5.1.3 <%s>: unusable mailbox name", account);
+		return NULL;
 	}
-	/* a local part may never climb out of the spool */
-	if (strcmp(local, ".") == 0 || strcmp(local, "..") == 0) {
-		g_set_error(error, PB_ERROR, PB_ERROR_PERM,
-			    "5.1.3 <%s>: unusable mailbox name", account);
+	return g_build_filename(l->cfg->spool, domain, local, NULL);
+}
+
+/* The stable Maildir name of queued message QID: the id's first 13 hex
+ * digits (its arrival, microseconds) as SEC.M<USEC>, the other 9 (pid and
+ * counter) as the key: the whole id, in a name no longer than the usual
+ * ones (a POP3 UIDL has at most 70 characters). */
+static char *
+stable_name(const char *qid)
+{
+	g_autofree char *usec = g_strndup(qid, 13);
+
+	g_return_val_if_fail(strlen(qid) > 13, NULL);
+	return pb_maildir_unique_for((gint64)g_ascii_strtoull(usec, NULL, 16),
+	                             qid + 13, g_get_host_name());
+}
+
+gboolean
+pb_local_deliver(PbLocal *l, const char *qid, const char *sender,
+                 const char *account, int fd, gboolean *again, GError **error)
+{
+	g_autofree char *dir = mailbox_dir(l, account, error);
+	g_autofree char *header = NULL;
+	g_autofree char *stable = qid ? stable_name(qid) : NULL;
+
+	if (dir == NULL)
 		return FALSE;
-	}
-	dir = g_build_filename(l->cfg->spool, domain, local, NULL);
 	if (lseek(fd, 0, SEEK_SET) < 0)
 		return pb_throw_errno(error, "seek");
 	header = g_strdup_printf("Return-Path: <%s>\nDelivered-To: %s\n",
-				 sender, account);
-	return pb_maildir_deliver(dir, header, fd, name, error);
+	                         sender, account);
+	return pb_maildir_deliver(dir, stable, header, fd, NULL, again, error);
+}
+
+void
+pb_local_settle(PbLocal *l, const char *qid, const char *account)
+{
+	g_autofree char *dir = mailbox_dir(l, account, NULL);
+	g_autofree char *stable = stable_name(qid);
+
+	if (dir != NULL)
+		pb_maildir_settle(dir, stable);
 }
 
 /* Copies IN to an unlinked temporary file; returns its fd or -1. */
@@ -176,8 +210,8 @@ static int
 spool_input(int in, GError **error)
 {
 	g_autofree char *path = NULL;
-	g_auto(PbFd) fd = g_file_open_tmp("pillarbox-deliver-XXXXXX", &path,
-					  NULL);
+	g_auto(PbFd) fd =
+	    g_file_open_tmp("pillarbox-deliver-XXXXXX", &path, NULL);
 	char buf[65536];
 
 	if (fd < 0) {
@@ -201,9 +235,11 @@ spool_input(int in, GError **error)
 	return g_steal_fd(&fd);
 }
 
+/* Delivers to ADDRESS's mailboxes, each once per message: DONE holds the
+ * mailboxes this message went into already. */
 static gboolean
 deliver_one(PbLocal *l, const char *sender, const char *address, int fd,
-	    GHashTable *seen, GError **error)
+            GHashTable *seen, GHashTable *done, GError **error)
 {
 	g_autoptr(GPtrArray) targets = g_ptr_array_new_with_free_func(g_free);
 	g_autofree char *domain = NULL;
@@ -212,7 +248,7 @@ deliver_one(PbLocal *l, const char *sender, const char *address, int fd,
 	if (!pb_address_split(address, &local, &domain) ||
 	    !pb_config_is_local_domain(l->cfg, domain)) {
 		g_set_error(error, PB_ERROR, PB_ERROR_PERM,
-			    "<%s>: not a local address", address);
+		            "<%s>: not a local address", address);
 		return FALSE;
 	}
 	if (!pb_local_resolve(l, address, targets, error)) {
@@ -228,33 +264,42 @@ deliver_one(PbLocal *l, const char *sender, const char *address, int fd,
 		if (!pb_address_split(t, &local, &domain) ||
 		    !pb_config_is_local_domain(l->cfg, domain)) {
 			g_set_error(error, PB_ERROR, PB_ERROR_PERM,
-				    "<%s>: alias target <%s> is remote; use "
-				    "sendmail for it", address, t);
+			            "<%s>: alias target <%s> is remote; use "
+			            "sendmail for it",
+			            address, t);
 			return FALSE;
 		}
 		if (g_hash_table_contains(seen, t)) {
 			g_set_error(error, PB_ERROR, PB_ERROR_PERM,
-				    "<%s>: mail loop (already Delivered-To)", t);
+			            "<%s>: mail loop (already Delivered-To)",
+			            t);
 			return FALSE;
 		}
-		if (!pb_local_deliver(l, sender, t, fd, NULL, error))
+		if (g_hash_table_contains(done, t))
+			continue; /* named twice, directly or by an alias */
+		if (!pb_local_deliver(l, NULL, sender, t, fd, NULL, error))
 			return FALSE;
-		pb_log_info(NULL, "to=<%s>, relay=local, status=sent (deliver)", t);
+		g_hash_table_add(done, g_strdup(t));
+		pb_log_info(NULL, "to=<%s>, relay=local, status=sent (deliver)",
+		            t);
 	}
 	return TRUE;
 }
 
 gboolean
 pb_local_deliver_stream(PbLocal *l, const char *sender, char **addresses,
-			int in, GError **error)
+                        int in, GError **error)
 {
 	g_auto(PbFd) fd = spool_input(in, error);
 	g_autoptr(GHashTable) seen = NULL;
+	g_autoptr(GHashTable) done =
+	    g_hash_table_new_full(g_str_hash, g_str_equal, g_free, NULL);
 
 	if (fd < 0 || (seen = pb_local_delivered_to(fd, error)) == NULL)
 		return FALSE;
 	for (guint i = 0; addresses[i] != NULL; i++)
-		if (!deliver_one(l, sender, addresses[i], fd, seen, error))
+		if (!deliver_one(l, sender, addresses[i], fd, seen, done,
+		                 error))
 			return FALSE;
 	return TRUE;
 }

@@ -28,7 +28,7 @@ gboolean pb_local_exists(PbLocal *l, const char *address);
  * account goes to the first account of the domain's postmaster alias,
  * else it is an error. PB_ERROR_PERM: no such user, alias loop. */
 gboolean pb_local_resolve(PbLocal *l, const char *address, GPtrArray *out,
-			  GError **error);
+                          GError **error);
 
 /* The Delivered-To: values in the header section of the message in FD
  * (read with pread from offset 0, at most 1 MiB of header), lowercased. */
@@ -36,11 +36,17 @@ GHashTable *pb_local_delivered_to(int fd, GError **error);
 
 /* Delivers the message in FD (from offset 0) into the Maildir of ACCOUNT
  * (canonical), prepending Return-Path: <SENDER> and Delivered-To:.
+ * With QID (a queued message) the delivery is idempotent: the file is
+ * named after the queue id, a repeated delivery finds the earlier copy
+ * and writes none (*AGAIN, optional, is set), and the caller calls
+ * pb_local_settle() once the outcome is recorded (see maildir.h).
  * PB_ERROR_TEMP on I/O trouble (retry later). */
-gboolean pb_local_deliver(PbLocal *l, const char *sender, const char *account,
-			  int fd, char **name, GError **error);
+gboolean pb_local_deliver(PbLocal *l, const char *qid, const char *sender,
+                          const char *account, int fd, gboolean *again,
+                          GError **error);
 
-
+/* The delivery of QID to ACCOUNT is recorded: its marker goes. */
+void pb_local_settle(PbLocal *l, const char *qid, const char *account);
 
 /* deliver's job: copies the message on IN into an unlinked temporary
  * file (memory does not grow with it) and delivers it to every address
@@ -48,5 +54,5 @@ gboolean pb_local_deliver(PbLocal *l, const char *sender, const char *account,
  * PB_ERROR_NOUSER: no such user; PB_ERROR_PERM: not local or a loop;
  * PB_ERROR_TEMP: try again. */
 gboolean pb_local_deliver_stream(PbLocal *l, const char *sender,
-				 char **addresses, int in, GError **error);
+                                 char **addresses, int in, GError **error);
 #endif

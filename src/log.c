@@ -5,7 +5,10 @@
  * write(2) of one whole line (an O_APPEND file shared by many forked
  * sessions never interleaves half lines); control characters in the
  * text are escaped so a peer cannot forge log lines; logging never fails
- * the caller.
+ * the caller. A log file is opened without following a symlink, only if
+ * it is a regular file, and created with mode 0600 (owned by [main] user
+ * when a program started as root creates it, pb_log_give, so that the
+ * programs running as that user can append to it too).
  */
 #include "log.h"
 #include "error.h"
@@ -14,6 +17,7 @@
 #include <fcntl.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <syslog.h>
 #include <time.h>
 #include <unistd.h>
@@ -22,10 +26,34 @@ typedef enum { TO_STDERR, TO_SYSLOG, TO_FILE } LogTarget;
 
 static struct {
 	LogTarget target;
-	int fd; /* TO_FILE */
+	int fd;           /* TO_FILE */
+	gboolean created; /* ... by pb_log_open */
 	char *ident;
 	gboolean verbose;
-} logger = {TO_STDERR, -1, NULL, FALSE};
+} logger = {TO_STDERR, -1, FALSE, NULL, FALSE};
+
+/* A log file: appended to, never through a symlink, only a regular file
+ * (a FIFO would block us); created 0600. */
+static int
+open_file(const char *path, gboolean *created)
+{
+	const int flags = O_WRONLY | O_APPEND | O_NOFOLLOW | O_NOCTTY |
+	                  O_NONBLOCK | O_CLOEXEC;
+	struct stat st;
+	int fd;
+
+	/* O_EXCL first, to know whether it is ours to hand over */
+	fd = open(path, flags | O_CREAT | O_EXCL, 0600);
+	*created = fd >= 0;
+	if (fd < 0 && errno == EEXIST)
+		fd = open(path, flags);
+	if (fd >= 0 && (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode))) {
+		close(fd);
+		errno = EINVAL; /* "Invalid argument": not a regular file */
+		return -1;
+	}
+	return fd;
+}
 
 gboolean
 pb_log_open(const char *ident, const char *target, GError **error)
@@ -35,14 +63,14 @@ pb_log_open(const char *ident, const char *target, GError **error)
 	if (logger.fd >= 0)
 		close(logger.fd);
 	logger.fd = -1;
+	logger.created = FALSE;
 	if (g_str_equal(target, "stderr")) {
 		logger.target = TO_STDERR;
 	} else if (g_str_equal(target, "syslog")) {
 		openlog(logger.ident, LOG_PID | LOG_NDELAY, LOG_MAIL);
 		logger.target = TO_SYSLOG;
 	} else {
-		logger.fd = open(
-		    target, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
+		logger.fd = open_file(target, &logger.created);
 		if (logger.fd < 0) {
 			logger.target = TO_STDERR;
 			pb_throw_errno(error, "cannot open the log %s", target);
@@ -52,6 +80,14 @@ pb_log_open(const char *ident, const char *target, GError **error)
 		logger.target = TO_FILE;
 	}
 	return TRUE;
+}
+
+gboolean
+pb_log_give(uid_t uid, gid_t gid)
+{
+	if (logger.fd < 0 || !logger.created)
+		return TRUE;
+	return fchown(logger.fd, uid, gid) == 0;
 }
 
 void

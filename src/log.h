@@ -9,10 +9,15 @@
 #define PB_LOG_H
 
 #include <glib.h>
+#include <sys/types.h>
 
 /* IDENT is the program name ("smtpd"); TARGET is "syslog", "stderr" or a
  * file path (appended to). Before pb_log_open() lines go to stderr. */
 gboolean pb_log_open(const char *ident, const char *target, GError **error);
+
+/* Hands the log file to UID:GID if pb_log_open() created it (a program
+ * started as root, for the programs that run as [main] user). */
+gboolean pb_log_give(uid_t uid, gid_t gid);
 
 /* Also echo every line to stderr (runq -v). */
 void pb_log_set_verbose(gboolean verbose);

@@ -15,6 +15,7 @@
 #include "log.h"
 #include "mailbox.h"
 #include "pop3-server.h"
+#include "ratelimit.h"
 
 #include <string.h>
 #include <unistd.h>
@@ -49,11 +50,22 @@ hook_authenticate(void *data, const char *user, const char *pass)
 {
 	Serve *sv = data;
 	g_autofree char *canonical = pb_address_canonical(user, "");
+	/* the session asked hook_blocked just before */
 	gboolean ok = pb_accounts_verify(sv->accounts, canonical, pass);
 
 	pb_log_info(NULL, "login %s for <%s> from [%s]", ok ? "ok" : "failed",
 	            canonical, sv->peer->ip);
+	if (!ok)
+		pb_ratelimit_failed(sv->cfg, sv->peer->ip);
 	return ok;
+}
+
+static gboolean
+hook_blocked(void *data)
+{
+	Serve *sv = data;
+
+	return pb_ratelimit_blocked(sv->cfg, sv->peer->ip);
 }
 
 static PbPop3Open
@@ -128,6 +140,7 @@ static const PbPop3Hooks hooks = {
     .uid = hook_uid,
     .send = hook_send,
     .commit = hook_commit,
+    .blocked = hook_blocked,
 };
 
 /* A peer without an IP address (a Unix-domain socket, a pipe) is not

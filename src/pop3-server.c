@@ -156,6 +156,12 @@ login_failed(PbPop3Server *s)
 static void
 login(PbPop3Server *s, const char *user, const char *pass)
 {
+	/* too many failures from this client lately: no password check */
+	if (s->hooks->blocked != NULL && s->hooks->blocked(s->data)) {
+		reply(s, "-ERR [SYS/TEMP] Too many failed logins, try later");
+		close_session(s);
+		return;
+	}
 	if (!s->hooks->authenticate(s->data, user, pass)) {
 		login_failed(s);
 		return;
@@ -277,7 +283,9 @@ message_number(PbPop3Server *s, const char *arg, guint *index)
 {
 	guint64 n;
 
-	if (!g_ascii_string_to_unsigned(arg, 10, 1, s->count, &n, NULL) ||
+	/* an empty mailbox has no valid number (and 1..0 is no range) */
+	if (s->count == 0 ||
+	    !g_ascii_string_to_unsigned(arg, 10, 1, s->count, &n, NULL) ||
 	    s->deleted[n - 1]) {
 		bad(s, "No such message");
 		return FALSE;

@@ -50,6 +50,10 @@ typedef struct {
 	                 PbLineOut *out);
 	/* The UPDATE state: DELETED has count() flags. */
 	gboolean (*commit)(void *data, const gboolean *deleted);
+	/* TRUE if this client may not try a password now (too many
+	 * failures lately): the login gets -ERR [SYS/TEMP] and the session
+	 * ends, without a password check. NULL: never. */
+	gboolean (*blocked)(void *data);
 } PbPop3Hooks;
 
 typedef struct _PbPop3Server PbPop3Server;

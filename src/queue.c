@@ -21,13 +21,26 @@
  *   orig ADDRESS                  optional, applies to the rcpt above
  *   dsn X.Y.Z                     optional, applies to the rcpt above
  *   error TEXT                    optional, applies to the rcpt above
- *   attempt SECONDS HOST TEXT     0..64, oldest first, for the rcpt above
+ *   attempt SECONDS HOST TEXT     oldest first, for the rcpt above: the
+ *                                 first and the last ones (queue.h)
  * Every text field is escaped: a backslash, a byte below 0x20, 0x7F and
  * every 8-bit byte are written as \xHH (HOST also escapes spaces), so no
  * CR, LF or NUL from a client or a remote server can reach the file raw.
+ *
+ * The size is bounded per recipient. Addresses are never cut (at most
+ * 256 octets, 1024 escaped); every other text field is cut where it is
+ * written, at a whole escape, to its maximum (queue.h): error and reply
+ * 512, host 320, dsn 32. So a recipient takes at most
+ * PB_QUEUE_RCPT_MAX_OCTETS (about 7.9 KB, typically 200 octets), and an
+ * envelope at most PB_QUEUE_MAX_ENVELOPE: the header plus 1000
+ * recipients, the most a message is given (RFC 5321 4.5.3.1.8 asks for
+ * 100; Postfix's default limit is 1000). The limit is fixed here, not in
+ * the configuration, so no later setting can make a queued envelope
+ * unreadable; older envelopes (64 attempts kept, 1 MiB at most) are all
+ * within it, and their history is trimmed when next written.
  * The parser is strict: an unknown record, a raw control byte, a bad
- * escape or number, a missing record or a file over 1 MiB is
- * PB_ERROR_DATA.
+ * escape or number, a missing record or a file over the limit is
+ * PB_ERROR_DATA (runq then sets the entry aside and tells postmaster).
  */
 #include "queue.h"
 #include "durable.h"
@@ -45,7 +58,7 @@
 
 #define ID_LEN 22
 #define BUF_SIZE (64 * 1024)
-#define MAX_ENVELOPE (1024 * 1024)
+#define MAX_ENVELOPE PB_QUEUE_MAX_ENVELOPE
 #define MAGIC "pillarbox-envelope 1"
 
 static const char *const strstate[] = {"pending", "sent", "failed", "bounced"};
@@ -141,11 +154,14 @@ history_add(PbRecipient *r, gint64 time, const char *host, const char *reply)
 	PbAttempt *a = g_new0(PbAttempt, 1);
 
 	a->time = time;
-	a->host = g_strdup(host ? host : "");
-	a->reply = g_strdup(reply ? reply : "");
+	/* what the file keeps is cut at its escaped size: this is only so
+	 * that memory is bounded too */
+	a->host = g_strndup(host ? host : "", PB_QUEUE_MAX_HOST);
+	a->reply = g_strndup(reply ? reply : "", PB_QUEUE_MAX_TEXT);
 	g_ptr_array_add(r->history, a);
+	/* the first attempts stay; the oldest of the last ones goes */
 	while (r->history->len > PB_QUEUE_MAX_HISTORY)
-		g_ptr_array_remove_index(r->history, 0);
+		g_ptr_array_remove_index(r->history, PB_QUEUE_HISTORY_FIRST);
 }
 
 void
@@ -190,27 +206,55 @@ pb_sanitize_text(const char *text, gsize max)
 
 /* ---- the text form ---- */
 
-/* Appends TEXT escaped; SPACE also escapes spaces (a field that is not
- * the last of its line). */
+/* Appends one octet of a text field, escaped. */
 static void
-escape(GString *out, const char *text, gboolean space)
+escape_one(GString *out, guchar c, gboolean space)
 {
+	if (c > 0x20 && c < 0x7F && c != '\\')
+		g_string_append_c(out, (char)c);
+	else if (c == ' ' && !space)
+		g_string_append_c(out, ' ');
+	else
+		g_string_append_printf(out, "\\x%02X", c);
+}
+
+/* Appends TEXT escaped; SPACE also escapes spaces (a field that is not
+ * the last of its line). With MAX (0: no limit), a text longer than MAX
+ * octets escaped is cut at a whole escape and marked "..." within MAX; a
+ * text that fits is kept whole, so a cut text stays as it is. */
+static void
+escape_max(GString *out, const char *text, gboolean space, gsize max)
+{
+	gsize start = out->len;
+
+	for (const guchar *p = (const guchar *)text; *p != '\0'; p++)
+		escape_one(out, *p, space);
+	if (max == 0 || out->len - start <= max)
+		return;
+	g_string_truncate(out, start);
 	for (const guchar *p = (const guchar *)text; *p != '\0'; p++) {
-		if (*p > 0x20 && *p < 0x7F && *p != '\\')
-			g_string_append_c(out, (char)*p);
-		else if (*p == ' ' && !space)
-			g_string_append_c(out, ' ');
-		else
-			g_string_append_printf(out, "\\x%02X", *p);
+		gsize before = out->len;
+		escape_one(out, *p, space);
+		if (out->len - start > max - 3) {
+			g_string_truncate(out, before);
+			break;
+		}
 	}
+	g_string_append(out, "...");
 }
 
 static void
-record(GString *out, const char *key, const char *value)
+escape(GString *out, const char *text, gboolean space)
+{
+	escape_max(out, text, space, 0);
+}
+
+static void
+record(GString *out, const char *key, const char *value, gsize max)
 {
 	g_string_append(out, key);
 	g_string_append_c(out, ' ');
-	escape(out, value, FALSE);
+	escape_max(out, value, FALSE, max);
 	g_string_append_c(out, '\n');
 }
 
@@ -223,18 +267,19 @@ format_rcpt(GString *out, const PbRecipient *r)
 	escape(out, r->address, FALSE);
 	g_string_append_c(out, '\n');
 	if (r->orig != NULL)
-		record(out, "orig", r->orig);
+		record(out, "orig", r->orig, 0);
 	if (r->dsn != NULL)
-		record(out, "dsn", r->dsn);
+		record(out, "dsn", r->dsn, PB_QUEUE_MAX_DSN);
 	if (r->last_error != NULL)
-		record(out, "error", r->last_error);
+		record(out, "error", r->last_error, PB_QUEUE_MAX_TEXT);
 	for (guint i = 0; i < r->history->len; i++) {
 		const PbAttempt *a = g_ptr_array_index(r->history, i);
 		g_string_append_printf(out, "attempt %" G_GINT64_FORMAT " ",
 		                       a->time);
-		escape(out, a->host[0] ? a->host : "-", TRUE);
+		escape_max(out, a->host[0] ? a->host : "-", TRUE,
+		           PB_QUEUE_MAX_HOST);
 		g_string_append_c(out, ' ');
-		escape(out, a->reply, FALSE);
+		escape_max(out, a->reply, FALSE, PB_QUEUE_MAX_TEXT);
 		g_string_append_c(out, '\n');
 	}
 }
@@ -244,16 +289,16 @@ pb_envelope_format(const PbEnvelope *env)
 {
 	GString *out = g_string_new(MAGIC "\n");
 
-	record(out, "id", env->id ? env->id : "");
+	record(out, "id", env->id ? env->id : "", 0);
 	g_string_append_printf(out, "arrival %" G_GINT64_FORMAT "\n",
 	                       env->arrival);
-	record(out, "sender", env->sender ? env->sender : "");
+	record(out, "sender", env->sender ? env->sender : "", 0);
 	g_string_append_printf(out, "size %" G_GUINT64_FORMAT "\n", env->size);
 	g_string_append_printf(out, "smtputf8 %d\nnotice %d\nheld %d\n",
 	                       env->smtputf8 ? 1 : 0, env->notice_sent ? 1 : 0,
 	                       env->held ? 1 : 0);
 	if (env->client != NULL)
-		record(out, "client", env->client);
+		record(out, "client", env->client, PB_QUEUE_MAX_TEXT);
 	for (guint i = 0; i < env->rcpts->len; i++)
 		format_rcpt(out, g_ptr_array_index(env->rcpts, i));
 	return out;
@@ -370,8 +415,8 @@ parse_attempt(Parse *p, const char *value)
 	g_autofree char *reply = NULL;
 	gint64 time;
 
+	/* more than are kept now (an older envelope): trimmed on the way */
 	if (p->rcpt == NULL || g_strv_length(f) != 3 ||
-	    p->rcpt->history->len >= PB_QUEUE_MAX_HISTORY ||
 	    !parse_i64(f[0], &time) || f[1][0] == '\0' ||
 	    (host = unescape(f[1])) == NULL || (reply = unescape(f[2])) == NULL)
 		return FALSE;
@@ -516,6 +561,26 @@ pb_queue_new_id(void)
 
 /* ---- the queue folders ---- */
 
+/* QUEUE/SUB, made 0700 when missing; it must be a folder of its own, not
+ * a symbolic link to one. */
+static gboolean
+make_folder(const char *path, GError **error)
+{
+	struct stat st;
+
+	if (!pb_mkdirs(path, 0700, error))
+		return FALSE;
+	if (lstat(path, &st) < 0)
+		return pb_throw_errno(error, "lstat %s", path);
+	if (!S_ISDIR(st.st_mode)) {
+		g_set_error(error, PB_ERROR, PB_ERROR_CONFIG,
+		            "%s is not a folder (a symbolic link?): refused",
+		            path);
+		return FALSE;
+	}
+	return TRUE;
+}
+
 PbQueue *
 pb_queue_open(const char *dir, GError **error)
 {
@@ -525,9 +590,8 @@ pb_queue_open(const char *dir, GError **error)
 	q->msg = g_build_filename(dir, "msg", NULL);
 	q->env = g_build_filename(dir, "env", NULL);
 	q->tmp = g_build_filename(dir, "tmp", NULL);
-	if (!pb_mkdirs(q->msg, 0700, error) ||
-	    !pb_mkdirs(q->env, 0700, error) ||
-	    !pb_mkdirs(q->tmp, 0700, error)) {
+	if (!make_folder(q->msg, error) || !make_folder(q->env, error) ||
+	    !make_folder(q->tmp, error)) {
 		pb_queue_free(q);
 		return NULL;
 	}
@@ -559,6 +623,35 @@ temp_failure(GError **error)
 	if (error != NULL && *error != NULL && (*error)->domain == PB_ERROR)
 		(*error)->code = PB_ERROR_TEMP;
 	return FALSE;
+}
+
+/* Opens an existing queue file for reading: never through a symbolic
+ * link (O_NOFOLLOW), never a FIFO's blocking open (O_NONBLOCK, harmless
+ * on a regular file), and only a regular file (fstat). -1 and an error
+ * that names the file otherwise. */
+static int
+open_regular(const char *path, int flags, GError **error)
+{
+	g_auto(PbFd) fd =
+	    open(path, flags | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+	struct stat st;
+
+	if (fd < 0 && errno == ELOOP) {
+		g_set_error(error, PB_ERROR, PB_ERROR_DATA,
+		            "%s is a symbolic link: refused, never followed",
+		            path);
+		return -1;
+	}
+	if (fd < 0)
+		return pb_throw_errno(error, "open %s", path), -1;
+	if (fstat(fd, &st) < 0)
+		return pb_throw_errno(error, "fstat %s", path), -1;
+	if (!S_ISREG(st.st_mode)) {
+		g_set_error(error, PB_ERROR, PB_ERROR_DATA,
+		            "%s is not a regular file: refused", path);
+		return -1;
+	}
+	return g_steal_fd(&fd);
 }
 
 /* Reads at most MAX_ENVELOPE octets of FD; NULL and PB_ERROR_DATA if the
@@ -600,15 +693,13 @@ static PbEnvelope *
 read_envelope(PbQueue *q, const char *id, GError **error)
 {
 	g_autofree char *path = g_build_filename(q->env, id, NULL);
-	g_auto(PbFd) fd = open(path, O_RDONLY | O_CLOEXEC);
+	g_auto(PbFd) fd = open_regular(path, O_RDONLY, error);
 	g_autofree char *text = NULL;
 	PbEnvelope *env;
 	gsize len = 0;
 
-	if (fd < 0) {
-		pb_throw_errno(error, "open %s", path);
+	if (fd < 0)
 		return NULL;
-	}
 	if ((text = read_bounded(fd, &len, error)) == NULL ||
 	    (env = pb_envelope_parse(text, len, error)) == NULL) {
 		g_prefix_error(error, "%s: ", path);
@@ -664,12 +755,15 @@ create_envelope_tmp(PbQueue *q, const char *id, char **tmp, GError **error)
 {
 	g_autofree char *name = g_strdup_printf("%s.%ld", id, (long)getpid());
 	g_autofree char *path = g_build_filename(q->tmp, name, NULL);
-	int fd = open(path, O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC, 0600);
+	int fd = open(
+	    path, O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC | O_NOFOLLOW, 0600);
 
 	if (fd < 0 && errno == EEXIST) {
 		/* left by a process of ours that died with this pid */
 		(void)unlink(path);
-		fd = open(path, O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC, 0600);
+		fd = open(path,
+		          O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC | O_NOFOLLOW,
+		          0600);
 	}
 	if (fd < 0)
 		pb_throw_errno(error, "create %s", path);
@@ -683,7 +777,7 @@ create_envelope_tmp(PbQueue *q, const char *id, char **tmp, GError **error)
  * journaled with its source, so tmp/ needs no fsync. */
 static gboolean
 finish_envelope(PbQueue *q, const PbEnvelope *env, int fd, const char *tmp,
-		GError **error)
+                GError **error)
 {
 	g_autoptr(GString) text = pb_envelope_format(env);
 	g_autofree char *path = g_build_filename(q->env, env->id, NULL);
@@ -720,8 +814,9 @@ pb_queue_tx_begin(PbQueue *q, GError **error)
 	for (int tries = 0; tries < 100; tries++) {
 		g_autofree char *id = pb_queue_new_id();
 		g_autofree char *path = g_build_filename(q->msg, id, NULL);
-		int fd =
-		    open(path, O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC, 0600);
+		int fd = open(
+		    path, O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC | O_NOFOLLOW,
+		    0600);
 		PbQueueTx *tx;
 
 		if (fd < 0 && errno == EEXIST)
@@ -743,7 +838,7 @@ pb_queue_tx_begin(PbQueue *q, GError **error)
 		 * dot. A crash leaves only what clean_stale removes. */
 		if (!pb_fsync_dir(q->msg, error) ||
 		    (tx->env_fd = create_envelope_tmp(q, tx->id, &tx->env_tmp,
-						      error)) < 0) {
+		                                      error)) < 0) {
 			temp_failure(error);
 			pb_queue_tx_abort(tx);
 			return NULL;
@@ -841,9 +936,42 @@ tx_finish_data(PbQueueTx *tx, GError **error)
 }
 
 gboolean
+pb_envelope_fits(const PbEnvelope *env, GError **error)
+{
+	if (env->rcpts->len > PB_QUEUE_MAX_RCPTS) {
+		g_set_error(
+		    error, PB_ERROR, PB_ERROR_PERM,
+		    "5.5.3 too many recipients: %u (at most %d a message)",
+		    env->rcpts->len, PB_QUEUE_MAX_RCPTS);
+		return FALSE;
+	}
+	if (strlen(env->sender) > PB_ADDRESS_MAX_PATH)
+		goto long_address;
+	for (guint i = 0; i < env->rcpts->len; i++) {
+		const PbRecipient *r = g_ptr_array_index(env->rcpts, i);
+		if (strlen(r->address) > PB_ADDRESS_MAX_PATH ||
+		    (r->orig && strlen(r->orig) > PB_ADDRESS_MAX_PATH))
+			goto long_address;
+	}
+	return TRUE;
+long_address:
+	g_set_error(error, PB_ERROR, PB_ERROR_PERM,
+	            "5.1.3 an address is longer than %d octets",
+	            PB_ADDRESS_MAX_PATH);
+	return FALSE;
+}
+
+gboolean
 pb_queue_tx_commit(PbQueueTx *tx, PbEnvelope *env, GError **error)
 {
 	g_autofree char *envpath = g_build_filename(tx->q->env, tx->id, NULL);
+
+	/* the envelope's bound (see above) holds from the start */
+	if (!pb_envelope_fits(env, error)) {
+		g_prefix_error(error, "queue %s: ", tx->id);
+		pb_queue_tx_abort(tx);
+		return FALSE;
+	}
 
 	g_free(env->id);
 	env->id = g_strdup(tx->id);
@@ -854,7 +982,7 @@ pb_queue_tx_commit(PbQueueTx *tx, PbEnvelope *env, GError **error)
 		/* finish_envelope closes it and removes the file */
 		g_autofree char *tmp = g_steal_pointer(&tx->env_tmp);
 		if (finish_envelope(tx->q, env, g_steal_fd(&tx->env_fd), tmp,
-				    error)) {
+		                    error)) {
 			tx_free(tx);
 			return TRUE;
 		}
@@ -883,8 +1011,8 @@ pb_queue_lock(PbQueue *q, const char *id, GError **error)
 		return NULL;
 	}
 	path = g_build_filename(q->msg, id, NULL);
-	if ((fd = open(path, O_RDONLY | O_CLOEXEC)) < 0) {
-		pb_throw_errno(error, "queue %s: open", id);
+	if ((fd = open_regular(path, O_RDONLY, error)) < 0) {
+		g_prefix_error(error, "queue %s: ", id);
 		return NULL;
 	}
 	while (flock(fd, LOCK_EX | LOCK_NB) < 0) {
@@ -964,6 +1092,146 @@ pb_queue_entry_free(PbQueueEntry *e)
 	g_free(e);
 }
 
+/* ---- unreadable envelopes ---- */
+
+#define SALVAGE_READ (64 * 1024) /* what is read of a damaged envelope */
+#define SALVAGE_RCPTS 50         /* recipients it lists at most */
+
+/* A text field of a damaged envelope, for a human: unescaped if it can
+ * be, and sanitised either way. */
+static char *
+salvage_field(const char *raw)
+{
+	g_autofree char *plain = unescape(raw);
+
+	return pb_sanitize_text(plain ? plain : raw, 300);
+}
+
+char *
+pb_envelope_salvage(const char *text, gsize len)
+{
+	g_autoptr(GString) out = g_string_new(NULL);
+	g_autofree char *copy = g_strndup(text, len); /* cut at a NUL */
+	g_auto(GStrv) lines = g_strsplit(copy, "\n", -1);
+	guint rcpts = 0;
+
+	for (guint i = 0; lines[i] != NULL; i++) {
+		const char *l = lines[i];
+		g_auto(GStrv) f = NULL;
+
+		if (g_str_has_prefix(l, "sender ")) {
+			g_autofree char *v = salvage_field(l + 7);
+			g_string_append_printf(out, "sender: <%s>\n", v);
+		} else if (g_str_has_prefix(l, "arrival ")) {
+			g_autofree char *v = salvage_field(l + 8);
+			g_string_append_printf(out, "arrival: %s\n", v);
+		} else if (g_str_has_prefix(l, "rcpt ") &&
+		           g_strv_length(f = g_strsplit(l + 5, " ", 5)) == 5 &&
+		           rcpts++ < SALVAGE_RCPTS) {
+			g_autofree char *state = salvage_field(f[0]);
+			g_autofree char *v = salvage_field(f[4]);
+			g_string_append_printf(out, "recipient: <%s> (%s)\n", v,
+			                       state);
+		}
+	}
+	if (rcpts > SALVAGE_RCPTS)
+		g_string_append_printf(out, "and %u more recipients\n",
+		                       rcpts - SALVAGE_RCPTS);
+	if (out->len == 0)
+		g_string_append(out, "nothing (no sender, no recipient)\n");
+	return g_string_free(g_steal_pointer(&out), FALSE);
+}
+
+/* What can be read of env/ID: its first SALVAGE_READ octets. */
+static char *
+salvage_file(PbQueue *q, const char *id)
+{
+	g_autofree char *path = g_build_filename(q->env, id, NULL);
+	g_auto(PbFd) fd = open_regular(path, O_RDONLY, NULL);
+	g_autofree char *buf = NULL;
+	gsize used = 0;
+
+	if (fd < 0)
+		return g_strdup("nothing (the envelope cannot be opened)\n");
+	buf = g_malloc(SALVAGE_READ);
+	while (used < SALVAGE_READ) {
+		ssize_t n = read(fd, buf + used, SALVAGE_READ - used);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			break;
+		used += (gsize)n;
+	}
+	return pb_envelope_salvage(buf, used);
+}
+
+/* Links msg/ID to corrupt/ID.msg and moves env/ID to corrupt/ID.env,
+ * each step fsync'ed; a step found done already (a crash between) is
+ * skipped. The data is never without a name. */
+static gboolean
+move_to_corrupt(PbQueue *q, const char *id, GError **error)
+{
+	g_autofree char *dir = g_build_filename(q->dir, "corrupt", NULL);
+	g_autofree char *msg = g_build_filename(q->msg, id, NULL);
+	g_autofree char *env = g_build_filename(q->env, id, NULL);
+	g_autofree char *msg_name = g_strdup_printf("%s.msg", id);
+	g_autofree char *env_name = g_strdup_printf("%s.env", id);
+	g_autofree char *msg_to = g_build_filename(dir, msg_name, NULL);
+	g_autofree char *env_to = g_build_filename(dir, env_name, NULL);
+
+	if (!make_folder(dir, error))
+		return FALSE;
+	if (link(msg, msg_to) < 0 && errno != EEXIST)
+		return pb_throw_errno(error, "link %s", msg_to);
+	if (!pb_fsync_dir(dir, error))
+		return FALSE;
+	if (rename(env, env_to) < 0 && errno != ENOENT)
+		return pb_throw_errno(error, "rename %s", env);
+	if (!pb_fsync_dir(dir, error) || !pb_fsync_dir(q->env, error))
+		return FALSE;
+	/* left behind by a crash, msg/ID is an orphan clean_stale removes:
+	 * its data has a name in corrupt/ already */
+	if (unlink(msg) < 0 && errno != ENOENT)
+		return pb_throw_errno(error, "unlink %s", msg);
+	return TRUE;
+}
+
+int
+pb_queue_set_aside(PbQueue *q, const char *id, char **salvage, GError **error)
+{
+	g_autofree char *path = NULL;
+	g_autoptr(PbEnvelope) env = NULL;
+	g_auto(PbFd) fd = -1;
+
+	*salvage = NULL;
+	if (!valid_id(id)) {
+		g_set_error(error, PB_ERROR, PB_ERROR_NOTFOUND,
+		            "%s: not a queue id", id);
+		return -1;
+	}
+	path = g_build_filename(q->msg, id, NULL);
+	if ((fd = open_regular(path, O_RDONLY, error)) < 0)
+		return -1;
+	if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
+		g_set_error(error, PB_ERROR, PB_ERROR_BUSY,
+		            "queue %s: locked by another process", id);
+		return -1;
+	}
+	/* under the lock, the envelope may have been mended meanwhile */
+	if ((env = read_envelope(q, id, NULL)) != NULL) {
+		g_set_error(error, PB_ERROR, PB_ERROR_BUSY,
+		            "queue %s: the envelope is readable now", id);
+		return -1;
+	}
+	*salvage = salvage_file(q, id);
+	if (!move_to_corrupt(q, id, error)) {
+		g_prefix_error(error, "queue %s: ", id);
+		g_clear_pointer(salvage, g_free);
+		return -1;
+	}
+	return g_steal_fd(&fd);
+}
+
 static gint
 compare_ids(gconstpointer a, gconstpointer b)
 {
@@ -1024,7 +1292,8 @@ pb_queue_list_due(PbQueue *q, gint64 now, GError **error)
 	for (guint i = 0; i < ids->len; i++) {
 		struct stat st;
 		char *id = g_ptr_array_index(ids, i);
-		if (fstatat(dfd, id, &st, 0) == 0 && st.st_mtime > now)
+		if (fstatat(dfd, id, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
+		    st.st_mtime > now)
 			continue; /* not due; a vanished one is skipped later */
 		g_ptr_array_add(due, g_steal_pointer(&ids->pdata[i]));
 	}
@@ -1180,6 +1449,38 @@ text_envelope(GString *out, const PbEnvelope *env)
 	g_string_append_c(out, '\n');
 }
 
+/* The entries set aside in corrupt/ (unreadable envelopes), one each:
+ * in JSON {"id": ID, "corrupt": true}; COMMA: entries came before. */
+static void
+list_corrupt(PbQueue *q, GString *out, gboolean json, gboolean comma)
+{
+	g_autofree char *dir = g_build_filename(q->dir, "corrupt", NULL);
+	g_autoptr(GPtrArray) names = list_dir(dir, FALSE, NULL);
+	g_autoptr(GHashTable) ids = g_hash_table_new(g_str_hash, g_str_equal);
+
+	if (names != NULL)
+		g_ptr_array_sort(names, compare_ids);
+	for (guint i = 0; names != NULL && i < names->len; i++) {
+		char *name = g_ptr_array_index(names, i);
+		char *dot = strrchr(name, '.');
+		if (dot == NULL || (strcmp(dot, ".env") && strcmp(dot, ".msg")))
+			continue;
+		*dot = '\0';
+		if (!valid_id(name) || !g_hash_table_add(ids, name))
+			continue;
+		if (json)
+			g_string_append_printf(
+			    out, "%s{\"id\":\"%s\",\"corrupt\":true}",
+			    comma ? "," : "", name);
+		else
+			g_string_append_printf(out,
+			                       "%s!  (unreadable envelope: set "
+			                       "aside in corrupt/)\n\n",
+			                       name);
+		comma = TRUE;
+	}
+}
+
 static void
 listing_close(GString *out, gboolean json, guint64 octets, guint n)
 {
@@ -1196,6 +1497,14 @@ listing_close(GString *out, gboolean json, guint64 octets, guint n)
 GString *
 pb_queue_format_listing(PbQueue *q, gboolean json, gint64 bounce_after,
                         GError **error)
+{
+	return pb_queue_format_listing_of(q, json, bounce_after, NULL, NULL,
+	                                  error);
+}
+
+GString *
+pb_queue_format_listing_of(PbQueue *q, gboolean json, gint64 bounce_after,
+                           PbQueueFilter keep, gpointer data, GError **error)
 {
 	g_autoptr(GPtrArray) ids = pb_queue_list(q, error);
 	GString *out;
@@ -1218,6 +1527,8 @@ pb_queue_format_listing(PbQueue *q, gboolean json, gint64 bounce_after,
 		if (env == NULL &&
 		    g_error_matches(err, PB_ERROR, PB_ERROR_NOTFOUND))
 			continue; /* delivered meanwhile */
+		if (keep && (env == NULL || !keep(env, data)))
+			continue;
 		if (env == NULL) {
 			if (json)
 				continue;
@@ -1234,6 +1545,9 @@ pb_queue_format_listing(PbQueue *q, gboolean json, gint64 bounce_after,
 		octets += env->size;
 		n++;
 	}
+	/* whose they were is unknown: only the full listing shows them */
+	if (keep == NULL)
+		list_corrupt(q, out, json, n > 0);
 	listing_close(out, json, octets, n);
 	return out;
 }

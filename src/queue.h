@@ -22,6 +22,8 @@
 
 #include <glib.h>
 
+#include "address.h"
+
 typedef enum {
 	PB_RCPT_PENDING, /* not yet delivered: try again when due */
 	PB_RCPT_SENT,    /* delivered (final) */
@@ -45,7 +47,8 @@ typedef struct {
 	gint64 next_attempt; /* 0: as soon as possible */
 	char *dsn;           /* enhanced status of the last outcome, or NULL */
 	char *last_error;    /* sanitised reply text of the last failure */
-	GPtrArray *history;  /* PbAttempt*, every attempt (bounded) */
+	GPtrArray *history;  /* PbAttempt*: the first and the last attempts
+	                        (PB_QUEUE_MAX_HISTORY at most) */
 } PbRecipient;
 
 typedef struct {
@@ -60,14 +63,46 @@ typedef struct {
 	GPtrArray *rcpts;     /* PbRecipient* */
 } PbEnvelope;
 
-#define PB_QUEUE_MAX_HISTORY 64 /* attempts remembered per recipient */
+/* What an envelope keeps is bounded per recipient, so that its size has
+ * a fixed maximum that the parser accepts, whatever the configuration
+ * says now or later (see queue.c for the arithmetic):
+ *  - the history: the first PB_QUEUE_HISTORY_FIRST attempts and the last
+ *    PB_QUEUE_HISTORY_LAST (the count of all of them is in ATTEMPTS);
+ *  - every text field (an error, a reply, the client) is cut to
+ *    PB_QUEUE_MAX_TEXT octets as written (escaped), a host to
+ *    PB_QUEUE_MAX_HOST, a dsn to PB_QUEUE_MAX_DSN;
+ *  - addresses are never cut: a new message's are at most
+ *    PB_ADDRESS_MAX_PATH octets, and at most PB_QUEUE_MAX_RCPTS of them
+ *    (pb_queue_tx_commit refuses more, alias expansion stops there). */
+#define PB_QUEUE_HISTORY_FIRST 1
+#define PB_QUEUE_HISTORY_LAST 5
+#define PB_QUEUE_MAX_HISTORY (PB_QUEUE_HISTORY_FIRST + PB_QUEUE_HISTORY_LAST)
+#define PB_QUEUE_MAX_TEXT 512
+#define PB_QUEUE_MAX_HOST 320
+#define PB_QUEUE_MAX_DSN 32
+#define PB_QUEUE_MAX_RCPTS 1000
+/* An address as written: each octet at most 4 ("\xHH"). */
+#define PB_QUEUE_MAX_ADDRESS (4 * PB_ADDRESS_MAX_PATH)
+/* "rcpt bounced U32 I64 I64 ADDRESS", orig, dsn, error, attempts. */
+#define PB_QUEUE_RCPT_MAX_OCTETS                                               \
+	(80 + PB_QUEUE_MAX_ADDRESS + 8 + PB_QUEUE_MAX_ADDRESS + 8 +            \
+	 PB_QUEUE_MAX_DSN + 8 + PB_QUEUE_MAX_TEXT +                            \
+	 PB_QUEUE_MAX_HISTORY * (40 + PB_QUEUE_MAX_HOST + PB_QUEUE_MAX_TEXT))
+/* The records before the first rcpt (sender and client included). */
+#define PB_QUEUE_HEADER_MAX_OCTETS                                             \
+	(256 + PB_QUEUE_MAX_ADDRESS + PB_QUEUE_MAX_TEXT)
+/* The largest envelope pb_envelope_parse accepts (about 7.9 MB). */
+#define PB_QUEUE_MAX_ENVELOPE                                                  \
+	(PB_QUEUE_HEADER_MAX_OCTETS +                                          \
+	 PB_QUEUE_MAX_RCPTS * PB_QUEUE_RCPT_MAX_OCTETS)
 
 PbEnvelope *pb_envelope_new(void);
 void pb_envelope_free(PbEnvelope *env);
 G_DEFINE_AUTOPTR_CLEANUP_FUNC(PbEnvelope, pb_envelope_free)
 PbRecipient *pb_envelope_add_rcpt(PbEnvelope *env, const char *address);
-/* Appends an attempt to the history (dropping the oldest past the bound)
- * and sets last_attempt, attempts and last_error (for failures). */
+/* Appends an attempt to the history (past the bound, the oldest of the
+ * last attempts is dropped; the first ones stay) and sets last_attempt,
+ * attempts and last_error (for failures). */
 void pb_recipient_add_attempt(PbRecipient *rcpt, gint64 time, const char *host,
                               const char *reply);
 /* TRUE when no recipient is PENDING or FAILED. */
@@ -96,7 +131,12 @@ PbQueueTx *pb_queue_tx_begin(PbQueue *q, GError **error);
 const char *pb_queue_tx_id(PbQueueTx *tx);
 gboolean pb_queue_tx_write(PbQueueTx *tx, const void *buf, gsize len,
                            GError **error);
-/* ENV's id, size are filled in; arrival if 0. Frees TX either way. */
+/* Whether ENV is within the bounds every envelope keeps (at most
+ * PB_QUEUE_MAX_RCPTS recipients, addresses at most PB_ADDRESS_MAX_PATH
+ * octets); PB_ERROR_PERM "5.x.x why" when not. */
+gboolean pb_envelope_fits(const PbEnvelope *env, GError **error);
+/* ENV's id, size are filled in; arrival if 0. Frees TX either way.
+ * An envelope that does not fit is refused (PB_ERROR_PERM). */
 gboolean pb_queue_tx_commit(PbQueueTx *tx, PbEnvelope *env, GError **error);
 void pb_queue_tx_abort(PbQueueTx *tx); /* unlinks msg/ID, frees */
 
@@ -116,6 +156,20 @@ gboolean pb_queue_entry_remove(PbQueueEntry *e, GError **error);
 void pb_queue_entry_free(PbQueueEntry *e); /* unlocks */
 G_DEFINE_AUTOPTR_CLEANUP_FUNC(PbQueueEntry, pb_queue_entry_free)
 
+/* An entry whose envelope cannot be read (PB_ERROR_DATA from
+ * pb_queue_lock) is set aside, never deleted: under its lock, msg/ID is
+ * linked to QUEUE/corrupt/ID.msg and env/ID moved to corrupt/ID.env (as
+ * runq --check --repair does), each step fsync'ed. Returns a read-only
+ * fd of the data (locked; the caller closes it) and in *SALVAGE what
+ * could be read of the envelope (pb_envelope_salvage); -1 on failure
+ * (PB_ERROR_BUSY: locked, or readable again). */
+int pb_queue_set_aside(PbQueue *q, const char *id, char **salvage,
+                       GError **error);
+/* What a human can use of a damaged envelope's TEXT (pure, total: any
+ * bytes): "sender: <...>", "arrival: ...", "recipient: <...> (state)"
+ * lines, sanitised, at most 50 recipients listed. */
+char *pb_envelope_salvage(const char *text, gsize len);
+
 /* The ids in env/, sorted (oldest first). */
 GPtrArray *pb_queue_list(PbQueue *q, GError **error);
 /* The ids in env/ due at NOW (envelope mtime <= NOW: see queue.c), sorted:
@@ -134,8 +188,18 @@ char *pb_queue_new_id(void);
  * (JSON) an array of objects {id, size, arrival, sender, held,
  * notice_sent, bounce_at (arrival + BOUNCE_AFTER), recipients: [{address, orig,
  * state, attempts, last_attempt, next_attempt, last_error, dsn}]}. Entries that
- * vanish meanwhile are skipped; unreadable ones are shown in the text form. */
+ * vanish meanwhile are skipped; unreadable ones are shown in the text form.
+ * Entries set aside in corrupt/ (pb_queue_set_aside) come last: a line
+ * "ID!  (unreadable envelope: set aside in corrupt/)", or in JSON
+ * {id, corrupt: true}. */
 GString *pb_queue_format_listing(PbQueue *q, gboolean json, gint64 bounce_after,
                                  GError **error);
+/* The same, with only the messages KEEP (with DATA) says TRUE to, and no
+ * line for an envelope that cannot be read nor for an entry set aside
+ * (sendmail -bp by a user). */
+typedef gboolean (*PbQueueFilter)(const PbEnvelope *env, gpointer data);
+GString *pb_queue_format_listing_of(PbQueue *q, gboolean json,
+                                    gint64 bounce_after, PbQueueFilter keep,
+                                    gpointer data, GError **error);
 
 #endif

@@ -74,32 +74,50 @@ report_all(Remote *r, PbOutcomeKind kind, const char *dsn, const char *reply)
 	g_ptr_array_set_size(r->todo, 0);
 }
 
-/* The outcome of one transaction, per recipient. */
+/* Why a recipient whose answer is WHY got none, or NULL when it got one
+ * (a refusal at RCPT stands, whatever happened later). */
+static const char *
+unsettled(const PbSmtpResult *res, const PbSmtpReply *why)
+{
+	if (why != NULL)
+		return NULL;
+	if (res->failure != NULL)
+		return res->failure;
+	if (res->after_dot)
+		return "lost connection after the end of data";
+	return "lost connection during the transaction";
+}
+
+/* The outcome of one transaction, per recipient. A recipient whose
+ * RCPT was never answered (the server hung up) is deferred; nothing here
+ * trusts the result to hold a reply per recipient. */
 static void
 settle(Remote *r, const PbRemoteMessage *m, const PbSmtpResult *res,
        const char *host)
 {
+	if (res->failure != NULL)
+		pb_log_error(m->env->id, "not sent to %s: %s", host,
+		             res->failure);
+	if (res->after_dot)
+		pb_log_warn(m->env->id,
+		            "lost connection with %s after the final dot: "
+		            "possible duplicate",
+		            host);
 	for (guint j = 0; j < m->rcpts->len; j++) {
 		guint idx = g_array_index(m->rcpts, guint, j);
-		const PbSmtpReply *rr = g_ptr_array_index(res->rcpt, j);
 		const PbSmtpReply *why = res->mail;
+		const char *lost;
 
-		if (res->mail->code / 100 == 2)
-			why = rr;
-		if (why && why->code / 100 == 2)
+		if (why != NULL && why->code / 100 == 2)
+			why = j < res->rcpt->len
+			          ? g_ptr_array_index(res->rcpt, j)
+			          : NULL;
+		if (why != NULL && why->code / 100 == 2)
 			why = res->data && res->data->code != 354 ? res->data
 			                                          : res->final;
-		if (res->after_dot) {
-			pb_log_warn(m->env->id,
-			            "lost connection with %s after "
-			            "the final dot: possible "
-			            "duplicate",
-			            host);
-			outcome(r, m, idx, PB_OUTCOME_TEMP, "4.4.2", host,
-			        "lost connection after the end of data");
-		} else if (why == NULL)
-			outcome(r, m, idx, PB_OUTCOME_TEMP, "4.4.2", host,
-			        "lost connection during the transaction");
+		if ((lost = unsettled(res, why)) != NULL)
+			outcome(r, m, idx, PB_OUTCOME_TEMP,
+			        res->failure ? "4.3.0" : "4.4.2", host, lost);
 		else
 			outcome(r, m, idx, kind_of(why->code), why->dsn, host,
 			        why->text);

@@ -13,7 +13,10 @@
  *    crash can at worst repeat the one delivery in flight;
  *  - remote children never write the queue: they report outcomes over a
  *    pipe and this process records them; a slow destination holds up only
- *    its own child (at most [delivery] parallel at once);
+ *    its own child (at most [delivery] parallel at once); every remote
+ *    job runs in a child, so a crash in one destination's delivery
+ *    (a signal) defers that job's unreported recipients and the run
+ *    goes on;
  *  - the work per message does not depend on the size of the queue.
  */
 #include "runq.h"
@@ -43,6 +46,7 @@ typedef struct {
 	char *domain;
 	GPtrArray *messages; /* PbRemoteMessage* */
 	GPtrArray *held;     /* Held*, parallel to messages (not owned) */
+	GHashTable *reported; /* "M I": outcomes the child reported */
 } Job;
 
 typedef struct {
@@ -77,6 +81,7 @@ job_free(Job *job)
 	g_free(job->domain);
 	g_ptr_array_unref(job->messages);
 	g_ptr_array_unref(job->held);
+	g_hash_table_unref(job->reported);
 	g_free(job);
 }
 
@@ -147,19 +152,33 @@ record(Run *run, const PbEnvelope *env, PbRecipient *r, PbOutcomeKind kind,
 			    "to=<%s>%s%s%s, relay=%s, delay=%.2f, dsn=%s, "
 			    "status=%s (%s)",
 			    r->address, r->orig ? ", orig_to=<" : "",
-			    r->orig ? r->orig : "", r->orig ? ">" : "", host,
+			    r->orig ? r->orig : "", r->orig ? ">" : "",
+			    *host ? host : "none",
 			    MAX(0.0, g_get_real_time() / 1e6 - (double)env->arrival),
 			    dsn, status[kind], text);
 }
 
-static void
+static gboolean
 save(PbQueueEntry *entry)
 {
 	g_autoptr(GError) error = NULL;
 
-	if (!pb_queue_entry_update(entry, &error))
-		pb_log_error(pb_queue_entry_envelope(entry)->id,
-			     "cannot save the envelope: %s", error->message);
+	if (pb_queue_entry_update(entry, &error))
+		return TRUE;
+	pb_log_error(pb_queue_entry_envelope(entry)->id,
+		     "cannot save the envelope: %s", error->message);
+	return FALSE;
+}
+
+/* The envelope now records the deliveries in UNSETTLED (account names):
+ * their Maildir markers go (see maildir.c). */
+static void
+settle(Run *run, const PbEnvelope *env, GPtrArray *unsettled)
+{
+	for (guint i = 0; i < unsettled->len; i++)
+		pb_local_settle(run->local, env->id,
+				g_ptr_array_index(unsettled, i));
+	g_ptr_array_set_size(unsettled, 0);
 }
 
 /* Splits "5.1.1 text" (our errors' form) into its dsn and text. */
@@ -197,8 +216,116 @@ expand(Run *run, PbEnvelope *env, PbRecipient *r, GPtrArray *targets)
 		    r->address, targets->len);
 }
 
+/* An expansion may not take the envelope past its bound (queue.h). */
+static gboolean
+fits_expanded(const PbEnvelope *env, GPtrArray *targets, GError **error)
+{
+	if (env->rcpts->len + targets->len > PB_QUEUE_MAX_RCPTS) {
+		g_set_error(error, PB_ERROR, PB_ERROR_PERM,
+			    "5.5.3 the alias expands to too many recipients "
+			    "(at most %d a message)", PB_QUEUE_MAX_RCPTS);
+		return FALSE;
+	}
+	for (guint i = 0; i < targets->len; i++) {
+		const char *t = g_ptr_array_index(targets, i);
+		if (strlen(t) > PB_ADDRESS_MAX_PATH) {
+			g_set_error(error, PB_ERROR, PB_ERROR_PERM,
+				    "5.1.3 the alias expands to an address "
+				    "longer than %d octets",
+				    PB_ADDRESS_MAX_PATH);
+			return FALSE;
+		}
+	}
+	return TRUE;
+}
+
+/* R's final mailbox is TWIN's, which had its outcome in this pass: R gets
+ * the same one (one message, one copy per mailbox). */
 static void
-deliver_local(Run *run, PbQueueEntry *entry, guint i, GHashTable *seen)
+same_as(Run *run, const PbEnvelope *env, PbRecipient *r,
+	const PbRecipient *twin)
+{
+	g_autofree char *why = g_strdup_printf(
+	    "same mailbox as <%s>: %s", twin->address,
+	    twin->state == PB_RCPT_SENT ? "delivered once"
+					: (twin->last_error ? twin->last_error
+							    : "not delivered"));
+
+	record(run, env, r,
+	       twin->state == PB_RCPT_SENT	   ? PB_OUTCOME_SENT
+	       : twin->state == PB_RCPT_PENDING ? PB_OUTCOME_TEMP
+						 : PB_OUTCOME_PERM,
+	       twin->dsn ? twin->dsn : "2.0.0", "local", why, TRUE);
+}
+
+/* Delivers R's copy into the Maildir of ACCOUNT and records the outcome;
+ * a delivery whose marker waits for the envelope to be saved is added to
+ * UNSETTLED. */
+static void
+deliver_to(Run *run, PbQueueEntry *entry, PbRecipient *r, const char *account,
+	   GHashTable *seen, GPtrArray *unsettled)
+{
+	PbEnvelope *env = pb_queue_entry_envelope(entry);
+	g_autoptr(GError) error = NULL;
+	gboolean again = FALSE;
+	const char *text;
+	const char *dsn;
+
+	if (seen != NULL && g_hash_table_contains(seen, account)) {
+		record(run, env, r, PB_OUTCOME_PERM, "5.4.6", "local",
+		       "mail forwarding loop (already Delivered-To)", TRUE);
+		return;
+	}
+	if (!pb_local_deliver(run->local, env->id, env->sender, account,
+			      pb_queue_entry_data_fd(entry), &again, &error)) {
+		dsn = error_dsn(error, "4.2.0", &text);
+		record(run, env, r,
+		       g_error_matches(error, PB_ERROR, PB_ERROR_PERM)
+			   ? PB_OUTCOME_PERM
+			   : PB_OUTCOME_TEMP,
+		       dsn, "local", text, TRUE);
+		return;
+	}
+	g_ptr_array_add(unsettled, g_strdup(account));
+	record(run, env, r, PB_OUTCOME_SENT, "2.0.0", "local",
+	       again ? "delivered to maildir (by an earlier attempt)"
+		     : "delivered to maildir",
+	       TRUE);
+}
+
+/* The final mailboxes of the recipients earlier runs delivered (their
+ * copies may have moved to cur/ since, where a delivery would not see
+ * them): a recipient of this run bound for one of them is settled like
+ * the earlier one. An alias that was expanded is no mailbox. */
+static void
+known_mailboxes(Run *run, const PbEnvelope *env, GHashTable *mailboxes)
+{
+	for (guint i = 0; i < env->rcpts->len; i++) {
+		PbRecipient *r = g_ptr_array_index(env->rcpts, i);
+		g_autoptr(GPtrArray) targets =
+		    g_ptr_array_new_with_free_func(g_free);
+		g_autofree char *account = NULL;
+
+		if (r->state != PB_RCPT_SENT || !is_local(run, r->address))
+			continue;
+		account = pb_address_canonical(
+		    r->address, r->orig ? "" : run->cfg->recipient_delimiter);
+		if (r->orig == NULL &&
+		    (!pb_local_resolve(run->local, r->address, targets, NULL) ||
+		     targets->len != 1 ||
+		     strcmp(g_ptr_array_index(targets, 0), account) != 0))
+			continue;
+		if (!g_hash_table_contains(mailboxes, account))
+			g_hash_table_insert(mailboxes, g_steal_pointer(&account),
+					    r);
+	}
+}
+
+/* Resolves recipient I and delivers it, once per final mailbox:
+ * MAILBOXES maps the mailboxes this pass settled to their recipient. */
+static void
+deliver_local(Run *run, PbQueueEntry *entry, guint i, GHashTable *seen,
+	      GHashTable *mailboxes, GPtrArray *unsettled)
 {
 	PbEnvelope *env = pb_queue_entry_envelope(entry);
 	PbRecipient *r = g_ptr_array_index(env->rcpts, i);
@@ -220,32 +347,27 @@ deliver_local(Run *run, PbQueueEntry *entry, guint i, GHashTable *seen)
 					       run->cfg->recipient_delimiter);
 		if (targets->len != 1 ||
 		    strcmp(g_ptr_array_index(targets, 0), account) != 0) {
+			if (!fits_expanded(env, targets, &error)) {
+				dsn = error_dsn(error, "5.5.3", &text);
+				record(run, env, r, PB_OUTCOME_PERM, dsn,
+				       "local", text, TRUE);
+				return;
+			}
 			expand(run, env, r, targets);
 			return;
 		}
 	}
-	if (seen != NULL && g_hash_table_contains(seen, account)) {
-		record(run, env, r, PB_OUTCOME_PERM, "5.4.6", "local",
-		       "mail forwarding loop (already Delivered-To)", TRUE);
+	if (g_hash_table_contains(mailboxes, account)) {
+		same_as(run, env, r, g_hash_table_lookup(mailboxes, account));
 		return;
 	}
-	if (!pb_local_deliver(run->local, env->sender, account,
-			      pb_queue_entry_data_fd(entry), NULL, &error)) {
-		dsn = error_dsn(error, "4.2.0", &text);
-		record(run, env, r,
-		       g_error_matches(error, PB_ERROR, PB_ERROR_PERM)
-			   ? PB_OUTCOME_PERM
-			   : PB_OUTCOME_TEMP,
-		       dsn, "local", text, TRUE);
-		return;
-	}
-	record(run, env, r, PB_OUTCOME_SENT, "2.0.0", "local",
-	       "delivered to maildir", TRUE);
+	g_hash_table_insert(mailboxes, g_strdup(account), r);
+	deliver_to(run, entry, r, account, seen, unsettled);
 }
 
 /* Expired recipients fail; failures are bounced; a delay notice goes out
- * once; a finished entry leaves the queue. */
-static void
+ * once; a finished entry leaves the queue (then TRUE). */
+static gboolean
 finish(Run *run, PbQueueEntry *entry)
 {
 	PbEnvelope *env = pb_queue_entry_envelope(entry);
@@ -301,13 +423,14 @@ finish(Run *run, PbQueueEntry *entry)
 	if (dsn_id != NULL)
 		g_ptr_array_add(run->ids, g_steal_pointer(&dsn_id));
 	g_clear_error(&error);
-	if (pb_envelope_is_final(env)) {
-		if (pb_queue_entry_remove(entry, &error))
-			pb_log_info(env->id, "removed");
-		else
-			pb_log_error(env->id, "cannot remove: %s",
-				     error->message);
+	if (!pb_envelope_is_final(env))
+		return FALSE;
+	if (!pb_queue_entry_remove(entry, &error)) {
+		pb_log_error(env->id, "cannot remove: %s", error->message);
+		return FALSE;
 	}
+	pb_log_info(env->id, "removed");
+	return TRUE;
 }
 
 static Job *
@@ -321,6 +444,8 @@ job_for(Run *run, const char *domain)
 		job->messages = g_ptr_array_new_with_free_func(
 		    (GDestroyNotify)remote_message_free);
 		job->held = g_ptr_array_new();
+		job->reported = g_hash_table_new_full(g_str_hash, g_str_equal,
+						      g_free, NULL);
 		g_hash_table_insert(run->jobs, job->domain, job);
 	}
 	return job;
@@ -425,6 +550,15 @@ start_child(Run *run, Job *job, int *rfd)
 	return pid;
 }
 
+static gboolean
+given(const PbRemoteMessage *msg, guint ri)
+{
+	for (guint j = 0; j < msg->rcpts->len; j++)
+		if (g_array_index(msg->rcpts, guint, j) == ri)
+			return TRUE;
+	return FALSE;
+}
+
 /* In the parent: applies one line a child reported. */
 static void
 apply(Run *run, Job *job, char *line)
@@ -456,11 +590,15 @@ apply(Run *run, Job *job, char *line)
 	}
 	held = g_ptr_array_index(job->held, m);
 	env = pb_queue_entry_envelope(held->entry);
-	if (ri >= env->rcpts->len)
+	/* only a recipient the job was given, and only once (below) */
+	if (!given(g_ptr_array_index(job->messages, m), (guint)ri))
 		goto bad;
 	/* the TLS outcome rides with the host, so mailq shows it */
 	host = *fields[1] ? g_strdup_printf("%s tls=%s", fields[1], fields[2])
 			  : g_strdup("");
+	if (!g_hash_table_add(job->reported,
+			      g_strdup_printf("%u %u", (guint)m, (guint)ri)))
+		goto bad; /* a second outcome for one recipient */
 	record(run, env, g_ptr_array_index(env->rcpts, ri),
 	       (PbOutcomeKind)kind, fields[0], host, fields[3], FALSE);
 	save(held->entry);
@@ -469,25 +607,61 @@ bad:
 	pb_log_error(NULL, "bad report from a delivery process");
 }
 
-/* A job run in this process: each outcome takes the same way as a
- * child's line, so both paths record alike. */
-static void
-self_report(void *ctx, const PbRemoteMessage *msg, guint rcpt_index,
-	    const PbOutcome *o)
-{
-	Run *run = ((Run **)ctx)[0];
-	Job *job = ((Job **)ctx)[1];
-	g_autofree char *line = report_line(job, msg, rcpt_index, o);
-
-	apply(run, job, line);
-}
-
 typedef struct {
 	Job *job;
 	pid_t pid;
 	int fd;
 	GString *buf;
 } Child;
+
+/* How a delivery process ended, for the log and the recipients. */
+static char *
+how_it_ended(int status)
+{
+	if (WIFSIGNALED(status))
+		return g_strdup_printf("killed by signal %d (%s)",
+				       WTERMSIG(status),
+				       g_strsignal(WTERMSIG(status)));
+	if (WIFEXITED(status) && WEXITSTATUS(status) != 0)
+		return g_strdup_printf("exit status %d", WEXITSTATUS(status));
+	return g_strdup("ended without reporting them");
+}
+
+/* After a child's end: every recipient it did not report is deferred
+ * (an attempt, so a message that crashes its delivery backs off and
+ * expires like any other). */
+static void
+defer_unreported(Run *run, Job *job, int status)
+{
+	g_autofree char *how = how_it_ended(status);
+	g_autofree char *why = NULL;
+	guint n = 0;
+
+	for (guint m = 0; m < job->messages->len; m++) {
+		PbRemoteMessage *msg = g_ptr_array_index(job->messages, m);
+		Held *held = g_ptr_array_index(job->held, m);
+		PbEnvelope *env = pb_queue_entry_envelope(held->entry);
+
+		for (guint j = 0; j < msg->rcpts->len; j++) {
+			guint ri = g_array_index(msg->rcpts, guint, j);
+			g_autofree char *key = g_strdup_printf("%u %u", m, ri);
+			if (g_hash_table_contains(job->reported, key))
+				continue;
+			if (why == NULL)
+				why = g_strdup_printf("delivery process for %s "
+						      "%s", job->domain, how);
+			record(run, env, g_ptr_array_index(env->rcpts, ri),
+			       PB_OUTCOME_TEMP, "4.3.0", "", why, TRUE);
+			save(held->entry);
+			n++;
+		}
+	}
+	if (n > 0 || !WIFEXITED(status) || WEXITSTATUS(status) != 0)
+		pb_log_error(NULL,
+			     "delivery process for %s %s: %u recipient%s "
+			     "deferred",
+			     job->domain, how, n, n == 1 ? "" : "s");
+}
 
 /* Reads what a child wrote; FALSE at its end. */
 static gboolean
@@ -500,13 +674,11 @@ drain(Run *run, Child *c)
 	if (n < 0 && errno == EINTR)
 		return TRUE;
 	if (n <= 0) {
-		int status;
+		int status = 0;
 		close(c->fd);
 		while (waitpid(c->pid, &status, 0) < 0 && errno == EINTR)
 			;
-		if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
-			pb_log_warn(NULL, "delivery process for %s failed",
-				    c->job->domain);
+		defer_unreported(run, c->job, status);
 		g_string_free(c->buf, TRUE);
 		return FALSE;
 	}
@@ -533,16 +705,10 @@ run_jobs(Run *run)
 	g_hash_table_iter_init(&it, run->jobs);
 	while (g_hash_table_iter_next(&it, NULL, &job))
 		g_ptr_array_add(todo, job);
-	/* A lone job (smtpd's immediate attempt, typically) runs here: a
-	 * fork would buy no parallelism, only its cost. Should this process
-	 * die in it, nothing is lost: the entries stay queued. */
-	if (todo->len == 1) {
-		void *ctx[2] = {run, g_ptr_array_index(todo, 0)};
-		Job *only = ctx[1];
-		pb_remote_deliver(run->cfg, only->domain, only->messages,
-				  self_report, ctx);
-		next = 1;
-	}
+	/* Every job, a lone one too, runs in a child of its own: whatever
+	 * a remote server makes it do, a crash ends that destination's
+	 * attempt only, and this run goes on to expiry, bounces and
+	 * notices (the fork costs well under a millisecond: README). */
 	while (next < todo->len || kids->len > 0) {
 		g_autofree struct pollfd *pfd = NULL;
 
@@ -573,18 +739,88 @@ run_jobs(Run *run)
 	g_ptr_array_set_size(run->held, 0);
 }
 
+/* An entry whose envelope cannot be read (WHY) never ends silently: it
+ * is set aside with its data (queue.c), counted, logged, and postmaster
+ * gets a notice with the message's header and what could be read of the
+ * envelope; the notice is delivered in this same run. */
+static void
+unreadable(Run *run, const char *id, const GError *why)
+{
+	g_autoptr(GError) error = NULL;
+	g_autofree char *salvage = NULL;
+	g_autofree char *notice = NULL;
+	g_auto(PbFd) fd = pb_queue_set_aside(run->q, id, &salvage, &error);
+
+	if (fd < 0 && g_error_matches(error, PB_ERROR, PB_ERROR_BUSY))
+		return; /* another process has it, or it was mended */
+	run->stats->corrupt++;
+	if (fd < 0) {
+		pb_log_error(id, "envelope unreadable (%s); cannot set it "
+			     "aside: %s", why->message, error->message);
+		return;
+	}
+	pb_log_error(id,
+		     "envelope unreadable (%s): set aside as "
+		     "corrupt/%s.env and corrupt/%s.msg",
+		     why->message, id, id);
+	if (!pb_dsn_queue_unreadable(run->q, run->cfg, id, why->message,
+				     salvage, fd, run->now, &notice, &error))
+		pb_log_error(id, "cannot queue the postmaster notification: %s",
+			     error->message);
+	else
+		g_ptr_array_add(run->ids, g_steal_pointer(&notice));
+}
+
+/* Delivers the due local recipients of ENTRY, saving the envelope after
+ * each but the last; UNSETTLED gets the deliveries whose markers wait for
+ * the last save. FALSE if the message cannot be read. */
+static gboolean
+deliver_locals(Run *run, PbQueueEntry *entry, GPtrArray *unsettled)
+{
+	PbEnvelope *env = pb_queue_entry_envelope(entry);
+	g_autoptr(GError) error = NULL;
+	g_autoptr(GHashTable) seen = NULL;
+	g_autoptr(GHashTable) mailboxes =
+	    g_hash_table_new_full(g_str_hash, g_str_equal, g_free, NULL);
+
+	/* the index runs on as alias expansion appends recipients */
+	for (guint i = 0; i < env->rcpts->len; i++) {
+		PbRecipient *r = g_ptr_array_index(env->rcpts, i);
+		if (!is_due(run, r) || !is_local(run, r->address))
+			continue;
+		if (seen == NULL) {
+			seen = pb_local_delivered_to(
+			    pb_queue_entry_data_fd(entry), &error);
+			if (seen == NULL) {
+				pb_log_error(env->id, "cannot read: %s",
+					     error->message);
+				return FALSE;
+			}
+			known_mailboxes(run, env, mailboxes);
+		}
+		deliver_local(run, entry, i, seen, mailboxes, unsettled);
+		/* the last delivery's state is saved by removing the entry
+		 * (finish() below): two fsyncs less per message */
+		if (!pb_envelope_is_final(env) && save(entry))
+			settle(run, env, unsettled);
+	}
+	return TRUE;
+}
+
 static void
 process(Run *run, const char *id)
 {
 	g_autoptr(GError) error = NULL;
 	PbQueueEntry *entry = pb_queue_lock(run->q, id, &error);
 	PbEnvelope *env;
-	g_autoptr(GHashTable) seen = NULL;
+	g_autoptr(GPtrArray) unsettled = g_ptr_array_new_with_free_func(g_free);
 	Held *held;
 
 	if (entry == NULL) {
 		if (g_error_matches(error, PB_ERROR, PB_ERROR_BUSY))
 			run->stats->busy++;
+		else if (g_error_matches(error, PB_ERROR, PB_ERROR_DATA))
+			unreadable(run, id, error);
 		else if (!g_error_matches(error, PB_ERROR, PB_ERROR_NOTFOUND))
 			pb_log_error(id, "skipped: %s", error->message);
 		return;
@@ -595,28 +831,15 @@ process(Run *run, const char *id)
 		return;
 	}
 	run->stats->messages++;
-	/* the index runs on as alias expansion appends recipients */
-	for (guint i = 0; i < env->rcpts->len; i++) {
-		PbRecipient *r = g_ptr_array_index(env->rcpts, i);
-		if (!is_due(run, r) || !is_local(run, r->address))
-			continue;
-		if (seen == NULL &&
-		    (seen = pb_local_delivered_to(
-			 pb_queue_entry_data_fd(entry), &error)) == NULL) {
-			pb_log_error(id, "cannot read: %s", error->message);
-			pb_queue_entry_free(entry);
-			return;
-		}
-		deliver_local(run, entry, i, seen);
-		/* the last delivery's state is saved by removing the entry
-		 * (finish() below): two fsyncs less per message */
-		if (!pb_envelope_is_final(env))
-			save(entry);
+	if (!deliver_locals(run, entry, unsettled)) {
+		pb_queue_entry_free(entry);
+		return;
 	}
 	held = g_new0(Held, 1);
 	held->entry = entry;
 	if (!plan_remote(run, held)) {
-		finish(run, entry);
+		if (finish(run, entry))
+			settle(run, env, unsettled);
 		held_free(held);
 		return;
 	}

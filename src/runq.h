@@ -17,6 +17,8 @@ typedef struct {
 	guint deferred;	 /* recipients left for a later run */
 	guint bounced;	 /* recipients failed for good */
 	guint busy;	 /* entries skipped: another process has them */
+	guint corrupt;	 /* entries whose envelope could not be read: set
+			    aside in QUEUE/corrupt/, postmaster told */
 } PbRunqStats;
 
 /* Delivers what is due (everything with FORCE) of the messages IDS

@@ -7,7 +7,9 @@
  * final dot). With PIPELINING, MAIL, every RCPT and DATA go out in one
  * write and the replies are read in order (RFC 2920 section 3.1). The
  * message is streamed from the queue file in chunks and dot-stuffed on
- * the way, so memory does not depend on its size.
+ * the way, so memory does not depend on its size; exactly the size the
+ * envelope records is sent, and every line end goes out as CRLF (a bare
+ * CR or LF in the queued data never reaches the wire).
  */
 #include "smtp-client.h"
 #include "error.h"
@@ -46,6 +48,7 @@ pb_smtp_result_free(PbSmtpResult *r)
 	g_ptr_array_unref(r->rcpt);
 	pb_smtp_reply_free(r->data);
 	pb_smtp_reply_free(r->final);
+	g_free(r->failure);
 	g_free(r);
 }
 
@@ -288,45 +291,96 @@ pb_smtp_client_starttls(PbSmtpClient *c, const char *server_name,
 	return TRUE;
 }
 
-/* Writes BUF with dot-stuffing; *BOL: the next octet starts a line. */
-static gboolean
-write_stuffed(PbSmtpClient *c, const char *buf, gsize len, gboolean *bol)
+void
+pb_smtp_stuff(PbSmtpStuffer *st, const char *in, gsize len, GString *out)
 {
-	gsize start = 0;
-
 	for (gsize i = 0; i < len; i++) {
-		if (*bol && buf[i] == '.') {
-			if (!pb_conn_write(c->conn, buf + start, i - start,
-			                   NULL) ||
-			    !pb_conn_write(c->conn, ".", 1, NULL))
-				return FALSE;
-			start = i;
+		char ch = in[i];
+
+		if (st->cr) { /* a CR ends the line, with or without LF */
+			st->cr = FALSE;
+			st->bol = TRUE;
+			g_string_append_len(out, "\r\n", 2);
+			if (ch == '\n')
+				continue;
 		}
-		*bol = buf[i] == '\n';
+		if (ch == '\r') {
+			st->cr = TRUE;
+			continue;
+		}
+		if (ch == '\n') { /* a bare LF */
+			g_string_append_len(out, "\r\n", 2);
+			st->bol = TRUE;
+			continue;
+		}
+		if (st->bol && ch == '.')
+			g_string_append_c(out, '.');
+		g_string_append_c(out, ch);
+		st->bol = FALSE;
 	}
-	return pb_conn_write(c->conn, buf + start, len - start, NULL);
 }
 
-/* The message and the final dot. */
+void
+pb_smtp_stuff_end(PbSmtpStuffer *st, GString *out)
+{
+	if (st->cr || !st->bol)
+		g_string_append_len(out, "\r\n", 2);
+	st->cr = FALSE;
+	st->bol = TRUE;
+	g_string_append_len(out, ".\r\n", 3);
+}
+
+/* Gives up the transaction on our side: RES says why. */
+static gboolean G_GNUC_PRINTF(2, 3)
+    give_up(PbSmtpResult *res, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	g_free(res->failure);
+	res->failure = g_strdup_vprintf(fmt, ap);
+	va_end(ap);
+	return FALSE;
+}
+
+/* Exactly SIZE octets of the message from FD, then the final dot. A
+ * short file, or one that cannot be read, is never sent as it is: the
+ * dot is withheld, so the server discards what it got. */
 static gboolean
-send_body(PbSmtpClient *c, int fd, guint64 size)
+send_body(PbSmtpClient *c, PbSmtpResult *res, int fd, guint64 size)
 {
 	g_autofree char *buf = g_malloc(CHUNK);
-	gboolean bol = TRUE;
-	off_t off = 0;
+	g_autoptr(GString) out = g_string_sized_new(2 * CHUNK + 8);
+	PbSmtpStuffer st = PB_SMTP_STUFFER_INIT;
+	guint64 off = 0;
 
-	while ((guint64)off < size) {
-		ssize_t n = pread(fd, buf, CHUNK, off);
+	while (off < size) {
+		ssize_t n =
+		    pread(fd, buf, (size_t)MIN(CHUNK, size - off), (off_t)off);
 		if (n < 0 && errno == EINTR)
 			continue;
-		if (n <= 0 || !write_stuffed(c, buf, (gsize)n, &bol))
+		if (n < 0)
+			return give_up(res,
+			               "cannot read the queued message after "
+			               "%" G_GUINT64_FORMAT
+			               " of %" G_GUINT64_FORMAT " octets",
+			               off, size);
+		if (n == 0)
+			return give_up(
+			    res,
+			    "the queued message has %" G_GUINT64_FORMAT
+			    " octets, not the %" G_GUINT64_FORMAT
+			    " its envelope records",
+			    off, size);
+		g_string_truncate(out, 0);
+		pb_smtp_stuff(&st, buf, (gsize)n, out);
+		if (!pb_conn_write(c->conn, out->str, out->len, NULL))
 			return FALSE;
-		off += n;
+		off += (guint64)n;
 	}
-	/* the stored message ends with CRLF; if not, end the line */
-	if (!bol && !pb_conn_write(c->conn, "\r\n", 2, NULL))
-		return FALSE;
-	return pb_conn_write(c->conn, ".\r\n", 3, NULL) &&
+	g_string_truncate(out, 0);
+	pb_smtp_stuff_end(&st, out);
+	return pb_conn_write(c->conn, out->str, out->len, NULL) &&
 	       flush(c, c->cfg->data_block_timeout);
 }
 
@@ -385,27 +439,26 @@ envelope(PbSmtpClient *c, PbSmtpResult *res, const char *sender, char **rcpts,
 	return res->data != NULL;
 }
 
-PbSmtpResult *
-pb_smtp_client_send(PbSmtpClient *c, const char *sender, char **rcpts,
-                    int data_fd, guint64 size, gboolean smtputf8)
+/* The transaction itself; RES->rcpt may end short when the connection
+ * drops (pb_smtp_client_send pads it). */
+static void
+transact(PbSmtpClient *c, PbSmtpResult *res, const char *sender, char **rcpts,
+         int data_fd, guint64 size, gboolean smtputf8)
 {
-	PbSmtpResult *res = g_new0(PbSmtpResult, 1);
 	g_autoptr(PbSmtpReply) rset = NULL;
 
-	res->rcpt =
-	    g_ptr_array_new_with_free_func((GDestroyNotify)pb_smtp_reply_free);
 	if (c->dirty) {
 		if (!command(c, "RSET") || !flush(c, c->cfg->command_timeout) ||
 		    (rset = read_reply(c, c->cfg->command_timeout, NULL)) ==
 		        NULL) {
 			res->dropped = TRUE;
-			return res;
+			return;
 		}
 		c->dirty = FALSE;
 	}
 	if (!envelope(c, res, sender, rcpts, size, smtputf8)) {
 		res->dropped = TRUE;
-		return res;
+		return;
 	}
 	if (res->data == NULL || res->data->code != 354 ||
 	    res->mail->code / 100 != 2 || !any_accepted(res)) {
@@ -418,15 +471,30 @@ pb_smtp_client_send(PbSmtpClient *c, const char *sender, char **rcpts,
 		         NULL))
 			res->dropped = TRUE;
 		c->dirty = TRUE;
-		return res;
+		return;
 	}
-	if (!send_body(c, data_fd, size)) {
+	if (!send_body(c, res, data_fd, size)) {
 		res->dropped = TRUE;
-		return res;
+		return;
 	}
 	res->final = read_reply(c, c->cfg->data_end_timeout, NULL);
 	if (res->final == NULL)
 		res->dropped = res->after_dot = TRUE;
+}
+
+PbSmtpResult *
+pb_smtp_client_send(PbSmtpClient *c, const char *sender, char **rcpts,
+                    int data_fd, guint64 size, gboolean smtputf8)
+{
+	PbSmtpResult *res = g_new0(PbSmtpResult, 1);
+	guint n = g_strv_length(rcpts);
+
+	res->rcpt =
+	    g_ptr_array_new_with_free_func((GDestroyNotify)pb_smtp_reply_free);
+	transact(c, res, sender, rcpts, data_fd, size, smtputf8);
+	/* one entry per recipient, whatever happened: NULL = no reply */
+	while (res->rcpt->len < n)
+		g_ptr_array_add(res->rcpt, NULL);
 	return res;
 }
 

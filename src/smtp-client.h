@@ -73,12 +73,17 @@ gboolean pb_smtp_client_starttls(PbSmtpClient *c, const char *server_name,
 /* The outcome of one transaction. */
 typedef struct {
 	PbSmtpReply *mail;  /* MAIL's reply */
-	GPtrArray *rcpt;    /* PbSmtpReply* per recipient (NULL entries
-	                       when MAIL failed) */
+	GPtrArray *rcpt;    /* PbSmtpReply* per recipient, always exactly
+	                       as many as the recipients given; NULL: no
+	                       reply (MAIL failed, or the connection was
+	                       lost before that RCPT's reply) */
 	PbSmtpReply *data;  /* DATA's reply (354), or NULL */
 	PbSmtpReply *final; /* the reply to the final dot, or NULL */
 	gboolean dropped;   /* the connection failed during it */
 	gboolean after_dot; /* ... after the final dot was sent */
+	char *failure;      /* our side gave up (the queued message could
+	                       not be read as recorded): why, else NULL;
+	                       the final dot was then never sent */
 } PbSmtpResult;
 
 void pb_smtp_result_free(PbSmtpResult *r);
@@ -92,6 +97,23 @@ G_DEFINE_AUTOPTR_CLEANUP_FUNC(PbSmtpResult, pb_smtp_result_free)
 PbSmtpResult *pb_smtp_client_send(PbSmtpClient *c, const char *sender,
                                   char **recipients, int data_fd, guint64 size,
                                   gboolean smtputf8);
+
+/* The data as it goes on the wire (pure, streamed in pieces): every
+ * line end of the stored message, CRLF, a bare CR or a bare LF, becomes
+ * CRLF, and a dot that starts a line is doubled (RFC 5321 4.5.2). */
+typedef struct {
+	gboolean bol; /* the next octet starts a line */
+	gboolean cr;  /* a CR was seen, its line end not yet written */
+} PbSmtpStuffer;
+#define PB_SMTP_STUFFER_INIT                                                   \
+	{                                                                      \
+		TRUE, FALSE                                                    \
+	}
+
+/* Appends IN (LEN octets of the message) to OUT, at most 2 LEN + 2. */
+void pb_smtp_stuff(PbSmtpStuffer *st, const char *in, gsize len, GString *out);
+/* Ends the last line if it is open, then the final ".\r\n". */
+void pb_smtp_stuff_end(PbSmtpStuffer *st, GString *out);
 
 /* QUIT, best effort. */
 void pb_smtp_client_quit(PbSmtpClient *c);

@@ -7,8 +7,14 @@
  * flushed only when the client waits for them (PIPELINING); the queue
  * transaction is committed (durably) before the session may answer 250;
  * the immediate delivery attempt runs only after the client's connection
- * is closed, in this already-forked process (no exec), so it costs the
- * client nothing.
+ * is closed, detached from the session: the session's process forks it
+ * (no exec) and ends, so the attempt holds no connection slot (the
+ * listener, as subreaper, reaps it). At most [delivery] parallel
+ * attempts run at once (each holds a lock on one byte of
+ * QUEUE/immediate.lock; with none free the message simply waits for
+ * runq), and each is stopped, with everything it started, after
+ * [delivery] immediate_timeout in all: a stopped attempt is a crash as
+ * far as the queue is concerned, and runq finishes the job.
  */
 #include "smtp-serve.h"
 #include "accounts.h"
@@ -18,13 +24,18 @@
 #include "local.h"
 #include "log.h"
 #include "queue.h"
+#include "ratelimit.h"
 #include "runq.h"
 #include "smtp-server.h"
 
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
 #include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #define AUTH_DELAY_MS 1000 /* after a failed AUTH */
-#include <unistd.h>
 
 typedef struct {
 	const PbConfig *cfg;
@@ -109,6 +120,9 @@ hook_authenticate(void *data, const char *user, const char *pass)
 	g_autoptr(GError) error = NULL;
 	gboolean ok;
 
+	/* checked again: other sessions may have failed meanwhile */
+	if (pb_ratelimit_blocked(sv->cfg, sv->peer->ip))
+		return FALSE;
 	/* loaded on the first AUTH only: most sessions never need it */
 	if (sv->accounts == NULL && (sv->accounts = pb_accounts_load(
 	                                 sv->cfg->accounts, &error)) == NULL)
@@ -118,7 +132,17 @@ hook_authenticate(void *data, const char *user, const char *pass)
 
 	pb_log_info(NULL, "AUTH %s for <%s> from [%s]", ok ? "ok" : "failed",
 	            canonical, sv->peer->ip[0] ? sv->peer->ip : "local");
+	if (!ok)
+		pb_ratelimit_failed(sv->cfg, sv->peer->ip);
 	return ok;
+}
+
+static gboolean
+hook_auth_blocked(void *data)
+{
+	Serve *sv = data;
+
+	return pb_ratelimit_blocked(sv->cfg, sv->peer->ip);
 }
 
 /* The account itself, or an alias that leads to it. */
@@ -157,6 +181,7 @@ static const PbSmtpHooks hooks = {
     .now = hook_now,
     .authenticate = hook_authenticate,
     .sender_allowed = hook_sender_allowed,
+    .auth_blocked = hook_auth_blocked,
 };
 
 /* Feeds buffered DATA to the session; FALSE on a read error. */
@@ -251,17 +276,109 @@ converse(Serve *sv, PbConn *conn, PbSmtpServer *s)
 
 /* With the session's queue and tables: the attempt loads nothing again. */
 static void
-deliver_now(const PbConfig *cfg, PbQueue *q, PbLocal *local,
-            const GPtrArray *accepted)
+deliver_now(const PbConfig *cfg, PbQueue *q, PbLocal *local, char **ids)
 {
-	g_autofree char **ids = g_new0(char *, accepted->len + 1);
 	g_autoptr(GError) error = NULL;
 	PbRunqStats stats;
 
-	for (guint i = 0; i < accepted->len; i++)
-		ids[i] = g_ptr_array_index(accepted, i);
 	if (!pb_runq_run_on(cfg, q, local, ids, FALSE, &stats, &error))
 		pb_log_warn(NULL, "immediate delivery: %s", error->message);
+}
+
+/* One of the [delivery] parallel attempt slots: an fd holding a lock on
+ * one byte of QUEUE/immediate.lock (released when this process ends),
+ * or -1 when all are taken. */
+static int
+take_slot(const PbConfig *cfg)
+{
+	g_autofree char *path =
+	    g_build_filename(cfg->queue, "immediate.lock", NULL);
+	int fd = open(path, O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600);
+
+	if (fd < 0) {
+		pb_log_warn(NULL, "immediate delivery: %s: %s", path,
+		            g_strerror(errno));
+		return -1;
+	}
+	for (guint i = 0; i < cfg->parallel; i++) {
+		struct flock fl = {.l_type = F_WRLCK,
+		                   .l_whence = SEEK_SET,
+		                   .l_start = i,
+		                   .l_len = 1};
+		if (fcntl(fd, F_SETLK, &fl) == 0)
+			return fd;
+	}
+	close(fd);
+	pb_log_info(NULL,
+	            "immediate delivery: %u attempts running already, "
+	            "left for runq",
+	            cfg->parallel);
+	return -1;
+}
+
+static volatile sig_atomic_t deadline_passed;
+
+static void
+on_alarm(int sig)
+{
+	deadline_passed = 1;
+}
+
+/* Runs the attempt in a child with a process group of its own (its
+ * remote children join it) and kills that group at the deadline. */
+static void
+supervise(const PbConfig *cfg, PbQueue *q, PbLocal *local, char **ids)
+{
+	struct sigaction sa = {.sa_handler = on_alarm}; /* no SA_RESTART */
+	int status;
+	pid_t pid = fork();
+
+	if (pid < 0) {
+		pb_log_warn(NULL, "immediate delivery: fork: %s; left for runq",
+		            g_strerror(errno));
+		return;
+	}
+	if (pid == 0) {
+		(void)setpgid(0, 0);
+		deliver_now(cfg, q, local, ids);
+		_exit(0);
+	}
+	(void)setpgid(pid, pid); /* whichever of us comes first */
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGALRM, &sa, NULL);
+	alarm((guint)MIN(cfg->immediate_timeout, G_MAXUINT));
+	while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
+		if (deadline_passed)
+			(void)kill(-pid, SIGKILL);
+	alarm(0);
+	if (deadline_passed)
+		pb_log_warn(ids[0],
+		            "immediate delivery stopped after %" G_GINT64_FORMAT
+		            "s; left for runq",
+		            cfg->immediate_timeout);
+}
+
+/* The session's process forks the attempt and goes: the attempt is no
+ * longer a session, and takes no connection slot. */
+static void
+deliver_detached(const PbConfig *cfg, PbQueue *q, PbLocal *local,
+                 const GPtrArray *accepted)
+{
+	g_autofree char **ids = g_new0(char *, accepted->len + 1);
+	pid_t pid = fork();
+	int slot;
+
+	if (pid < 0)
+		pb_log_warn(NULL, "immediate delivery: fork: %s; left for runq",
+		            g_strerror(errno));
+	if (pid != 0)
+		return;
+	if ((slot = take_slot(cfg)) < 0)
+		_exit(0);
+	for (guint i = 0; i < accepted->len; i++)
+		ids[i] = g_ptr_array_index(accepted, i);
+	supervise(cfg, q, local, ids);
+	_exit(0);
 }
 
 void
@@ -311,5 +428,5 @@ pb_smtp_serve(const PbSmtpServe *how, int rfd, int wfd, const PbPeer *peer)
 	if (wfd != rfd)
 		close(wfd);
 	if (accepted->len > 0 && !cfg->delivery_queue)
-		deliver_now(cfg, q, local, accepted);
+		deliver_detached(cfg, q, local, accepted);
 }

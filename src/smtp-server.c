@@ -901,6 +901,11 @@ cmd_auth(PbSmtpServer *s, const char *arg)
 		         : "502 5.5.1 Error: AUTH not available");
 		return;
 	}
+	if (s->hooks->auth_blocked != NULL &&
+	    s->hooks->auth_blocked(s->hook_data)) {
+		fail(s, "454 4.7.0 Too many failed authentications, try later");
+		return;
+	}
 	s->before_auth = s->state;
 	if (parts[0] && g_ascii_strcasecmp(parts[0], "PLAIN") == 0) {
 		if (parts[1] && !g_str_equal(parts[1], "=")) {

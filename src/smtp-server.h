@@ -66,6 +66,9 @@ typedef struct {
 	 * own address or one of its aliases). */
 	gboolean (*sender_allowed)(void *data, const char *user,
 	                           const char *sender);
+	/* TRUE if the client may not try a password now (too many failures
+	 * lately): AUTH gets 454 4.7.0 at once. NULL: never. */
+	gboolean (*auth_blocked)(void *data);
 } PbSmtpHooks;
 
 /* What the listener offers (all FALSE by default). */

@@ -134,6 +134,7 @@ typedef struct {
 	gboolean in_body;
 	gboolean done;     /* the lone dot was read */
 	gboolean at_start; /* the current line has no octet yet */
+	gboolean cr;       /* a CR was read: the line ends whatever follows */
 	guint64 size;
 	GString *line; /* the current line (at most MAX_LINE) */
 	GPtrArray *rcpts;
@@ -185,6 +186,35 @@ header_has(const GString *h, const char *name)
 	return FALSE;
 }
 
+/* -F NAME goes into From: as a quoted string; a control character (a
+ * line end would start a header field of the caller's choosing) is
+ * refused before anything is read. */
+static gboolean
+check_full_name(const char *name, GError **error)
+{
+	for (const guchar *p = (const guchar *)name; p && *p; p++) {
+		if (*p < 0x20 || *p == 0x7f) {
+			g_set_error(error, PB_ERROR, PB_ERROR_USAGE,
+			            "-F: a control character in the full "
+			            "name: refused");
+			return FALSE;
+		}
+	}
+	return TRUE;
+}
+
+static void
+append_from(GString *out, const char *name, const char *sender)
+{
+	g_string_append(out, "From: \"");
+	for (const char *p = name; *p; p++) {
+		if (*p == '"' || *p == '\\')
+			g_string_append_c(out, '\\');
+		g_string_append_c(out, *p);
+	}
+	g_string_append_printf(out, "\" <%s>\r\n", sender);
+}
+
 /* Writes the header section: ours first, then the client's without Bcc;
  * with -t, collects To, Cc and Bcc first. */
 static gboolean
@@ -203,9 +233,7 @@ flush_header(Submit *s, GError **error)
 	                       s->cfg->hostname, s->sub->uid, id, date);
 	if (!header_has(s->header, "From")) {
 		if (s->sub->full_name && *s->sub->full_name)
-			g_string_append_printf(out, "From: \"%s\" <%s>\r\n",
-			                       s->sub->full_name,
-			                       s->sub->sender);
+			append_from(out, s->sub->full_name, s->sub->sender);
 		else
 			g_string_append_printf(
 			    out, "From: %s\r\n",
@@ -276,24 +304,42 @@ line_done(Submit *s, gboolean cut, GError **error)
 	return TRUE;
 }
 
-/* Feeds input octets: lines end at LF (a CR before it is dropped). */
+/* The line so far is complete: a line end was read. */
+static gboolean
+end_line(Submit *s, GError **error)
+{
+	s->cr = FALSE;
+	if (!line_done(s, FALSE, error))
+		return FALSE;
+	s->at_start = TRUE;
+	return TRUE;
+}
+
+/* Feeds input octets: a line ends at LF, CRLF or a CR alone (as a bare
+ * LF would, a bare CR becomes CRLF: no other server sees a bare CR). */
 static gboolean
 feed(Submit *s, const char *buf, gsize len, GError **error)
 {
 	for (gsize i = 0; i < len && !s->done; i++) {
 		char c = buf[i];
+		if (s->cr && c != '\n') {
+			if (!end_line(s, error))
+				return FALSE;
+			if (s->done)
+				break; /* a "." line that ended with a CR */
+		}
 		if (c == '\0') {
 			g_set_error(error, PB_ERROR, PB_ERROR_DATA,
 			            "a NUL byte in the message");
 			return FALSE;
 		}
+		if (c == '\r') {
+			s->cr = TRUE;
+			continue;
+		}
 		if (c == '\n') {
-			if (s->line->len > 0 &&
-			    s->line->str[s->line->len - 1] == '\r')
-				g_string_truncate(s->line, s->line->len - 1);
-			if (!line_done(s, FALSE, error))
+			if (!end_line(s, error))
 				return FALSE;
-			s->at_start = TRUE;
 			continue;
 		}
 		if (s->line->len >= MAX_LINE - 1) {
@@ -322,7 +368,7 @@ read_all(Submit *s, int in, GError **error)
 		if (!feed(s, buf, (gsize)n, error))
 			return FALSE;
 	}
-	if (s->line->len > 0 && !line_done(s, FALSE, error))
+	if (!s->done && (s->cr || s->line->len > 0) && !end_line(s, error))
 		return FALSE;
 	return s->in_body || flush_header(s, error);
 }
@@ -366,6 +412,22 @@ final_recipients(Submit *s, GError **error)
 	return g_steal_pointer(&out);
 }
 
+/* the envelope's client of a local submission: LOCAL_MARK "LOGIN)" */
+#define LOCAL_MARK "local uid %u ("
+
+gboolean
+pb_submit_is_users(const PbEnvelope *env, guint uid, const char *address)
+{
+	g_autofree char *mark = g_strdup_printf(LOCAL_MARK, uid);
+
+	if (env->client == NULL)
+		return FALSE;
+	if (g_str_has_prefix(env->client, mark))
+		return TRUE;
+	return g_str_has_suffix(env->client, " []") &&
+	       g_ascii_strcasecmp(env->sender, address) == 0;
+}
+
 gboolean
 pb_submit(const PbConfig *cfg, PbQueue *q, const PbSubmission *sub, int in,
           char **id, GError **error)
@@ -375,9 +437,16 @@ pb_submit(const PbConfig *cfg, PbQueue *q, const PbSubmission *sub, int in,
 	g_autoptr(GPtrArray) rcpts = g_ptr_array_new_with_free_func(g_free);
 	g_autoptr(GPtrArray) final = NULL;
 	g_autoptr(PbEnvelope) env = pb_envelope_new();
-	Submit s = {cfg, sub, NULL, header, FALSE, FALSE, TRUE, 0, line, rcpts};
+	Submit s = {.cfg = cfg,
+	            .sub = sub,
+	            .header = header,
+	            .at_start = TRUE,
+	            .line = line,
+	            .rcpts = rcpts};
 
 	/* recipients on the command line are checked before reading */
+	if (!check_full_name(sub->full_name, error))
+		return FALSE;
 	if (!sub->extract && (sub->recipients == NULL || !sub->recipients[0])) {
 		g_set_error(error, PB_ERROR, PB_ERROR_USAGE,
 		            "no recipients (give them as arguments, or -t)");
@@ -392,8 +461,7 @@ pb_submit(const PbConfig *cfg, PbQueue *q, const PbSubmission *sub, int in,
 	}
 	g_free(env->sender);
 	env->sender = g_strdup(sub->sender);
-	env->client =
-	    g_strdup_printf("local uid %u (%s)", sub->uid, sub->login);
+	env->client = g_strdup_printf(LOCAL_MARK "%s)", sub->uid, sub->login);
 	for (guint i = 0; i < final->len; i++)
 		pb_envelope_add_rcpt(env, g_ptr_array_index(final, i));
 	*id = g_strdup(pb_queue_tx_id(s.tx));

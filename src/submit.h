@@ -4,8 +4,10 @@
  *
  * Guarantees: the message is streamed (only the header section, bounded
  * by PB_SUBMIT_MAX_HEADER, is held, to read recipients and see which
- * headers are missing); line ends become CRLF; a NUL byte, an oversized
- * message or a header section over the bound is refused with
+ * headers are missing); line ends (LF, CRLF, or a CR alone) become CRLF,
+ * so no bare CR or LF is queued; a full name (-F) with a control character
+ * is refused with PB_ERROR_USAGE before anything is read; a NUL byte, an
+ * oversized message or a header section over the bound is refused with
  * PB_ERROR_DATA and nothing is queued; the queue id is returned only once
  * the message is durable (pb_queue_tx_commit).
  */
@@ -37,6 +39,13 @@ char *pb_submit_qualify(const PbConfig *cfg, const char *address,
 /* The addresses of an RFC 5322 address-list header value ("A <a@b>,
  * c@d, group: e@f;"), appended to OUT as "local@domain". */
 void pb_submit_address_list(const char *value, GPtrArray *out);
+
+/* Whose message is it, for sendmail -bp by a local user: one they queued
+ * with sendmail (the envelope's "local uid UID"), or in a sendmail -bs
+ * session (no IP address, and the sender is ADDRESS, the only one such a
+ * session lets them use). */
+gboolean pb_submit_is_users(const PbEnvelope *env, guint uid,
+                            const char *address);
 
 /* Reads the message from IN and queues it; *ID is set to the queue id. */
 gboolean pb_submit(const PbConfig *cfg, PbQueue *q, const PbSubmission *sub,

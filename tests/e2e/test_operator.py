@@ -103,7 +103,8 @@ def setuid_sendmail(inst):
 def run_as(user, argv, env, input):
     # LeakSanitizer cannot work in a set-user-id process (not dumpable)
     env = dict(env, ASAN_OPTIONS="detect_leaks=0")
-    return subprocess.run(argv, input=input, env=env, user=user.pw_uid,
+    return subprocess.run(list(map(str, argv)), input=input, env=env,
+                          user=user.pw_uid,
                           group=user.pw_gid, extra_groups=[],
                           capture_output=True, timeout=30)
 
@@ -111,7 +112,8 @@ def run_as(user, argv, env, input):
 def test_sendmail_as_unprivileged_user(inst, local_user):
     inst.add_user("alice@example.org", "pw")
     binary = setuid_sendmail(inst)
-    proc = run_as(local_user, [binary, "-i", "alice"], inst.env(), MSG)
+    proc = run_as(local_user, [binary, "-c", inst.conf, "-i", "alice"],
+                  inst.env(), MSG)
     assert proc.returncode == 0, proc.stderr
     text = wait_for(lambda: inst.messages("alice@example.org"))[0].read_bytes()
     assert f"Return-Path: <{local_user.pw_name}@example.org>".encode() in text
@@ -122,8 +124,9 @@ def test_sendmail_as_unprivileged_user(inst, local_user):
 
 def test_sendmail_f_forbidden_for_users(inst, local_user):
     binary = setuid_sendmail(inst)
-    proc = run_as(local_user, [binary, "-f", "ceo@example.org", "-i",
-                               "alice@example.org"], inst.env(), MSG)
+    proc = run_as(local_user, [binary, "-c", inst.conf, "-f",
+                               "ceo@example.org", "-i", "alice@example.org"],
+                  inst.env(), MSG)
     assert proc.returncode == 77
     assert b"only root and" in proc.stderr
     # root may
@@ -139,7 +142,8 @@ def test_sendmail_bs_user_sends_only_as_self(inst, local_user):
     session = (b"EHLO localhost\r\nMAIL FROM:<ceo@example.org>\r\n"
                b"MAIL FROM:<%s>\r\nRCPT TO:<alice@example.org>\r\nDATA\r\n"
                b"Subject: bs\r\n\r\nhi\r\n.\r\nQUIT\r\n" % me.encode())
-    proc = run_as(local_user, [binary, "-bs"], inst.env(), session)
+    proc = run_as(local_user, [binary, "-c", inst.conf, "-bs"], inst.env(),
+                  session)
     out = proc.stdout.decode()
     assert "553 5.7.1 <ceo@example.org>" in out
     assert "250 2.0.0 Ok: queued" in out
@@ -152,9 +156,15 @@ def test_sendmail_refuses_a_user_config(inst, local_user):
     forged = inst.dir / "forged.conf"
     forged.write_text("[main]\nqueue = /tmp\n")
     os.chown(forged, local_user.pw_uid, local_user.pw_gid)
+    proc = run_as(local_user, [binary, "-c", forged, "-i", "alice"],
+                  inst.env(), MSG)
+    assert proc.returncode == 78 and b"refused" in proc.stderr
+    # the environment is not consulted at all under set-user-id: the
+    # compiled-in default is used (and missing here), never $PILLARBOX_CONF
     proc = run_as(local_user, [binary, "-i", "alice"],
                   inst.env({"PILLARBOX_CONF": str(forged)}), MSG)
-    assert proc.returncode == 78 and b"refused" in proc.stderr
+    assert proc.returncode == 78 and str(forged).encode() not in proc.stderr
+    assert b"pillarbox/pillarbox.conf" in proc.stderr
 
 
 def test_mailx_uses_our_sendmail(inst):
@@ -261,6 +271,8 @@ def test_status_file(inst):
     assert abs(int(status["time"]) - time.time()) < 60
     assert status["queue_size"] == "1" and status["deferred"] == "1"
     assert int(status["oldest_age"]) >= 0
+    # its mode is the one asked for, not what umask 077 leaves of it
+    assert oct(os.stat(inst.queue / "status").st_mode & 0o777) == "0o644"
     # the README's monitoring one-liner
     check = ("test $(( $(date +%%s) - $(sed -n 's/^time=//p' %s) )) -lt 1800"
              % (inst.queue / "status"))

@@ -2,6 +2,8 @@
 #include "accounts.h"
 #include "error.h"
 
+#include <crypt.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -170,6 +172,77 @@ test_save(void)
 	remove_file(path);
 }
 
+/* A hash of PASSWORD with crypt_gensalt(PREFIX, COUNT). */
+static char *
+hash_with(const char *prefix, unsigned long count, const char *password)
+{
+	char *setting = crypt_gensalt_ra(prefix, count, NULL, 0);
+	struct crypt_data cd = {0};
+	char *hash;
+
+	g_assert_nonnull(setting);
+	hash = g_strdup(crypt_r(password, setting, &cd));
+	free(setting);
+	g_assert_true(hash[0] == '$');
+	return hash;
+}
+
+/* The dummy of a file whose accounts mostly use PREFIX/COUNT has their
+ * method and cost (the text up to the salt, COST), a salt of its own,
+ * and yields such a hash. */
+static void
+check_dummy(const char *prefix, unsigned long count, const char *cost)
+{
+	g_autoptr(GError) error = NULL;
+	g_autofree char *a = hash_with(prefix, count, "pw-a");
+	g_autofree char *b = hash_with(prefix, count, "pw-b");
+	g_autofree char *other =
+	    hash_with(g_str_equal(prefix, "$y$") ? "$6$" : "$y$", 0, "pw-c");
+	g_autofree char *text = g_strdup_printf(
+	    "c@example.org:%s\na@example.org:%s\nb@example.org:%s\n", other, a,
+	    b);
+	g_autofree char *path = write_file(text);
+	g_autoptr(PbAccounts) acc = pb_accounts_load(path, &error);
+	const char *dummy;
+	struct crypt_data cd = {0};
+	const char *got;
+
+	g_assert_no_error(error);
+	dummy = pb_accounts_dummy(acc);
+	g_assert_true(g_str_has_prefix(a, cost));
+	g_assert_true(g_str_has_prefix(dummy, cost));
+	/* bcrypt: 22 salt characters, then the hash without a '$' */
+	g_assert_cmpuint(strlen(dummy), ==,
+	                 g_str_equal(prefix, "$2b$")
+	                     ? strlen(cost) + 22
+	                     : (gsize)(strrchr(a, '$') - a));
+	g_assert_false(strncmp(dummy, a, strlen(dummy)) == 0);
+	g_assert_false(strncmp(dummy, b, strlen(dummy)) == 0);
+	got = crypt_r("anything", dummy, &cd);
+	g_assert_true(g_str_has_prefix(got, dummy));
+	g_assert_cmpuint(strlen(got), ==, strlen(a));
+	g_assert_false(pb_accounts_verify(acc, "nobody@example.org", "pw-a"));
+	g_assert_true(pb_accounts_verify(acc, "a@example.org", "pw-a"));
+	remove_file(path);
+}
+
+static void
+test_dummy(void)
+{
+	g_autoptr(GError) error = NULL;
+	g_autofree char *path = write_file("# nobody yet\n");
+	g_autoptr(PbAccounts) none = pb_accounts_load(path, &error);
+
+	check_dummy("$6$", 20000, "$6$rounds=20000$");
+	check_dummy("$6$", 0, "$6$");
+	check_dummy("$y$", 7, "$y$jBT$");
+	check_dummy("$2b$", 6, "$2b$06$");
+	/* no accounts: the method of new hashes */
+	g_assert_no_error(error);
+	g_assert_true(g_str_has_prefix(pb_accounts_dummy(none), "$"));
+	remove_file(path);
+}
+
 int
 main(int argc, char **argv)
 {
@@ -178,6 +251,7 @@ main(int argc, char **argv)
 	g_test_add_func("/accounts/missing", test_missing);
 	g_test_add_func("/accounts/malformed", test_malformed);
 	g_test_add_func("/accounts/verify", test_verify);
+	g_test_add_func("/accounts/dummy", test_dummy);
 	g_test_add_func("/accounts/hash", test_hash);
 	g_test_add_func("/accounts/save", test_save);
 	return g_test_run();

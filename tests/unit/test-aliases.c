@@ -140,6 +140,36 @@ test_no_duplicates_in_out(Fixture *f, gconstpointer data)
 	g_assert_cmpstr(g_ptr_array_index(out, 1), ==, "bob@example.org");
 }
 
+/* Item 10 of issue 12: the final mailboxes of one message are unique.
+ * A recipient named directly in another form (case, +extension) is not
+ * added again, nor is a target named in several forms or by two aliases. */
+static void
+test_no_duplicate_mailboxes(Fixture *f, gconstpointer data)
+{
+	g_autoptr(GError) error = NULL;
+	g_autoptr(PbAliases) a =
+	    load(f,
+	         "team: Alice+list, bob, sub\n"
+	         "sub: ALICE, alice@EXAMPLE.ORG, bob+x, Dave@Far.example, "
+	         "dave@far.example\n",
+	         &error);
+	g_autoptr(GPtrArray) out = g_ptr_array_new_with_free_func(g_free);
+	g_autofree char *r = NULL;
+
+	g_assert_no_error(error);
+	r = expand(f, a, "team@example.org", &error);
+	g_assert_no_error(error);
+	g_assert_cmpstr(r, ==,
+	                "alice@example.org bob@example.org Dave@Far.example "
+	                "dave@far.example");
+	g_ptr_array_add(out, g_strdup("Alice+news@EXAMPLE.org"));
+	g_assert_true(pb_aliases_expand(a, f->accounts, f->cfg,
+	                                "team@example.org", out, &error));
+	g_assert_no_error(error);
+	g_assert_cmpuint(out->len, ==, 4);
+	g_assert_cmpstr(g_ptr_array_index(out, 1), ==, "bob@example.org");
+}
+
 static void
 test_loop(Fixture *f, gconstpointer data)
 {
@@ -257,6 +287,7 @@ main(int argc, char **argv)
 	ADD("/aliases/bare", test_bare);
 	ADD("/aliases/recursive", test_recursive);
 	ADD("/aliases/no-duplicates", test_no_duplicates_in_out);
+	ADD("/aliases/no-duplicate-mailboxes", test_no_duplicate_mailboxes);
 	ADD("/aliases/loop", test_loop);
 	ADD("/aliases/depth", test_depth);
 	ADD("/aliases/self", test_self);

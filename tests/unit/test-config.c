@@ -5,6 +5,8 @@
 #include <arpa/inet.h>
 #include <glib/gstdio.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 static PbConfig *
 load(const char *text, GError **error)
@@ -315,6 +317,78 @@ test_load_file(void)
 	g_assert_cmpint(g_rmdir(dir), ==, 0);
 }
 
+/* Refused by pb_config_load_trusted with OWNER, the message saying so. */
+static void
+assert_refused(const char *path, uid_t owner, const char *why)
+{
+	g_autoptr(GError) error = NULL;
+	g_autoptr(PbConfig) cfg = pb_config_load_trusted(path, owner, &error);
+
+	g_assert_null(cfg);
+	g_assert_error(error, PB_ERROR, PB_ERROR_CONFIG);
+	if (strstr(error->message, why) == NULL)
+		g_error("%s: '%s' lacks '%s'", path, error->message, why);
+}
+
+static void
+test_load_trusted(void)
+{
+	g_autoptr(GError) error = NULL;
+	g_autofree char *dir = g_dir_make_tmp("pbtrust-XXXXXX", &error);
+	g_autofree char *path = g_build_filename(dir, "p.conf", NULL);
+	g_autofree char *link = g_build_filename(dir, "link.conf", NULL);
+	g_autofree char *fifo = g_build_filename(dir, "fifo.conf", NULL);
+	g_autoptr(PbConfig) cfg = NULL;
+	uid_t me = geteuid();
+
+	g_assert_no_error(error);
+	g_assert_true(
+	    g_file_set_contents(path, "[main]\nqueue = q\n", -1, &error));
+	g_assert_cmpint(g_chmod(path, 0644), ==, 0);
+	cfg = pb_config_load_trusted(path, me, &error);
+	g_assert_no_error(error);
+	g_assert_cmpstr(cfg->path, ==, path);
+	/* never the environment, never empty or relative */
+	g_setenv("PILLARBOX_CONF", path, TRUE);
+	assert_refused("", me, "empty");
+	assert_refused("p.conf", me, "relative");
+	g_assert_null(pb_config_load("", &error));
+	g_assert_error(error, PB_ERROR, PB_ERROR_CONFIG);
+	g_clear_error(&error);
+	g_unsetenv("PILLARBOX_CONF");
+	/* writable by others: the file, or a folder above it */
+	g_assert_cmpint(g_chmod(path, 0664), ==, 0);
+	assert_refused(path, me, "refused");
+	g_assert_cmpint(g_chmod(path, 0644), ==, 0);
+	g_assert_cmpint(g_chmod(dir, 0777), ==, 0);
+	assert_refused(path, me, "the folder");
+	g_assert_cmpint(g_chmod(dir, 0700), ==, 0);
+	/* not a regular file */
+	g_assert_cmpint(mkfifo(fifo, 0600), ==, 0);
+	assert_refused(fifo, me, "not a regular file");
+	/* owned by somebody else than root and OWNER */
+	if (me == 0) {
+		g_assert_cmpint(chown(path, 4242, 4242), ==, 0);
+		assert_refused(path, 0, "refused");
+		assert_refused(path, 4343, "refused");
+		g_clear_pointer(&cfg, pb_config_free);
+		cfg = pb_config_load_trusted(path, 4242, &error);
+		g_assert_no_error(error);
+		g_assert_cmpint(chown(dir, 4242, 4242), ==, 0);
+		assert_refused(path, 4343, "the folder");
+	}
+	/* a symlink is followed to the file it names, which is checked */
+	g_assert_cmpint(symlink(path, link), ==, 0);
+	g_clear_pointer(&cfg, pb_config_free);
+	cfg = pb_config_load_trusted(link, me == 0 ? 4242 : me, &error);
+	g_assert_no_error(error);
+	g_assert_cmpstr(cfg->path, ==, path);
+	g_assert_cmpint(g_unlink(link), ==, 0);
+	g_assert_cmpint(g_unlink(fifo), ==, 0);
+	g_assert_cmpint(g_unlink(path), ==, 0);
+	g_assert_cmpint(g_rmdir(dir), ==, 0);
+}
+
 static void
 test_endpoint(void)
 {
@@ -381,11 +455,21 @@ test_table_read(void)
 	g_clear_error(&error);
 	g_assert_cmpint(g_unlink(path), ==, 0);
 
-	/* a folder where the file should be: read(2) fails */
+	/* a folder where the file should be: not a regular file */
 	g_assert_cmpint(g_mkdir(path, 0700), ==, 0);
 	g_assert_null(pb_table_read(path, &error));
 	g_assert_error(error, PB_ERROR, PB_ERROR_CONFIG);
+	g_clear_error(&error);
 	g_assert_cmpint(g_rmdir(path), ==, 0);
+
+	/* a symlink is not followed (whoever can write the folder could
+	 * point it at a file only the mail user may read) */
+	g_assert_cmpint(symlink("/etc/passwd", path), ==, 0);
+	g_assert_null(pb_table_read(path, &error));
+	g_assert_error(error, PB_ERROR, PB_ERROR_CONFIG);
+	g_assert_nonnull(strstr(error->message, "symbolic link"));
+	g_clear_error(&error);
+	g_assert_cmpint(g_unlink(path), ==, 0);
 	g_assert_cmpint(g_rmdir(dir), ==, 0);
 }
 
@@ -401,6 +485,7 @@ main(int argc, char **argv)
 	g_test_add_func("/config/size", test_size);
 	g_test_add_func("/config/cidr", test_cidr);
 	g_test_add_func("/config/load-file", test_load_file);
+	g_test_add_func("/config/load-trusted", test_load_trusted);
 	g_test_add_func("/config/table-read", test_table_read);
 	g_test_add_func("/config/endpoint", test_endpoint);
 	return g_test_run();

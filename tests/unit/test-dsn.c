@@ -207,6 +207,25 @@ test_delay(F *f, gconstpointer data)
 	g_assert_null(strstr(text, "gone@example.net"));
 }
 
+/* The queue keeps the first attempt and the last ones: the notice says
+ * how many it leaves out between them. */
+static void
+test_delay_many_attempts(F *f, gconstpointer data)
+{
+	g_autoptr(PbEnvelope) env = envelope(f, "sender@example.com");
+	g_autoptr(PbEnvelope) out = NULL;
+	g_autofree char *text = NULL;
+	PbRecipient *r = g_ptr_array_index(env->rcpts, 1);
+
+	for (int i = 0; i < 10; i++)
+		pb_recipient_add_attempt(r, 1763802000 + i, "mx", "451 again");
+	text = report(f, PB_DSN_DELAYED, env, &out);
+	check_lines(text);
+	g_assert_nonnull(strstr(text, "451 4.4.1 try later\r\n"
+	                              "    (6 more attempts)\r\n"));
+	g_assert_null(strstr(text, "451 4.4.1 still later"));
+}
+
 static void
 test_double_bounce(F *f, gconstpointer data)
 {
@@ -603,6 +622,45 @@ test_smtputf8(F *f, gconstpointer data)
 
 #define ADD(path, fn) g_test_add(path, F, NULL, setup, fn, teardown)
 
+/* The notice on an unreadable envelope: to postmaster from <>, naming
+ * the entry and its files, with what was salvaged (sanitised) and the
+ * header attached, the body not. */
+static void
+test_unreadable(F *f, gconstpointer data)
+{
+	g_autoptr(GError) error = NULL;
+	g_autofree char *id = NULL;
+	g_autofree char *path = NULL;
+	g_autofree char *text = NULL;
+	g_autoptr(PbEnvelope) out = NULL;
+	PbRecipient *r;
+
+	g_assert_true(pb_dsn_queue_unreadable(
+	    f->q, f->cfg, f->orig_id, "malformed envelope (line 9)",
+	    "sender: <s@example.com>\nrecipient: <a@b> (pending)\n\x01"
+	    "evil\n",
+	    f->fd, 1763900000, &id, &error));
+	g_assert_no_error(error);
+	out = pb_queue_read_envelope(f->q, id, &error);
+	g_assert_no_error(error);
+	g_assert_cmpstr(out->sender, ==, "");
+	g_assert_cmpuint(out->rcpts->len, ==, 1);
+	r = g_ptr_array_index(out->rcpts, 0);
+	g_assert_cmpstr(r->address, ==, "postmaster@example.org");
+	path = g_build_filename(f->cfg->queue, "msg", id, NULL);
+	g_assert_true(g_file_get_contents(path, &text, NULL, NULL));
+	check_lines(text);
+	g_assert_nonnull(strstr(text, "To: <postmaster@example.org>\r\n"));
+	g_assert_nonnull(strstr(text, "Subject: Queue entry "));
+	g_assert_nonnull(strstr(text, f->orig_id));
+	g_assert_nonnull(strstr(text, "malformed envelope (line 9)"));
+	g_assert_nonnull(strstr(text, "/corrupt/"));
+	g_assert_nonnull(strstr(text, "    sender: <s@example.com>\r\n"));
+	g_assert_nonnull(strstr(text, "    \\x01evil\r\n"));
+	g_assert_nonnull(strstr(text, "Subject: the original\r\n"));
+	g_assert_null(strstr(text, "SECRET BODY TEXT"));
+}
+
 int
 main(int argc, char **argv)
 {
@@ -621,5 +679,7 @@ main(int argc, char **argv)
 	ADD("/dsn/headers/edges", test_headers_edges);
 	ADD("/dsn/double-bounce/alias", test_double_bounce_alias);
 	ADD("/dsn/smtputf8", test_smtputf8);
+	ADD("/dsn/unreadable-envelope", test_unreadable);
+	ADD("/dsn/delay-many-attempts", test_delay_many_attempts);
 	return g_test_run();
 }

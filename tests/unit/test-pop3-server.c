@@ -12,6 +12,9 @@ typedef struct {
 	gboolean committed;
 	gboolean deleted[3];
 	guint sent;
+	guint count;      /* messages in the fake mailbox (3 or fewer) */
+	gboolean blocked; /* the client has failed too often lately */
+	guint checks;     /* passwords checked */
 } F;
 
 static const char *const bodies[] = {"Subject: one\r\n\r\nbody one\r\n",
@@ -21,6 +24,7 @@ static const char *const bodies[] = {"Subject: one\r\n\r\nbody one\r\n",
 static gboolean
 h_auth(void *data, const char *user, const char *pass)
 {
+	((F *)data)->checks++;
 	return g_str_equal(user, "alice@example.org") &&
 	       g_str_equal(pass, "s3cret word");
 }
@@ -34,7 +38,7 @@ h_open(void *data, const char *user)
 static guint
 h_count(void *data)
 {
-	return 3;
+	return ((F *)data)->count;
 }
 
 static guint64
@@ -70,8 +74,14 @@ h_commit(void *data, const gboolean *deleted)
 	return TRUE;
 }
 
-static const PbPop3Hooks hooks = {h_auth, h_open, h_count, h_size,
-                                  h_uid,  h_send, h_commit};
+static gboolean
+h_blocked(void *data)
+{
+	return ((F *)data)->blocked;
+}
+
+static const PbPop3Hooks hooks = {h_auth, h_open, h_count,  h_size,
+                                  h_uid,  h_send, h_commit, h_blocked};
 
 static void
 out_write(void *ctx, const char *data, gsize len)
@@ -82,6 +92,7 @@ out_write(void *ctx, const char *data, gsize len)
 static void
 setup(F *f, gconstpointer plaintext)
 {
+	f->count = 3;
 	f->replies = g_string_new(NULL);
 	f->out.write = out_write;
 	f->out.ctx = f->replies;
@@ -245,6 +256,48 @@ test_auth_plain_authzid(F *f, gconstpointer data)
 	g_assert_cmpint(pb_pop3_server_next_action(f->s), ==, PB_POP3_CLOSE);
 }
 
+/* Every message number is refused in an empty mailbox (1..0 once reached
+ * g_ascii_string_to_unsigned as a range, a GLib-CRITICAL). */
+static void
+test_empty_mailbox(F *f, gconstpointer data)
+{
+	f->count = 0;
+	EXPECT(f, "USER alice@example.org\r\nPASS s3cret word\r\n",
+	       "+OK\r\n+OK Logged in, 0 messages\r\n");
+	EXPECT(f, "RETR 1\r\nTOP 1 0\r\nDELE 1\r\nLIST 1\r\nUIDL 1\r\n",
+	       "-ERR No such message\r\n-ERR No such message\r\n"
+	       "-ERR No such message\r\n-ERR No such message\r\n"
+	       "-ERR No such message\r\n");
+	EXPECT(f, "STAT\r\nLIST\r\n", "+OK 0 0\r\n+OK\r\n.\r\n");
+	g_assert_cmpuint(f->sent, ==, 0);
+}
+
+/* A client over the failure limit gets a temporary error, and its
+ * password is not even looked at: USER/PASS, then AUTH PLAIN. */
+static void
+test_blocked(F *f, gconstpointer data)
+{
+	g_autofree char *token = g_base64_encode(
+	    (const guchar *)"\0alice@example.org\0s3cret word", 30);
+	g_autofree char *plain = g_strdup_printf("AUTH PLAIN %s\r\n", token);
+	const char *logins[] = {
+	    "USER alice@example.org\r\nPASS s3cret word\r\n", plain};
+	const char *refused =
+	    "-ERR [SYS/TEMP] Too many failed logins, try later\r\n";
+
+	f->blocked = TRUE;
+	EXPECT(f, logins[0],
+	       "+OK\r\n-ERR [SYS/TEMP] Too many failed logins, "
+	       "try later\r\n");
+	g_assert_cmpint(pb_pop3_server_next_action(f->s), ==, PB_POP3_CLOSE);
+	pb_pop3_server_free(f->s);
+	f->s = pb_pop3_server_new(&hooks, f, &f->out, "mx.example.org", TRUE);
+	EXPECT(f, logins[1], refused);
+	g_assert_cmpint(pb_pop3_server_next_action(f->s), ==, PB_POP3_CLOSE);
+	g_assert_cmpuint(f->checks, ==, 0);
+	g_assert_null(pb_pop3_server_user(f->s));
+}
+
 static void
 test_in_use(F *f, gconstpointer data)
 {
@@ -326,6 +379,8 @@ main(int argc, char **argv)
 	ADD("/pop3-server/bad-arguments", test_bad_arguments, NULL);
 	ADD("/pop3-server/auth-failures", test_auth_failures, NULL);
 	ADD("/pop3-server/auth-plain", test_auth_plain, NULL);
+	ADD("/pop3-server/empty-mailbox", test_empty_mailbox, NULL);
+	ADD("/pop3-server/blocked", test_blocked, NULL);
 	ADD("/pop3-server/auth-plain/authzid", test_auth_plain_authzid, NULL);
 	ADD("/pop3-server/in-use", test_in_use, NULL);
 	ADD("/pop3-server/plaintext-refused", test_plaintext_refused, "no");

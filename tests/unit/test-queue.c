@@ -4,6 +4,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <stdio.h>
 #include <string.h>
 #include <sys/file.h>
 #include <sys/stat.h>
@@ -149,8 +150,8 @@ test_commit_fails(Fixture *f, gconstpointer data)
 	g_assert_no_error(error);
 	/* the envelope's file is made with the transaction */
 	g_assert_cmpuint(count_files(f->dir, "tmp"), ==, 1);
-	g_assert_true(pb_queue_tx_write(tx, "Subject: x\r\n\r\nx\r\n", 17,
-	                                &error));
+	g_assert_true(
+	    pb_queue_tx_write(tx, "Subject: x\r\n\r\nx\r\n", 17, &error));
 	g_assert_cmpint(rmdir(envdir), ==, 0);
 	g_assert_true(g_file_set_contents(envdir, "", 0, NULL));
 	pb_envelope_add_rcpt(env, "bob@example.net");
@@ -204,10 +205,18 @@ assert_same(const PbEnvelope *a, const PbEnvelope *b)
 
 	g_assert_cmpstr(a->id, ==, b->id);
 	g_assert_cmpstr(a->sender, ==, b->sender);
-	g_assert_cmpstr(a->client, ==, b->client);
 	g_assert_cmpint(a->arrival, ==, b->arrival);
 	g_assert_cmpuint(a->rcpts->len, ==, b->rcpts->len);
 	g_assert_cmpstr(fa->str, ==, fb->str);
+}
+
+/* GOT is FULL cut to the envelope's bound and marked "...". */
+static void
+assert_cut(const char *got, const char *full)
+{
+	g_assert_true(g_str_has_suffix(got, "..."));
+	g_assert_cmpint(strncmp(got, full, strlen(got) - 3), ==, 0);
+	g_assert_cmpuint(strlen(got), <, strlen(full));
 }
 
 static void
@@ -239,9 +248,10 @@ test_roundtrip(void)
 	g_assert_no_error(error);
 	assert_same(env, back);
 	g_assert_cmpstr(back->sender, ==, evil);
-	g_assert_cmpstr(back->client, ==, evil);
+	/* text fields are cut at their escaped bound; addresses never */
+	assert_cut(back->client, evil);
 	r = g_ptr_array_index(back->rcpts, 0);
-	g_assert_cmpstr(r->last_error, ==, evil);
+	assert_cut(r->last_error, evil);
 	g_assert_cmpstr(r->orig, ==, "alias@example.org");
 	g_assert_cmpstr(r->dsn, ==, "4.4.1");
 	g_assert_cmpuint(r->attempts, ==, 2);
@@ -249,7 +259,7 @@ test_roundtrip(void)
 	g_assert_cmpuint(r->history->len, ==, 2);
 	a = g_ptr_array_index(r->history, 1);
 	g_assert_cmpstr(a->host, ==, "host with space\r\n");
-	g_assert_cmpstr(a->reply, ==, evil);
+	assert_cut(a->reply, evil);
 	g_assert_true(back->smtputf8 && back->held && !back->notice_sent);
 	r = g_ptr_array_index(back->rcpts, 1);
 	g_assert_cmpint(r->state, ==, PB_RCPT_BOUNCED);
@@ -284,13 +294,162 @@ test_history_bound(void)
 		                         "451 4.2.0 later");
 	g_assert_cmpuint(r->history->len, ==, PB_QUEUE_MAX_HISTORY);
 	g_assert_cmpuint(r->attempts, ==, 101);
+	/* the first attempt stays, then the last ones */
 	a = g_ptr_array_index(r->history, 0);
-	g_assert_cmpint(a->time, ==, 1763900000 + 100 - PB_QUEUE_MAX_HISTORY);
+	g_assert_cmpint(a->time, ==, 1763800100);
+	a = g_ptr_array_index(r->history, PB_QUEUE_HISTORY_FIRST);
+	g_assert_cmpint(a->time, ==, 1763900000 + 100 - PB_QUEUE_HISTORY_LAST);
 	g_assert_cmpstr(r->last_error, ==, "451 4.2.0 later");
 	text = pb_envelope_format(env);
 	back = pb_envelope_parse(text->str, text->len, &error);
 	g_assert_no_error(error);
 	assert_same(env, back);
+}
+
+/* TEXT of LEN octets made of every byte but NUL, over and over. */
+static char *
+noise(gsize len)
+{
+	char *s = g_malloc(len + 1);
+
+	for (gsize i = 0; i < len; i++)
+		s[i] = (char)(1 + i % 255);
+	s[len] = '\0';
+	return s;
+}
+
+/* A recipient as runq leaves it after ATTEMPTS deferrals with long,
+ * hostile replies from a long host name, at the longest address. */
+static void
+defer_often(PbEnvelope *env, guint n, guint attempts)
+{
+	g_autofree char *reply = noise(1000);
+	g_autofree char *text = pb_sanitize_text(reply, 1000);
+	g_autofree char *host = g_strnfill(300, 'h');
+	g_autofree char *local = g_strnfill(64, 'l');
+
+	for (guint i = 0; i < n; i++) {
+		g_autofree char *domain = g_strnfill(256 - 65, 'd');
+		g_autofree char *addr = NULL;
+		PbRecipient *r;
+
+		g_snprintf(domain, 6, "%05u", i);
+		domain[5] = 'd';
+		addr = g_strdup_printf("%s@%s", local, domain);
+		g_assert_cmpuint(strlen(addr), ==, PB_ADDRESS_MAX_PATH);
+		r = pb_envelope_add_rcpt(env, addr);
+		r->orig = g_strdup(addr);
+		for (guint a = 0; a < attempts; a++) {
+			pb_recipient_add_attempt(r, 1763900000 + a, host, text);
+			g_free(r->dsn);
+			r->dsn = g_strdup(text);
+			g_free(r->last_error);
+			r->last_error = g_strdup(text);
+		}
+	}
+}
+
+/* 100 recipients deferred 70 times with 1000-character replies: the
+ * envelope stays under its bound per recipient and parses; so does the
+ * largest envelope there can be. */
+static void
+test_size_bound(void)
+{
+	g_autoptr(GError) error = NULL;
+	g_autoptr(PbEnvelope) env = pb_envelope_new();
+	g_autoptr(PbEnvelope) back = NULL;
+	g_autoptr(GString) text = NULL;
+	g_autoptr(GString) once = NULL;
+	PbRecipient *r;
+
+	env->id = pb_queue_new_id();
+	env->client = noise(1000);
+	defer_often(env, 100, 70);
+	text = pb_envelope_format(env);
+	g_assert_cmpuint(text->len, <=,
+	                 PB_QUEUE_HEADER_MAX_OCTETS +
+	                     100 * PB_QUEUE_RCPT_MAX_OCTETS);
+	g_assert_cmpuint(text->len, <, 1024 * 1024); /* the old limit */
+	back = pb_envelope_parse(text->str, text->len, &error);
+	g_assert_no_error(error);
+	r = g_ptr_array_index(back->rcpts, 99);
+	g_assert_cmpuint(r->attempts, ==, 70);
+	g_assert_cmpuint(r->history->len, ==, PB_QUEUE_MAX_HISTORY);
+	g_assert_cmpint(((PbAttempt *)r->history->pdata[0])->time, ==,
+	                1763900000);
+	/* written again, it is the same: a cut field is not cut twice */
+	once = pb_envelope_format(back);
+	g_assert_cmpstr(once->str, ==, text->str);
+	g_clear_pointer(&back, pb_envelope_free);
+	/* the most recipients there can be, each at its worst */
+	defer_often(env, PB_QUEUE_MAX_RCPTS - 100, PB_QUEUE_MAX_HISTORY + 1);
+	g_assert_true(pb_envelope_fits(env, &error));
+	g_string_free(text, TRUE);
+	text = pb_envelope_format(env);
+	g_assert_cmpuint(text->len, <=, PB_QUEUE_MAX_ENVELOPE);
+	back = pb_envelope_parse(text->str, text->len, &error);
+	g_assert_no_error(error);
+	g_assert_cmpuint(back->rcpts->len, ==, PB_QUEUE_MAX_RCPTS);
+	/* one more recipient does not fit */
+	pb_envelope_add_rcpt(env, "one@too.many");
+	g_assert_false(pb_envelope_fits(env, &error));
+	g_assert_error(error, PB_ERROR, PB_ERROR_PERM);
+}
+
+/* An envelope from before the bound (64 attempts of long replies kept)
+ * is read, and its history trimmed to the first and the last. */
+static void
+test_old_envelope(void)
+{
+	g_autoptr(GError) error = NULL;
+	g_autoptr(PbEnvelope) env = sample();
+	g_autoptr(PbEnvelope) back = NULL;
+	g_autoptr(GString) text = pb_envelope_format(env);
+	g_autofree char *reply = g_strnfill(3000, 'r');
+	PbRecipient *r;
+
+	/* sample's last recipient: append old-style attempts to it */
+	for (int i = 0; i < 64; i++)
+		g_string_append_printf(text, "attempt %d mx %s\n",
+		                       1763900000 + i, reply);
+	back = pb_envelope_parse(text->str, text->len, &error);
+	g_assert_no_error(error);
+	r = g_ptr_array_index(back->rcpts, 1);
+	g_assert_cmpuint(r->history->len, ==, PB_QUEUE_MAX_HISTORY);
+	g_assert_cmpint(((PbAttempt *)r->history->pdata[0])->time, ==,
+	                1763900000);
+	g_assert_cmpint(((PbAttempt *)r->history->pdata[1])->time, ==,
+	                1763900000 + 64 - PB_QUEUE_HISTORY_LAST);
+	g_string_free(text, TRUE);
+	text = pb_envelope_format(back);
+	g_assert_cmpuint(text->len, <, 8 * 1024);
+}
+
+/* What a human can use of a damaged envelope: sender and recipients,
+ * sanitised, whatever the bytes around them. */
+static void
+test_salvage(void)
+{
+	static const char text[] = "pillarbox-envelope 1\nsender a\\x0Db@c\n"
+	                           "garbage \x01\xff\n"
+	                           "rcpt pending 1 2 3 x@y\nrcpt bad\n"
+	                           "rcpt sent 0 0 0 \xe2\x82\xac@z\nrcpt";
+	g_autofree char *got = pb_envelope_salvage(text, sizeof text - 1);
+	g_autofree char *none = pb_envelope_salvage("\0\0\n\n", 4);
+	g_autoptr(GString) many = g_string_new(NULL);
+	g_autofree char *listed = NULL;
+
+	g_assert_cmpstr(got, ==,
+	                "sender: <a\\x0Db@c>\n"
+	                "recipient: <x@y> (pending)\n"
+	                "recipient: <\\xE2\\x82\\xAC@z> (sent)\n");
+	g_assert_cmpstr(none, ==, "nothing (no sender, no recipient)\n");
+	for (int i = 0; i < 60; i++)
+		g_string_append_printf(many, "rcpt pending 0 0 0 r%d@x\n", i);
+	listed = pb_envelope_salvage(many->str, many->len);
+	g_assert_nonnull(strstr(listed, "<r49@x>"));
+	g_assert_null(strstr(listed, "<r50@x>"));
+	g_assert_true(g_str_has_suffix(listed, "and 10 more recipients\n"));
 }
 
 static void
@@ -553,7 +712,8 @@ static void
 test_listing(Fixture *f, gconstpointer data)
 {
 	g_autoptr(GError) error = NULL;
-	g_autoptr(GString) empty = pb_queue_format_listing(f->q, FALSE, 3600, &error);
+	g_autoptr(GString) empty =
+	    pb_queue_format_listing(f->q, FALSE, 3600, &error);
 	g_autoptr(GString) text = NULL;
 	g_autoptr(GString) json = NULL;
 	g_autofree char *id = queue_one(f, "abc\r\n", "b\"o\\b@example.net");
@@ -585,6 +745,112 @@ test_listing(Fixture *f, gconstpointer data)
 	g_assert_true(g_str_has_suffix(json->str, "}]\n"));
 }
 
+/* A queue entry that is a symbolic link (msg/ID to a file the queue's
+ * user may read, env/ID likewise) or not a regular file is refused with
+ * a clear error and never followed; so is a symlinked queue folder. */
+static void
+test_symlink_refused(Fixture *f, gconstpointer data)
+{
+	g_autoptr(GError) error = NULL;
+	g_autofree char *id = queue_one(f, "hello\r\n", "bob@example.net");
+	g_autofree char *msg = g_build_filename(f->dir, "msg", id, NULL);
+	g_autofree char *env = g_build_filename(f->dir, "env", id, NULL);
+	g_autofree char *secret = g_build_filename(f->dir, "secret", NULL);
+	g_autofree char *moved = g_build_filename(f->dir, "env-copy", NULL);
+	g_autofree char *other = g_build_filename(f->dir, "other", NULL);
+	g_autofree char *tmp = g_build_filename(other, "tmp", NULL);
+	g_autofree char *link_tmp = g_build_filename(other, "tmp-real", NULL);
+	g_autoptr(PbQueueEntry) e = NULL;
+	g_autoptr(PbEnvelope) back = NULL;
+	g_autoptr(PbQueue) q2 = NULL;
+
+	g_assert_true(g_file_set_contents(secret, "root:x:0:0\n", -1, NULL));
+	g_assert_cmpint(unlink(msg), ==, 0);
+	g_assert_cmpint(symlink(secret, msg), ==, 0);
+	e = pb_queue_lock(f->q, id, &error);
+	g_assert_null(e);
+	g_assert_error(error, PB_ERROR, PB_ERROR_DATA);
+	g_assert_nonnull(strstr(error->message, "symbolic link: refused"));
+	g_clear_error(&error);
+	/* a FIFO is no regular file (and its open does not block) */
+	g_assert_cmpint(unlink(msg), ==, 0);
+	g_assert_cmpint(mkfifo(msg, 0600), ==, 0);
+	e = pb_queue_lock(f->q, id, &error);
+	g_assert_null(e);
+	g_assert_error(error, PB_ERROR, PB_ERROR_DATA);
+	g_assert_nonnull(strstr(error->message, "not a regular file"));
+	g_clear_error(&error);
+	/* the envelope: mailq's unlocked read too */
+	g_assert_cmpint(rename(env, moved), ==, 0);
+	g_assert_cmpint(symlink(moved, env), ==, 0);
+	back = pb_queue_read_envelope(f->q, id, &error);
+	g_assert_null(back);
+	g_assert_error(error, PB_ERROR, PB_ERROR_DATA);
+	g_clear_error(&error);
+	/* a queue whose tmp/ is a link to another folder */
+	g_assert_cmpint(mkdir(other, 0700), ==, 0);
+	g_assert_cmpint(mkdir(link_tmp, 0700), ==, 0);
+	g_assert_cmpint(symlink(link_tmp, tmp), ==, 0);
+	q2 = pb_queue_open(other, &error);
+	g_assert_null(q2);
+	g_assert_error(error, PB_ERROR, PB_ERROR_CONFIG);
+}
+
+static gboolean
+keep_all(const PbEnvelope *env, gpointer data)
+{
+	return TRUE;
+}
+
+/* An entry set aside (an unreadable envelope): runq's pb_queue_set_aside
+ * moves both files into corrupt/, the full listing shows it last, a
+ * user's filtered listing does not. */
+static void
+test_set_aside(Fixture *f, gconstpointer data)
+{
+	g_autoptr(GError) error = NULL;
+	g_autofree char *id = queue_one(f, "abc\r\n", "bob@example.net");
+	g_autofree char *other = queue_one(f, "abc\r\n", "carol@example.net");
+	g_autofree char *env = g_build_filename(f->dir, "env", id, NULL);
+	g_autofree char *salvage = NULL;
+	g_autofree char *json = NULL;
+	g_autoptr(GString) full = NULL;
+	g_autoptr(GString) text = NULL;
+	g_autoptr(GString) mine = NULL;
+	g_autoptr(PbQueueEntry) e = pb_queue_lock(f->q, id, &error);
+	int fd;
+
+	g_assert_no_error(error);
+	/* locked by a delivery, or still readable: left alone */
+	g_assert_cmpint(pb_queue_set_aside(f->q, id, &salvage, &error), <, 0);
+	g_assert_error(error, PB_ERROR, PB_ERROR_BUSY);
+	g_clear_error(&error);
+	g_clear_pointer(&e, pb_queue_entry_free);
+	g_assert_cmpint(pb_queue_set_aside(f->q, id, &salvage, &error), <, 0);
+	g_assert_error(error, PB_ERROR, PB_ERROR_BUSY);
+	g_clear_error(&error);
+	g_assert_true(
+	    g_file_set_contents(env, "damaged\nsender x@y\n", -1, NULL));
+	fd = pb_queue_set_aside(f->q, id, &salvage, &error);
+	g_assert_no_error(error);
+	g_assert_cmpint(fd, >=, 0);
+	close(fd);
+	g_assert_cmpstr(salvage, ==, "sender: <x@y>\n");
+	g_assert_cmpuint(count_files(f->dir, "corrupt"), ==, 2);
+	g_assert_cmpuint(count_files(f->dir, "env"), ==, 1);
+	g_assert_cmpuint(count_files(f->dir, "msg"), ==, 1);
+	full = pb_queue_format_listing(f->q, TRUE, 3600, &error);
+	json = g_strdup_printf(",{\"id\":\"%s\",\"corrupt\":true}]\n", id);
+	g_assert_true(g_str_has_suffix(full->str, json));
+	g_assert_nonnull(strstr(full->str, other));
+	text = pb_queue_format_listing(f->q, FALSE, 3600, &error);
+	g_assert_nonnull(strstr(text->str, "!  (unreadable envelope"));
+	mine = pb_queue_format_listing_of(f->q, TRUE, 3600, keep_all, NULL,
+	                                  &error);
+	g_assert_null(strstr(mine->str, id));
+	g_assert_nonnull(strstr(mine->str, other));
+}
+
 int
 main(int argc, char **argv)
 {
@@ -597,14 +863,19 @@ main(int argc, char **argv)
 	g_test_add_func("/queue/envelope/null-sender", test_null_sender);
 	g_test_add_func("/queue/envelope/history-bound", test_history_bound);
 	g_test_add_func("/queue/envelope/malformed", test_malformed);
+	g_test_add_func("/queue/envelope/salvage", test_salvage);
+	g_test_add_func("/queue/envelope/size-bound", test_size_bound);
+	g_test_add_func("/queue/envelope/old-history", test_old_envelope);
 	g_test_add_func("/queue/sanitize", test_sanitize);
 	ADD("/queue/lock/busy", test_lock);
 	ADD("/queue/lock/missing", test_lock_missing);
+	ADD("/queue/lock/symlink-refused", test_symlink_refused);
 	ADD("/queue/entry/update-remove", test_update_remove);
 	ADD("/queue/list", test_list);
 	ADD("/queue/list-due", test_list_due);
 	ADD("/queue/clean-stale", test_clean_stale);
 	g_test_add_func("/queue/ids", test_ids);
 	ADD("/queue/listing", test_listing);
+	ADD("/queue/set-aside", test_set_aside);
 	return g_test_run();
 }

@@ -218,6 +218,98 @@ test_refused(Fixture *f, gconstpointer data)
 	g_assert_cmpuint(ids->len, ==, 0);
 }
 
+/* No bare CR or LF is queued: a CR alone ends a line as LF does, also
+ * at the end of the input. */
+static void
+assert_crlf_only(const char *out)
+{
+	for (const char *p = out; *p; p++) {
+		if (*p == '\r')
+			g_assert_cmpint(p[1], ==, '\n');
+		if (*p == '\n')
+			g_assert_true(p > out && p[-1] == '\r');
+	}
+}
+
+static void
+test_bare_cr(Fixture *f, gconstpointer data)
+{
+	char *rcpts[] = {"alice", NULL};
+	PbSubmission sub = {.sender = "", .login = "u", .recipients = rcpts};
+	g_autoptr(GError) error = NULL;
+	g_autoptr(PbEnvelope) env = NULL;
+	g_autoptr(PbEnvelope) env2 = NULL;
+	const char in[] = "Subject: cr\r\n\r\nbody\r.\rX-Smuggled: yes\r"
+	                  "\r\nend\r";
+	g_autofree char *out = submit(f, &sub, in, strlen(in), &env, &error);
+	g_autofree char *ended = NULL;
+
+	g_assert_no_error(error);
+	g_assert_nonnull(strstr(out, "\r\n\r\nbody\r\n.\r\nX-Smuggled: "
+	                             "yes\r\n\r\nend\r\n"));
+	g_assert_true(g_str_has_suffix(out, "end\r\n"));
+	assert_crlf_only(out);
+	/* without -i, a "." line ended by a CR ends the input */
+	sub.dot_ends = TRUE;
+	ended = submit(f, &sub, in, strlen(in), &env2, &error);
+	g_assert_no_error(error);
+	g_assert_true(g_str_has_suffix(ended, "\r\n\r\nbody\r\n"));
+	assert_crlf_only(ended);
+}
+
+static void
+test_full_name(Fixture *f, gconstpointer data)
+{
+	char *rcpts[] = {"alice", NULL};
+	PbSubmission sub = {.sender = "u@example.org",
+	                    .login = "u",
+	                    .full_name = "Eve\nX-Injected: 1",
+	                    .recipients = rcpts};
+	g_autoptr(GError) error = NULL;
+	g_autoptr(PbEnvelope) env = NULL;
+	g_autoptr(GPtrArray) ids = NULL;
+	g_autofree char *out = NULL;
+
+	g_assert_null(submit(f, &sub, "x\n", 2, &env, &error));
+	g_assert_error(error, PB_ERROR, PB_ERROR_USAGE);
+	g_clear_error(&error);
+	sub.full_name = "Eve\rBcc: x";
+	g_assert_null(submit(f, &sub, "x\n", 2, &env, &error));
+	g_assert_error(error, PB_ERROR, PB_ERROR_USAGE);
+	g_clear_error(&error);
+	ids = pb_queue_list(f->q, NULL);
+	g_assert_cmpuint(ids->len, ==, 0);
+	/* quotes and backslashes stay inside the quoted string */
+	sub.full_name = "Eve \"CEO\" <ceo@example.org>, \\";
+	out = submit(f, &sub, "x\n", 2, &env, &error);
+	g_assert_no_error(error);
+	g_assert_nonnull(strstr(out, "\r\nFrom: \"Eve \\\"CEO\\\" "
+	                             "<ceo@example.org>, \\\\\" "
+	                             "<u@example.org>\r\n"));
+}
+
+static void
+test_is_users(void)
+{
+	g_autoptr(PbEnvelope) env = pb_envelope_new();
+
+	g_free(env->sender);
+	env->sender = g_strdup("u@example.org");
+	g_assert_false(pb_submit_is_users(env, 1000, "u@example.org"));
+	env->client = g_strdup("local uid 1000 (u)");
+	g_assert_true(pb_submit_is_users(env, 1000, "u@example.org"));
+	g_assert_false(pb_submit_is_users(env, 100, "x@example.org"));
+	g_assert_false(pb_submit_is_users(env, 10, "x@example.org"));
+	g_free(env->client);
+	/* sendmail -bs: no IP address, the user's own sender */
+	env->client = g_strdup("localhost []");
+	g_assert_true(pb_submit_is_users(env, 1000, "U@example.org"));
+	g_assert_false(pb_submit_is_users(env, 1000, "v@example.org"));
+	g_free(env->client);
+	env->client = g_strdup("localhost [192.0.2.1]");
+	g_assert_false(pb_submit_is_users(env, 1000, "u@example.org"));
+}
+
 int
 main(int argc, char **argv)
 {
@@ -231,5 +323,10 @@ main(int argc, char **argv)
 	           test_no_header_long_line, teardown);
 	g_test_add("/submit/refused", Fixture, NULL, setup, test_refused,
 	           teardown);
+	g_test_add("/submit/bare-cr", Fixture, NULL, setup, test_bare_cr,
+	           teardown);
+	g_test_add("/submit/full-name", Fixture, NULL, setup, test_full_name,
+	           teardown);
+	g_test_add_func("/submit/is-users", test_is_users);
 	return g_test_run();
 }

@@ -465,7 +465,9 @@ test_plain_server(void)
 	g_test_message("%s", error->message);
 	g_assert_nonnull(strstr(error->message, "not seem to speak TLS"));
 	g_assert_false(verified);
-	g_assert_cmpint(g_get_monotonic_time() - t0, <, G_USEC_PER_SEC);
+	/* it gave up at the first wrong byte, not at the 5 s deadline (the
+	 * margin is for a loaded machine under AddressSanitizer) */
+	g_assert_cmpint(g_get_monotonic_time() - t0, <, 3 * G_USEC_PER_SEC);
 	g_clear_pointer(&conn, pb_conn_free);
 	close(fds[0]);
 	close(fds[1]);
