@@ -20,6 +20,7 @@
 #include "config.h"
 #include "conn.h"
 #include "error.h"
+#include "queue.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -824,6 +825,11 @@ finish(PbConfig *cfg, const Where *w, GError **error)
 	if (cfg->bounce_after <= cfg->warn_after)
 		return bad(error, w, "delivery", "bounce_after",
 		           "not longer than warn_after");
+	/* the envelope's bound (queue.h) holds whatever this file says */
+	if (cfg->max_recipients > PB_QUEUE_MAX_RCPTS)
+		return bad(error, w, "smtpd", "max_recipients",
+		           "more than %d (the queue's limit)",
+		           PB_QUEUE_MAX_RCPTS);
 	if ((cfg->tls_certificate == NULL) != (cfg->tls_key == NULL))
 		return bad(error, w, "tls",
 		           cfg->tls_certificate ? "certificate" : "key",

@@ -198,6 +198,19 @@ error_dsn(const GError *error, const char *fallback, const char **text)
 	return fallback;
 }
 
+/* TRUE if a recipient of ENV other than ALIAS is ADDRESS already. */
+static gboolean
+named_already(const PbEnvelope *env, const PbRecipient *alias,
+	      const char *address)
+{
+	for (guint i = 0; i < env->rcpts->len; i++) {
+		const PbRecipient *o = g_ptr_array_index(env->rcpts, i);
+		if (o != alias && g_ascii_strcasecmp(o->address, address) == 0)
+			return TRUE;
+	}
+	return FALSE;
+}
+
 /* Replaces an alias recipient by its targets, each a recipient of its
  * own, so that each is delivered and retried on its own. */
 static void
@@ -206,8 +219,20 @@ expand(Run *run, PbEnvelope *env, PbRecipient *r, GPtrArray *targets)
 	const char *orig = r->orig ? r->orig : r->address;
 
 	for (guint i = 0; i < targets->len; i++) {
+		const char *target = g_ptr_array_index(targets, i);
 		PbRecipient *t;
-		t = pb_envelope_add_rcpt(env, g_ptr_array_index(targets, i));
+		/* a target the message already has (named directly, or by
+		 * another alias) gets no second copy: local ones are caught
+		 * by their mailbox, remote ones here */
+		if (named_already(env, r, target)) {
+			pb_log_info(env->id,
+				    "to=<%s>, orig_to=<%s>, relay=local, "
+				    "status=skipped (already a recipient of "
+				    "this message: one copy)",
+				    target, orig);
+			continue;
+		}
+		t = pb_envelope_add_rcpt(env, target);
 		t->orig = g_strdup(orig);
 	}
 	r->state = PB_RCPT_SENT;
@@ -574,7 +599,8 @@ apply(Run *run, Job *job, char *line)
 	    (sp3 = strchr(sp2 + 1, ' ')) == NULL)
 		goto bad;
 	*sp1 = *sp2 = *sp3 = '\0';
-	if (!g_ascii_string_to_unsigned(line, 10, 0, job->messages->len - 1,
+	if (job->messages->len == 0 ||
+	    !g_ascii_string_to_unsigned(line, 10, 0, job->messages->len - 1,
 					&m, NULL) ||
 	    !g_ascii_string_to_unsigned(sp1 + 1, 10, 0, G_MAXUINT, &ri,
 					NULL) ||

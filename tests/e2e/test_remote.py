@@ -316,3 +316,17 @@ def test_double_bounce_never_loops_when_postmaster_fails(net):
     assert inst.mailq_json() == []
     assert "not reported (it would loop)" in inst.log_text()
     assert inst.log_text().count("sender non-delivery notification") == 1
+
+
+def test_remote_target_named_twice_gets_one_copy(net):
+    """Issue 12 item 10, remote side: bob is named directly and through
+    an alias; he gets one copy, carol (only through the alias) hers."""
+    inst = net
+    inst.add_alias("team@example.org: bob@remote.test, Carol@remote.test")
+    inst.add_alias("crew@example.org: carol@REMOTE.test")
+    inst.send(["bob@remote.test", "team@example.org", "crew@example.org"],
+              MSG, sender="alice@example.org")
+    runq(inst, "-f")
+    rcpts = sorted(r.lower() for r in inst.servers["127.0.0.2"].rcpts())
+    assert rcpts == ["bob@remote.test", "carol@remote.test"], rcpts
+    assert inst.mailq_json() == []

@@ -174,6 +174,8 @@ static const struct {
      "/etc/pb/test.conf:4: [main] user: key given twice"},
     {"user = a\n", "/etc/pb/test.conf:1: user: key outside any [group]"},
     {"[main]\njunk\n", "/etc/pb/test.conf:2: not a comment"},
+    {"[smtpd]\nmax_recipients = 1001\n",
+     "/etc/pb/test.conf:2: [smtpd] max_recipients: more than 1000"},
     {"[smtpd]\ntimeout = 5x\n",
      "/etc/pb/test.conf:2: [smtpd] timeout: not a duration"},
     {"[smtpd]\ntimeout = 0\n",
