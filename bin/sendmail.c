@@ -245,7 +245,8 @@ serve_modes(const PbConfig *cfg, Mode mode, const Owner *owner)
 {
 	PbSmtpServe how = {.cfg = cfg,
 	                   .submission = owner != NULL,
-	                   .user = owner ? owner->address : NULL};
+	                   .user = owner ? owner->address : NULL,
+	                   .local_program = TRUE};
 	g_autoptr(GError) error = NULL;
 	PbRunqStats stats;
 	PbPeer peer = {.ip = ""};

@@ -83,6 +83,7 @@ static const KeySpec keys[] = {
     {"smtpd", "max_connections_per_ip", T_LIMIT, F(max_connections_per_ip),
      "10"},
     {"smtpd", "timeout", T_DURATION, F(smtpd_timeout), "5m"},
+    {"smtpd", "trust_local_socket", T_BOOL, F(trust_local_socket), "no"},
     {"delivery", "retry_interval", T_DURATION, F(retry_interval), "15m"},
     {"delivery", "max_backoff", T_DURATION, F(max_backoff), "2h"},
     {"delivery", "warn_after", T_DURATION, F(warn_after), "4h"},

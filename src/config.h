@@ -55,6 +55,9 @@ typedef struct {
 	guint max_connections;    /* default 100 */
 	guint max_connections_per_ip; /* extension; default 10; 0: none */
 	gint64 smtpd_timeout;     /* seconds; default 5m */
+	/* extension: a peer without an IP address (Unix-domain socket,
+	 * pipe) trusted as loopback is (relay, plaintext AUTH); default no */
+	gboolean trust_local_socket;
 
 	/* [delivery] (all durations in seconds) */
 	gint64 retry_interval; /* 15m */

@@ -143,11 +143,12 @@ static const PbPop3Hooks hooks = {
     .blocked = hook_blocked,
 };
 
+/* A peer without an IP address (a Unix-domain socket, a pipe) is not
+ * loopback: a local proxy may relay anyone. */
 static gboolean
 is_loopback(const char *ip)
 {
-	return g_str_has_prefix(ip, "127.") || g_str_equal(ip, "::1") ||
-	       *ip == '\0'; /* a pipe: a local program */
+	return g_str_has_prefix(ip, "127.") || g_str_equal(ip, "::1");
 }
 
 static void

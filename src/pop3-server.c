@@ -103,6 +103,9 @@ pb_pop3_server_set_tls_available(PbPop3Server *s, gboolean available)
 void
 pb_pop3_server_tls_started(PbPop3Server *s)
 {
+	/* RFC 2595 4: nothing said in plaintext carries over (a USER may
+	 * have been a man in the middle's); STLS is refused once logged in */
+	g_clear_pointer(&s->user, g_free);
 	s->tls = TRUE;
 	s->plaintext_ok = TRUE;
 }

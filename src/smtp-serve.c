@@ -393,7 +393,12 @@ pb_smtp_serve(const PbSmtpServe *how, int rfd, int wfd, const PbPeer *peer)
 	g_autoptr(PbQueue) q = pb_queue_open(cfg->queue, &error);
 	g_autoptr(PbLocal) local = q ? pb_local_new(cfg, &error) : NULL;
 	g_autoptr(PbConn) conn = pb_conn_new(rfd, wfd);
-	PbSmtpPeer speer = {.ip = peer->ip[0] ? peer->ip : "127.0.0.1"};
+	/* no IP address (a Unix-domain socket, a pipe): not loopback, and
+	 * trusted only when sendmail -bs or the configuration says so */
+	PbSmtpPeer speer = {
+	    .ip = peer->ip,
+	    .local = peer->ip[0] == '\0' &&
+	             (how->local_program || cfg->trust_local_socket)};
 	PbLineOut out = pb_conn_line_out(conn);
 	g_autoptr(PbSmtpServer) s = NULL;
 	g_autoptr(GPtrArray) accepted = g_ptr_array_new_with_free_func(g_free);

@@ -19,6 +19,9 @@ typedef struct {
 	gboolean submission;   /* --submission: AUTH before MAIL (587) */
 	const char *user;      /* sendmail -bs: the local user, as if
 	                          authenticated (their own senders only) */
+	/* sendmail -bs: fds 0/1 lead to the local program that ran us,
+	 * trusted as loopback is (the listener never sets it) */
+	gboolean local_program;
 } PbSmtpServe;
 
 /* Serves one session on RFD/WFD. Once the client has gone (and the fds

@@ -346,9 +346,23 @@ pb_smtp_server_tls_started(PbSmtpServer *s, const char *description)
 	reset_transaction(s);
 	s->state = ST_GREETED;
 	g_clear_pointer(&s->helo, g_free);
+	s->esmtp = FALSE;
+	/* RFC 3207 4.2: an AUTH before STARTTLS may have been a
+	 * man-in-the-middle's; only the kernel's word (sendmail -bs) stays */
+	g_free(s->auth_user);
+	s->auth_user = g_strdup(s->opts.user);
+	g_clear_pointer(&s->login_user, g_free);
 	s->tls = TRUE;
 	g_free(s->tls_description);
 	s->tls_description = g_strdup(description);
+}
+
+/* Loopback, or a peer without IP that was declared trusted. */
+static gboolean
+peer_local(const PbSmtpPeer *peer)
+{
+	return peer->local || g_str_has_prefix(peer->ip, "127.") ||
+	       g_str_equal(peer->ip, "::1");
 }
 
 /* AUTH may be offered: over TLS, from loopback, or when configured. */
@@ -356,9 +370,7 @@ static gboolean
 auth_allowed(PbSmtpServer *s)
 {
 	return s->hooks->authenticate != NULL &&
-	       (s->tls || s->cfg->plaintext_auth ||
-	        g_str_has_prefix(s->peer->ip, "127.") ||
-	        g_str_equal(s->peer->ip, "::1"));
+	       (s->tls || s->cfg->plaintext_auth || peer_local(s->peer));
 }
 
 void
@@ -550,7 +562,7 @@ rcpt_allowed(PbSmtpServer *s, const PbAddress *addr, const char *text)
 		     text);
 		return FALSE;
 	}
-	if (s->auth_user != NULL ||
+	if (s->auth_user != NULL || s->peer->local ||
 	    pb_cidr_list_match(s->cfg->relay_networks, s->peer->ip))
 		return TRUE;
 	fail(s, "554 5.7.1 <%s>: Relay access denied", text);
@@ -643,13 +655,17 @@ received_header(PbSmtpServer *s)
 	                : "SMTP",
 	    s->tls && (s->esmtp || s->smtputf8) ? "S" : "",
 	    s->auth_user && (s->esmtp || s->smtputf8) ? "A" : "");
+	/* no IP address: a Unix-domain socket or a pipe on this host */
+	g_autofree char *tcp_info =
+	    *s->peer->ip == '\0' ? g_strdup("local")
+	    : s->peer->name
+	        ? g_strdup_printf("%s [%s]", s->peer->name, s->peer->ip)
+	        : g_strdup_printf("[%s]", s->peer->ip);
 
-	return g_strdup_printf(
-	    "Received: from %s (%s%s[%s])\r\n\tby %s (pillarbox) with %s id "
-	    "%s%s;\r\n\t%s\r\n",
-	    s->helo, s->peer->name ? s->peer->name : "",
-	    s->peer->name ? " " : "", s->peer->ip, s->cfg->hostname, protocol,
-	    s->qid, for_clause, date);
+	return g_strdup_printf("Received: from %s (%s)\r\n\tby %s (pillarbox) "
+	                       "with %s id %s%s;\r\n\t%s\r\n",
+	                       s->helo, tcp_info, s->cfg->hostname, protocol,
+	                       s->qid, for_clause, date);
 }
 
 static void

@@ -25,10 +25,15 @@ typedef enum {
 	PB_SMTP_DELAY,    /* pause, then flush (a failed AUTH) */
 } PbSmtpAction;
 
-/* Who is on the other end. */
+/* Who is on the other end. A peer without an IP address (a Unix-domain
+ * socket, a pipe) matches no relay_networks and is not loopback: it is
+ * trusted only when LOCAL says so. */
 typedef struct {
-	const char *ip;   /* "192.0.2.1", "2001:db8::1" */
+	const char *ip;   /* "192.0.2.1", "2001:db8::1"; "" when none */
 	const char *name; /* reverse DNS name or NULL: the literal is used */
+	gboolean local;   /* no IP, but trusted as loopback is (relay,
+	                     plaintext AUTH): sendmail -bs, or a socket with
+	                     [smtpd] trust_local_socket = yes */
 } PbSmtpPeer;
 
 typedef struct {
@@ -86,8 +91,8 @@ G_DEFINE_AUTOPTR_CLEANUP_FUNC(PbSmtpServer, pb_smtp_server_free)
 void pb_smtp_server_set_options(PbSmtpServer *s, const PbSmtpOptions *opts);
 
 /* TLS is up (STARTTLS, or implicit TLS before the greeting): the session
- * starts over (RFC 3207 4.2: a new EHLO is required). DESCRIPTION goes
- * into Received:. */
+ * starts over (RFC 3207 4.2): HELO/EHLO, the transaction and any identity
+ * given with AUTH are forgotten. DESCRIPTION goes into Received:. */
 void pb_smtp_server_tls_started(PbSmtpServer *s, const char *description);
 
 /* 220 greeting. */

@@ -26,6 +26,13 @@
 
 /* appended to the default priorities: TLS 1.2 is the minimum */
 #define MIN_VERSION "-VERS-SSL3.0:-VERS-TLS1.0:-VERS-TLS1.1"
+/* and, as a server, AEAD ciphers only (testssl rates CBC "obsolete";
+ * Mozilla's intermediate profile has none): every TLS 1.2 client has
+ * one. As a client we keep CBC: opportunistic TLS with an old server
+ * beats plaintext. */
+#define SERVER_PRIORITY                                                        \
+	MIN_VERSION ":-AES-256-CBC:-AES-128-CBC:-CAMELLIA-256-CBC:"            \
+	            "-CAMELLIA-128-CBC:-3DES-CBC"
 /* a certificate chain or a key larger than this is not one */
 #define MAX_PEM (1024 * 1024)
 /* records in a row that carry no data (alerts, renegotiation attempts)
@@ -428,6 +435,9 @@ handshake(PbConn *conn, gnutls_session_t s, gint64 deadline, GError **error)
 static gboolean
 session_new(gnutls_session_t *s, unsigned flags, GError **error)
 {
+	const char *extra =
+	    flags & GNUTLS_SERVER ? SERVER_PRIORITY : MIN_VERSION;
+	g_autofree char *fallback = g_strconcat("NORMAL:", extra, NULL);
 	int r;
 
 	if (!global_init(error))
@@ -440,9 +450,8 @@ session_new(gnutls_session_t *s, unsigned flags, GError **error)
 		return FALSE;
 	}
 	/* the system's policy; if it cannot be used, GnuTLS's own default */
-	if (gnutls_set_default_priority_append(*s, MIN_VERSION, NULL, 0) < 0 &&
-	    (r = gnutls_priority_set_direct(*s, "NORMAL:" MIN_VERSION, NULL)) <
-	        0) {
+	if (gnutls_set_default_priority_append(*s, extra, NULL, 0) < 0 &&
+	    (r = gnutls_priority_set_direct(*s, fallback, NULL)) < 0) {
 		g_set_error(error, PB_ERROR, PB_ERROR_TEMP,
 		            "GnuTLS priorities: %s", gnutls_strerror(r));
 		return FALSE;

@@ -72,6 +72,27 @@ def test_starttls_injection_discarded(tls):
     s.close()
 
 
+def test_starttls_forgets_auth(tls):
+    """RFC 3207 4.2: AUTH given in plaintext (here allowed: loopback) does
+    not survive STARTTLS. Loopback is left out of relay_networks so that
+    only the identity could allow the relay."""
+    inst = tls
+    inst.configure(smtpd={"relay_networks": "10.0.0.0/8"},
+                   main={"delivery": "queue"})
+    inst.start_smtpd()
+    with smtplib.SMTP("127.0.0.1", inst.smtp_port, timeout=30) as s:
+        s.ehlo("client.example.com")
+        s.login("alice@example.org", "wonderland")
+        s.starttls(context=client_context(inst.ca))
+        code, ehlo = s.ehlo("client.example.com")
+        assert b"AUTH PLAIN LOGIN" in ehlo  # offered again: not logged in
+        assert s.mail("alice@example.org")[0] == 250
+        code, text = s.rcpt("someone@elsewhere.test")
+        assert code == 554 and text.startswith(b"5.7.1 ")
+        s.rset()
+    assert not list((inst.queue / "env").iterdir())
+
+
 def test_implicit_tls_smtp(tls):
     inst = tls
     inst.start_smtpd("--tls")

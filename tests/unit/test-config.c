@@ -44,6 +44,7 @@ test_defaults(void)
 	g_assert_cmpint(cfg->pop3d_timeout, ==, 600);
 	g_assert_null(cfg->tls_certificate);
 	g_assert_false(cfg->plaintext_auth);
+	g_assert_false(cfg->trust_local_socket);
 	g_assert_nonnull(cfg->hostname);
 	g_assert_cmpstr(cfg->helo, ==, cfg->hostname);
 	g_assert_true(pb_cidr_list_match(cfg->relay_networks, "127.0.0.1"));
@@ -70,6 +71,7 @@ static const char full[] = "[main]\n"
                            "max_recipients = 5\n"
                            "max_connections = 7\n"
                            "timeout = 30s\n"
+                           "trust_local_socket = yes\n"
                            "[delivery]\n"
                            "retry_interval = 1m\n"
                            "max_backoff = 1h\n"
@@ -143,6 +145,7 @@ test_full(void)
 	g_assert_cmpstr(cfg->tls_certificate, ==, "/etc/pb/cert.pem");
 	g_assert_cmpstr(cfg->tls_key, ==, "/etc/ssl/key.pem");
 	g_assert_true(cfg->plaintext_auth);
+	g_assert_true(cfg->trust_local_socket);
 	g_assert_cmpint(cfg->pop3d_timeout, ==, 900);
 	g_assert_true(pb_config_is_local_domain(cfg, "EXAMPLE.NET"));
 	g_assert_false(pb_config_is_local_domain(cfg, "example.com"));

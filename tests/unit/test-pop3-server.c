@@ -350,6 +350,24 @@ test_stls(F *f, gconstpointer data)
 	login(f);
 }
 
+/* RFC 2595 4: a USER given before STLS (perhaps injected by a man in the
+ * middle) is forgotten with the rest of the plaintext session. */
+static void
+test_stls_forgets_user(F *f, gconstpointer data)
+{
+	pb_pop3_server_set_tls_available(f->s, TRUE);
+	EXPECT(f, "USER alice@example.org\r\nSTLS\r\n",
+	       "+OK\r\n+OK Begin TLS negotiation\r\n");
+	g_assert_cmpint(pb_pop3_server_next_action(f->s), ==, PB_POP3_STLS);
+	pb_pop3_server_tls_started(f->s);
+	EXPECT(f, "PASS s3cret word\r\n", "-ERR USER first\r\n");
+	login(f);
+	/* and no STLS once logged in */
+	g_autofree char *r = talk(f, "STLS\r\n");
+	g_assert_true(g_str_has_prefix(r, "-ERR "));
+	g_assert_cmpint(pb_pop3_server_next_action(f->s), ==, PB_POP3_NONE);
+}
+
 #define ADD(path, fn, arg) g_test_add(path, F, arg, setup, fn, teardown)
 
 int
@@ -368,5 +386,6 @@ main(int argc, char **argv)
 	ADD("/pop3-server/plaintext-refused", test_plaintext_refused, "no");
 	ADD("/pop3-server/timeout-no-update", test_timeout_no_update, NULL);
 	ADD("/pop3-server/stls", test_stls, "no");
+	ADD("/pop3-server/stls-forgets-user", test_stls_forgets_user, NULL);
 	return g_test_run();
 }

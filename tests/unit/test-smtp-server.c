@@ -169,6 +169,15 @@ talk(F *f, const char *input)
 		g_assert_cmpstr(got_, ==, want);                               \
 	} while (0)
 
+/* RCPT TO alice, then a one-line message: queued. */
+static void
+rcpt_alice_data(F *f)
+{
+	EXPECT(f, "RCPT TO:<alice@example.org>\r\nDATA\r\nx\r\n.\r\n",
+	       "250 2.1.5 Ok\r\n354 End data with <CR><LF>.<CR><LF>\r\n"
+	       "250 2.0.0 Ok: queued as QID1\r\n");
+}
+
 static void
 test_ehlo(F *f, gconstpointer data)
 {
@@ -288,9 +297,7 @@ test_params(F *f, gconstpointer data)
 	       "250 2.1.0 Ok\r\n");
 	EXPECT(f, "RCPT TO:<alice@example.org> NOTIFY=NEVER\r\n",
 	       "555 5.5.4 Unsupported RCPT parameter\r\n");
-	EXPECT(f, "RCPT TO:<alice@example.org>\r\nDATA\r\nx\r\n.\r\n",
-	       "250 2.1.5 Ok\r\n354 End data with <CR><LF>.<CR><LF>\r\n"
-	       "250 2.0.0 Ok: queued as QID1\r\n");
+	rcpt_alice_data(f);
 	g_assert_nonnull(strstr(f->data->str, "with UTF8SMTP id"));
 }
 
@@ -433,6 +440,16 @@ test_starttls_unavailable(F *f, gconstpointer data)
 	EXPECT(f, "STARTTLS\r\n", "454 4.7.0 TLS not available\r\n");
 }
 
+/* "AUTH PLAIN" with alice's good credentials. */
+static char *
+auth_plain_alice(void)
+{
+	g_autofree char *good =
+	    g_base64_encode((const guchar *)"\0alice@example.org\0secret", 25);
+
+	return g_strdup_printf("AUTH PLAIN %s\r\n", good);
+}
+
 static void
 test_auth(F *f, gconstpointer data)
 {
@@ -440,7 +457,7 @@ test_auth(F *f, gconstpointer data)
 	    g_base64_encode((const guchar *)"\0alice@example.org\0secret", 25);
 	g_autofree char *bad =
 	    g_base64_encode((const guchar *)"\0alice@example.org\0wrong", 24);
-	g_autofree char *cmd_good = g_strdup_printf("AUTH PLAIN %s\r\n", good);
+	g_autofree char *cmd_good = auth_plain_alice();
 	g_autofree char *cmd_bad = g_strdup_printf("AUTH PLAIN %s\r\n", bad);
 	g_autofree char *line_good = g_strdup_printf("%s\r\n", good);
 	g_autofree char *ehlo = NULL;
@@ -500,6 +517,76 @@ test_submission(F *f, gconstpointer data)
 	g_assert_nonnull(strstr(f->data->str, "with ESMTPA id"));
 }
 
+/* A peer without an IP address (AF_UNIX, a pipe) is neither loopback nor
+ * in relay_networks: no plaintext AUTH, no relay. */
+static void
+test_no_ip_untrusted(F *f, gconstpointer data)
+{
+	g_autofree char *ehlo = talk(f, "EHLO c\r\n");
+
+	g_assert_null(strstr(ehlo, "AUTH"));
+	EXPECT(f, "AUTH PLAIN\r\n",
+	       "538 5.7.11 Encryption required for requested authentication "
+	       "mechanism\r\n");
+	EXPECT(f, "MAIL FROM:<b@example.com>\r\nRCPT TO:<x@elsewhere.net>\r\n",
+	       "250 2.1.0 Ok\r\n554 5.7.1 <x@elsewhere.net>: Relay access "
+	       "denied\r\n");
+	rcpt_alice_data(f);
+	g_assert_nonnull(strstr(f->data->str, "Received: from c (local)\r\n"));
+}
+
+/* ... unless declared local (sendmail -bs, trust_local_socket). */
+static void
+test_no_ip_local(F *f, gconstpointer data)
+{
+	g_autofree char *ehlo = NULL;
+
+	f->peer.local = TRUE;
+	ehlo = talk(f, "EHLO c\r\n");
+	g_assert_nonnull(strstr(ehlo, "250-AUTH PLAIN LOGIN\r\n"));
+	EXPECT(f, "MAIL FROM:<b@example.com>\r\nRCPT TO:<x@elsewhere.net>\r\n",
+	       "250 2.1.0 Ok\r\n250 2.1.5 Ok\r\n");
+}
+
+/* RFC 3207 4.2: an identity from AUTH before STARTTLS is forgotten with
+ * HELO and the transaction; the relay it allowed goes with it. */
+static void
+test_starttls_forgets_auth(F *f, gconstpointer data)
+{
+	PbSmtpOptions opts = {.tls_available = TRUE};
+	g_autofree char *auth = auth_plain_alice();
+	g_autofree char *ehlo = NULL;
+
+	pb_smtp_server_set_options(f->s, &opts);
+	g_free(talk(f, "EHLO c\r\n"));
+	EXPECT(f, auth, "235 2.7.0 Authentication successful\r\n");
+	EXPECT(f, "STARTTLS\r\n", "220 2.0.0 Ready to start TLS\r\n");
+	pb_smtp_server_tls_started(f->s, "TLS1.3");
+	ehlo = talk(f, "EHLO c\r\n");
+	g_assert_nonnull(strstr(ehlo, "250-AUTH PLAIN LOGIN\r\n"));
+	EXPECT(f,
+	       "MAIL FROM:<alice@example.org>\r\nRCPT TO:<x@elsewhere.net>\r\n",
+	       "250 2.1.0 Ok\r\n554 5.7.1 <x@elsewhere.net>: Relay access "
+	       "denied\r\n");
+	rcpt_alice_data(f);
+	g_assert_nonnull(strstr(f->data->str, "with ESMTPS id"));
+	EXPECT(f, auth, "235 2.7.0 Authentication successful\r\n");
+}
+
+/* Submission's kernel-vouched user (sendmail -bs) is no AUTH: it stays. */
+static void
+test_starttls_keeps_local_user(F *f, gconstpointer data)
+{
+	PbSmtpOptions opts = {.tls_available = TRUE,
+	                      .submission = TRUE,
+	                      .user = "alice@example.org"};
+
+	pb_smtp_server_set_options(f->s, &opts);
+	pb_smtp_server_tls_started(f->s, "TLS1.3");
+	g_free(talk(f, "EHLO c\r\n"));
+	EXPECT(f, "MAIL FROM:<alice@example.org>\r\n", "250 2.1.0 Ok\r\n");
+}
+
 #define ADD(path, fn, ip) g_test_add(path, F, ip, setup, fn, teardown)
 
 int
@@ -524,5 +611,11 @@ main(int argc, char **argv)
 	ADD("/smtp-server/auth-not-from-outside", test_auth_not_from_outside,
 	    NULL);
 	ADD("/smtp-server/submission", test_submission, "127.0.0.1");
+	ADD("/smtp-server/no-ip/untrusted", test_no_ip_untrusted, "");
+	ADD("/smtp-server/no-ip/local", test_no_ip_local, "");
+	ADD("/smtp-server/starttls/forgets-auth", test_starttls_forgets_auth,
+	    "127.0.0.1");
+	ADD("/smtp-server/starttls/keeps-local-user",
+	    test_starttls_keeps_local_user, NULL);
 	return g_test_run();
 }

@@ -304,38 +304,60 @@ raw_free(gnutls_session_t s, gnutls_certificate_credentials_t cred)
 	gnutls_certificate_free_credentials(cred);
 }
 
+/* A client limited to PRIORITY against our server: does it get TLS 1.2
+ * (WANT_OK) or no session at all? */
+static void
+check_client_priority(PbTlsServer *srv, const char *priority, gboolean want_ok)
+{
+	gnutls_session_t s;
+	gnutls_certificate_credentials_t cred;
+	Server sv;
+	int fd, r;
+	GThread *t = server_run(&sv, srv, GOODBYE, &fd);
+
+	r = raw_handshake(fd, priority, &s, &cred);
+	if (!want_ok) {
+		g_assert_cmpint(r, <, 0);
+	} else {
+		g_assert_cmpint(r, ==, 0);
+		g_assert_cmpint(gnutls_protocol_get_version(s), ==,
+		                GNUTLS_TLS1_2);
+	}
+	shutdown(fd, SHUT_RDWR);
+	g_thread_join(t);
+	g_assert_cmpint(sv.started, ==, want_ok);
+	raw_free(s, cred);
+	close(fd);
+	close(sv.fd);
+	g_clear_error(&sv.error);
+}
+
 static void
 test_min_version(void)
 {
 	g_autoptr(PbTlsServer) srv = load_server("srv.pem");
-	const char *versions[] = {"+VERS-TLS1.1", "+VERS-TLS1.0",
-	                          "+VERS-TLS1.2"};
 
-	for (int i = 0; i < 3; i++) {
-		g_autofree char *prio =
-		    g_strconcat("NORMAL:-VERS-ALL:", versions[i], NULL);
-		gnutls_session_t s;
-		gnutls_certificate_credentials_t cred;
-		Server sv;
-		int fd, r;
-		GThread *t = server_run(&sv, srv, GOODBYE, &fd);
+	check_client_priority(srv, "NORMAL:-VERS-ALL:+VERS-TLS1.1", FALSE);
+	check_client_priority(srv, "NORMAL:-VERS-ALL:+VERS-TLS1.0", FALSE);
+	check_client_priority(srv, "NORMAL:-VERS-ALL:+VERS-TLS1.2", TRUE);
+}
 
-		r = raw_handshake(fd, prio, &s, &cred);
-		if (i < 2) {
-			g_assert_cmpint(r, <, 0);
-		} else {
-			g_assert_cmpint(r, ==, 0);
-			g_assert_cmpint(gnutls_protocol_get_version(s), ==,
-			                GNUTLS_TLS1_2);
-		}
-		shutdown(fd, SHUT_RDWR);
-		g_thread_join(t);
-		g_assert_cmpint(sv.started, ==, i == 2);
-		raw_free(s, cred);
-		close(fd);
-		close(sv.fd);
-		g_clear_error(&sv.error);
-	}
+/* As a server: AEAD ciphers only (no CBC, which testssl rates
+ * "obsolete"). */
+static void
+test_aead_only(void)
+{
+	g_autoptr(PbTlsServer) srv = load_server("srv.pem");
+	const char *tls12 = "NORMAL:-VERS-ALL:+VERS-TLS1.2:-CIPHER-ALL:";
+	g_autofree char *cbc =
+	    g_strconcat(tls12, "+AES-256-CBC:+AES-128-CBC", NULL);
+	g_autofree char *gcm = g_strconcat(tls12, "+AES-128-GCM", NULL);
+	g_autofree char *chacha =
+	    g_strconcat(tls12, "+CHACHA20-POLY1305", NULL);
+
+	check_client_priority(srv, cbc, FALSE);
+	check_client_priority(srv, gcm, TRUE);
+	check_client_priority(srv, chacha, TRUE);
 }
 
 static void
@@ -569,6 +591,7 @@ main(int argc, char **argv)
 	                test_require_verified);
 	g_test_add_func("/tls/handshake/wrong-name", test_wrong_name);
 	g_test_add_func("/tls/handshake/min-version", test_min_version);
+	g_test_add_func("/tls/handshake/aead-only", test_aead_only);
 	g_test_add_func("/tls/close-notify", test_close_notify);
 	g_test_add_func("/tls/records", test_records);
 	g_test_add_func("/tls/peer/plain-client", test_plain_client);
