@@ -183,7 +183,9 @@ def test_pop3d_empty_mailbox_inetd_no_glib_text_on_the_wire(inst):
     an empty mailbox is an -ERR, and nothing else reaches the client, not
     even the log lines of log = stderr."""
     inst.add_user("empty@example.org", "secret")
-    inst.configure(main={"log": "stderr"})
+    # (a socketpair has no IP address: such a peer needs this for a
+    # plaintext password, see test_unix_peer.py)
+    inst.configure(main={"log": "stderr"}, tls={"plaintext_auth": "yes"})
     ours, theirs = socket.socketpair()
     p = subprocess.Popen([inst.bin("pop3d")], stdin=theirs, stdout=theirs,
                          stderr=theirs, env=inst.env())
@@ -282,6 +284,8 @@ def test_inetd_session_ends_before_its_attempt(inst, tarpit):
     it ends at QUIT, while its detached attempt waits on the tarpit; a
     local recipient of the same message is delivered by that attempt."""
     inst.add_user("alice@example.org", "secret")
+    # a socketpair has no IP address: trusted only when configured so
+    inst.configure(smtpd={"trust_local_socket": "yes"})
     ours, theirs = socket.socketpair()
     p = subprocess.Popen([inst.bin("smtpd")], stdin=theirs, stdout=theirs,
                          env=inst.env())
