@@ -3,7 +3,8 @@
  *
  * Owns the files it creates under DIR/tmp and DIR/new of a Maildir, and
  * the Maildir's folders when it has to make them (mode 0700 whatever the
- * umask). A delivery streams the message in 64 KiB chunks, CRLF written
+ * umask; each one's parent fsync'ed, so that a new mailbox does not lose
+ * its folders, and the mail in them, in a power failure). A delivery streams the message in 64 KiB chunks, CRLF written
  * as LF, into tmp/NAME (O_CREAT|O_EXCL|O_NOFOLLOW, mode 0600), fsyncs and
  * closes it, links it as new/NAME,S=<octets>,W=<octets with CRLF> and
  * fsyncs new/: that fsync is the commit point. On any failure nothing
@@ -88,8 +89,29 @@ pb_maildir_unique_for(gint64 time_usec, const char *key, const char *host)
 	return g_string_free(s, FALSE);
 }
 
-/* Makes folder NAME under AT with mode 0700 whatever the umask; one that
- * is there is left as it is. 0, or -1 with errno set. */
+/* fsync of the folder that holds NAME (under AT): a folder just made
+ * there keeps its name through a power failure, as a renamed file. */
+static int
+sync_parent(int at, const char *name)
+{
+	g_autofree char *parent = NULL;
+	int fd, rc, saved;
+
+	if (at != AT_FDCWD)
+		return fsync(at);
+	parent = g_path_get_dirname(name);
+	if ((fd = open(parent, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0)
+		return -1;
+	rc = fsync(fd);
+	saved = errno;
+	(void)close(fd);
+	errno = saved;
+	return rc;
+}
+
+/* Makes folder NAME under AT with mode 0700 whatever the umask, its name
+ * made durable; one that is there is left as it is. 0, or -1 with errno
+ * set. */
 static int
 make_folder(int at, const char *name)
 {
@@ -106,7 +128,9 @@ make_folder(int at, const char *name)
 		errno = saved;
 		return -1;
 	}
-	return close(fd);
+	if (close(fd) < 0)
+		return -1;
+	return sync_parent(at, name);
 }
 
 /* mkdir -p PATH, each folder it makes with mode 0700. */
