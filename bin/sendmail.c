@@ -154,19 +154,15 @@ parse_args(int argc, char **argv, Args *a)
 	return PB_EX_OK;
 }
 
-/* The immediate delivery attempt, in a child so the caller need not
- * wait for it (as smtpd does after the client has gone). */
+/* The immediate delivery attempt, in a detached child so the caller
+ * need not wait for it; bounded in number and time as smtpd's is. */
 static void
-deliver_soon(const PbConfig *cfg, char *id)
+deliver_soon(const PbConfig *cfg, PbQueue *q, char *id)
 {
 	char *ids[] = {id, NULL};
-	PbRunqStats stats;
 
-	if (cfg->delivery_queue || fork() != 0)
-		return;
-	pb_program_detach();
-	(void)pb_runq_run(cfg, ids, FALSE, &stats, NULL);
-	_exit(0);
+	if (!cfg->delivery_queue)
+		pb_smtp_attempt_detached(cfg, q, NULL, ids, TRUE);
 }
 
 static int
@@ -204,7 +200,7 @@ submit(const PbConfig *cfg, Args *a, const char *login, uid_t ruid,
 	sub.dot_ends = a->dot_ends;
 	if (!pb_submit(cfg, q, &sub, 0, &id, &error))
 		return pb_program_fail("sendmail", error);
-	deliver_soon(cfg, id);
+	deliver_soon(cfg, q, id);
 	return PB_EX_OK;
 }
 

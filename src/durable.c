@@ -44,17 +44,33 @@ pb_fsync_dir(const char *dir, GError **error)
 	return TRUE;
 }
 
+/* Makes PATH in PARENT, whose fsync then makes its name durable (as a
+ * rename's is): what is later committed inside cannot lose its folder. */
+static gboolean
+make_one(const char *path, const char *parent, mode_t mode, GError **error)
+{
+	struct stat st;
+
+	if (mkdir(path, mode) == 0)
+		return pb_fsync_dir(parent, error);
+	if (errno == EEXIST && stat(path, &st) == 0 && S_ISDIR(st.st_mode))
+		return TRUE; /* another process made it meanwhile */
+	return pb_throw_errno(error, "mkdir %s", path);
+}
+
 gboolean
 pb_mkdirs(const char *path, mode_t mode, GError **error)
 {
+	g_autofree char *parent = g_path_get_dirname(path);
 	struct stat st;
 
 	/* the common case, a folder that is there, costs one stat */
 	if (stat(path, &st) == 0 && S_ISDIR(st.st_mode))
 		return TRUE;
-	if (g_mkdir_with_parents(path, (int)mode) < 0)
-		return pb_throw_errno(error, "mkdir %s", path);
-	return TRUE;
+	if (errno == ENOENT && !g_str_equal(parent, path) &&
+	    !pb_mkdirs(parent, mode, error))
+		return FALSE;
+	return make_one(path, parent, mode, error);
 }
 
 gboolean

@@ -16,7 +16,8 @@ gboolean pb_write_all(int fd, const void *buf, gsize len, GError **error);
 /* fsync(2) of a folder, so that a rename or link into it survives a crash. */
 gboolean pb_fsync_dir(const char *dir, GError **error);
 
-/* mkdir -p with MODE for every folder it creates. */
+/* mkdir -p with MODE for every folder it creates, each one's name made
+ * durable (its parent fsync'ed) before the next step. */
 gboolean pb_mkdirs(const char *path, mode_t mode, GError **error);
 
 /* Atomically replace PATH with DATA: a temporary file beside it

@@ -2,7 +2,8 @@
  * mailbox.c - a Maildir as one POP3 session sees it (see mailbox.h).
  *
  * Owns the lock file DIR/.pop3.lock while a session runs, and the
- * renames and unlinks of the UPDATE state. The lock follows
+ * renames and unlinks of the UPDATE state; on opening, it has maildir.c
+ * remove the left-overs in tmp/ older than 36 hours. The lock follows
  * liblockfile's recipe: write a unique temporary file, link(2) it to the
  * lock name and trust the link count (NFS may report a lost reply as
  * an error); a lock whose owner on this host is dead, or older than
@@ -210,6 +211,7 @@ pb_mailbox_open(const char *dir, GError **error)
 	if (!lock_take(dir, lock, error))
 		return NULL;
 	mb->lock = g_steal_pointer(&lock); /* ours now: closing removes it */
+	pb_maildir_clean_tmp(dir, time(NULL));
 	if (!scan(mb, "new", error) || !scan(mb, "cur", error))
 		return NULL;
 	g_array_sort(mb->msgs, by_uid);

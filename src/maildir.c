@@ -3,11 +3,13 @@
  *
  * Owns the files it creates under DIR/tmp and DIR/new of a Maildir, and
  * the Maildir's folders when it has to make them (mode 0700 whatever the
- * umask). A delivery streams the message in 64 KiB chunks, CRLF written
- * as LF, into tmp/NAME (O_CREAT|O_EXCL|O_NOFOLLOW, mode 0600), fsyncs and
- * closes it, links it as new/NAME,S=<octets>,W=<octets with CRLF> and
- * fsyncs new/: that fsync is the commit point. On any failure nothing
- * that was not delivered is left and the error is PB_ERROR_TEMP.
+ * umask; each one's parent fsync'ed, so that a new mailbox does not lose
+ * its folders, and the mail in them, in a power failure). A delivery
+ * streams the message in 64 KiB chunks, CRLF written as LF, into tmp/NAME
+ * (O_CREAT|O_EXCL|O_NOFOLLOW, mode 0600), fsyncs and closes it, links it
+ * as new/NAME,S=<octets>,W=<octets with CRLF> and fsyncs new/: that fsync
+ * is the commit point. On any failure nothing that was not delivered is
+ * left and the error is PB_ERROR_TEMP.
  *
  * Symbolic links are never followed below DIR's parent: DIR and its
  * tmp/, new/ and cur/ are opened with O_NOFOLLOW|O_DIRECTORY and the
@@ -31,7 +33,11 @@
  * No fsync is added for this: the marker is not made durable (a power
  * failure may lose it; the EEXIST check on new/ still holds then) and a
  * copy the user already deleted cannot be recognised (it is delivered
- * again: never lost, at worst twice).
+ * again: never lost, at worst twice). A marker a crash left unsettled (a
+ * link to a message the user may delete since) goes with any other file
+ * of tmp/ older than 36 hours (pb_maildir_clean_tmp, the Maildir spec's
+ * rule, run by the reader); a retry later than that finds the copy only
+ * in new/.
  */
 #include "maildir.h"
 #include "durable.h"
@@ -88,8 +94,29 @@ pb_maildir_unique_for(gint64 time_usec, const char *key, const char *host)
 	return g_string_free(s, FALSE);
 }
 
-/* Makes folder NAME under AT with mode 0700 whatever the umask; one that
- * is there is left as it is. 0, or -1 with errno set. */
+/* fsync of the folder that holds NAME (under AT): a folder just made
+ * there keeps its name through a power failure, as a renamed file. */
+static int
+sync_parent(int at, const char *name)
+{
+	g_autofree char *parent = NULL;
+	int fd, rc, saved;
+
+	if (at != AT_FDCWD)
+		return fsync(at);
+	parent = g_path_get_dirname(name);
+	if ((fd = open(parent, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0)
+		return -1;
+	rc = fsync(fd);
+	saved = errno;
+	(void)close(fd);
+	errno = saved;
+	return rc;
+}
+
+/* Makes folder NAME under AT with mode 0700 whatever the umask, its name
+ * made durable; one that is there is left as it is. 0, or -1 with errno
+ * set. */
 static int
 make_folder(int at, const char *name)
 {
@@ -106,7 +133,9 @@ make_folder(int at, const char *name)
 		errno = saved;
 		return -1;
 	}
-	return close(fd);
+	if (close(fd) < 0)
+		return -1;
+	return sync_parent(at, name);
 }
 
 /* mkdir -p PATH, each folder it makes with mode 0700. */
@@ -435,6 +464,28 @@ pb_maildir_settle(const char *dir, const char *unique)
 	g_autofree char *path = g_build_filename(dir, "tmp", unique, NULL);
 
 	(void)unlink(path);
+}
+
+void
+pb_maildir_clean_tmp(const char *dir, gint64 now)
+{
+	g_auto(PbFd) top = open_folder(AT_FDCWD, dir);
+	int tmp = top >= 0 ? open_folder(top, "tmp") : -1;
+	DIR *d = tmp >= 0 ? fdopendir(tmp) : NULL;
+	struct dirent *de;
+	struct stat st;
+
+	if (d == NULL) {
+		if (tmp >= 0)
+			(void)close(tmp);
+		return;
+	}
+	while ((de = readdir(d)) != NULL)
+		if (fstatat(tmp, de->d_name, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
+		    S_ISREG(st.st_mode) &&
+		    st.st_mtime < now - PB_MAILDIR_TMP_STALE)
+			(void)unlinkat(tmp, de->d_name, 0);
+	closedir(d);
 }
 
 /* The number after KEY in NAME (up to END), which must end at ',' or END. */

@@ -53,6 +53,15 @@ gboolean pb_maildir_deliver(const char *dir, const char *stable,
  * crash only costs a later retry a folder scan, and there is none). */
 void pb_maildir_settle(const char *dir, const char *stable);
 
+/* Files in tmp/ older than this are left-overs (the Maildir spec's 36
+ * hours): a crash's half-written file, or an unsettled marker. */
+#define PB_MAILDIR_TMP_STALE (36 * 3600)
+
+/* Removes the regular files of DIR/tmp last modified more than
+ * PB_MAILDIR_TMP_STALE seconds before NOW (best effort, a read of
+ * tmp/: for a reader opening the mailbox). */
+void pb_maildir_clean_tmp(const char *dir, gint64 now);
+
 /* Sizes encoded in a Maildir file name: S= (file octets) and W= (octets
  * with CRLF line ends); FALSE when either is missing. */
 gboolean pb_maildir_name_sizes(const char *name, guint64 *s, guint64 *w);

@@ -99,12 +99,14 @@ deadline(gint64 seconds)
 	return pb_deadline_in(seconds);
 }
 
-/* Reads one reply; LINES (optional) gets each line's text. NULL when
- * the connection failed or the server spoke no SMTP. */
+/* Reads one reply, all its lines within TIMEOUT (a server dripping a
+ * line at a time cannot stretch it); LINES (optional) gets each line's
+ * text. NULL when the connection failed or the server spoke no SMTP. */
 static PbSmtpReply *
 read_reply(PbSmtpClient *c, gint64 timeout, GPtrArray *lines)
 {
 	g_autoptr(GString) text = g_string_new(NULL);
+	gint64 end = deadline(timeout);
 	guint first = 0;
 
 	for (guint n = 0; n < PB_SMTP_REPLY_MAX_LINES; n++) {
@@ -114,8 +116,7 @@ read_reply(PbSmtpClient *c, gint64 timeout, GPtrArray *lines)
 		gboolean last;
 		PbSmtpReply *r;
 
-		if (!pb_conn_read_line(c->conn, &line, &len, &flags,
-		                       deadline(timeout), NULL))
+		if (!pb_conn_read_line(c->conn, &line, &len, &flags, end, NULL))
 			return NULL;
 		if (!pb_smtp_reply_line(line, len, &code, &last, &t) ||
 		    (first && code != first))

@@ -23,6 +23,7 @@
 #include "error.h"
 #include "local.h"
 #include "log.h"
+#include "program.h"
 #include "queue.h"
 #include "ratelimit.h"
 #include "runq.h"
@@ -274,14 +275,18 @@ converse(Serve *sv, PbConn *conn, PbSmtpServer *s)
 		            error->message);
 }
 
-/* With the session's queue and tables: the attempt loads nothing again. */
+/* With the session's queue and tables: the attempt loads nothing again
+ * (LOCAL NULL: the tables are loaded here). */
 static void
 deliver_now(const PbConfig *cfg, PbQueue *q, PbLocal *local, char **ids)
 {
 	g_autoptr(GError) error = NULL;
+	g_autoptr(PbLocal) own = NULL;
 	PbRunqStats stats;
 
-	if (!pb_runq_run_on(cfg, q, local, ids, FALSE, &stats, &error))
+	if ((local == NULL &&
+	     (local = own = pb_local_new(cfg, &error)) == NULL) ||
+	    !pb_runq_run_on(cfg, q, local, ids, FALSE, &stats, &error))
 		pb_log_warn(NULL, "immediate delivery: %s", error->message);
 }
 
@@ -358,13 +363,10 @@ supervise(const PbConfig *cfg, PbQueue *q, PbLocal *local, char **ids)
 		            cfg->immediate_timeout);
 }
 
-/* The session's process forks the attempt and goes: the attempt is no
- * longer a session, and takes no connection slot. */
-static void
-deliver_detached(const PbConfig *cfg, PbQueue *q, PbLocal *local,
-                 const GPtrArray *accepted)
+void
+pb_smtp_attempt_detached(const PbConfig *cfg, PbQueue *q, PbLocal *local,
+                         char **ids, gboolean detach)
 {
-	g_autofree char **ids = g_new0(char *, accepted->len + 1);
 	pid_t pid = fork();
 	int slot;
 
@@ -373,12 +375,25 @@ deliver_detached(const PbConfig *cfg, PbQueue *q, PbLocal *local,
 		            g_strerror(errno));
 	if (pid != 0)
 		return;
+	if (detach)
+		pb_program_detach();
 	if ((slot = take_slot(cfg)) < 0)
 		_exit(0);
-	for (guint i = 0; i < accepted->len; i++)
-		ids[i] = g_ptr_array_index(accepted, i);
 	supervise(cfg, q, local, ids);
 	_exit(0);
+}
+
+/* The session's process forks the attempt and goes: the attempt is no
+ * longer a session, and takes no connection slot. */
+static void
+deliver_detached(const PbConfig *cfg, PbQueue *q, PbLocal *local,
+                 const GPtrArray *accepted)
+{
+	g_autofree char **ids = g_new0(char *, accepted->len + 1);
+
+	for (guint i = 0; i < accepted->len; i++)
+		ids[i] = g_ptr_array_index(accepted, i);
+	pb_smtp_attempt_detached(cfg, q, local, ids, FALSE);
 }
 
 void

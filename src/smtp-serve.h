@@ -9,6 +9,8 @@
 
 #include "config.h"
 #include "listener.h"
+#include "local.h"
+#include "queue.h"
 #include "tls.h"
 
 /* How the listener serves its sessions. */
@@ -29,5 +31,15 @@ typedef struct {
  * accepted, unless [main] delivery = queue. */
 void pb_smtp_serve(const PbSmtpServe *how, int rfd, int wfd,
                    const PbPeer *peer);
+
+/* The immediate delivery attempt of the queued messages IDS (NULL-ended),
+ * smtpd's and sendmail's alike: forked, so this returns at once; it takes
+ * one of [delivery] parallel slots (none free: the messages wait for
+ * runq) and is stopped, with all it started, after [delivery]
+ * immediate_timeout. LOCAL NULL: the attempt loads the tables. DETACH:
+ * the attempt leaves the caller's session and terminal (pb_program_detach).
+ */
+void pb_smtp_attempt_detached(const PbConfig *cfg, PbQueue *q, PbLocal *local,
+                              char **ids, gboolean detach);
 
 #endif

@@ -21,10 +21,13 @@ MSG = b"From: alice@example.org\r\nSubject: hostile\r\n\r\nHello.\r\n"
 class HostileMX:
     """Greets, answers EHLO (PIPELINING when PIPELINING) and MAIL, answers
     the first ANSWER RCPTs with 250 and then closes the connection; with
-    STALL it says nothing after the greeting and holds the connection."""
+    STALL it says nothing after the greeting and holds the connection;
+    with DRIP the greeting has DRIP more lines, each 0.6 s after the
+    one before."""
 
-    def __init__(self, answer=0, pipelining=True, stall=False):
+    def __init__(self, answer=0, pipelining=True, stall=False, drip=0):
         self.answer, self.pipelining, self.stall = answer, pipelining, stall
+        self.drip = drip
         self.sock = socket.socket()
         self.sock.bind(("127.0.0.1", 0))
         self.sock.listen(8)
@@ -45,7 +48,14 @@ class HostileMX:
 
     def _serve(self, conn):
         with conn, conn.makefile("rb") as f:
-            conn.sendall(b"220 hostile.test ESMTP\r\n")
+            try:
+                for _ in range(self.drip):  # a line every 0.6 s
+                    conn.sendall(b"220-hostile.test still greeting\r\n")
+                    if self.closing.wait(0.6):
+                        return
+                conn.sendall(b"220 hostile.test ESMTP\r\n")
+            except OSError:
+                return  # the client gave up
             if self.stall:
                 self.closing.wait(60)
                 return
@@ -118,6 +128,22 @@ def test_hangup_during_rcpts_defers_and_later_bounces(inst, hostile, answer,
     (bounce,) = reports(inst)
     assert bounce["Subject"] == "Undelivered Mail Returned to Sender"
     assert inst.mailq_json() == []
+
+
+def test_a_reply_dripped_line_by_line_is_held_to_one_deadline(inst, hostile):
+    """A server that sends a reply one line at a time, each well within
+    the timeout, cannot stretch a stage past it (100 lines could make a
+    5 minute timeout 8 hours): the whole greeting has greeting_timeout."""
+    mx = hostile(drip=6)  # 3.6 s of greeting, 0.6 s between lines
+    inst.configure(delivery={"greeting_timeout": "2s"})
+    inst.send(["r1@hostile.test"], MSG, sender="alice@example.org")
+    runq(inst, "-f")
+    assert mx.connections >= 1
+    r = recipients(inst)["r1@hostile.test"]
+    assert r["state"] == "pending" and r["attempts"] == 1, r
+    # given up at the greeting: never got as far as the RCPT
+    assert r["last_error"].endswith(
+        " said: lost connection or no SMTP greeting"), r
 
 
 def children(pid):

@@ -178,6 +178,33 @@ def test_immediate_attempts_are_bounded(inst, tarpit):
     assert len(inst.mailq_json()) == 2
 
 
+
+def test_sendmail_attempt_total_deadline(inst, tarpit):
+    """sendmail's attempt, like smtpd's, is stopped at immediate_timeout:
+    a local user cannot pile up attempts that wait on a tarpit."""
+    inst.configure(delivery={"immediate_timeout": "2s"})
+    inst.run("sendmail", "-i", "someone@tarpit.test", input=MSG, check=True)
+    wait_for(lambda: tarpit.accepted, timeout=10)
+    wait_for(lambda: tarpit.closed, timeout=10)
+    assert tarpit.closed[0] - tarpit.accepted[0] < 5
+    wait_for(lambda: "immediate delivery stopped after 2s" in inst.log_text(),
+             timeout=5)
+    (entry,) = inst.mailq_json()
+    assert entry["recipients"][0]["address"] == "someone@tarpit.test"
+
+
+def test_sendmail_attempts_are_bounded(inst, tarpit):
+    inst.configure(delivery={"parallel": "1"})
+    inst.run("sendmail", "-i", "someone@tarpit.test", input=MSG, check=True)
+    wait_for(lambda: len(tarpit.accepted) == 1, timeout=10)
+    inst.run("sendmail", "-i", "someone@tarpit.test", input=MSG, check=True)
+    wait_for(lambda: "1 attempts running already, left for runq" in inst.log_text(),
+             timeout=10)
+    time.sleep(0.5)
+    assert len(tarpit.accepted) == 1
+    assert len(inst.mailq_json()) == 2
+
+
 def test_pop3d_empty_mailbox_inetd_no_glib_text_on_the_wire(inst):
     """pop3d with the client's socket as fds 0, 1 and 2 (inetd): RETR 1 on
     an empty mailbox is an -ERR, and nothing else reaches the client, not

@@ -260,6 +260,31 @@ test_keep_locked(F *f, gconstpointer data)
 	g_assert_cmpint(time(NULL) - st.st_mtime, <, 60);
 }
 
+/* What a delivery left in tmp/ (a crash's half-written file, or the
+ * marker of a delivery whose queue entry was settled by a process that
+ * died before removing it: a link to a message the user may delete) goes
+ * after 36 hours, as the Maildir spec says; a younger one stays. */
+static void
+test_stale_tmp_removed(F *f, gconstpointer data)
+{
+	g_autoptr(GError) error = NULL;
+	g_autoptr(PbMailbox) mb = NULL;
+	g_autofree char *old = g_build_filename(f->dir, "tmp", "old", NULL);
+	g_autofree char *young = g_build_filename(f->dir, "tmp", "young", NULL);
+	struct utimbuf t37 = {time(NULL) - 37 * 3600, time(NULL) - 37 * 3600};
+	struct utimbuf t35 = {time(NULL) - 35 * 3600, time(NULL) - 35 * 3600};
+
+	put(f, "tmp", "old", "Subject: deleted long ago\n\n");
+	put(f, "tmp", "young", "Subject: being delivered\n\n");
+	g_assert_cmpint(utime(old, &t37), ==, 0);
+	g_assert_cmpint(utime(young, &t35), ==, 0);
+	mb = pb_mailbox_open(f->dir, &error);
+	g_assert_no_error(error);
+	g_assert_false(g_file_test(old, G_FILE_TEST_EXISTS));
+	g_assert_true(g_file_test(young, G_FILE_TEST_EXISTS));
+	g_assert_cmpuint(pb_mailbox_count(mb), ==, 2);
+}
+
 #define ADD(path, fn) g_test_add(path, F, NULL, setup, fn, teardown)
 
 int
@@ -273,5 +298,6 @@ main(int argc, char **argv)
 	ADD("/mailbox/moved-by-another-reader", test_moved_by_another_reader);
 	ADD("/mailbox/sizes-added", test_sizes_added);
 	ADD("/mailbox/keep-locked", test_keep_locked);
+	ADD("/mailbox/stale-tmp-removed", test_stale_tmp_removed);
 	return g_test_run();
 }
