@@ -287,7 +287,10 @@ spawn(Acceptor *a, int lfd)
 		return FALSE; /* EAGAIN, or the client is gone already */
 	fill_peer(fd, &peer);
 	pb_listener_client_key(peer.ip, key, sizeof(key));
-	if (a->limits->max_per_ip > 0 &&
+	/* a peer without an address (AF_UNIX) is nobody in particular:
+	 * counting them all as one client would let one of them lock out
+	 * the rest; max_connections still bounds them */
+	if (a->limits->max_per_ip > 0 && peer.ip[0] != '\0' &&
 	    sessions_of(a, key) >= a->limits->max_per_ip) {
 		refuse(a, fd, &peer);
 		return TRUE;

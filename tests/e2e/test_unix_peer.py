@@ -116,6 +116,36 @@ def test_smtpd_socket_activation_on_a_unix_socket(unix, tmp_path):
         f.close()
 
 
+def test_unix_peers_are_not_one_client(unix, tmp_path):
+    """Peers without an address are not counted as one client against
+    max_connections_per_ip (one of them could lock out all the others);
+    max_connections still bounds them."""
+    unix.configure(smtpd={"max_connections_per_ip": "2",
+                          "max_connections": "4"})
+    path = str(tmp_path / "smtp.sock")
+    lsock = socket.socket(socket.AF_UNIX)
+    lsock.bind(path)
+    lsock.listen(8)
+    os.set_inheritable(lsock.fileno(), True)
+    p = subprocess.Popen(
+        ["bash", "-c",
+         f'exec 3<&{lsock.fileno()}; LISTEN_PID=$$ LISTEN_FDS=1 exec "$0"',
+         unix.bin("smtpd")], env=unix.env(), pass_fds=[lsock.fileno()])
+    unix.procs.append(p)
+    lsock.close()
+    clients = []
+    try:
+        for _ in range(4):
+            c = socket.socket(socket.AF_UNIX)
+            c.settimeout(10)
+            c.connect(path)
+            clients.append(c)
+            assert c.makefile("rb").readline().startswith(b"220 ")
+    finally:
+        for c in clients:
+            c.close()
+
+
 def test_smtpd_unix_peer_trusted_when_configured(unix):
     unix.configure(smtpd={"trust_local_socket": "yes"})
     s = Session(unix, "smtpd")
