@@ -44,7 +44,7 @@ from conftest import Instance
 STRACE = shutil.which("strace") or "strace"
 
 CALLS = ["openat", "write", "fsync", "fdatasync", "rename", "link", "linkat",
-         "unlink", "unlinkat", "mkdir", "flock"]
+         "unlink", "unlinkat", "mkdir", "mkdirat", "flock"]
 WRITES = ["write", "fsync", "fdatasync"]
 ERRORS = ["ENOSPC", "EIO"]
 WORKERS = 4
