@@ -322,11 +322,16 @@ take_slot(const PbConfig *cfg)
 }
 
 static volatile sig_atomic_t deadline_passed;
+static volatile pid_t attempt_group;
 
+/* The kill is done here, not after waitpid() returns EINTR: an alarm that
+ * came before waitpid() was entered would otherwise be missed. */
 static void
 on_alarm(int sig)
 {
 	deadline_passed = 1;
+	if (attempt_group > 0)
+		(void)kill(-attempt_group, SIGKILL);
 }
 
 /* Runs the attempt in a child with a process group of its own (its
@@ -351,10 +356,10 @@ supervise(const PbConfig *cfg, PbQueue *q, PbLocal *local, char **ids)
 	(void)setpgid(pid, pid); /* whichever of us comes first */
 	sigemptyset(&sa.sa_mask);
 	sigaction(SIGALRM, &sa, NULL);
+	attempt_group = pid;
 	alarm((guint)MIN(cfg->immediate_timeout, G_MAXUINT));
 	while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
-		if (deadline_passed)
-			(void)kill(-pid, SIGKILL);
+		continue;
 	alarm(0);
 	if (deadline_passed)
 		pb_log_warn(ids[0],
