@@ -290,9 +290,54 @@ deliver_now(const PbConfig *cfg, PbQueue *q, PbLocal *local, char **ids)
 		pb_log_warn(NULL, "immediate delivery: %s", error->message);
 }
 
+/* Locks byte I of FD (QUEUE/immediate.lock); WAIT: block until it is
+ * free (an alarm interrupts). */
+static gboolean
+lock_byte(int fd, guint i, gboolean wait)
+{
+	struct flock fl = {.l_type = F_WRLCK,
+	                   .l_whence = SEEK_SET,
+	                   .l_start = i,
+	                   .l_len = 1};
+
+	return fcntl(fd, wait ? F_SETLKW : F_SETLK, &fl) == 0;
+}
+
+static void
+on_wait_alarm(int sig)
+{
+}
+
+/* When every slot is busy (a burst), the attempt waits for one, at most
+ * immediate_timeout, holding one of 4 x parallel waiting places (bytes
+ * after the slots): a burst is delivered as soon as slots free up, and a
+ * flood still cannot make more than 5 x parallel attempt processes. */
+static gboolean
+wait_for_slot(const PbConfig *cfg, int fd)
+{
+	struct sigaction sa = {.sa_handler = on_wait_alarm}; /* no SA_RESTART */
+	struct flock fl = {.l_type = F_UNLCK, .l_whence = SEEK_SET, .l_len = 1};
+	gboolean got = FALSE;
+	guint i;
+
+	for (i = cfg->parallel; i < 5 * cfg->parallel; i++)
+		if (lock_byte(fd, i, FALSE))
+			break;
+	if (i == 5 * cfg->parallel)
+		return FALSE;
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGALRM, &sa, NULL);
+	alarm((guint)MIN(cfg->immediate_timeout, G_MAXUINT));
+	got = lock_byte(fd, (guint)getpid() % cfg->parallel, TRUE);
+	alarm(0);
+	fl.l_start = i;
+	(void)fcntl(fd, F_SETLK, &fl);
+	return got;
+}
+
 /* One of the [delivery] parallel attempt slots: an fd holding a lock on
  * one byte of QUEUE/immediate.lock (released when this process ends),
- * or -1 when all are taken. */
+ * or -1 when all are taken and no slot frees up in time. */
 static int
 take_slot(const PbConfig *cfg)
 {
@@ -305,19 +350,16 @@ take_slot(const PbConfig *cfg)
 		            g_strerror(errno));
 		return -1;
 	}
-	for (guint i = 0; i < cfg->parallel; i++) {
-		struct flock fl = {.l_type = F_WRLCK,
-		                   .l_whence = SEEK_SET,
-		                   .l_start = i,
-		                   .l_len = 1};
-		if (fcntl(fd, F_SETLK, &fl) == 0)
+	for (guint i = 0; i < cfg->parallel; i++)
+		if (lock_byte(fd, i, FALSE))
 			return fd;
-	}
+	if (wait_for_slot(cfg, fd))
+		return fd;
 	close(fd);
 	pb_log_info(NULL,
-	            "immediate delivery: %u attempts running already, "
-	            "left for runq",
-	            cfg->parallel);
+	            "immediate delivery: %u attempts running and %u waiting "
+	            "already, left for runq",
+	            cfg->parallel, 4 * cfg->parallel);
 	return -1;
 }
 

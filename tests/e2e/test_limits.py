@@ -166,17 +166,32 @@ def test_immediate_attempt_total_deadline(inst, tarpit):
 
 
 def test_immediate_attempts_are_bounded(inst, tarpit):
+    """parallel = 1: one attempt runs, four wait for its slot, the sixth
+    message is left for runq; nothing is lost."""
     inst.configure(delivery={"parallel": "1"})
     inst.start_smtpd()
     inst.send(["someone@tarpit.test"], MSG)
     wait_for(lambda: len(tarpit.accepted) == 1, timeout=10)
-    inst.send(["someone@tarpit.test"], MSG)
-    wait_for(lambda: "1 attempts running already, left for runq" in inst.log_text(),
-             timeout=10)
+    for _ in range(5):
+        inst.send(["someone@tarpit.test"], MSG)
+    wait_for(lambda: "1 attempts running and 4 waiting already, left for "
+             "runq" in inst.log_text(), timeout=10)
     time.sleep(0.5)
     assert len(tarpit.accepted) == 1
-    assert len(inst.mailq_json()) == 2
+    assert inst.log_text().count("waiting already, left for runq") == 1
+    assert len(inst.mailq_json()) == 6
 
+
+def test_burst_waits_for_a_slot(inst):
+    """A burst larger than parallel is delivered as slots free up, not
+    left for the next runq."""
+    inst.configure(delivery={"parallel": "1"})
+    inst.add_user("alice@example.org", "pw")
+    inst.start_smtpd()
+    for _ in range(4):
+        inst.send(["alice@example.org"], MSG)
+    wait_for(lambda: len(inst.messages("alice@example.org")) == 4, timeout=10)
+    assert "left for runq" not in inst.log_text()
 
 
 def test_sendmail_attempt_total_deadline(inst, tarpit):
@@ -197,12 +212,14 @@ def test_sendmail_attempts_are_bounded(inst, tarpit):
     inst.configure(delivery={"parallel": "1"})
     inst.run("sendmail", "-i", "someone@tarpit.test", input=MSG, check=True)
     wait_for(lambda: len(tarpit.accepted) == 1, timeout=10)
-    inst.run("sendmail", "-i", "someone@tarpit.test", input=MSG, check=True)
-    wait_for(lambda: "1 attempts running already, left for runq" in inst.log_text(),
-             timeout=10)
+    for _ in range(5):
+        inst.run("sendmail", "-i", "someone@tarpit.test", input=MSG,
+                 check=True)
+    wait_for(lambda: "1 attempts running and 4 waiting already, left for "
+             "runq" in inst.log_text(), timeout=10)
     time.sleep(0.5)
     assert len(tarpit.accepted) == 1
-    assert len(inst.mailq_json()) == 2
+    assert len(inst.mailq_json()) == 6
 
 
 def test_pop3d_empty_mailbox_inetd_no_glib_text_on_the_wire(inst):
