@@ -62,7 +62,9 @@ pb_smtp_reply_line(const char *line, gsize len, guint *code, gboolean *last,
 	*code = (guint)((line[0] - '0') * 100 + (line[1] - '0') * 10 +
 	                (line[2] - '0'));
 	*last = len == 3 || line[3] == ' ';
-	*text = len > 4 ? line + 4 : "";
+	/* inside the line even when empty: callers count its length from
+	 * the line's start */
+	*text = line + MIN(len, 4);
 	return TRUE;
 }
 

@@ -26,6 +26,18 @@ test_reply_line(void)
 	g_assert_true(pb_smtp_reply_line("354", 3, &code, &last, &text));
 	g_assert_true(last);
 	g_assert_cmpstr(text, ==, "");
+	/* found by fuzz-smtp-client: the text of a bare "250" lay outside
+	 * the line, and read_reply copied 512 octets from there (its length
+	 * is counted from the line's start) */
+	{
+		static const char bare[] = "250", spaced[] = "250 ";
+		g_assert_true(
+		    pb_smtp_reply_line(bare, 3, &code, &last, &text));
+		g_assert_true(text >= bare && text <= bare + 3);
+		g_assert_true(
+		    pb_smtp_reply_line(spaced, 4, &code, &last, &text));
+		g_assert_true(text >= spaced && text <= spaced + 4);
+	}
 	g_assert_false(pb_smtp_reply_line("25", 2, &code, &last, &text));
 	g_assert_false(pb_smtp_reply_line("hello", 5, &code, &last, &text));
 	g_assert_false(pb_smtp_reply_line("250x", 4, &code, &last, &text));
