@@ -274,7 +274,9 @@ message_number(PbPop3Server *s, const char *arg, guint *index)
 {
 	guint64 n;
 
-	if (!g_ascii_string_to_unsigned(arg, 10, 1, s->count, &n, NULL) ||
+	/* an empty mailbox has no range 1..0 to check against */
+	if (s->count == 0 ||
+	    !g_ascii_string_to_unsigned(arg, 10, 1, s->count, &n, NULL) ||
 	    s->deleted[n - 1]) {
 		bad(s, "No such message");
 		return FALSE;

@@ -9,6 +9,7 @@ typedef struct {
 	PbLineOut out;
 	PbPop3Server *s;
 	gboolean in_use;
+	gboolean empty; /* the mailbox holds no message */
 	gboolean committed;
 	gboolean deleted[3];
 	guint sent;
@@ -34,7 +35,7 @@ h_open(void *data, const char *user)
 static guint
 h_count(void *data)
 {
-	return 3;
+	return ((F *)data)->empty ? 0 : 3;
 }
 
 static guint64
@@ -211,7 +212,6 @@ test_auth_plain(F *f, gconstpointer data)
 	g_autofree char *token = g_base64_encode(
 	    (const guchar *)"\0alice@example.org\0s3cret word", 30);
 	g_autofree char *line = g_strdup_printf("AUTH PLAIN %s\r\n", token);
-	g_autofree char *cont = g_strdup_printf("%s\r\n", token);
 
 	EXPECT(f, "AUTH\r\n", "+OK\r\nPLAIN\r\n.\r\n");
 	EXPECT(f, "AUTH CRAM-MD5\r\n", "-ERR Unsupported mechanism\r\n");
@@ -297,6 +297,22 @@ test_stls(F *f, gconstpointer data)
 	login(f);
 }
 
+/* Found by fuzz-pop3-server: a message number on an empty mailbox
+ * tripped a GLib-CRITICAL (min > max), which under inetd reached the
+ * client's socket on stderr. */
+static void
+test_empty_mailbox(F *f, gconstpointer data)
+{
+	f->empty = TRUE;
+	EXPECT(f, "USER alice@example.org\r\nPASS s3cret word\r\n",
+	       "+OK\r\n+OK Logged in, 0 messages\r\n");
+	EXPECT(f, "RETR 1\r\nLIST 1\r\nTOP 1 1\r\nDELE 1\r\nUIDL 1\r\n",
+	       "-ERR No such message\r\n-ERR No such message\r\n"
+	       "-ERR No such message\r\n-ERR No such message\r\n"
+	       "-ERR No such message\r\n");
+	EXPECT(f, "STAT\r\nLIST\r\n", "+OK 0 0\r\n+OK\r\n.\r\n");
+}
+
 #define ADD(path, fn, arg) g_test_add(path, F, arg, setup, fn, teardown)
 
 int
@@ -306,6 +322,7 @@ main(int argc, char **argv)
 	ADD("/pop3-server/capa", test_capa, NULL);
 	ADD("/pop3-server/transaction", test_transaction, NULL);
 	ADD("/pop3-server/bad-arguments", test_bad_arguments, NULL);
+	ADD("/pop3-server/empty-mailbox", test_empty_mailbox, NULL);
 	ADD("/pop3-server/auth-failures", test_auth_failures, NULL);
 	ADD("/pop3-server/auth-plain", test_auth_plain, NULL);
 	ADD("/pop3-server/auth-plain/authzid", test_auth_plain_authzid, NULL);
