@@ -1,0 +1,47 @@
+/*
+ * fuzz.h - what the libFuzzer harnesses of tests/fuzz share: a PbConn
+ * transport that hands out a fuzz input in chunks (so the harnesses go
+ * through conn.c's line reader as the daemons do), a PbLineOut that
+ * discards, a config from text, and a scratch folder on tmpfs.
+ *
+ * Every harness makes GLib criticals and warnings abort: a
+ * g_return_if_fail tripped by outside bytes is a finding.
+ */
+#ifndef PB_FUZZ_H
+#define PB_FUZZ_H
+
+#include <glib.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "config.h"
+#include "conn.h"
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+int LLVMFuzzerInitialize(int *argc, char ***argv);
+
+/* Fatal criticals, logging to /dev/null. Call once. */
+void fuzz_init(void);
+
+/* A connection that reads DATA (borrowed) in chunks whose sizes come
+ * from the input itself, then EOF; what is written to it is counted and
+ * dropped. */
+PbConn *fuzz_conn_new(const uint8_t *data, size_t size);
+
+/* A PbLineOut that counts and drops. */
+PbLineOut fuzz_line_out(void);
+
+/* The config of TEXT (asserts that it loads). */
+PbConfig *fuzz_config(const char *text);
+
+/* A fresh scratch folder (on /dev/shm when it exists: fsync is cheap
+ * there), removed at exit. */
+const char *fuzz_scratch(void);
+
+/* Writes DATA to PATH (replacing it). */
+void fuzz_write_file(const char *path, const void *data, size_t size);
+
+/* Removes every file in the folder DIR and its subfolders (not DIR). */
+void fuzz_empty_dir(const char *dir);
+
+#endif
