@@ -393,6 +393,7 @@ pb_smtp_client_send(PbSmtpClient *c, const char *sender, char **rcpts,
 {
 	PbSmtpResult *res = g_new0(PbSmtpResult, 1);
 	g_autoptr(PbSmtpReply) rset = NULL;
+	g_autoptr(PbSmtpReply) empty = NULL; /* to the empty message */
 
 	res->rcpt =
 	    g_ptr_array_new_with_free_func((GDestroyNotify)pb_smtp_reply_free);
@@ -416,7 +417,7 @@ pb_smtp_client_send(PbSmtpClient *c, const char *sender, char **rcpts,
 		if (res->data && res->data->code == 354 &&
 		    (!pb_conn_write(c->conn, ".\r\n", 3, NULL) ||
 		     !flush(c, c->cfg->command_timeout) ||
-		     (rset = read_reply(c, c->cfg->data_end_timeout, NULL)) ==
+		     (empty = read_reply(c, c->cfg->data_end_timeout, NULL)) ==
 		         NULL))
 			res->dropped = TRUE;
 		c->dirty = TRUE;
