@@ -12,13 +12,11 @@
 
 static char *path, *path2;
 
-int
-LLVMFuzzerInitialize(int *argc, char ***argv)
+void
+fuzz_setup(void)
 {
-	fuzz_init();
 	path = g_build_filename(fuzz_scratch(), "accounts", NULL);
 	path2 = g_build_filename(fuzz_scratch(), "accounts2", NULL);
-	return 0;
 }
 
 static void

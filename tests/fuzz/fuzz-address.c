@@ -8,13 +8,6 @@
 
 #include <string.h>
 
-int
-LLVMFuzzerInitialize(int *argc, char ***argv)
-{
-	fuzz_init();
-	return 0;
-}
-
 static void
 check_clean(const char *s)
 {

@@ -20,19 +20,17 @@ static PbConfig *cfg;
 static PbAccounts *acc;
 static char *path;
 
-int
-LLVMFuzzerInitialize(int *argc, char ***argv)
+void
+fuzz_setup(void)
 {
 	g_autofree char *apath = NULL;
 
-	fuzz_init();
 	cfg = fuzz_config(conf);
 	apath = g_build_filename(fuzz_scratch(), "accounts", NULL);
 	fuzz_write_file(apath, accounts, strlen(accounts));
 	acc = pb_accounts_load(apath, NULL);
 	g_assert_nonnull(acc);
 	path = g_build_filename(fuzz_scratch(), "aliases", NULL);
-	return 0;
 }
 
 static void

@@ -9,13 +9,6 @@
 
 #include <string.h>
 
-int
-LLVMFuzzerInitialize(int *argc, char ***argv)
-{
-	fuzz_init();
-	return 0;
-}
-
 static void
 check_line(const char *line, gsize len, guint flags)
 {

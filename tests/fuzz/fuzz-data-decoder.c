@@ -42,13 +42,6 @@ decode(const char *data, gsize size, gsize step, GString *got,
 }
 
 int
-LLVMFuzzerInitialize(int *argc, char ***argv)
-{
-	fuzz_init();
-	return 0;
-}
-
-int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	g_autoptr(GString) whole = g_string_new(NULL);

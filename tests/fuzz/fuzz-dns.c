@@ -17,13 +17,6 @@
 #include <string.h>
 #include <udns.h>
 
-int
-LLVMFuzzerInitialize(int *argc, char ***argv)
-{
-	fuzz_init();
-	return 0;
-}
-
 static void
 mx(const char *domain, void *result, int status)
 {

@@ -21,15 +21,11 @@ static PbConfig *cfg;
 static PbQueue *queue;
 static char *qdir;
 
-int
-LLVMFuzzerInitialize(int *argc, char ***argv)
+void
+fuzz_setup(void)
 {
-	fuzz_init();
 	cfg = fuzz_config(conf);
-	qdir = g_build_filename(fuzz_scratch(), "queue", NULL);
-	queue = pb_queue_open(qdir, NULL);
-	g_assert_nonnull(queue);
-	return 0;
+	queue = fuzz_queue(&qdir);
 }
 
 static PbEnvelope *

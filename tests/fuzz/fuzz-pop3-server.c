@@ -92,13 +92,6 @@ static const PbPop3Hooks hooks = {h_auth, h_open, h_count, h_size,
                                   h_uid,  h_send, h_commit};
 
 int
-LLVMFuzzerInitialize(int *argc, char ***argv)
-{
-	fuzz_init();
-	return 0;
-}
-
-int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	PbLineOut out = fuzz_line_out();

@@ -20,16 +20,14 @@ static const char message[] = "From: a@example.org\r\nSubject: x\r\n\r\n"
 static PbConfig *cfg;
 static int data_fd;
 
-int
-LLVMFuzzerInitialize(int *argc, char ***argv)
+void
+fuzz_setup(void)
 {
-	fuzz_init();
 	cfg = fuzz_config(conf);
 	data_fd = memfd_create("message", MFD_CLOEXEC);
 	g_assert_cmpint(data_fd, >=, 0);
 	g_assert_cmpint(write(data_fd, message, strlen(message)), ==,
 	                (ssize_t)strlen(message));
-	return 0;
 }
 
 static void

@@ -107,12 +107,10 @@ static const PbSmtpHooks hooks = {exists,       tx_begin,      tx_write,
                                   tx_commit,    tx_abort,      now,
                                   authenticate, sender_allowed};
 
-int
-LLVMFuzzerInitialize(int *argc, char ***argv)
+void
+fuzz_setup(void)
 {
-	fuzz_init();
 	cfg = fuzz_config(conf);
-	return 0;
 }
 
 /* The loop of smtp-serve.c, without sockets, TLS or delays. */

@@ -166,10 +166,25 @@ fatal_log(const char *domain, GLogLevelFlags level, const char *message,
 		abort();
 }
 
-void
-fuzz_init(void)
+PbQueue *
+fuzz_queue(char **dir)
+{
+	g_autofree char *path = g_build_filename(fuzz_scratch(), "queue", NULL);
+	PbQueue *q = pb_queue_open(path, NULL);
+
+	g_assert_nonnull(q);
+	if (dir)
+		*dir = g_steal_pointer(&path);
+	return q;
+}
+
+int
+LLVMFuzzerInitialize(int *argc, char ***argv)
 {
 	g_log_set_default_handler(fatal_log, NULL);
 	(void)pb_log_open("fuzz", "/dev/null", NULL);
 	(void)fuzz_scratch();
+	if (fuzz_setup)
+		fuzz_setup();
+	return 0;
 }

@@ -17,11 +17,17 @@
 #include "config.h"
 #include "conn.h"
 
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-int LLVMFuzzerInitialize(int *argc, char ***argv);
+#include "queue.h"
 
-/* Fatal criticals, logging to /dev/null. Call once. */
-void fuzz_init(void);
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+/* fuzz.c's LLVMFuzzerInitialize makes criticals abort, sends the log to
+ * /dev/null, then calls the harness's fuzz_setup() if it has one. */
+int LLVMFuzzerInitialize(int *argc, char ***argv);
+void fuzz_setup(void) __attribute__((weak));
+
+/* A queue in the scratch folder; *DIR (optional) gets its path. */
+PbQueue *fuzz_queue(char **dir);
 
 /* A connection that reads DATA (borrowed) in chunks whose sizes come
  * from the input itself, then EOF; what is written to it is counted and
