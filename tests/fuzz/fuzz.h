@@ -40,8 +40,9 @@ PbLineOut fuzz_line_out(void);
 /* The config of TEXT (asserts that it loads). */
 PbConfig *fuzz_config(const char *text);
 
-/* A fresh scratch folder (on /dev/shm when it exists: fsync is cheap
- * there), removed at exit. */
+/* A fresh scratch folder in $TMPDIR (scripts/fuzz points it to tmpfs,
+ * where fsync is cheap, and removes it: libFuzzer does not always leave
+ * through exit(), so the atexit removal is best effort). */
 const char *fuzz_scratch(void);
 
 /* Writes DATA to PATH (replacing it). */
