@@ -77,7 +77,8 @@ valid_address(const char *address)
 	if (at == NULL || at == address || at[1] == '\0')
 		return FALSE;
 	for (const char *p = address; *p != '\0'; p++)
-		if ((guchar)*p <= 0x20 || *p == 0x7F || *p == '/')
+		if ((guchar)*p <= 0x20 || *p == 0x7F || *p == '/' ||
+		    *p == ':')
 			return FALSE;
 	return TRUE;
 }

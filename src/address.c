@@ -148,7 +148,9 @@ parse_literal(Cursor *c, GString *domain, GError **error)
 	guint8 bin[16];
 	gsize n;
 
-	if (close == NULL || (n = close - start) == 0 || n >= sizeof(text))
+	/* inet_pton stops at a NUL: one inside would pass unchecked */
+	if (close == NULL || (n = close - start) == 0 || n >= sizeof(text) ||
+	    memchr(start, '\0', n) != NULL)
 		return fail(error, "Bad address literal");
 	memcpy(text, start, n);
 	text[n] = '\0';

@@ -153,6 +153,19 @@ static gboolean G_GNUC_PRINTF(5, 6)
 	return FALSE;
 }
 
+/* TRUE if VALUE ends with an unpaired backslash (an escape of nothing). */
+static gboolean
+ends_in_escape(const char *value)
+{
+	gsize n = strlen(value), odd = 0;
+
+	while (n > 0 && value[n - 1] == '\\') {
+		odd ^= 1;
+		n--;
+	}
+	return odd != 0;
+}
+
 /* The line scan: records positions, refuses duplicates and junk. */
 static gboolean
 scan_lines(const char *data, gsize len, Where *w, GError **error)
@@ -202,6 +215,14 @@ scan_lines(const char *data, gsize len, Where *w, GError **error)
 		}
 		g_hash_table_insert(w->lines, g_steal_pointer(&k),
 		                    GUINT_TO_POINTER(i + 1));
+		/* GKeyFile (2.74) sets its GError twice, with a
+		 * GLib-WARNING, when such a value also has a bad escape */
+		if (ends_in_escape(eq + 1)) {
+			g_set_error(error, PB_ERROR, PB_ERROR_CONFIG,
+			            "%s:%u: [%s] %s: a backslash ends the value",
+			            w->name, i + 1, group, l);
+			return FALSE;
+		}
 		continue;
 	junk:
 		g_set_error(error, PB_ERROR, PB_ERROR_CONFIG,

@@ -252,7 +252,6 @@ pb_dns_resolve_host(const PbConfig *cfg, const char *host, GError **error)
 typedef struct {
 	struct dns_rr_mx *rr;
 	int status;
-	gboolean done;
 } Mx;
 
 static void
@@ -262,39 +261,37 @@ on_mx(struct dns_ctx *ctx, struct dns_rr_mx *rr, void *data)
 
 	m->rr = rr;
 	m->status = rr ? 0 : dns_status(ctx);
-	m->done = TRUE;
 }
 
-/* The hosts of the MX answer, or the domain itself (implicit MX);
- * NULL with an error for NXDOMAIN, null MX and failures. */
-static GPtrArray *
-mx_hosts(const char *domain, Mx *m, gboolean *implicit, GError **error)
+GPtrArray *
+pb_dns_mx_hosts(const char *domain, const struct dns_rr_mx *rr, int status,
+                gboolean *implicit, GError **error)
 {
 	GPtrArray *hosts =
 	    g_ptr_array_new_with_free_func((GDestroyNotify)mx_host_free);
 
 	*implicit = FALSE;
-	if (m->rr == NULL && m->status == DNS_E_NODATA) {
+	if (rr == NULL && status == DNS_E_NODATA) {
 		PbMxHost *h = g_new0(PbMxHost, 1);
 		h->name = g_ascii_strdown(domain, -1);
 		g_ptr_array_add(hosts, h);
 		*implicit = TRUE;
-	} else if (m->rr == NULL) {
-		gboolean gone = m->status == DNS_E_NXDOMAIN;
-		g_set_error(
-		    error, PB_ERROR, gone ? PB_ERROR_PERM : PB_ERROR_TEMP,
-		    gone ? "5.1.2 Domain %s not found (NXDOMAIN)"
-		         : "4.4.3 MX lookup for %s failed: %s",
-		    domain, dns_strerror(m->done ? m->status : DNS_E_TEMPFAIL));
+	} else if (rr == NULL) {
+		gboolean gone = status == DNS_E_NXDOMAIN;
+		g_set_error(error, PB_ERROR,
+		            gone ? PB_ERROR_PERM : PB_ERROR_TEMP,
+		            gone ? "5.1.2 Domain %s not found (NXDOMAIN)"
+		                 : "4.4.3 MX lookup for %s failed: %s",
+		            domain, dns_strerror(status));
 		g_ptr_array_unref(hosts);
 		return NULL;
 	} else {
-		for (int i = 0; i < m->rr->dnsmx_nrr; i++) {
-			const struct dns_mx *x = &m->rr->dnsmx_mx[i];
+		for (int i = 0; i < rr->dnsmx_nrr; i++) {
+			const struct dns_mx *x = &rr->dnsmx_mx[i];
 			PbMxHost *h;
 			/* RFC 7505: one MX "." is a domain that takes no mail
 			 */
-			if (m->rr->dnsmx_nrr == 1 &&
+			if (rr->dnsmx_nrr == 1 &&
 			    (x->name[0] == '\0' || g_str_equal(x->name, "."))) {
 				g_set_error(error, PB_ERROR, PB_ERROR_PERM,
 				            "5.1.10 Domain %s accepts no mail "
@@ -322,7 +319,7 @@ pb_dns_resolve_mx(const PbConfig *cfg, const char *domain, GError **error)
 	struct dns_ctx *ctx = context(cfg, error);
 	g_autoptr(GRand) rand = g_rand_new();
 	g_autofree Addr *addrs = NULL;
-	Mx m = {NULL, DNS_E_TEMPFAIL, FALSE};
+	Mx m = {NULL, DNS_E_TEMPFAIL};
 	PbMxList *list;
 	GPtrArray *hosts;
 	guint with_address = 0;
@@ -331,9 +328,9 @@ pb_dns_resolve_mx(const PbConfig *cfg, const char *domain, GError **error)
 	if (ctx == NULL)
 		return NULL;
 	if (dns_submit_mx(ctx, domain, DNS_NOSRCH, on_mx, &m) == NULL)
-		m.done = TRUE, m.status = dns_status(ctx);
+		m.status = dns_status(ctx);
 	run(ctx, deadline);
-	hosts = mx_hosts(domain, &m, &implicit, error);
+	hosts = pb_dns_mx_hosts(domain, m.rr, m.status, &implicit, error);
 	free(m.rr);
 	if (hosts == NULL) {
 		dns_free(ctx);

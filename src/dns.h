@@ -41,6 +41,14 @@ PbMxList *pb_dns_resolve_mx(const PbConfig *cfg, const char *domain,
 GPtrArray *pb_dns_resolve_host(const PbConfig *cfg, const char *host,
                                GError **error);
 
+/* The hosts of an MX answer (RR as udns's dns_parse_mx makes it from the
+ * reply, or NULL with the udns STATUS of a failed query), unsorted and
+ * without addresses: the domain itself when there is no MX (*IMPLICIT),
+ * NULL with an error for NXDOMAIN, null MX and failures. */
+struct dns_rr_mx;
+GPtrArray *pb_dns_mx_hosts(const char *domain, const struct dns_rr_mx *rr,
+                           int status, gboolean *implicit, GError **error);
+
 /* Sorts PbMxHost* by preference, shuffling equal ones with RAND. */
 void pb_dns_sort_mx(GPtrArray *hosts, GRand *rand);
 

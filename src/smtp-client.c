@@ -65,7 +65,9 @@ pb_smtp_reply_line(const char *line, gsize len, guint *code, gboolean *last,
 	*code = (guint)((line[0] - '0') * 100 + (line[1] - '0') * 10 +
 	                (line[2] - '0'));
 	*last = len == 3 || line[3] == ' ';
-	*text = len > 4 ? line + 4 : "";
+	/* inside the line even when empty: callers count its length from
+	 * the line's start */
+	*text = line + MIN(len, 4);
 	return TRUE;
 }
 
@@ -447,6 +449,7 @@ transact(PbSmtpClient *c, PbSmtpResult *res, const char *sender, char **rcpts,
          int data_fd, guint64 size, gboolean smtputf8)
 {
 	g_autoptr(PbSmtpReply) rset = NULL;
+	g_autoptr(PbSmtpReply) empty = NULL; /* to the empty message */
 
 	if (c->dirty) {
 		if (!command(c, "RSET") || !flush(c, c->cfg->command_timeout) ||
@@ -468,7 +471,7 @@ transact(PbSmtpClient *c, PbSmtpResult *res, const char *sender, char **rcpts,
 		if (res->data && res->data->code == 354 &&
 		    (!pb_conn_write(c->conn, ".\r\n", 3, NULL) ||
 		     !flush(c, c->cfg->command_timeout) ||
-		     (rset = read_reply(c, c->cfg->data_end_timeout, NULL)) ==
+		     (empty = read_reply(c, c->cfg->data_end_timeout, NULL)) ==
 		         NULL))
 			res->dropped = TRUE;
 		c->dirty = TRUE;

@@ -31,7 +31,9 @@ void pb_smtp_reply_free(PbSmtpReply *r);
 G_DEFINE_AUTOPTR_CLEANUP_FUNC(PbSmtpReply, pb_smtp_reply_free)
 
 /* Parses one reply line: "250-text", "250 text" or "250". FALSE when
- * it is not a reply line. *LAST is TRUE for the final line. */
+ * it is not a reply line. *LAST is TRUE for the final line; *TEXT points
+ * into LINE (at its end when there is no text: LINE must be
+ * NUL-terminated, as pb_conn_read_line's lines are). */
 gboolean pb_smtp_reply_line(const char *line, gsize len, guint *code,
                             gboolean *last, const char **text);
 

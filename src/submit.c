@@ -244,8 +244,10 @@ flush_header(Submit *s, GError **error)
 	if (!header_has(s->header, "Message-ID"))
 		g_string_append_printf(out, "Message-ID: <%s@%s>\r\n", id,
 		                       s->cfg->hostname);
-	/* fields: split before every line that does not start with WSP */
-	fields = g_regex_split_simple("\r\n(?![ \t])", s->header->str, 0, 0);
+	/* fields: split before every line that does not start with WSP;
+	 * RAW: header octets need not be UTF-8 (else GRegex fails) */
+	fields = g_regex_split_simple("\r\n(?![ \t])", s->header->str,
+	                              G_REGEX_RAW, 0);
 	for (guint i = 0; fields[i]; i++) {
 		gboolean bcc = g_ascii_strncasecmp(fields[i], "Bcc:", 4) == 0;
 		if (*fields[i] == '\0')

@@ -79,6 +79,9 @@ test_malformed(void)
 	    "# ok\nalice:$6$x$y\n",               /* no domain */
 	    "# ok\nalice@example.org:$6$ x\n",    /* space in the hash */
 	    "# ok\na@b.org:$6$x\nA@B.org:$6$y\n", /* duplicate */
+	    /* two lines run together (found by fuzz-accounts): not one
+	     * account "a@b.org:$6$x$yc@d.org" */
+	    "# ok\na@b.org:$6$x$yc@d.org:$6$z\n",
 	};
 
 	for (guint i = 0; i < G_N_ELEMENTS(bad); i++) {

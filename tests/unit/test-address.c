@@ -75,6 +75,7 @@ test_rest(void)
 	    parse("<a@example.org> SIZE=10", 0, &rest, &error);
 
 	g_assert_no_error(error);
+	g_assert_nonnull(a);
 	g_assert_cmpstr(rest, ==, " SIZE=10");
 }
 
@@ -113,6 +114,27 @@ test_bad(void)
 			g_error("accepted %s", cases[i].in);
 		g_assert_error(error, PB_ERROR, PB_ERROR_DATA);
 	}
+}
+
+/* Found by fuzz-address: inet_pton stopped at a NUL inside an address
+ * literal, so "[IPv6:2001:db8::\0junk]" was accepted with the NUL and
+ * the junk in the domain. */
+static void
+test_literal_nul(void)
+{
+	static const char path4[] = "<a@[192.0.2.1\0x]>";
+	static const char path6[] = "<a@[IPv6:2001:db8::\0<x@[IPv6:2001]>";
+	g_autoptr(GError) error = NULL;
+	g_autoptr(GError) error6 = NULL;
+	g_autoptr(PbAddress) a = NULL;
+	g_autoptr(PbAddress) a6 = NULL;
+
+	g_assert_false(pb_address_parse_path(path4, sizeof path4 - 1, 0, &a,
+	                                     NULL, &error));
+	g_assert_error(error, PB_ERROR, PB_ERROR_DATA);
+	g_assert_false(pb_address_parse_path(path6, sizeof path6 - 1, 0, &a6,
+	                                     NULL, &error6));
+	g_assert_error(error6, PB_ERROR, PB_ERROR_DATA);
 }
 
 static void
@@ -168,6 +190,7 @@ main(int argc, char **argv)
 	g_test_add_func("/address/good", test_good);
 	g_test_add_func("/address/rest", test_rest);
 	g_test_add_func("/address/bad", test_bad);
+	g_test_add_func("/address/literal-nul", test_literal_nul);
 	g_test_add_func("/address/bounds", test_bounds);
 	g_test_add_func("/address/canonical", test_canonical);
 	return g_test_run();

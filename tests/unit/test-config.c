@@ -209,6 +209,12 @@ static const struct {
      "/etc/pb/test.conf:2: [tls] certificate: certificate and key"},
     {"[tls]\nplaintext_auth = maybe\n",
      "/etc/pb/test.conf:2: [tls] plaintext_auth: yes or no"},
+    /* found by fuzz-config: GKeyFile set its error twice (a
+     * GLib-WARNING) for a bad escape and a backslash at the end */
+    {"[main]\nhostname = x.or\\x.or\\\n",
+     "/etc/pb/test.conf:2: [main] hostname: a backslash ends the value"},
+    {"[main]\nuser = a\\\\\\\n",
+     "/etc/pb/test.conf:2: [main] user: a backslash ends the value"},
 };
 
 static void

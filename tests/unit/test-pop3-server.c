@@ -222,7 +222,6 @@ test_auth_plain(F *f, gconstpointer data)
 	g_autofree char *token = g_base64_encode(
 	    (const guchar *)"\0alice@example.org\0s3cret word", 30);
 	g_autofree char *line = g_strdup_printf("AUTH PLAIN %s\r\n", token);
-	g_autofree char *cont = g_strdup_printf("%s\r\n", token);
 
 	EXPECT(f, "AUTH\r\n", "+OK\r\nPLAIN\r\n.\r\n");
 	EXPECT(f, "AUTH CRAM-MD5\r\n", "-ERR Unsupported mechanism\r\n");
@@ -377,9 +376,9 @@ main(int argc, char **argv)
 	ADD("/pop3-server/capa", test_capa, NULL);
 	ADD("/pop3-server/transaction", test_transaction, NULL);
 	ADD("/pop3-server/bad-arguments", test_bad_arguments, NULL);
+	ADD("/pop3-server/empty-mailbox", test_empty_mailbox, NULL);
 	ADD("/pop3-server/auth-failures", test_auth_failures, NULL);
 	ADD("/pop3-server/auth-plain", test_auth_plain, NULL);
-	ADD("/pop3-server/empty-mailbox", test_empty_mailbox, NULL);
 	ADD("/pop3-server/blocked", test_blocked, NULL);
 	ADD("/pop3-server/auth-plain/authzid", test_auth_plain_authzid, NULL);
 	ADD("/pop3-server/in-use", test_in_use, NULL);

@@ -30,6 +30,18 @@ test_reply_line(void)
 	g_assert_true(pb_smtp_reply_line("354", 3, &code, &last, &text));
 	g_assert_true(last);
 	g_assert_cmpstr(text, ==, "");
+	/* found by fuzz-smtp-client: the text of a bare "250" lay outside
+	 * the line, and read_reply copied 512 octets from there (its length
+	 * is counted from the line's start) */
+	{
+		static const char bare[] = "250", spaced[] = "250 ";
+		g_assert_true(
+		    pb_smtp_reply_line(bare, 3, &code, &last, &text));
+		g_assert_true(text >= bare && text <= bare + 3);
+		g_assert_true(
+		    pb_smtp_reply_line(spaced, 4, &code, &last, &text));
+		g_assert_true(text >= spaced && text <= spaced + 4);
+	}
 	g_assert_false(pb_smtp_reply_line("25", 2, &code, &last, &text));
 	g_assert_false(pb_smtp_reply_line("hello", 5, &code, &last, &text));
 	g_assert_false(pb_smtp_reply_line("250x", 4, &code, &last, &text));
@@ -240,6 +252,53 @@ test_helo_fallback_and_refusal(void)
 	g_assert_null(res->final);
 	wait_server(&f);
 	g_assert_nonnull(strstr(f.server.heard->str, "MAIL FROM:<>\r\n"));
+	finish(&f);
+}
+
+/* A transaction whose recipients were all refused, a 354 all the same
+ * (RFC 2920), twice: the second begins with RSET. Found by
+ * fuzz-smtp-client: the second refusal's reply overwrote RSET's without
+ * freeing it (a leak per such transaction; LeakSanitizer sees it). */
+static void
+test_refused_twice(void)
+{
+	static const char *const script[] = {
+	    "220 mx.example.net ESMTP\r\n",
+	    "<EHLO",
+	    "250-mx.example.net\r\n250 PIPELINING\r\n",
+	    "<MAIL",
+	    "<RCPT",
+	    "<DATA",
+	    "250 2.1.0 ok\r\n550 5.1.1 no\r\n354 go ahead\r\n",
+	    "<.",
+	    "554 5.5.1 no valid recipients\r\n",
+	    "<RSET",
+	    "250 2.0.0 reset\r\n",
+	    "<MAIL",
+	    "<RCPT",
+	    "<DATA",
+	    "250 2.1.0 ok\r\n550 5.1.1 no\r\n354 go ahead\r\n",
+	    "<.",
+	    "554 5.5.1 no valid recipients\r\n",
+	    NULL};
+	char *rcpts[] = {"a@example.net", NULL};
+	F f = {0};
+	g_autoptr(PbSmtpReply) refusal = NULL;
+	g_autoptr(GError) error = NULL;
+
+	start(&f, script);
+	g_assert_true(pb_smtp_client_start(f.c, &refusal, &error));
+	for (int i = 0; i < 2; i++) {
+		g_autoptr(PbSmtpResult) res = pb_smtp_client_send(
+		    f.c, "s@example.org", rcpts, f.msg_fd, f.msg_size, FALSE);
+		g_assert_false(res->dropped);
+		g_assert_cmpuint(
+		    ((PbSmtpReply *)res->rcpt->pdata[0])->code, ==, 550);
+		g_assert_null(res->final);
+	}
+	wait_server(&f);
+	g_assert_nonnull(strstr(f.server.heard->str,
+	                        "DATA\r\n.\r\nRSET\r\nMAIL FROM:"));
 	finish(&f);
 }
 
@@ -550,6 +609,7 @@ main(int argc, char **argv)
 	g_test_add_func("/smtp-client/helo-fallback",
 	                test_helo_fallback_and_refusal);
 	g_test_add_func("/smtp-client/greeting-refused", test_greeting_refused);
+	g_test_add_func("/smtp-client/refused-twice", test_refused_twice);
 	g_test_add_func("/smtp-client/endless-and-silent",
 	                test_endless_and_silent);
 	g_test_add_func("/smtp-client/lost-during-rcpts",

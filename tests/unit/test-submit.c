@@ -162,6 +162,30 @@ test_extract(Fixture *f, gconstpointer data)
 	g_assert_true(g_str_has_suffix(out, "Subject: x\r\n\r\n"));
 }
 
+/* Found by fuzz-submit: a header that is not UTF-8 (a Latin-1 Subject)
+ * made the field split (GRegex, UTF-8 only) return NULL, and sendmail
+ * crashed on it. Header octets are bytes. */
+static void
+test_latin1_header(Fixture *f, gconstpointer data)
+{
+	PbSubmission sub = {.sender = "u@example.org",
+	                    .login = "u",
+	                    .extract = TRUE,
+	                    .dot_ends = TRUE};
+	g_autoptr(GError) error = NULL;
+	g_autoptr(PbEnvelope) env = NULL;
+	const char in[] = "Subject: caf\xe9\nTo: b@example.org\n"
+	                  "Bcc: \xe9t\xe9 <c@example.org>\n\nbody\n";
+	g_autofree char *out = submit(f, &sub, in, strlen(in), &env, &error);
+
+	g_assert_no_error(error);
+	g_assert_cmpuint(env->rcpts->len, ==, 2);
+	g_assert_cmpstr(((PbRecipient *)env->rcpts->pdata[1])->address, ==,
+	                "c@example.org");
+	g_assert_nonnull(strstr(out, "\r\nSubject: caf\xe9\r\n"
+	                             "To: b@example.org\r\n\r\nbody\r\n"));
+}
+
 static void
 test_no_header_long_line(Fixture *f, gconstpointer data)
 {
@@ -317,6 +341,8 @@ main(int argc, char **argv)
 	g_test_add_func("/submit/address-list", test_address_list);
 	g_test_add_func("/submit/qualify", test_qualify);
 	g_test_add("/submit/plain", Fixture, NULL, setup, test_plain, teardown);
+	g_test_add("/submit/latin1-header", Fixture, NULL, setup,
+	           test_latin1_header, teardown);
 	g_test_add("/submit/extract", Fixture, NULL, setup, test_extract,
 	           teardown);
 	g_test_add("/submit/no-header-long-line", Fixture, NULL, setup,
