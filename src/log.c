@@ -47,7 +47,12 @@ open_file(const char *path, gboolean *created)
 	*created = fd >= 0;
 	if (fd < 0 && errno == EEXIST)
 		fd = open(path, flags);
-	if (fd >= 0 && (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode))) {
+	/* a regular file, or /dev/null to discard (never a FIFO that would
+	 * block or a device someone else chose) */
+	if (fd >= 0 && (fstat(fd, &st) < 0 ||
+	                !(S_ISREG(st.st_mode) ||
+	                  (S_ISCHR(st.st_mode) &&
+	                   g_str_equal(path, "/dev/null"))))) {
 		close(fd);
 		errno = EINVAL; /* "Invalid argument": not a regular file */
 		return -1;
@@ -72,9 +77,11 @@ pb_log_open(const char *ident, const char *target, GError **error)
 	} else {
 		logger.fd = open_file(target, &logger.created);
 		if (logger.fd < 0) {
+			int saved = errno;
 			logger.target = TO_STDERR;
-			pb_throw_errno(error, "cannot open the log %s", target);
-			(*error)->code = PB_ERROR_CONFIG;
+			g_set_error(error, PB_ERROR, PB_ERROR_CONFIG,
+			            "cannot open the log %s: %s", target,
+			            g_strerror(saved));
 			return FALSE;
 		}
 		logger.target = TO_FILE;

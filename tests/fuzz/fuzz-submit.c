@@ -32,7 +32,8 @@ fuzz_setup(void)
 	queue = fuzz_queue(&qdir);
 }
 
-/* The stored message has CRLF line ends only and no NUL. */
+/* The stored message has CRLF line ends only (no bare LF, no bare CR)
+ * and no NUL. */
 static void
 check_message(const char *id)
 {
@@ -44,9 +45,12 @@ check_message(const char *id)
 	g_assert_null(memchr(text, '\0', len));
 	g_assert_cmpuint(len, >=, 2);
 	g_assert_true(text[len - 2] == '\r' && text[len - 1] == '\n');
-	for (gsize i = 0; i < len; i++)
+	for (gsize i = 0; i < len; i++) {
 		if (text[i] == '\n')
 			g_assert_true(i > 0 && text[i - 1] == '\r');
+		if (text[i] == '\r')
+			g_assert_true(i + 1 < len && text[i + 1] == '\n');
+	}
 }
 
 static void
