@@ -27,12 +27,12 @@
 /* appended to the default priorities: TLS 1.2 is the minimum */
 #define MIN_VERSION "-VERS-SSL3.0:-VERS-TLS1.0:-VERS-TLS1.1"
 /* and, as a server, AEAD ciphers only (testssl rates CBC "obsolete";
- * Mozilla's intermediate profile has none): every TLS 1.2 client has
- * one. As a client we keep CBC: opportunistic TLS with an old server
- * beats plaintext. */
+ * Mozilla's intermediate profile has none) and forward secrecy only (no
+ * static RSA key exchange): every TLS 1.2 client has both. As a client
+ * we keep CBC: opportunistic TLS with an old server beats plaintext. */
 #define SERVER_PRIORITY                                                        \
 	MIN_VERSION ":-AES-256-CBC:-AES-128-CBC:-CAMELLIA-256-CBC:"            \
-	            "-CAMELLIA-128-CBC:-3DES-CBC"
+	            "-CAMELLIA-128-CBC:-3DES-CBC:-RSA"
 /* a certificate chain or a key larger than this is not one */
 #define MAX_PEM (1024 * 1024)
 /* records in a row that carry no data (alerts, renegotiation attempts)

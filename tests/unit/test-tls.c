@@ -58,6 +58,12 @@ make_certs(void)
 	         "--template srv.tmpl --outfile srv.pem");
 	certtool("--generate-privkey --key-type=ecdsa --password=secret "
 	         "--outfile encrypted.key");
+	/* an RSA server too: static RSA key exchange is possible with it */
+	certtool("--generate-privkey --key-type=rsa --bits=2048 "
+	         "--outfile rsa.key");
+	certtool("--generate-certificate --load-privkey rsa.key "
+	         "--load-ca-certificate ca.pem --load-ca-privkey ca.key "
+	         "--template srv.tmpl --outfile rsa.pem");
 	put("text.pem", "this is not PEM\n");
 	/* a chain file, in order and out of order */
 	srv_path = path("srv.pem");
@@ -360,6 +366,24 @@ test_aead_only(void)
 	check_client_priority(srv, chacha, TRUE);
 }
 
+/* Every key exchange the server agrees to has forward secrecy: with an
+ * RSA certificate, a client offering only static RSA is refused. */
+static void
+test_forward_secrecy(void)
+{
+	g_autofree char *c = path("rsa.pem");
+	g_autofree char *k = path("rsa.key");
+	g_autoptr(GError) error = NULL;
+	g_autoptr(PbTlsServer) srv = pb_tls_server_new_from_files(c, k, &error);
+	const char *tls12 = "NORMAL:-VERS-ALL:+VERS-TLS1.2:-KX-ALL:";
+	g_autofree char *rsa = g_strconcat(tls12, "+RSA", NULL);
+	g_autofree char *ecdhe = g_strconcat(tls12, "+ECDHE-RSA", NULL);
+
+	g_assert_no_error(error);
+	check_client_priority(srv, rsa, FALSE);
+	check_client_priority(srv, ecdhe, TRUE);
+}
+
 static void
 test_close_notify(void)
 {
@@ -592,6 +616,8 @@ main(int argc, char **argv)
 	g_test_add_func("/tls/handshake/wrong-name", test_wrong_name);
 	g_test_add_func("/tls/handshake/min-version", test_min_version);
 	g_test_add_func("/tls/handshake/aead-only", test_aead_only);
+	g_test_add_func("/tls/handshake/forward-secrecy",
+	                test_forward_secrecy);
 	g_test_add_func("/tls/close-notify", test_close_notify);
 	g_test_add_func("/tls/records", test_records);
 	g_test_add_func("/tls/peer/plain-client", test_plain_client);
