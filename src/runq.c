@@ -1,7 +1,9 @@
 /*
  * runq.c - one pass over the queue: local recipients into Maildirs,
- * remote ones through a forked child per destination, then retries,
- * delay notices, bounces and the removal of finished entries.
+ * remote ones through a forked child per destination (in the process
+ * itself for the lone job of smtpd's and sendmail's disposable immediate
+ * attempt), then retries, delay notices, bounces and the removal of
+ * finished entries.
  *
  * Owns the decisions of a run; the files belong to queue.c and
  * maildir.c. Guarantees:
@@ -55,6 +57,7 @@ typedef struct {
 	PbLocal *local;
 	gint64 now;
 	gboolean force;
+	gboolean disposable; /* the caller's process is an attempt of its own */
 	PbRunqStats *stats;
 	GPtrArray *ids;	   /* the work list; DSNs queued on the way join it */
 	GHashTable *jobs;  /* domain -> Job* */
@@ -717,6 +720,19 @@ drain(Run *run, Child *c)
 	return TRUE;
 }
 
+/* In a disposable attempt (pb_runq_attempt): an outcome goes straight to
+ * apply(), as a child's report line would. */
+static void
+own_report(void *ctx, const PbRemoteMessage *msg, guint rcpt_index,
+	   const PbOutcome *o)
+{
+	Run *run = ((Run **)ctx)[0];
+	Job *job = ((Job **)ctx)[1];
+	g_autofree char *line = report_line(job, msg, rcpt_index, o);
+
+	apply(run, job, line);
+}
+
 /* Runs every job, at most [delivery] parallel at once, then finishes the
  * entries they held. */
 static void
@@ -731,7 +747,16 @@ run_jobs(Run *run)
 	g_hash_table_iter_init(&it, run->jobs);
 	while (g_hash_table_iter_next(&it, NULL, &job))
 		g_ptr_array_add(todo, job);
-	/* Every job, a lone one too, runs in a child of its own: whatever
+	/* In a disposable attempt a lone job needs no child: a crash ends
+	 * only the attempt, whose messages stay queued for runq (which does
+	 * isolate each destination). One fork less per relayed message. */
+	if (run->disposable && todo->len == 1) {
+		void *ctx[2] = {run, g_ptr_array_index(todo, 0)};
+		pb_remote_deliver(run->cfg, ((Job *)ctx[1])->domain,
+				  ((Job *)ctx[1])->messages, own_report, ctx);
+		next = todo->len;
+	}
+	/* Otherwise every job, a lone one too, runs in a child: whatever
 	 * a remote server makes it do, a crash ends that destination's
 	 * attempt only, and this run goes on to expiry, bounces and
 	 * notices (the fork costs well under a millisecond: README). */
@@ -887,12 +912,34 @@ pb_runq_run(const PbConfig *cfg, char **ids, gboolean force,
 	return pb_runq_run_on(cfg, q, local, ids, force, stats, error);
 }
 
+static gboolean
+run_on(Run *init, PbQueue *q, PbLocal *local, char **ids, GError **error);
+
 gboolean
 pb_runq_run_on(const PbConfig *cfg, PbQueue *q, PbLocal *local, char **ids,
 	       gboolean force, PbRunqStats *stats, GError **error)
 {
-	g_autoptr(GPtrArray) held = NULL;
 	Run run = {.cfg = cfg, .force = force, .stats = stats};
+
+	return run_on(&run, q, local, ids, error);
+}
+
+gboolean
+pb_runq_attempt(const PbConfig *cfg, PbQueue *q, PbLocal *local, char **ids,
+		PbRunqStats *stats, GError **error)
+{
+	Run run = {.cfg = cfg, .disposable = TRUE, .stats = stats};
+
+	return run_on(&run, q, local, ids, error);
+}
+
+static gboolean
+run_on(Run *init, PbQueue *q, PbLocal *local, char **ids, GError **error)
+{
+	g_autoptr(GPtrArray) held = NULL;
+	Run run = *init;
+	gboolean force = run.force;
+	PbRunqStats *stats = run.stats;
 
 	memset(stats, 0, sizeof(*stats));
 	run.now = g_get_real_time() / G_USEC_PER_SEC;

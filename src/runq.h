@@ -32,5 +32,11 @@ gboolean pb_runq_run(const PbConfig *cfg, char **ids, gboolean force,
 gboolean pb_runq_run_on(const PbConfig *cfg, PbQueue *q, PbLocal *local,
 			char **ids, gboolean force, PbRunqStats *stats,
 			GError **error);
+/* The immediate attempt at IDS, in a process of its own that may die
+ * (smtpd's and sendmail's): as pb_runq_run_on, but a lone remote job
+ * runs in this process instead of a child (a crash loses nothing: the
+ * messages stay queued, and runq isolates each destination). */
+gboolean pb_runq_attempt(const PbConfig *cfg, PbQueue *q, PbLocal *local,
+			 char **ids, PbRunqStats *stats, GError **error);
 
 #endif

@@ -286,7 +286,7 @@ deliver_now(const PbConfig *cfg, PbQueue *q, PbLocal *local, char **ids)
 
 	if ((local == NULL &&
 	     (local = own = pb_local_new(cfg, &error)) == NULL) ||
-	    !pb_runq_run_on(cfg, q, local, ids, FALSE, &stats, &error))
+	    !pb_runq_attempt(cfg, q, local, ids, &stats, &error))
 		pb_log_warn(NULL, "immediate delivery: %s", error->message);
 }
 
