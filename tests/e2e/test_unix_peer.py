@@ -65,6 +65,23 @@ def queued(inst):
     return sorted((inst.queue / "env").iterdir())
 
 
+def activated_smtpd(inst, tmp_path):
+    """smtpd under socket activation (LISTEN_FDS) on an AF_UNIX listening
+    socket, as systemd's ListenStream=/path with Accept=no: its path."""
+    path = str(tmp_path / "smtp.sock")
+    lsock = socket.socket(socket.AF_UNIX)
+    lsock.bind(path)
+    lsock.listen(8)
+    os.set_inheritable(lsock.fileno(), True)
+    p = subprocess.Popen(
+        ["bash", "-c",
+         f'exec 3<&{lsock.fileno()}; LISTEN_PID=$$ LISTEN_FDS=1 exec "$0"',
+         inst.bin("smtpd")], env=inst.env(), pass_fds=[lsock.fileno()])
+    inst.procs.append(p)
+    lsock.close()
+    return path
+
+
 def test_smtpd_unix_peer_is_not_trusted(unix):
     s = Session(unix, "smtpd")
     assert replies(s.f, 1)[0][0].startswith(b"220 ")
@@ -90,17 +107,7 @@ def test_smtpd_unix_peer_is_not_trusted(unix):
 def test_smtpd_socket_activation_on_a_unix_socket(unix, tmp_path):
     """systemd's ListenStream=/path, Accept=no: the accept loop's children
     see no IP address either."""
-    path = str(tmp_path / "smtp.sock")
-    lsock = socket.socket(socket.AF_UNIX)
-    lsock.bind(path)
-    lsock.listen(4)
-    os.set_inheritable(lsock.fileno(), True)
-    p = subprocess.Popen(
-        ["bash", "-c",
-         f'exec 3<&{lsock.fileno()}; LISTEN_PID=$$ LISTEN_FDS=1 exec "$0"',
-         unix.bin("smtpd")], env=unix.env(), pass_fds=[lsock.fileno()])
-    unix.procs.append(p)
-    lsock.close()
+    path = activated_smtpd(unix, tmp_path)
     with socket.socket(socket.AF_UNIX) as c:
         c.settimeout(10)
         c.connect(path)
@@ -122,17 +129,7 @@ def test_unix_peers_are_not_one_client(unix, tmp_path):
     max_connections still bounds them."""
     unix.configure(smtpd={"max_connections_per_ip": "2",
                           "max_connections": "4"})
-    path = str(tmp_path / "smtp.sock")
-    lsock = socket.socket(socket.AF_UNIX)
-    lsock.bind(path)
-    lsock.listen(8)
-    os.set_inheritable(lsock.fileno(), True)
-    p = subprocess.Popen(
-        ["bash", "-c",
-         f'exec 3<&{lsock.fileno()}; LISTEN_PID=$$ LISTEN_FDS=1 exec "$0"',
-         unix.bin("smtpd")], env=unix.env(), pass_fds=[lsock.fileno()])
-    unix.procs.append(p)
-    lsock.close()
+    path = activated_smtpd(unix, tmp_path)
     clients = []
     try:
         for _ in range(4):
