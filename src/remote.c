@@ -2,7 +2,8 @@
  * remote.c - delivery to one remote destination (see remote.h).
  *
  * The hosts: the [routes] entry for the domain (or "*"), else the MX
- * hosts from DNS in preference order; each host's addresses in turn.
+ * hosts from DNS in preference order; each host's addresses in turn, at
+ * most MAX_ADDRESSES of them in all.
  * As Postfix does: a failure to connect, a greeting or EHLO refused, or a
  * connection lost before MAIL was answered moves on to the next address
  * with the messages still to send; once a server has answered MAIL, its
@@ -22,6 +23,9 @@
 
 #include <string.h>
 #include <unistd.h>
+
+/* addresses tried in one delivery (Postfix's smtp_mx_address_limit) */
+#define MAX_ADDRESSES 5
 
 typedef struct {
 	const PbConfig *cfg;
@@ -325,13 +329,20 @@ pb_remote_deliver(const PbConfig *cfg, const char *domain, GPtrArray *messages,
 		               : PB_OUTCOME_TEMP,
 		           dsn, text);
 	}
-	for (guint i = 0; list && i < list->hosts->len && r.todo->len; i++) {
+	/* at most MAX_ADDRESSES addresses a delivery (Postfix's
+	 * smtp_mx_address_limit): a domain naming a hundred silent hosts
+	 * cannot hold a delivery for days of timeouts */
+	for (guint i = 0, tried = 0;
+	     list && i < list->hosts->len && r.todo->len; i++) {
 		const PbMxHost *h = g_ptr_array_index(list->hosts, i);
-		for (guint a = 0; a < h->addresses->len; a++)
+		for (guint a = 0;
+		     a < h->addresses->len && tried < MAX_ADDRESSES; a++) {
+			tried++;
 			if (try_address(&r, h->name,
 			                g_ptr_array_index(h->addresses, a),
 			                port))
 				break;
+		}
 	}
 	if (r.todo->len > 0)
 		report_all(&r, r.last_perm ? PB_OUTCOME_PERM : PB_OUTCOME_TEMP,

@@ -78,6 +78,10 @@ def net(inst):
         "--dns-rr=nullmx.test,15,000000",
         "--mx-host=slow.test,mx.slow.test,10",
         "--host-record=mx.slow.test,127.0.0.6",
+        # seven MX hosts where nothing listens
+        *["--mx-host=many.test,mx%d.many.test,%d" % (n, n) for n in range(7)],
+        *["--host-record=mx%d.many.test,127.0.0.%d" % (n, 20 + n)
+          for n in range(7)],
     ], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     inst.configure(main={"delivery": "queue"},
                    delivery={"nameservers": "127.0.0.1:%d" % dns_port,
@@ -330,3 +334,16 @@ def test_remote_target_named_twice_gets_one_copy(net):
     rcpts = sorted(r.lower() for r in inst.servers["127.0.0.2"].rcpts())
     assert rcpts == ["bob@remote.test", "carol@remote.test"], rcpts
     assert inst.mailq_json() == []
+
+
+def test_at_most_five_addresses_a_delivery(net):
+    """A domain naming many hosts costs at most five connection attempts
+    a delivery (Postfix's smtp_mx_address_limit)."""
+    inst = net
+    inst.send(["bob@many.test"], MSG, sender="alice@example.org")
+    runq(inst, "-f")
+    tries = [l for l in inst.log_text().splitlines()
+             if ": connect to mx" in l and "status=" not in l]
+    assert len(tries) == 5, tries
+    assert [r["address"] for r in inst.mailq_json()[0]["recipients"]] == \
+        ["bob@many.test"]
