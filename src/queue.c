@@ -1201,6 +1201,7 @@ pb_queue_set_aside(PbQueue *q, const char *id, char **salvage, GError **error)
 {
 	g_autofree char *path = NULL;
 	g_autoptr(PbEnvelope) env = NULL;
+	g_autoptr(GError) why = NULL;
 	g_auto(PbFd) fd = -1;
 
 	*salvage = NULL;
@@ -1218,9 +1219,15 @@ pb_queue_set_aside(PbQueue *q, const char *id, char **salvage, GError **error)
 		return -1;
 	}
 	/* under the lock, the envelope may have been mended meanwhile */
-	if ((env = read_envelope(q, id, NULL)) != NULL) {
+	if ((env = read_envelope(q, id, &why)) != NULL) {
 		g_set_error(error, PB_ERROR, PB_ERROR_BUSY,
 		            "queue %s: the envelope is readable now", id);
+		return -1;
+	}
+	/* only a damaged envelope goes: a read that failed for another
+	 * reason (EIO, EMFILE) leaves the entry for the next run */
+	if (!g_error_matches(why, PB_ERROR, PB_ERROR_DATA)) {
+		g_propagate_error(error, g_steal_pointer(&why));
 		return -1;
 	}
 	*salvage = salvage_file(q, id);
