@@ -804,9 +804,10 @@ next_uidvalidity_locked(PbMailStore *st, guint32 *out, GError **error)
 	if (marker)
 		(void)renameat(st->rootfd, marker, st->rootfd, newmarker);
 	else {
-		g_auto(PbFd) m = openat(st->rootfd, newmarker,
-		                        O_CREAT | O_WRONLY | O_NOFOLLOW | O_CLOEXEC,
-		                        0600);
+		int m = openat(st->rootfd, newmarker,
+		               O_CREAT | O_WRONLY | O_NOFOLLOW | O_CLOEXEC, 0600);
+		if (m >= 0)
+			close(m);
 	}
 	(void)fsync(st->rootfd);
 	return TRUE;
@@ -2474,12 +2475,11 @@ append_link(PbAppend *a, Target *t, guint flags, const char *const *keywords,
 	return TRUE;
 }
 
-gboolean
-pb_append_commit(PbAppend *a, guint flags, const char *const *keywords,
-                 gint64 date, guint32 *uidvalidity, guint32 *uid,
-                 GError **error)
+static gboolean
+append_finish(PbAppend *a, guint flags, const char *const *keywords,
+              gint64 date, guint32 *uidvalidity, guint32 *uid,
+              GError **error)
 {
-	g_autoptr(PbAppend) owned = a;
 	g_autoptr(GPtrArray) names = g_ptr_array_new_with_free_func(g_free);
 	struct timespec ts[2] = {{date, 0}, {date, 0}};
 	char *name = NULL;
@@ -2504,6 +2504,18 @@ pb_append_commit(PbAppend *a, guint flags, const char *const *keywords,
 		g_ptr_array_add(names, name);
 	ok = ok && target_assign(a->st, &t, names, uidvalidity, uid, error);
 	target_close(&t);
+	return ok;
+}
+
+gboolean
+pb_append_commit(PbAppend *a, guint flags, const char *const *keywords,
+                 gint64 date, guint32 *uidvalidity, guint32 *uid,
+                 GError **error)
+{
+	gboolean ok = append_finish(a, flags, keywords, date, uidvalidity, uid,
+	                            error);
+
+	pb_append_abort(a); /* the temporary file is gone by now, or must go */
 	return ok;
 }
 
