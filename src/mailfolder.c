@@ -58,6 +58,7 @@
 #define CHUNK 65536
 #define DELETED_PREFIX "..pillarbox-deleted."
 #define VSIZE_UNKNOWN G_MAXUINT64
+#define SCAN_AGAIN 3 /* scans after the first while messages seem gone */
 
 G_DEFINE_QUARK(pb-mailfolder-error-quark, pb_mailfolder_error)
 
@@ -949,20 +950,27 @@ scan_one(int fd, gboolean in_new, GHashTable *h, GError **error)
 
 /* Base name -> Ent of every file in new/ and cur/ (new/ first: a file
  * moved from new/ to cur/ meanwhile is then seen at least once). */
+static gboolean
+scan_into(PbMailFolder *f, GHashTable *h, GError **error)
+{
+	struct stat nst, cst;
+
+	if (fstat(f->newfd, &nst) < 0 || fstat(f->curfd, &cst) < 0)
+		return pb_throw_errno(error, "stat %s", f->name);
+	clock_gettime(CLOCK_REALTIME, &f->scan_time);
+	f->new_mtime = nst.st_mtim;
+	f->cur_mtime = cst.st_mtim;
+	return scan_one(f->newfd, TRUE, h, error) &&
+	       scan_one(f->curfd, FALSE, h, error);
+}
+
 static GHashTable *
 scan(PbMailFolder *f, GError **error)
 {
 	g_autoptr(GHashTable) h = g_hash_table_new_full(
 	    g_str_hash, g_str_equal, g_free, (GDestroyNotify)ent_free);
-	struct stat nst, cst;
 
-	if (fstat(f->newfd, &nst) < 0 || fstat(f->curfd, &cst) < 0)
-		return pb_throw_errno(error, "stat %s", f->name), NULL;
-	clock_gettime(CLOCK_REALTIME, &f->scan_time);
-	f->new_mtime = nst.st_mtim;
-	f->cur_mtime = cst.st_mtim;
-	if (!scan_one(f->newfd, TRUE, h, error) ||
-	    !scan_one(f->curfd, FALSE, h, error))
+	if (!scan_into(f, h, error))
 		return NULL;
 	return g_steal_pointer(&h);
 }
@@ -1283,6 +1291,40 @@ header_from(PbMailFolder *f, const PbUidlist *disk)
 		f->header_rest = g_strdup(disk->header_rest);
 }
 
+/* Records above AFTER that no file of our scan matched: a file another
+ * process numbered that our readdir missed (a rename raced it). Before
+ * we hand out UIDs above them, look once more, or the file would get a
+ * second UID later. */
+static gboolean
+adopt_unseen(PbMailFolder *f, const PbUidlist *disk, guint32 after,
+             GArray *fresh, GError **error)
+{
+	g_autoptr(GHashTable) adopted = g_hash_table_new(NULL, NULL);
+	g_autoptr(GHashTable) h = NULL;
+
+	for (guint i = 0; i < fresh->len; i++)
+		g_hash_table_add(adopted, GUINT_TO_POINTER(
+		                              g_array_index(fresh, Msg, i).uid));
+	for (guint i = 0; i < disk->recs->len; i++) {
+		const PbUidRec *r = &g_array_index(disk->recs, PbUidRec, i);
+		g_autofree char *base = NULL;
+		Ent *e;
+		if (r->uid <= after ||
+		    g_hash_table_contains(adopted, GUINT_TO_POINTER(r->uid)))
+			continue;
+		if (h == NULL && (h = scan(f, error)) == NULL)
+			return FALSE;
+		base = g_strndup(r->name, base_len(r->name));
+		if ((e = g_hash_table_lookup(h, base)) != NULL && !e->used) {
+			add_msg(fresh, e, r->uid, r->ext);
+			e->used = TRUE;
+		}
+	}
+	if (h != NULL) /* this scan's times are not what we applied */
+		f->new_mtime.tv_sec = f->cur_mtime.tv_sec = 0;
+	return TRUE;
+}
+
 /* Under the lock: reads the uidlist again, adopts what it names, gives
  * the rest of ENTS UIDs in delivery order and writes it. */
 static gboolean
@@ -1300,6 +1342,8 @@ assign_locked(PbMailFolder *f, GPtrArray *ents, guint32 after, GArray *fresh,
 	if (disk && disk->uidvalidity == f->uidvalidity) {
 		header_from(f, disk);
 		adopt(ents, disk, after, fresh);
+		if (!adopt_unseen(f, disk, after, fresh, error))
+			return FALSE;
 	}
 	g_ptr_array_sort(ents, by_delivery);
 	for (guint i = 0; i < ents->len; i++) {
@@ -1490,14 +1534,17 @@ pb_mailfolder_sync(PbMailFolder *f, guint flags, PbFolderChanges *ch,
 		ch->keywords_grew |= keywords_reload(f);
 	if (!need_write && unchanged(f))
 		goto done;
-	for (int attempt = 0; attempt < 2; attempt++) {
-		g_clear_pointer(&h, g_hash_table_unref);
-		/* a file renamed while we read the folder may be missed:
-		 * look again before calling anything expunged */
-		if ((h = scan(f, error)) == NULL)
+	/* readdir may miss a file renamed while it reads (by pop3d, a
+	 * local MUA, another session): before calling anything expunged,
+	 * read the folder again and take the union (a miss is a matter of
+	 * timing, a deletion stays) */
+	if ((h = scan(f, error)) == NULL)
+		return FALSE;
+	for (int again = 0; again < SCAN_AGAIN && count_missing(f, h) > 0;
+	     again++) {
+		if (!scan_into(f, h, error))
 			return FALSE;
-		if (count_missing(f, h) == 0)
-			break;
+		f->new_mtime.tv_sec = f->cur_mtime.tv_sec = 0;
 	}
 	apply_known(f, h);
 	if (!add_new(f, h, need_write, error))

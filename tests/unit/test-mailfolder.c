@@ -10,6 +10,7 @@
 #include <glib/gstdio.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 typedef struct {
@@ -59,8 +60,12 @@ deliver(F *f, const char *folder_dir, guint n, const char *text)
 	    "%u.M%uP1Q%u.host,S=%zu,W=%zu", 1700000000 + n, n, n, strlen(text),
 	    strlen(text) + 1);
 	g_autofree char *p = path(f, folder_dir, "new", name);
+	int fd = open(p, O_CREAT | O_EXCL | O_WRONLY, 0600);
 
-	g_assert_true(g_file_set_contents(p, text, -1, NULL));
+	/* no fsync: a test's files need not survive a power failure */
+	g_assert_cmpint(fd, >=, 0);
+	g_assert_cmpint(write(fd, text, strlen(text)), ==, (int)strlen(text));
+	close(fd);
 	return g_steal_pointer(&name);
 }
 
@@ -981,6 +986,54 @@ test_odd_files(F *f, gconstpointer data)
 	g_assert_false(g_file_test(gone, G_FILE_TEST_EXISTS));
 }
 
+/* A reader renaming messages all the time (flag changes, as a local MUA
+ * or pop3d would) while the session syncs: no message is ever reported
+ * expunged, no UID changes. */
+static void
+test_rename_storm(F *f, gconstpointer data)
+{
+	g_autoptr(PbMailFolder) mf = NULL;
+	g_autofree char *curdir = path(f, "cur", NULL, NULL);
+	guint32 uids[10000];
+	pid_t pid;
+	int status;
+
+	for (guint i = 1; i <= 1000; i++)
+		g_free(deliver(f, ".", i, "x\n"));
+	mf = open_folder(f, "INBOX", FALSE);
+	g_assert_cmpuint(pb_mailfolder_count(mf), ==, 1000);
+	for (guint i = 0; i < 1000; i++)
+		uids[i] = pb_mailfolder_uid(mf, i);
+	pid = fork();
+	g_assert_cmpint(pid, >=, 0);
+	if (pid == 0) { /* toggles \Seen on every message for 0.5 s */
+		gint64 end = g_get_monotonic_time() + 500000;
+		while (g_get_monotonic_time() < end) {
+			g_autoptr(GDir) d = g_dir_open(curdir, 0, NULL);
+			const char *n;
+			while (d && (n = g_dir_read_name(d)) != NULL) {
+				g_autofree char *from = g_build_filename(curdir, n, NULL);
+				g_autofree char *to = g_str_has_suffix(n, ":2,S")
+				    ? g_strndup(from, strlen(from) - 1)
+				    : g_strconcat(from, "S", NULL);
+				(void)rename(from, to);
+			}
+		}
+		_exit(0);
+	}
+	for (guint round = 0; round < 25; round++) {
+		g_auto(PbFolderChanges) ch;
+		pb_folder_changes_init(&ch);
+		sync_ok(mf, 0, &ch);
+		g_assert_cmpuint(ch.expunged->len, ==, 0);
+		g_assert_cmpuint(pb_mailfolder_count(mf), ==, 1000);
+		g_usleep(20000);
+	}
+	g_assert_cmpint(waitpid(pid, &status, 0), ==, pid);
+	for (guint i = 0; i < 1000; i++)
+		g_assert_cmpuint(pb_mailfolder_uid(mf, i), ==, uids[i]);
+}
+
 #define ADD(name, fn) g_test_add(name, F, NULL, setup, fn, teardown)
 #define ADD_FROM(name, tree, fn)                                               \
 	g_test_add(name, F, tree, setup, fn, teardown)
@@ -1013,5 +1066,6 @@ main(int argc, char **argv)
 	ADD("/mailfolder/status", test_status);
 	ADD("/mailfolder/size-kept", test_size_kept);
 	ADD("/mailfolder/odd-files", test_odd_files);
+	ADD("/mailfolder/rename-storm", test_rename_storm);
 	return g_test_run();
 }
