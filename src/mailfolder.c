@@ -862,6 +862,7 @@ struct _PbMailFolder {
 	struct timespec new_mtime, cur_mtime, scan_time;
 	gboolean w_dirty;    /* a W size computed: worth writing the uidlist */
 	gboolean ul_missing; /* no usable uidlist on disk: write ours */
+	PbUidlist *opened;   /* the uidlist read at opening, until used */
 	guint recent;
 };
 
@@ -1391,9 +1392,14 @@ add_new(PbMailFolder *f, GHashTable *h, gboolean need_write, GError **error)
 	while (g_hash_table_iter_next(&it, NULL, (gpointer *)&e))
 		if (!e->used)
 			g_ptr_array_add(ents, e);
-	if (ents->len == 0 && !need_write)
+	if (ents->len == 0 && !need_write) {
+		g_clear_pointer(&f->opened, pb_uidlist_free);
 		return TRUE;
-	if (!uidlist_reread(f, &disk, &missing, error))
+	}
+	if (f->opened) { /* read by pb_mailfolder_open(): not twice */
+		disk = g_steal_pointer(&f->opened);
+		missing = FALSE;
+	} else if (!uidlist_reread(f, &disk, &missing, error))
 		return FALSE;
 	if (disk && disk->uidvalidity == f->uidvalidity) {
 		header_from(f, disk);
@@ -1626,7 +1632,7 @@ folder_load(PbMailFolder *f, GError **error)
 		f->uidvalidity = disk->uidvalidity;
 		f->uidnext = disk->uidnext;
 		f->header_rest = g_strdup(disk->header_rest);
-		memset(&f->ul_st, 0, sizeof f->ul_st); /* adopt from it */
+		f->opened = g_steal_pointer(&disk); /* the first sync's */
 	} else {
 		if (!next_uidvalidity(f->st, &f->uidvalidity, error))
 			return FALSE;
@@ -1712,6 +1718,7 @@ pb_mailfolder_close(PbMailFolder *f)
 	if (f->curfd >= 0)
 		close(f->curfd);
 	msgs_free(f->msgs);
+	pb_uidlist_free(f->opened);
 	pb_keywords_free(f->kw);
 	g_free(f->kw_list);
 	g_free(f->watch[0]);
