@@ -3,6 +3,7 @@
  * Dovecot-written uidlist), flags, keywords, expunge, copy, move, append,
  * folders, subscriptions, UIDVALIDITY, and other processes' renames. */
 #include "error.h"
+#include "mailbox.h"
 #include "mailfolder.h"
 #include "mutf7.h"
 
@@ -1054,6 +1055,49 @@ test_rename_storm(F *f, gconstpointer data)
 		g_assert_cmpuint(pb_mailfolder_uid(mf, i), ==, uids[i]);
 }
 
+static void
+discard(void *ctx, const char *data, gsize len)
+{
+	*(gsize *)ctx += len;
+}
+
+/* pop3d (mailbox.c) on the same INBOX: it retrieves one message (moved
+ * to cur/ as seen) and deletes another while IMAP has the folder open. */
+static void
+test_pop3d_alongside(F *f, gconstpointer data)
+{
+	g_autoptr(GError) error = NULL;
+	g_autoptr(PbMailFolder) mf = NULL;
+	g_autoptr(PbMailbox) mb = NULL;
+	g_auto(PbFolderChanges) ch;
+	gboolean deleted[3] = {FALSE, TRUE, FALSE};
+	gsize sent = 0;
+	PbLineOut out = {discard, &sent};
+
+	for (guint i = 1; i <= 3; i++)
+		g_free(deliver(f, ".", i, "Subject: x\n\nbody\n"));
+	/* EXAMINE first: the messages stay in new/ for pop3d */
+	mf = open_folder(f, "INBOX", TRUE);
+	mb = pb_mailbox_open(f->dir, &error);
+	g_assert_no_error(error);
+	g_assert_cmpuint(pb_mailbox_count(mb), ==, 3);
+	g_assert_true(pb_mailbox_send(mb, 2, -1, &out, &error));
+	g_assert_cmpuint(sent, >, 0);
+	g_assert_true(pb_mailbox_commit(mb, deleted, &error));
+	g_assert_no_error(error);
+	g_clear_pointer(&mb, pb_mailbox_close);
+	pb_folder_changes_init(&ch);
+	sync_ok(mf, 0, &ch);
+	g_assert_cmpuint(ch.expunged->len, ==, 1);
+	g_assert_cmpuint(g_array_index(ch.expunged, guint, 0), ==, 2);
+	g_assert_cmpuint(ch.changed->len, ==, 1);
+	g_assert_cmpuint(g_array_index(ch.changed, guint, 0), ==, 1);
+	g_assert_cmpuint(pb_mailfolder_uid(mf, 0), ==, 1);
+	g_assert_cmpuint(pb_mailfolder_uid(mf, 1), ==, 3);
+	g_assert_true(pb_mailfolder_flags(mf, 1) & PB_MSG_SEEN);
+	g_assert_false(pb_mailfolder_flags(mf, 0) & PB_MSG_SEEN);
+}
+
 #define ADD(name, fn) g_test_add(name, F, NULL, setup, fn, teardown)
 #define ADD_FROM(name, tree, fn) g_test_add(name, F, tree, setup, fn, teardown)
 
@@ -1086,5 +1130,6 @@ main(int argc, char **argv)
 	ADD("/mailfolder/size-kept", test_size_kept);
 	ADD("/mailfolder/odd-files", test_odd_files);
 	ADD("/mailfolder/rename-storm", test_rename_storm);
+	ADD("/mailfolder/pop3d-alongside", test_pop3d_alongside);
 	return g_test_run();
 }
