@@ -8,16 +8,19 @@
  *   ROOT/.A.B/{tmp,new,cur}      folder "A.B" (name in modified UTF-7, as on
  *   ROOT/.A.B/maildirfolder      the wire; "." is the hierarchy separator)
  *   FOLDER/dovecot-uidlist       version 3: "3 V<uidvalidity> N<uidnext>
- *                                G<guid>", then "<uid> [ext...] :<base>"
- *                                (base = file name before ":2,")
+ *                                G<guid>", then "<uid> [ext...] :<name>"
+ *                                (the last known file name; its base,
+ *                                before ":", is the key)
  *   FOLDER/dovecot-uidlist.lock  the lock for the two files below (link(2))
  *   FOLDER/dovecot-keywords      "<index> <keyword>", index 0-25 = 'a'-'z'
  *   ROOT/subscriptions           "V\t2\n\n" then one name a line, levels
  *                                separated by TAB
- *   ROOT/dovecot-uidvalidity     the last UIDVALIDITY handed out (hex)
- * A message's flags are its name's info ":2,<letters>": D F P R S T
- * (\Draft \Flagged $Forwarded/passed \Answered \Seen \Deleted), a-z for
- * keywords, all in ASCII order; letters we do not know are kept.
+ *   ROOT/dovecot-uidvalidity     the last UIDVALIDITY handed out (hex),
+ *   ROOT/dovecot-uidvalidity.HEX Dovecot's marker of the same value
+ * A message's flags are its name's info ":2,<letters>": D F R S T
+ * (\Draft \Flagged \Answered \Seen \Deleted), a-z for keywords, all in
+ * ASCII order; other letters (P for "passed", ...) and anything after a
+ * further "," are kept as they are.
  *
  * Guarantees:
  *  - a UID is keyed by the base name, so a flag change (rename, by us,
@@ -40,8 +43,9 @@
  *  - another process (pop3d, Dovecot, a local MUA) may rename or unlink
  *    messages at any time: a message that moved is found again by its base
  *    name, one that is gone is reported expunged at the next sync, and a
- *    scan that raced a rename is repeated before anything is declared
- *    expunged.
+ *    scan that misses a known message (readdir racing a rename) is
+ *    repeated, up to three times, taking the union, before anything is
+ *    declared expunged.
  * Errors: PB_MAILFOLDER_ERROR (below) for what an IMAP client is told with
  * a response code; PB_ERROR_TEMP for I/O trouble (NO
  * [SERVERBUG]/[UNAVAILABLE]).
@@ -112,11 +116,13 @@ typedef struct {
 /* ---- names ---- */
 
 /* Checks an IMAP mailbox name (mUTF-7 as received): well-formed modified
- * UTF-7, printable ASCII, no "/" or "\\", no empty level (no leading,
- * trailing or double "."), no level "tmp", "new" or "cur" or starting
- * with "." , at most PB_MAILFOLDER_NAME_MAX octets and
+ * UTF-7 in its one canonical spelling, decoding to no control character
+ * (C0, DEL, C1), printable ASCII, none of "/", "\\", "*", "%", no leading
+ * "~", no empty level (no leading, trailing or double "."), no level
+ * "tmp", "new" or "cur", at most PB_MAILFOLDER_NAME_MAX octets and
  * PB_MAILFOLDER_DEPTH_MAX levels. PB_MAILFOLDER_ERROR_BADNAME. "INBOX" in
- * any case is valid. */
+ * any case is valid. A LIST pattern is not a name: match patterns
+ * against pb_mailstore_list(). */
 gboolean pb_mailfolder_name_check(const char *name, GError **error);
 /* The canonical form: a first level "INBOX" in any case becomes "INBOX";
  * the rest is unchanged. Call after pb_mailfolder_name_check(). */
