@@ -171,7 +171,8 @@ gboolean pb_mailstore_create(PbMailStore *st, const char *name, GError **error);
  * one rename before its files are removed. INBOX: CANNOT. */
 gboolean pb_mailstore_delete(PbMailStore *st, const char *name, GError **error);
 /* RENAME: FROM and its children to TO (ALREADYEXISTS if TO or a child's
- * new name exists, NONEXISTENT); folders keep their UIDVALIDITY and
+ * new name exists, NONEXISTENT, CANNOT when TO is inside FROM, BADNAME
+ * when a child's new name is too long); folders keep their UIDVALIDITY and
  * UIDs; subscriptions follow. FROM = INBOX: creates TO (a fresh
  * UIDVALIDITY) and moves INBOX's messages into it (new UIDs there); INBOX
  * stays, empty; its children do not move (RFC 3501 6.3.5). */
@@ -216,8 +217,10 @@ guint32 pb_mailfolder_uidnext(PbMailFolder *f);
 const char *const *pb_mailfolder_watch_dirs(PbMailFolder *f);
 
 /* The messages as this session knows them, by 0-based index (sequence
- * number - 1), in ascending UID order. They change only in
- * pb_mailfolder_sync(), _expunge() and _store(). */
+ * number - 1), in ascending UID order. Indexes change only in
+ * pb_mailfolder_sync(), _expunge() and a MOVE's _copy(); flags also in
+ * _store() (and when a read finds another process's rename, reported at
+ * the next sync); is_expunged also when a read finds the file gone. */
 guint pb_mailfolder_count(PbMailFolder *f);
 guint pb_mailfolder_recent_count(PbMailFolder *f);
 guint32 pb_mailfolder_uid(PbMailFolder *f, guint i);
@@ -244,7 +247,10 @@ int pb_mailfolder_open_message(PbMailFolder *f, guint i, GError **error);
 /* The keywords defined in this folder (for FLAGS / PERMANENTFLAGS), NULL
  * terminated; and the name of bit K of pb_mailfolder_keywords() (NULL
  * when the letter has no name: such a letter is kept in the file name
- * but not shown). Both valid until the next sync or keyword call. */
+ * but not shown). Both valid until the next sync or keyword call.
+ * Index k of the list is bit k only when dovecot-keywords has no gaps
+ * (ours never have; a hand-edited one may): name bits with
+ * pb_mailfolder_keyword_name(). */
 const char *const *pb_mailfolder_keyword_names(PbMailFolder *f);
 const char *pb_mailfolder_keyword_name(PbMailFolder *f, guint k);
 /* The bit of keyword NAME (case-insensitive, RFC 3501 atom chars, not
