@@ -615,6 +615,17 @@ test_copy_move(F *f, gconstpointer data)
 		g_assert_true(g_file_test(p, G_FILE_TEST_IS_REGULAR));
 		g_free(moved_base);
 	}
+	/* COPY into the folder itself (any case of INBOX): new UIDs */
+	g_array_set_size(du, 0);
+	g_assert_true(pb_mailfolder_copy(mf, r, 1, "inbox", FALSE, &v, su, du,
+	                                 NULL, &error));
+	g_assert_no_error(error);
+	g_assert_cmpuint(v, ==, pb_mailfolder_uidvalidity(mf));
+	g_assert_cmpuint(g_array_index(du, guint32, 0), ==, 5);
+	sync_ok(mf, 0, NULL);
+	g_assert_cmpuint(pb_mailfolder_count(mf), ==, 4);
+	g_assert_cmpuint(pb_mailfolder_uid(mf, 3), ==, 5);
+	g_assert_cmpstr(pb_mailfolder_name(mf), ==, "INBOX");
 	/* MOVE to the folder itself is refused */
 	g_assert_false(pb_mailfolder_copy(mf, r, 1, "inbox", TRUE, &v, su, du,
 	                                  ex, &error));
