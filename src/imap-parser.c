@@ -1354,16 +1354,19 @@ pb_imap_fetch_free(PbImapFetch *fetch)
 }
 
 /* header-list: "(" name *(SP name) ")" with names as atoms or quoted
- * strings; S[*I] is at "(". */
+ * strings; S[*I] is at "(". SHOWN gets the list as the response shows
+ * it: upper case, quoted where the client quoted (as Dovecot does). */
 static gboolean
-header_list(const char *s, gsize len, gsize *i, GPtrArray *fields)
+header_list(const char *s, gsize len, gsize *i, GPtrArray *fields,
+            GString *shown)
 {
 	if (*i >= len || s[(*i)++] != '(')
 		return FALSE;
 	for (;;) {
 		g_autoptr(GString) name = g_string_new(NULL);
+		gboolean quoted = *i < len && s[*i] == '"';
 
-		if (*i < len && s[*i] == '"') {
+		if (quoted) {
 			for ((*i)++; *i < len && s[*i] != '"'; (*i)++) {
 				if (s[*i] == '\\' && *i + 1 < len)
 					(*i)++;
@@ -1381,6 +1384,12 @@ header_list(const char *s, gsize len, gsize *i, GPtrArray *fields)
 		if (name->len == 0 || *i >= len)
 			return FALSE;
 		g_ptr_array_add(fields, g_ascii_strup(name->str, name->len));
+		g_string_append_c(shown, fields->len > 1 ? ' ' : '(');
+		if (quoted)
+			pb_imap_append_string(shown, fields->pdata[fields->len - 1],
+			                      name->len);
+		else
+			g_string_append(shown, fields->pdata[fields->len - 1]);
 		if (s[*i] == ')')
 			return ++*i, TRUE;
 		if (s[(*i)++] != ' ')
@@ -1390,7 +1399,8 @@ header_list(const char *s, gsize len, gsize *i, GPtrArray *fields)
 
 /* section-text after the part numbers (S[*I..]), up to "]" excluded. */
 static gboolean
-section_text(const char *s, gsize len, gsize *i, PbImapFetchBody *b)
+section_text(const char *s, gsize len, gsize *i, PbImapFetchBody *b,
+             GString *shown)
 {
 	static const struct {
 		const char *word;
@@ -1417,7 +1427,7 @@ section_text(const char *s, gsize len, gsize *i, PbImapFetchBody *b)
 		    b->kind != PB_IMAP_SECTION_HEADER_FIELDS_NOT)
 			return TRUE;
 		fields = g_ptr_array_new_with_free_func(g_free);
-		if (!header_list(s, len, i, fields))
+		if (!header_list(s, len, i, fields, shown))
 			return FALSE;
 		g_ptr_array_add(fields, NULL);
 		b->fields = (char **)g_ptr_array_free(g_steal_pointer(&fields),
@@ -1429,7 +1439,7 @@ section_text(const char *s, gsize len, gsize *i, PbImapFetchBody *b)
 
 /* The section between "[" and "]": S/LEN, "]" excluded. */
 static gboolean
-section_spec(const char *s, gsize len, PbImapFetchBody *b)
+section_spec(const char *s, gsize len, PbImapFetchBody *b, GString *shown)
 {
 	g_autoptr(GArray) part = g_array_new(FALSE, FALSE, sizeof(guint32));
 	gsize i = 0;
@@ -1454,12 +1464,12 @@ section_spec(const char *s, gsize len, PbImapFetchBody *b)
 	              : NULL;
 	if (i == len)
 		return len == 0 || s[len - 1] != '.';
-	return section_text(s, len, &i, b) && i == len;
+	return section_text(s, len, &i, b, shown) && i == len;
 }
 
 /* "BODY[" canonical section "]" and "<offset>" for the response */
 static char *
-body_name(const PbImapFetchBody *b)
+body_name(const PbImapFetchBody *b, const GString *fields)
 {
 	static const char *const kinds[] = {"", "HEADER", "HEADER.FIELDS",
 	                                    "HEADER.FIELDS.NOT", "TEXT",
@@ -1471,16 +1481,8 @@ body_name(const PbImapFetchBody *b)
 	if (b->n_part > 0 && b->kind != PB_IMAP_SECTION_WHOLE)
 		g_string_append_c(n, '.');
 	g_string_append(n, kinds[b->kind]);
-	if (b->fields != NULL) {
-		g_string_append(n, " (");
-		for (guint i = 0; b->fields[i] != NULL; i++) {
-			if (i > 0)
-				g_string_append_c(n, ' ');
-			pb_imap_append_astring(n, b->fields[i],
-			                       strlen(b->fields[i]));
-		}
-		g_string_append_c(n, ')');
-	}
+	if (b->fields != NULL)
+		g_string_append_printf(n, " %s)", fields->str);
 	g_string_append_c(n, ']');
 	if (b->partial)
 		g_string_append_printf(n, "<%u>", b->offset);
@@ -1516,16 +1518,17 @@ static gboolean
 fetch_section(const char *s, gsize len, PbImapFetchBody *b)
 {
 	const char *open = memchr(s, '[', len), *close;
+	g_autoptr(GString) fields = g_string_new(NULL);
 
 	b->peek = open - s == 9;
 	close = s + len;
 	while (close > open && *close != ']')
 		close--;
 	if (close == open ||
-	    !section_spec(open + 1, (gsize)(close - open - 1), b) ||
+	    !section_spec(open + 1, (gsize)(close - open - 1), b, fields) ||
 	    !partial_spec(close + 1, len - (gsize)(close + 1 - s), b))
 		return FALSE;
-	b->name = body_name(b);
+	b->name = body_name(b, fields);
 	return TRUE;
 }
 

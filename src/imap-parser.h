@@ -166,11 +166,16 @@ void pb_imap_parser_literal(PbImapParser *p, guint64 *size, gboolean *sync,
 PbImapLiteralReply pb_imap_parser_literal_accept(PbImapParser *p);
 /* Hand its octets to the caller (PB_IMAP_PARSE_STREAM events, then one
  * STREAM_END); the tree gets a PB_IMAP_ARG_STREAM. The caller has
- * checked the size against its own bound. Returns SEND_PLUS or FEED. */
+ * checked the size against its own bound. Returns SEND_PLUS or FEED.
+ * The caller must let all N octets pass through feed even if its sink
+ * failed (they are not commands). The command is complete only at
+ * COMMAND: a BAD after STREAM_END (e.g. junk after the literal) means
+ * the command failed, and what was streamed is to be thrown away. */
 PbImapLiteralReply pb_imap_parser_literal_stream(PbImapParser *p);
 /* Refuse it (e.g. APPEND over max_message_size): REFUSED or CLOSE.
- * After REFUSED, pb_imap_parser_tag() is the command's tag. (accept
- * refuses by itself when the budget is exceeded.) */
+ * The partial command is dropped (pb_imap_parser_command() is NULL);
+ * pb_imap_parser_tag() keeps its tag for the answer. (accept refuses by
+ * itself when the budget is exceeded, the same way.) */
 PbImapLiteralReply pb_imap_parser_literal_refuse(PbImapParser *p);
 /* Octets of the streamed literal still to come. */
 guint64 pb_imap_parser_stream_left(PbImapParser *p);
@@ -333,7 +338,8 @@ typedef enum {
 
 typedef struct {
 	/* What the response calls it: "BODY[1.HEADER.FIELDS (FROM TO)]<0>"
-	 * (field names upper-cased, a partial's offset only), "RFC822",
+	 * (field names upper-cased and quoted where the client quoted
+	 * them, as Dovecot answers; a partial's offset only), "RFC822",
 	 * "RFC822.HEADER", "RFC822.TEXT". */
 	char *name;
 	guint32 *part; /* "1.2.3": {1, 2, 3}; NULL when n_part is 0 */

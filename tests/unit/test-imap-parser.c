@@ -804,7 +804,9 @@ test_fetch(void)
 	                     PB_IMAP_FETCH_INTERNALDATE |
 	                     PB_IMAP_FETCH_ENVELOPE | PB_IMAP_FETCH_BODY);
 	g_assert_cmpuint(f->n_bodies, ==, 8);
-	g_assert_cmpstr(f->bodies[0].name, ==, "BODY[HEADER.FIELDS (FROM TO)]<0>");
+	/* as Dovecot answers: upper case, quoted where the client quoted */
+	g_assert_cmpstr(f->bodies[0].name, ==,
+	                "BODY[HEADER.FIELDS (FROM \"TO\")]<0>");
 	g_assert_cmpint(f->bodies[0].kind, ==, PB_IMAP_SECTION_HEADER_FIELDS);
 	g_assert_cmpstr(f->bodies[0].fields[1], ==, "TO");
 	g_assert_null(f->bodies[0].fields[2]);
