@@ -56,6 +56,8 @@ struct _PbImapParser {
 	char *bad_tag;
 	char *err;
 	PbImapBadKind bad_kind;
+	const char *close_err; /* why CLOSE, when not err */
+	gboolean closed_told;  /* CLOSE was returned */
 	gboolean skip_literals; /* S_SKIP_LINE honours a final {N+} */
 	char tail[TAIL];
 	gsize tail_len;
@@ -192,6 +194,8 @@ pb_imap_parser_tag(PbImapParser *p)
 const char *
 pb_imap_parser_error(PbImapParser *p)
 {
+	if (p->closed_told && p->close_err != NULL)
+		return p->close_err;
 	return p->err != NULL ? p->err : "";
 }
 
@@ -316,6 +320,7 @@ skip_line_done(PbImapParser *p, const char *s, gsize len)
 
 	if (p->skip_literals && literal_at_end(s, len, &size, &sync) && !sync) {
 		if (size > p->max) {
+			p->close_err = "Literal too big";
 			p->state = S_CLOSED;
 			return;
 		}
@@ -772,6 +777,7 @@ pb_imap_parser_feed(PbImapParser *p, const char *buf, gsize len,
 
 		if (p->state == S_CLOSED) {
 			*consumed = off;
+			p->closed_told = TRUE;
 			return PB_IMAP_PARSE_CLOSE;
 		}
 		if (p->state == S_STREAM_END) {
@@ -795,18 +801,19 @@ pb_imap_parser_feed(PbImapParser *p, const char *buf, gsize len,
 /* ------------------------------------------------------------------ */
 /* literals: the caller's answer */
 
+static PbImapLiteralReply
+refuse(PbImapParser *p, const char *why)
+{
+	set_bad(p, PB_IMAP_BAD_TOO_BIG, why, TRUE);
+	p->state = p->lit_sync ? S_LINE : S_CLOSED;
+	return p->lit_sync ? PB_IMAP_LITERAL_REFUSED : PB_IMAP_LITERAL_CLOSE;
+}
+
 PbImapLiteralReply
 pb_imap_parser_literal_refuse(PbImapParser *p)
 {
 	g_return_val_if_fail(p->state == S_LITERAL_WAIT, PB_IMAP_LITERAL_CLOSE);
-	if (!p->lit_sync) {
-		set_bad(p, PB_IMAP_BAD_TOO_BIG, "Literal refused", TRUE);
-		p->state = S_CLOSED;
-		return PB_IMAP_LITERAL_CLOSE;
-	}
-	set_bad(p, PB_IMAP_BAD_TOO_BIG, "Literal refused", TRUE);
-	p->state = S_LINE;
-	return PB_IMAP_LITERAL_REFUSED;
+	return refuse(p, "Literal refused");
 }
 
 PbImapLiteralReply
@@ -816,7 +823,7 @@ pb_imap_parser_literal_accept(PbImapParser *p)
 	if (p->lit_size > p->max - p->used ||
 	    (!p->lit_sync && !p->authenticated &&
 	     p->lit_size > PB_IMAP_PARSER_MAX_LITERAL_MINUS))
-		return pb_imap_parser_literal_refuse(p);
+		return refuse(p, "Literal too big");
 	p->used += p->lit_size;
 	p->lit_buf = g_malloc(p->lit_size + 1);
 	p->lit_got = 0;

@@ -108,7 +108,8 @@ typedef enum {
 	PB_IMAP_PARSE_BAD,     /* a bad command: answer "TAG BAD <error>" or
 	                          "* BAD <error>" when the tag is NULL; the
 	                          parser skips the rest by itself */
-	PB_IMAP_PARSE_CLOSE,   /* cannot stay in step: "* BYE", close. Sticky. */
+	PB_IMAP_PARSE_CLOSE,   /* cannot stay in step: "* BYE <error>", close.
+	                          Sticky. */
 } PbImapParseResult;
 
 typedef enum {

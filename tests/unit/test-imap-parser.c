@@ -145,7 +145,8 @@ on_event(Drv *d, PbImapParseResult r, const char *chunk, gsize n)
 		                       pb_imap_parser_error(d->p));
 		break;
 	case PB_IMAP_PARSE_CLOSE:
-		g_string_append(d->log, "CLOSE\n");
+		g_string_append_printf(d->log, "CLOSE %s\n",
+		                       pb_imap_parser_error(d->p));
 		return FALSE;
 	}
 	return TRUE;
@@ -301,7 +302,7 @@ test_refused(void)
 	      "LIT a1 5 d0 refused\nCMD a2 NOOP\n");
 	/* a non-synchronising one: its octets are coming, close */
 	check("a1 APPEND box {5+}\r\na2 NO\r\na3 NOOP\r\n", POL_REFUSE, TRUE,
-	      "LIT a1 5+ d0 close\nCLOSE\n");
+	      "LIT a1 5+ d0 close\nCLOSE Literal refused\n");
 }
 
 static void
@@ -321,12 +322,12 @@ test_budget(void)
 	check(in->str, POL_ACCEPT, TRUE, want->str);
 	/* LITERAL-: a {N+} over 4096 before login closes */
 	check("a1 LOGIN {5000+}\r\n", POL_ACCEPT, FALSE,
-	      "LIT a1 5000+ d0 close\nCLOSE\n");
+	      "LIT a1 5000+ d0 close\nCLOSE Literal too big\n");
 	check("a1 LOGIN {4096+}\r\n", POL_ACCEPT, FALSE,
 	      "LIT a1 4096+ d0 feed\n");
 	/* after login, {N+} over 64 KiB closes */
 	check("a1 X {70000+}\r\n", POL_ACCEPT, TRUE,
-	      "LIT a1 70000+ d0 close\nCLOSE\n");
+	      "LIT a1 70000+ d0 close\nCLOSE Literal too big\n");
 	/* two literals together over the budget: the second is refused */
 	check("a1 LOGIN {5000}\r\n", POL_ACCEPT, FALSE, "LIT a1 5000 d0 +\n");
 	g_string_printf(in, "a1 LOGIN {5000}\r\n%.5000s {4000}\r\na2 NOOP\r\n",
@@ -344,6 +345,14 @@ test_budget(void)
 	g_string_printf(in, "a1 X %s {9+}\r\na3 NOOP\r\n\r\na2 NOOP\r\n", huge);
 	check(in->str, POL_ACCEPT, TRUE,
 	      "BAD a1 toobig Command too long\nCMD a2 NOOP\n");
+	/* the budget runs out in the middle of the final "{5+}" */
+	g_string_printf(in, "a1 X %.*s {5+}\r\nabcde\r\na2 NOOP\r\n",
+	                PB_IMAP_PARSER_MAX_PRE_AUTH - 7, huge);
+	check(in->str, POL_ACCEPT, FALSE,
+	      "BAD a1 toobig Command too long\nCMD a2 NOOP\n");
+	/* a skipped line announcing a {N+} over the budget: close */
+	check("a1 X ) {9000+}\r\n", POL_ACCEPT, FALSE,
+	      "BAD a1 syntax Unexpected ')'\nCLOSE Literal too big\n");
 	/* an over-long tag: no tag to answer */
 	g_string_printf(in, "%s NOOP\r\na2 NOOP\r\n", big);
 	check(in->str, POL_ACCEPT, FALSE,
@@ -352,7 +361,7 @@ test_budget(void)
 	check("a1 X {99999999999}\r\na2 NOOP\r\n", POL_ACCEPT, TRUE,
 	      "BAD a1 toobig Literal too big\nCMD a2 NOOP\n");
 	check("a1 X {99999999999+}\r\na2 NOOP\r\n", POL_ACCEPT, TRUE,
-	      "BAD a1 toobig Literal too big\nCLOSE\n");
+	      "BAD a1 toobig Literal too big\nCLOSE Literal too big\n");
 }
 
 static void
