@@ -37,14 +37,14 @@ struct _PbImapParser {
 	State state;
 	gsize max, next_max;
 	gboolean authenticated;
-	GString *line;      /* the segment being collected */
-	gsize used;         /* octets of this command so far */
-	gboolean started;   /* a command's first octet has been read */
+	GString *line;       /* the segment being collected */
+	gsize used;          /* octets of this command so far */
+	gboolean started;    /* a command's first octet has been read */
 	gboolean in_command; /* the segment continues a command (literal) */
 	gboolean expect_line, raw_line;
 	PbImapCommand cmd;
-	gboolean cmd_done;  /* cmd is complete: freed at the next feed */
-	GPtrArray *stack;   /* GArray of PbImapArg: [0] top level, open lists */
+	gboolean cmd_done; /* cmd is complete: freed at the next feed */
+	GPtrArray *stack;  /* GArray of PbImapArg: [0] top level, open lists */
 	gboolean need_sep;
 	/* the literal announced or being read */
 	guint64 lit_size;
@@ -56,8 +56,8 @@ struct _PbImapParser {
 	char *bad_tag;
 	char *err;
 	PbImapBadKind bad_kind;
-	const char *close_err; /* why CLOSE, when not err */
-	gboolean closed_told;  /* CLOSE was returned */
+	const char *close_err;  /* why CLOSE, when not err */
+	gboolean closed_told;   /* CLOSE was returned */
 	gboolean skip_literals; /* S_SKIP_LINE honours a final {N+} */
 	char tail[TAIL];
 	gsize tail_len;
@@ -270,8 +270,7 @@ tag_of(const char *s, gsize len, gboolean complete)
 
 /* Records a BAD for the current command and drops what was parsed. */
 static void
-set_bad(PbImapParser *p, PbImapBadKind kind, const char *msg,
-        gboolean complete)
+set_bad(PbImapParser *p, PbImapBadKind kind, const char *msg, gboolean complete)
 {
 	g_free(p->bad_tag);
 	if (p->cmd.tag != NULL)
@@ -411,8 +410,10 @@ read_quoted(PbImapParser *p, Seg *g)
 		if (c == '\r')
 			return tok_error(g, "CR in a quoted string");
 		if (c == '\\') {
-			if (++i == g->len || (g->s[i] != '"' && g->s[i] != '\\'))
-				return tok_error(g, "Bad escape in a quoted string");
+			if (++i == g->len ||
+			    (g->s[i] != '"' && g->s[i] != '\\'))
+				return tok_error(
+				    g, "Bad escape in a quoted string");
 			c = g->s[i];
 		}
 		g_string_append_c(out, c);
@@ -474,7 +475,8 @@ read_atom(PbImapParser *p, Seg *g)
 			return tok_error(g, "Invalid character in an atom");
 		g->pos++;
 	}
-	if (g->pos - start == 3 && g_ascii_strncasecmp(g->s + start, "NIL", 3) == 0)
+	if (g->pos - start == 3 &&
+	    g_ascii_strncasecmp(g->s + start, "NIL", 3) == 0)
 		push_string(p, PB_IMAP_ARG_NIL, g->s + start, 3);
 	else
 		push_string(p, PB_IMAP_ARG_ATOM, g->s + start, g->pos - start);
@@ -967,7 +969,8 @@ seq_number(const char *s, gsize len, gsize *i, guint32 *n)
 PbImapSeqSet *
 pb_imap_seqset_parse(const char *s, gsize len, GError **error)
 {
-	g_autoptr(GArray) ranges = g_array_new(FALSE, FALSE, sizeof(PbImapRange));
+	g_autoptr(GArray) ranges =
+	    g_array_new(FALSE, FALSE, sizeof(PbImapRange));
 	PbImapSeqSet *set;
 	gsize i = 0;
 
@@ -977,7 +980,8 @@ pb_imap_seqset_parse(const char *s, gsize len, GError **error)
 		if (!seq_number(s, len, &i, &r.lo))
 			break;
 		r.hi = r.lo;
-		if (i < len && s[i] == ':' && (i++, !seq_number(s, len, &i, &r.hi)))
+		if (i < len && s[i] == ':' &&
+		    (i++, !seq_number(s, len, &i, &r.hi)))
 			break;
 		g_array_append_val(ranges, r);
 		if (i == len) {
@@ -1044,7 +1048,8 @@ pb_imap_seqset_resolve(const PbImapSeqSet *set, guint32 max)
 	}
 	qsort(r->ranges, r->n, sizeof(PbImapRange), range_cmp);
 	for (guint i = 0; i < r->n; i++) {
-		if (k > 0 && (guint64)r->ranges[k - 1].hi + 1 >= r->ranges[i].lo)
+		if (k > 0 &&
+		    (guint64)r->ranges[k - 1].hi + 1 >= r->ranges[i].lo)
 			r->ranges[k - 1].hi =
 			    MAX(r->ranges[k - 1].hi, r->ranges[i].hi);
 		else
@@ -1078,7 +1083,8 @@ pb_imap_seqset_count(const PbImapSeqSet *resolved)
 	guint64 c = 0;
 
 	for (guint i = 0; i < resolved->n; i++)
-		c += (guint64)resolved->ranges[i].hi - resolved->ranges[i].lo + 1;
+		c += (guint64)resolved->ranges[i].hi - resolved->ranges[i].lo +
+		     1;
 	return c;
 }
 
@@ -1142,7 +1148,8 @@ add_flag(PbImapFlags *flags, GHashTable *seen, const PbImapArg *a,
 		return fail(error, "Invalid flag");
 	if (a->str[0] == '\\') {
 		for (guint i = 0; i < G_N_ELEMENTS(system_flags); i++)
-			if (g_ascii_strcasecmp(a->str, system_flags[i].name) == 0) {
+			if (g_ascii_strcasecmp(a->str, system_flags[i].name) ==
+			    0) {
 				flags->system |= system_flags[i].bit;
 				return TRUE;
 			}
@@ -1202,8 +1209,8 @@ pb_imap_args_store(const PbImapArg *args, guint n, PbImapStore *store,
 		return fail(error, "STORE needs an item and flags");
 	item = args[0].str;
 	if (*item == '+' || *item == '-')
-		store->mode = *item++ == '+' ? PB_IMAP_STORE_ADD
-		                             : PB_IMAP_STORE_REMOVE;
+		store->mode =
+		    *item++ == '+' ? PB_IMAP_STORE_ADD : PB_IMAP_STORE_REMOVE;
 	if (g_ascii_strcasecmp(item, "FLAGS.SILENT") == 0)
 		store->silent = TRUE;
 	else if (g_ascii_strcasecmp(item, "FLAGS") != 0)
@@ -1215,9 +1222,8 @@ pb_imap_args_store(const PbImapArg *args, guint n, PbImapStore *store,
 
 /* ----- dates ----- */
 
-static const char *const months[] = {"Jan", "Feb", "Mar", "Apr",
-                                     "May", "Jun", "Jul", "Aug",
-                                     "Sep", "Oct", "Nov", "Dec"};
+static const char *const months[] = {"Jan", "Feb", "Mar", "Apr", "May", "Jun",
+                                     "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"};
 
 static guint
 days_in_month(guint year, guint month)
@@ -1319,8 +1325,8 @@ pb_imap_parse_date_time(const char *s, gsize len, gint64 *utc, int *zone)
 	    sec > 60 || z % 100 > 59)
 		return FALSE;
 	if (utc != NULL)
-		*utc = pb_imap_date_days(&d) * 86400 + h * 3600 + m * 60 +
-		       sec - sign * (gint64)((z / 100) * 3600 + (z % 100) * 60);
+		*utc = pb_imap_date_days(&d) * 86400 + h * 3600 + m * 60 + sec -
+		       sign * (gint64)((z / 100) * 3600 + (z % 100) * 60);
 	if (zone != NULL)
 		*zone = sign * (int)((z / 100) * 60 + z % 100);
 	return TRUE;
@@ -1385,16 +1391,16 @@ header_list(const char *s, gsize len, gsize *i, GPtrArray *fields,
 			while (*i < len && is_atom_char(s[*i]))
 				g_string_append_c(name, s[(*i)++]);
 		for (gsize k = 0; k < name->len; k++)
-			if ((guchar)name->str[k] <= ' ' || name->str[k] == ':' ||
-			    (guchar)name->str[k] >= 0x7f)
+			if ((guchar)name->str[k] <= ' ' ||
+			    name->str[k] == ':' || (guchar)name->str[k] >= 0x7f)
 				return FALSE;
 		if (name->len == 0 || *i >= len)
 			return FALSE;
 		g_ptr_array_add(fields, g_ascii_strup(name->str, name->len));
 		g_string_append_c(shown, fields->len > 1 ? ' ' : '(');
 		if (quoted)
-			pb_imap_append_string(shown, fields->pdata[fields->len - 1],
-			                      name->len);
+			pb_imap_append_string(
+			    shown, fields->pdata[fields->len - 1], name->len);
 		else
 			g_string_append(shown, fields->pdata[fields->len - 1]);
 		if (s[*i] == ')')
@@ -1424,7 +1430,8 @@ section_text(const char *s, gsize len, gsize *i, PbImapFetchBody *b,
 	for (guint k = 0; k < G_N_ELEMENTS(texts); k++) {
 		gsize wl = strlen(texts[k].word);
 
-		if (len - *i < wl || g_ascii_strncasecmp(s + *i, texts[k].word, wl))
+		if (len - *i < wl ||
+		    g_ascii_strncasecmp(s + *i, texts[k].word, wl))
 			continue;
 		*i += wl;
 		b->kind = texts[k].kind;
@@ -1437,8 +1444,8 @@ section_text(const char *s, gsize len, gsize *i, PbImapFetchBody *b,
 		if (!header_list(s, len, i, fields, shown))
 			return FALSE;
 		g_ptr_array_add(fields, NULL);
-		b->fields = (char **)g_ptr_array_free(g_steal_pointer(&fields),
-		                                      FALSE);
+		b->fields =
+		    (char **)g_ptr_array_free(g_steal_pointer(&fields), FALSE);
 		return TRUE;
 	}
 	return FALSE;
@@ -1465,10 +1472,10 @@ section_spec(const char *s, gsize len, PbImapFetchBody *b, GString *shown)
 			return FALSE;
 	}
 	b->n_part = part->len;
-	b->part = b->n_part > 0
-	              ? (guint32 *)(void *)g_array_free(
-	                    g_steal_pointer(&part), FALSE)
-	              : NULL;
+	b->part =
+	    b->n_part > 0
+	        ? (guint32 *)(void *)g_array_free(g_steal_pointer(&part), FALSE)
+	        : NULL;
 	if (i == len)
 		return len == 0 || s[len - 1] != '.';
 	return section_text(s, len, &i, b, shown) && i == len;
@@ -1478,9 +1485,8 @@ section_spec(const char *s, gsize len, PbImapFetchBody *b, GString *shown)
 static char *
 body_name(const PbImapFetchBody *b, const GString *fields)
 {
-	static const char *const kinds[] = {"", "HEADER", "HEADER.FIELDS",
-	                                    "HEADER.FIELDS.NOT", "TEXT",
-	                                    "MIME"};
+	static const char *const kinds[] = {
+	    "", "HEADER", "HEADER.FIELDS", "HEADER.FIELDS.NOT", "TEXT", "MIME"};
 	GString *n = g_string_new("BODY[");
 
 	for (guint i = 0; i < b->n_part; i++)
@@ -1511,9 +1517,8 @@ partial_spec(const char *s, gsize len, PbImapFetchBody *b)
 		i++;
 	else if (!seq_number(s, len, &i, &o) || o == 0)
 		return FALSE;
-	if (i >= len || s[i++] != '.' ||
-	    !seq_number(s, len, &i, &b->length) || b->length == 0 ||
-	    i != len - 1)
+	if (i >= len || s[i++] != '.' || !seq_number(s, len, &i, &b->length) ||
+	    b->length == 0 || i != len - 1)
 		return FALSE;
 	b->partial = TRUE;
 	b->offset = o;
@@ -1607,8 +1612,8 @@ pb_imap_arg_fetch(const PbImapArg *arg, PbImapFetch **fetch, GError **error)
 	                 PB_IMAP_FETCH_BODY},
 	};
 	g_autoptr(PbImapFetch) f = g_new0(PbImapFetch, 1);
-	g_autoptr(GArray) bodies = g_array_new(FALSE, TRUE,
-	                                       sizeof(PbImapFetchBody));
+	g_autoptr(GArray) bodies =
+	    g_array_new(FALSE, TRUE, sizeof(PbImapFetchBody));
 	const PbImapArg *atts = arg;
 	guint n = 1;
 	gboolean ok = TRUE;
@@ -1867,9 +1872,10 @@ search_key(SArgs *c, guint depth)
 		k = skey_new(or ? PB_IMAP_SKEY_OR : PB_IMAP_SKEY_AND);
 		for (guint j = 0; j < 2; j++) {
 			PbImapSearchKey *child =
-			    !or ? (j == 0 ? skey_new(PB_IMAP_SKEY_RECENT)
-			                  : skey_not(skey_new(PB_IMAP_SKEY_SEEN)))
-			        : search_key(c, depth + 1);
+			    ! or ? (j == 0
+			                ? skey_new(PB_IMAP_SKEY_RECENT)
+			                : skey_not(skey_new(PB_IMAP_SKEY_SEEN)))
+			         : search_key(c, depth + 1);
 
 			if (child == NULL)
 				return NULL;
@@ -1901,8 +1907,8 @@ search_return(const PbImapArg *a, PbImapSearch *s, GError **error)
 	for (guint i = 0; i < a->n; i++) {
 		guint k = 0;
 
-		while (k < G_N_ELEMENTS(opts) && !pb_imap_arg_is_atom(&a->list[i],
-		                                                       opts[k]))
+		while (k < G_N_ELEMENTS(opts) &&
+		       !pb_imap_arg_is_atom(&a->list[i], opts[k]))
 			k++;
 		if (k == G_N_ELEMENTS(opts))
 			return fail(error, "Unknown RETURN option");
@@ -1964,8 +1970,9 @@ pb_imap_arg_status_items(const PbImapArg *arg, guint *items, GError **error)
 	for (guint i = 0; i < arg->n; i++) {
 		guint k = 0;
 
-		while (k < G_N_ELEMENTS(status_names) &&
-		       !pb_imap_arg_is_atom(&arg->list[i], status_names[k].name))
+		while (
+		    k < G_N_ELEMENTS(status_names) &&
+		    !pb_imap_arg_is_atom(&arg->list[i], status_names[k].name))
 			k++;
 		if (k == G_N_ELEMENTS(status_names))
 			return fail(error, "Unknown STATUS item");
@@ -2075,9 +2082,8 @@ gboolean
 pb_imap_args_list(const PbImapArg *args, guint n, PbImapList **list,
                   GError **error)
 {
-	static const char *const sel[] = {"SUBSCRIBED", "REMOTE",
-	                                  "RECURSIVEMATCH", "SPECIAL-USE",
-	                                  NULL};
+	static const char *const sel[] = {
+	    "SUBSCRIBED", "REMOTE", "RECURSIVEMATCH", "SPECIAL-USE", NULL};
 	g_autoptr(PbImapList) l = g_new0(PbImapList, 1);
 	const char *ref;
 	gsize len;
@@ -2143,8 +2149,8 @@ nfa_step(const char *pat, gsize m, guint8 *cur, guint8 *next, char c,
 			continue;
 		if (pat[j] == '*' || (pat[j] == '%' && c != sep))
 			next[j] = 1;
-		else if (pat[j] == c ||
-		         (fold && g_ascii_tolower(pat[j]) == g_ascii_tolower(c)))
+		else if (pat[j] == c || (fold && g_ascii_tolower(pat[j]) ==
+		                                     g_ascii_tolower(c)))
 			next[j + 1] = 1;
 	}
 	closure(pat, m, next);
@@ -2183,8 +2189,7 @@ pb_imap_list_match(const char *pattern, const char *name, char sep)
 {
 	g_autofree guint8 *set = NULL;
 
-	return nfa_run(pattern, name, sep, FALSE, &set) &&
-	       set[strlen(pattern)];
+	return nfa_run(pattern, name, sep, FALSE, &set) && set[strlen(pattern)];
 }
 
 gboolean

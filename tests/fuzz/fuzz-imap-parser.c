@@ -57,7 +57,8 @@ check_seqset(const PbImapSeqSet *set)
 	static const guint32 maxes[] = {0, 1, 7, 1000, G_MAXUINT32};
 
 	for (guint m = 0; m < G_N_ELEMENTS(maxes); m++) {
-		g_autoptr(PbImapSeqSet) r = pb_imap_seqset_resolve(set, maxes[m]);
+		g_autoptr(PbImapSeqSet) r =
+		    pb_imap_seqset_resolve(set, maxes[m]);
 		PbImapSeqIter it;
 		guint32 n, prev = 0;
 		guint steps = 0;
@@ -66,8 +67,8 @@ check_seqset(const PbImapSeqSet *set)
 			g_assert_cmpuint(r->ranges[i].lo, >=, 1);
 			g_assert_cmpuint(r->ranges[i].lo, <=, r->ranges[i].hi);
 			g_assert_cmpuint(r->ranges[i].hi, <=, maxes[m]);
-			g_assert_true(i == 0 ||
-			              r->ranges[i].lo > r->ranges[i - 1].hi + 1ull);
+			g_assert_true(i == 0 || r->ranges[i].lo >
+			                            r->ranges[i - 1].hi + 1ull);
 		}
 		pb_imap_seqset_iter_init(&it, r);
 		while (steps++ < 200 && pb_imap_seqset_iter_next(&it, &n)) {
@@ -235,7 +236,8 @@ drive(const uint8_t *data, size_t size, gsize chunk, Run *run)
 	                            : PB_IMAP_PARSER_MAX_PRE_AUTH;
 	for (;;) {
 		gsize avail = chunk ? MIN(chunk, size - off) : size - off, n;
-		PbImapParseResult r = pb_imap_parser_feed(p, in + off, avail, &n);
+		PbImapParseResult r =
+		    pb_imap_parser_feed(p, in + off, avail, &n);
 
 		g_assert_cmpuint(n, <=, avail);
 		off += n;
