@@ -369,6 +369,7 @@ bad_midline(PbImapParser *p, PbImapBadKind kind, const char *msg)
 	tail_add(p, p->line->str, p->line->len);
 	p->skip_literals = !p->raw_line;
 	set_bad(p, kind, msg, FALSE);
+	p->raw_line = FALSE;
 	p->state = S_SKIP_LINE;
 	return PB_IMAP_PARSE_BAD;
 }

@@ -281,6 +281,10 @@ test_stream(void)
 	      "LIT a1 3 d0 +\nSTREAM abc\nLIT a1 2+ d0 feed\nSTREAM de\n"
 	      "CMD a1 APPEND INBOX <stream 3> (\\Seen) <stream 2>\n"
 	      "CMD a2 NOOP\n");
+	/* junk after the message: BAD, the streamed message is void */
+	check("a1 APPEND INBOX {3}\r\nabc )\r\na2 NOOP\r\n", POL_STREAM, TRUE,
+	      "LIT a1 3 d0 +\nSTREAM abc\nBAD a1 syntax Unexpected ')'\n"
+	      "CMD a2 NOOP\n");
 	check("a1 APPEND INBOX {0}\r\n\r\n", POL_STREAM, TRUE,
 	      "LIT a1 0 d0 +\nSTREAM \nCMD a1 APPEND INBOX <stream 0>\n");
 	/* streamed octets count against no budget: 100 KiB before login */
@@ -486,6 +490,44 @@ test_raw_line(void)
 	check("a1 IDLE\r\n\"{5+}\r\na2 NOOP\r\n", POL_ACCEPT, TRUE,
 	      "CMD a1 IDLE\nLINE \"{5+}\nCMD a2 NOOP\n");
 	check("a1 IDLE\r\n\r\n", POL_ACCEPT, TRUE, "CMD a1 IDLE\nLINE \n");
+	/* over the budget or with a NUL: BAD without a tag (the session
+	 * knows whose line it was), then in step; a {N+} at the end of an
+	 * over-long raw line is text, not a literal */
+	{
+		static const char nul[] = "a1 IDLE\r\nDO\0NE\r\na2 NOOP\r\n";
+		g_autofree char *big = g_strnfill(9000, 'x');
+		g_autofree char *in = g_strdup_printf(
+		    "a1 AUTHENTICATE PLAIN\r\n%s {3+}\r\na2 NOOP\r\n", big);
+
+		check(in, POL_ACCEPT, FALSE,
+		      "CMD a1 AUTHENTICATE PLAIN\n"
+		      "BAD * toobig Command too long\nCMD a2 NOOP\n");
+		check_len(nul, sizeof(nul) - 1, POL_ACCEPT, TRUE,
+		          "CMD a1 IDLE\nBAD * syntax NUL in a line\n"
+		          "CMD a2 NOOP\n");
+	}
+}
+
+/* The session's own budget (e.g. from the configuration). */
+static void
+test_max_command(void)
+{
+	g_autoptr(PbImapParser) p = pb_imap_parser_new();
+	g_autofree char *xs = g_strnfill(3000, 'x');
+	g_autofree char *line = g_strdup_printf("a1 X %s\r\n", xs);
+	gsize n;
+
+	pb_imap_parser_set_max_command(p, 2048);
+	g_assert_cmpint(pb_imap_parser_feed(p, line, strlen(line), &n), ==,
+	                PB_IMAP_PARSE_BAD);
+	g_assert_cmpint(pb_imap_parser_bad_kind(p), ==, PB_IMAP_BAD_TOO_BIG);
+	g_assert_cmpuint(n, ==, 2048);
+	g_assert_cmpint(pb_imap_parser_feed(p, line + n, strlen(line) - n, &n),
+	                ==, PB_IMAP_PARSE_MORE);
+	pb_imap_parser_set_max_command(p, 4096);
+	g_assert_cmpint(pb_imap_parser_feed(p, line, strlen(line), &n), ==,
+	                PB_IMAP_PARSE_COMMAND);
+	g_assert_cmpuint(pb_imap_parser_command(p)->size, ==, strlen(line));
 }
 
 /* ------------------------------------------------------------------ */
@@ -1249,6 +1291,7 @@ main(int argc, char **argv)
 	g_test_add_func("/imap-parser/frame/nul-8bit", test_nul_8bit);
 	g_test_add_func("/imap-parser/frame/starttls", test_starttls);
 	g_test_add_func("/imap-parser/frame/raw-line", test_raw_line);
+	g_test_add_func("/imap-parser/frame/max-command", test_max_command);
 	g_test_add_func("/imap-parser/args/strings", test_strings);
 	g_test_add_func("/imap-parser/args/seqset", test_seqset);
 	g_test_add_func("/imap-parser/args/seqset-huge", test_seqset_huge);
