@@ -626,8 +626,8 @@ segment_done(PbImapParser *p)
 {
 	if (memchr(p->line->str, '\0', p->line->len) != NULL) {
 		if (p->raw_line) {
-			p->raw_line = FALSE;
 			set_bad(p, PB_IMAP_BAD_SYNTAX, "NUL in a line", TRUE);
+			p->raw_line = FALSE;
 			return PB_IMAP_PARSE_BAD;
 		}
 		return bad_segment(p, PB_IMAP_BAD_SYNTAX, "NUL in a command");

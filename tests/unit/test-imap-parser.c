@@ -494,7 +494,7 @@ test_raw_line(void)
 	 * knows whose line it was), then in step; a {N+} at the end of an
 	 * over-long raw line is text, not a literal */
 	{
-		static const char nul[] = "a1 IDLE\r\nDO\0NE\r\na2 NOOP\r\n";
+		static const char nul[] = "a1 IDLE\r\nDO NE\0\r\na2 NOOP\r\n";
 		g_autofree char *big = g_strnfill(9000, 'x');
 		g_autofree char *in = g_strdup_printf(
 		    "a1 AUTHENTICATE PLAIN\r\n%s {3+}\r\na2 NOOP\r\n", big);
