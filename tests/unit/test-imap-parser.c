@@ -1211,6 +1211,67 @@ test_list_match(void)
 	g_assert_cmpint(clock() - start, <, 2 * CLOCKS_PER_SEC);
 }
 
+/* The obvious backtracking matcher, for small inputs only. */
+static gboolean
+naive_match(const char *pat, const char *name)
+{
+	if (*pat == '\0')
+		return *name == '\0';
+	if (*pat == '*' || *pat == '%') {
+		for (const char *n = name;; n++) {
+			if (naive_match(pat + 1, n))
+				return TRUE;
+			if (*n == '\0' || (*pat == '%' && *n == '.'))
+				return FALSE;
+		}
+	}
+	return *name == *pat && naive_match(pat + 1, name + 1);
+}
+
+static void
+random_word(GRand *r, GString *w, const char *alphabet, guint max)
+{
+	guint len = (guint)g_rand_int_range(r, 0, (gint32)max + 1);
+
+	g_string_truncate(w, 0);
+	for (guint i = 0; i < len; i++)
+		g_string_append_c(
+		    w,
+		    alphabet[g_rand_int_range(r, 0, (gint32)strlen(alphabet))]);
+}
+
+/* The NFA against the backtracking matcher on 20000 random pairs; and
+ * "below" against matching some child name. */
+static void
+test_list_match_random(void)
+{
+	g_autoptr(GRand) r = g_rand_new_with_seed(12345);
+	g_autoptr(GString) pat = g_string_new(NULL);
+	g_autoptr(GString) name = g_string_new(NULL);
+	g_autoptr(GString) child = g_string_new(NULL);
+
+	for (guint i = 0; i < 20000; i++) {
+		gboolean below = FALSE;
+
+		random_word(r, pat, "ab.*%", 8);
+		random_word(r, name, "ab.", 6);
+		g_assert_cmpint(pb_imap_list_match(pat->str, name->str, '.'),
+		                ==, naive_match(pat->str, name->str));
+		/* every child of up to 8 octets */
+		for (guint k = 0; k < 400 && !below; k++) {
+			random_word(r, child, "ab.", 8);
+			if (child->len == 0)
+				continue;
+			g_string_prepend(child, ".");
+			g_string_prepend(child, name->str);
+			below = naive_match(pat->str, child->str);
+		}
+		if (below)
+			g_assert_true(
+			    pb_imap_list_match_below(pat->str, name->str, '.'));
+	}
+}
+
 static void
 test_append(void)
 {
@@ -1323,6 +1384,8 @@ main(int argc, char **argv)
 	g_test_add_func("/imap-parser/args/list", test_list_args);
 	g_test_add_func("/imap-parser/args/status", test_status);
 	g_test_add_func("/imap-parser/args/list-match", test_list_match);
+	g_test_add_func("/imap-parser/args/list-match-random",
+	                test_list_match_random);
 	g_test_add_func("/imap-parser/args/append", test_append);
 	g_test_add_func("/imap-parser/output/quote", test_output);
 	g_test_add_func("/imap-parser/output/roundtrip", test_output_roundtrip);
