@@ -1300,6 +1300,109 @@ test_append(void)
 	g_assert_null(f.keywords);
 }
 
+/* Command lines as real clients write them (Thunderbird, Apple Mail,
+ * K-9, mutt, mbsync, offlineimap, curl, fetchmail): each is parsed and
+ * goes through the helper its command needs. */
+static void
+test_clients(void)
+{
+	static const char *const lines[] = {
+	    "2 capability",
+	    "5 select \"INBOX\" (CONDSTORE)",
+	    "6 UID fetch 1:* (FLAGS)",
+	    "8 UID fetch 1:5 (UID RFC822.SIZE FLAGS BODY.PEEK[HEADER.FIELDS "
+	    "(From To Cc Bcc Subject Date Message-ID Priority X-Priority "
+	    "References Newsgroups In-Reply-To Content-Type Reply-To)])",
+	    "10 list (subscribed) \"\" \"*\" return (special-use)",
+	    "11 UID fetch 3 (UID RFC822.SIZE BODY.PEEK[])",
+	    "12 uid store 3 +Flags (\\Seen)",
+	    "15 uid move 3 \"Trash\"",
+	    "17 STATUS \"Sent\" (UIDNEXT MESSAGES UNSEEN RECENT)",
+	    "19 ID (\"name\" \"Thunderbird\" \"version\" \"115.0\")",
+	    "20 UID SEARCH OR FROM \"bob\" SUBJECT \"bob\"",
+	    "3.2 LIST \"\" \"\"",
+	    "4.3 LSUB \"\" \"*\"",
+	    "8 UID SEARCH 1:* NOT DELETED",
+	    "9 UID FETCH 1:3 (BODYSTRUCTURE BODY.PEEK[HEADER.FIELDS "
+	    "(references x-priority x-uniform-type-identifier)])",
+	    "10 UID FETCH 3 (BODY.PEEK[1]<0.6004>)",
+	    "11 UID STORE 3 +FLAGS.SILENT (\\Deleted)",
+	    "a0005 FETCH 1:3 (UID FLAGS INTERNALDATE RFC822.SIZE "
+	    "BODY.PEEK[HEADER.FIELDS (DATE FROM SENDER SUBJECT TO CC "
+	    "MESSAGE-ID REFERENCES CONTENT-TYPE CONTENT-DESCRIPTION "
+	    "IN-REPLY-TO REPLY-TO LINES LIST-POST X-LABEL X-ORIGINAL-TO)])",
+	    "a0006 UID FETCH 3 BODY.PEEK[]",
+	    "a0007 UID STORE 3 +FLAGS.SILENT (\\Seen)",
+	    "5 UID FETCH 1:1000000000 (UID FLAGS)",
+	    "7 UID STORE 2 +FLAGS.SILENT \\Seen",
+	    "8 UID FETCH 1:* (UID FLAGS BODY.PEEK[HEADER.FIELDS (X-TUID)])",
+	    "9 UID SEARCH HEADER X-TUID 0123456789ab",
+	    "10 UID SEARCH (HEADER X-OfflineIMAP \"123-456\")",
+	    "A003 LIST \"\" *",
+	    "A005 FETCH 1 BODY[]",
+	    "A0005 FETCH 1:3 RFC822.SIZE",
+	    "A0006 FETCH 1 RFC822.HEADER",
+	    "A0007 FETCH 1 BODY.PEEK[TEXT]",
+	    "A0008 STORE 1 +FLAGS (\\Seen \\Deleted)",
+	    "k9 UID FETCH 1:* (FLAGS INTERNALDATE RFC822.SIZE "
+	    "BODY.PEEK[HEADER.FIELDS (date subject from content-type to cc "
+	    "reply-to message-id references in-reply-to X-K9mail-Identity)] "
+	    "UID)",
+	    "s1 SEARCH CHARSET UTF-8 SINCE 01-Jan-2024 UNDELETED",
+	    "s2 UID SEARCH RETURN (ALL) UID 1:* SEEN",
+	};
+
+	for (guint i = 0; i < G_N_ELEMENTS(lines); i++) {
+		g_autofree char *line = g_strdup_printf("%s\r\n", lines[i]);
+		g_auto(Cmd) c = parse(line);
+		const PbImapArg *a = c.c->args;
+		guint n = c.c->n_args;
+		const char *verb = c.c->name;
+		g_autoptr(GError) err = NULL;
+		gboolean ok = TRUE;
+
+		if (g_ascii_strcasecmp(verb, "UID") == 0)
+			verb = a[0].str, a++, n--;
+		if (g_ascii_strcasecmp(verb, "FETCH") == 0) {
+			g_autoptr(PbImapSeqSet) set = NULL;
+			g_autoptr(PbImapFetch) f = NULL;
+
+			ok = pb_imap_arg_seqset(&a[0], &set, &err) &&
+			     pb_imap_arg_fetch(&a[1], &f, &err);
+		} else if (g_ascii_strcasecmp(verb, "STORE") == 0) {
+			g_auto(PbImapStore) st = {0};
+
+			ok = pb_imap_args_store(a + 1, n - 1, &st, &err);
+		} else if (g_ascii_strcasecmp(verb, "SEARCH") == 0) {
+			g_autoptr(PbImapSearch) se = NULL;
+
+			ok = pb_imap_args_search(a, n, &se, &err);
+		} else if (g_ascii_strcasecmp(verb, "LIST") == 0 ||
+		           g_ascii_strcasecmp(verb, "LSUB") == 0) {
+			g_autoptr(PbImapList) l = NULL;
+
+			ok = pb_imap_args_list(a, n, &l, &err);
+		} else if (g_ascii_strcasecmp(verb, "STATUS") == 0) {
+			guint items;
+
+			ok = pb_imap_arg_status_items(&a[1], &items, &err);
+		}
+		if (n > 0 && (g_ascii_strcasecmp(verb, "SELECT") == 0 ||
+		              g_ascii_strcasecmp(verb, "STATUS") == 0 ||
+		              g_ascii_strcasecmp(verb, "MOVE") == 0)) {
+			g_autofree char *mbox = NULL;
+			guint at =
+			    g_ascii_strcasecmp(verb, "MOVE") == 0 ? 1 : 0;
+
+			ok = ok && pb_imap_arg_mailbox(&a[at], &mbox, &err);
+		}
+		if (!ok)
+			g_test_message("%s: %s", lines[i], err->message);
+		g_assert_no_error(err);
+		g_assert_true(ok);
+	}
+}
+
 static void
 check_out(void (*fn)(GString *, const char *, gsize), const char *s, gsize len,
           const char *expected)
@@ -1387,6 +1490,7 @@ main(int argc, char **argv)
 	g_test_add_func("/imap-parser/args/list-match-random",
 	                test_list_match_random);
 	g_test_add_func("/imap-parser/args/append", test_append);
+	g_test_add_func("/imap-parser/args/clients", test_clients);
 	g_test_add_func("/imap-parser/output/quote", test_output);
 	g_test_add_func("/imap-parser/output/roundtrip", test_output_roundtrip);
 	return g_test_run();
