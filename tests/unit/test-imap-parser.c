@@ -360,6 +360,19 @@ test_budget(void)
 	                PB_IMAP_PARSER_MAX_PRE_AUTH - 7, huge);
 	check(in->str, POL_ACCEPT, FALSE,
 	      "BAD a1 toobig Command too long\nCMD a2 NOOP\n");
+	/* leading zeros: the size is read whole in a line parsed, and in a
+	 * line skipped either it is or the parser closes */
+	check("a1 X {00000000000000000000000000003}\r\nabc\r\n", POL_ACCEPT,
+	      FALSE, "LIT a1 3 d0 +\nCMD a1 X {3}abc\n");
+	check("a1 X ) {0000000000003+}\r\nabc\r\na2 NOOP\r\n", POL_ACCEPT,
+	      FALSE, "BAD a1 syntax Unexpected ')'\nCMD a2 NOOP\n");
+	check("a1 X ) {00000000000000000000000000003+}\r\nabc\r\na2 NOOP\r\n",
+	      POL_ACCEPT, FALSE, "BAD a1 syntax Unexpected ')'\nCMD a2 NOOP\n");
+	g_string_printf(in, "a1 X %s {%s3+}\r\nabc\r\na2 NOOP\r\n", big,
+	                "0000000000000000000000000000");
+	check(in->str, POL_ACCEPT, FALSE,
+	      "BAD a1 toobig Command too long\n"
+	      "CLOSE Literal size unreadable\n");
 	/* a skipped line announcing a {N+} over the budget: close */
 	check("a1 X ) {9000+}\r\n", POL_ACCEPT, FALSE,
 	      "BAD a1 syntax Unexpected ')'\nCLOSE Literal too big\n");
