@@ -945,10 +945,11 @@ pb_imap_arg_mailbox(const PbImapArg *arg, char **name, GError **error)
 		s = arg->str, len = arg->len;
 	else if (!pb_imap_arg_astring(arg, &s, &len))
 		return fail(error, "Invalid mailbox name");
-	if (g_ascii_strcasecmp(s, "INBOX") == 0)
-		*name = g_strdup("INBOX");
-	else
-		*name = g_strndup(s, len);
+	*name = g_strndup(s, len);
+	/* "inbox" and "inbox.x" are INBOX and its child (as Dovecot has it) */
+	if (len >= 5 && (len == 5 || s[5] == '.') &&
+	    g_ascii_strncasecmp(s, "INBOX", 5) == 0)
+		memcpy(*name, "INBOX", 5);
 	return TRUE;
 }
 

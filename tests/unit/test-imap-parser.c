@@ -583,13 +583,13 @@ static void
 test_strings(void)
 {
 	g_auto(Cmd) c = parse("a1 X INBOX \"a b\" {2}\r\nxy NIL inbox "
-	                      "\\bad (l)\r\n");
+	                      "\\bad (l) inbox.Foo inboxes Inbox.x.inbox\r\n");
 	const char *s;
 	gsize len;
 	char *name = NULL;
 	g_autoptr(GError) err = NULL;
 
-	g_assert_cmpuint(c.c->n_args, ==, 7);
+	g_assert_cmpuint(c.c->n_args, ==, 10);
 	g_assert_true(pb_imap_arg_astring(&c.c->args[0], &s, &len));
 	g_assert_cmpstr(s, ==, "INBOX");
 	g_assert_false(pb_imap_arg_string(&c.c->args[0], &s, &len));
@@ -605,6 +605,15 @@ test_strings(void)
 	g_free(name);
 	g_assert_true(pb_imap_arg_mailbox(&c.c->args[1], &name, &err));
 	g_assert_cmpstr(name, ==, "a b");
+	g_free(name);
+	g_assert_true(pb_imap_arg_mailbox(&c.c->args[7], &name, &err));
+	g_assert_cmpstr(name, ==, "INBOX.Foo");
+	g_free(name);
+	g_assert_true(pb_imap_arg_mailbox(&c.c->args[8], &name, &err));
+	g_assert_cmpstr(name, ==, "inboxes");
+	g_free(name);
+	g_assert_true(pb_imap_arg_mailbox(&c.c->args[9], &name, &err));
+	g_assert_cmpstr(name, ==, "INBOX.x.inbox");
 	g_free(name);
 	g_assert_false(pb_imap_arg_mailbox(&c.c->args[6], &name, &err));
 	g_assert_error(err, PB_ERROR, PB_ERROR_DATA);
