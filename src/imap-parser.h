@@ -168,7 +168,9 @@ PbImapLiteralReply pb_imap_parser_literal_accept(PbImapParser *p);
  * STREAM_END); the tree gets a PB_IMAP_ARG_STREAM. The caller has
  * checked the size against its own bound. Returns SEND_PLUS or FEED. */
 PbImapLiteralReply pb_imap_parser_literal_stream(PbImapParser *p);
-/* Refuse it (e.g. APPEND over max_message_size): REFUSED or CLOSE. */
+/* Refuse it (e.g. APPEND over max_message_size): REFUSED or CLOSE.
+ * After REFUSED, pb_imap_parser_tag() is the command's tag. (accept
+ * refuses by itself when the budget is exceeded.) */
 PbImapLiteralReply pb_imap_parser_literal_refuse(PbImapParser *p);
 /* Octets of the streamed literal still to come. */
 guint64 pb_imap_parser_stream_left(PbImapParser *p);
@@ -362,7 +364,8 @@ gboolean pb_imap_arg_fetch(const PbImapArg *arg, PbImapFetch **fetch,
 
 typedef enum {
 	PB_IMAP_SKEY_ALL,
-	PB_IMAP_SKEY_AND, /* children: all of them (a group, or the program) */
+	PB_IMAP_SKEY_AND, /* children: all of them (a group of two or more
+	                     keys, the program, NEW) */
 	PB_IMAP_SKEY_OR,  /* children[0] or children[1] */
 	PB_IMAP_SKEY_NOT, /* children[0]; UNSEEN is NOT SEEN, OLD NOT RECENT,
 	                     UNKEYWORD k NOT KEYWORD k, NEW is AND(RECENT,
@@ -415,7 +418,7 @@ typedef struct {
 	guint ret;         /* PB_IMAP_SEARCH_RETURN_*; "RETURN ()" is ALL */
 	char *charset;     /* as sent, NULL if none (the session answers
 	                      NO [BADCHARSET] unless UTF-8 or US-ASCII) */
-	PbImapSearchKey *root; /* an AND of the program's keys */
+	PbImapSearchKey *root; /* the program: its one key, or an AND */
 } PbImapSearch;
 
 void pb_imap_search_free(PbImapSearch *search);
