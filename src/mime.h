@@ -184,6 +184,9 @@ G_DEFINE_AUTOPTR_CLEANUP_FUNC(PbMimeDecoder, pb_mime_decoder_free)
  * text/... (or message/... not parsed further). */
 gboolean pb_mime_part_searchable(const PbMimePart *part);
 
+/* The charset parameter of PART's Content-Type (lowercase), or NULL. */
+char *pb_mime_part_charset(const PbMimePart *part);
+
 /* Appends PART's header unfolded with RFC 2047 words decoded to UTF-8
  * (what SEARCH TEXT sees of a header). */
 void pb_mime_append_decoded_header(GString *out, const PbMimePart *part);
