@@ -236,8 +236,12 @@ gboolean pb_mailfolder_internaldate(PbMailFolder *f, guint i, gint64 *date,
  * PB_MAILFOLDER_ERROR_EXPUNGED when it is gone. */
 int pb_mailfolder_open_message(PbMailFolder *f, guint i, GError **error);
 
-/* The keyword table (names of bits 0..n-1), NULL terminated. */
+/* The keywords defined in this folder (for FLAGS / PERMANENTFLAGS), NULL
+ * terminated; and the name of bit K of pb_mailfolder_keywords() (NULL
+ * when the letter has no name: such a letter is kept in the file name
+ * but not shown). Both valid until the next sync or keyword call. */
 const char *const *pb_mailfolder_keyword_names(PbMailFolder *f);
+const char *pb_mailfolder_keyword_name(PbMailFolder *f, guint k);
 /* The bit of keyword NAME (case-insensitive, RFC 3501 atom chars, not
  * starting with "\\"); CREATE adds it to the table (dovecot-keywords
  * rewritten under the lock): LIMIT when 26 are taken, BADNAME for a bad
@@ -350,19 +354,24 @@ typedef struct {
 } PbUidlist;
 typedef struct {
 	guint32 uid;
-	char *base;  /* the file name before ":2," */
+	char *name;  /* the last known file name; its base (before ":") is
+	                the key */
 	char *ext;   /* the extension fields before " :" (W<size> ...), or NULL */
 } PbUidRec;
-/* Parses a dovecot-uidlist; bad lines are skipped, a bad header (or a
- * version other than 3) is PB_ERROR_DATA: the folder then gets a new
- * UIDVALIDITY. UIDs out of order or repeated are dropped. */
+/* Parses a dovecot-uidlist (version 3, or Dovecot 1's version 1); bad
+ * lines are skipped, a bad header is PB_ERROR_DATA (the folder then gets
+ * a new UIDVALIDITY). UIDs out of order or repeated are dropped, and so is
+ * an unfinished last line (a writer appending). */
 PbUidlist *pb_uidlist_parse(const char *text, gsize len, GError **error);
 char *pb_uidlist_format(const PbUidlist *ul, gsize *len);
 void pb_uidlist_free(PbUidlist *ul);
 G_DEFINE_AUTOPTR_CLEANUP_FUNC(PbUidlist, pb_uidlist_free)
 
-/* dovecot-keywords: at most 26 names by index (NULL where none). */
+/* dovecot-keywords: PB_MAILFOLDER_KEYWORDS_MAX + 1 slots, the name of
+ * index k in slot k (NULL where none: gaps are possible, so free it with
+ * pb_keywords_free(), not g_strfreev()). */
 char **pb_keywords_parse(const char *text, gsize len);
+void pb_keywords_free(char **kw);
 /* subscriptions (version 2, or Dovecot 1's one name a line) into
  * mUTF-7 names with "." separators; names that fail
  * pb_mailfolder_name_check() are dropped. */
