@@ -53,6 +53,10 @@ struct _PbMimeParser {
 	gsize prefix_len;
 	gsize l_len;           /* octets of the line so far */
 	gboolean l_prev_crlf;  /* the previous line ended with CRLF */
+	gboolean l_prev_body;  /* the previous line was body or header text
+	                          (not a boundary or a header's empty line):
+	                          its line end goes to the next boundary */
+	gboolean cur_body;
 	gboolean cur_crlf;     /* this line ends with CRLF */
 };
 
@@ -229,7 +233,7 @@ at_boundary(PbMimeParser *p, int m, gboolean closing)
 {
 	guint64 off = p->l_off, crlf = p->l_crlf, lines = p->l_lines;
 
-	if (p->l_off > 0) {
+	if (p->l_off > 0 && p->l_prev_body) {
 		off -= p->l_prev_crlf ? 2 : 1;
 		crlf -= 2;
 		lines -= 1;
@@ -263,13 +267,18 @@ end_line(PbMimeParser *p, gboolean eof)
 
 	/* the header of a multipart that just started: its own boundaries
 	 * are not looked for before its body */
+	p->cur_body = TRUE;
 	if (m >= 0 && !(top->in_header && m == (int)p->nopen - 1)) {
+		p->cur_body = FALSE;
 		if (at_boundary(p, m, closing) && !eof)
 			push_part(p, p->open[p->nopen - 1].part, p->off,
 			          p->crlf, p->lines);
-	} else if (top->in_header && !eof && line_is_empty(p))
+	} else if (top->in_header && !eof && line_is_empty(p)) {
+		p->cur_body = FALSE;
 		header_done(p, p->off, p->crlf, p->lines, TRUE);
+	}
 	p->l_prev_crlf = p->cur_crlf;
+	p->l_prev_body = p->cur_body;
 	p->line_start = TRUE;
 }
 
@@ -459,6 +468,20 @@ field_is(const Field *f, const char *name)
 {
 	gsize n = strlen(name);
 	return f->name_len == n && g_ascii_strncasecmp(f->name, name, n) == 0;
+}
+
+/* V without its CRs and LFs (the white space that starts a continuation
+ * line stays). */
+static char *
+unfold(const char *v, gsize len)
+{
+	char *o = g_malloc(len + 1);
+	gsize n = 0;
+	for (gsize i = 0; i < len; i++)
+		if (v[i] != '\r' && v[i] != '\n')
+			o[n++] = v[i];
+	o[n] = '\0';
+	return o;
 }
 
 /* The value of the first (LAST: last) field NAME, or NULL. */
@@ -1503,87 +1526,91 @@ addrs_free(GArray *a)
 	g_array_free(a, TRUE);
 }
 
-/* Writes the address list of the header value V, or NIL. */
-static void
-append_addresses(GString *out, const char *v)
+/* The addresses of every field NAME (Dovecot joins repeated fields). */
+static GArray *
+field_addresses(const PbMimePart *part, const char *name)
 {
-	GArray *a;
+	GArray *all = g_array_new(FALSE, TRUE, sizeof(Addr));
+	gsize pos = 0;
+	Field f;
 
-	if (v == NULL) {
+	while (part->header != NULL &&
+	       next_field(part->header, part->header_len, &pos, &f)) {
+		g_autofree char *v = NULL;
+		GArray *a;
+		if (!field_is(&f, name))
+			continue;
+		v = unfold(f.value, f.value_len);
+		a = parse_addresses(v);
+		if (all->len + a->len <= 10000) {
+			g_array_append_vals(all, a->data, a->len);
+			g_array_set_size(a, 0);
+		}
+		addrs_free(a);
+	}
+	return all;
+}
+
+static void
+append_addresses(GString *out, GArray *a)
+{
+	if (a->len == 0) {
 		g_string_append(out, "NIL");
 		return;
 	}
-	a = parse_addresses(v);
-	if (a->len == 0)
-		g_string_append(out, "NIL");
-	else {
+	g_string_append_c(out, '(');
+	for (guint i = 0; i < a->len; i++) {
+		Addr *x = &g_array_index(a, Addr, i);
 		g_string_append_c(out, '(');
-		for (guint i = 0; i < a->len; i++) {
-			Addr *x = &g_array_index(a, Addr, i);
-			g_string_append_c(out, '(');
-			if (x->name == NULL)
-				g_string_append(out, "NIL");
-			else
-				append_for_humans(out, x->name, strlen(x->name));
-			g_string_append_c(out, ' ');
-			append_nstring(out, x->route);
-			g_string_append_c(out, ' ');
-			append_nstring(out, x->mailbox);
-			g_string_append_c(out, ' ');
-			append_nstring(out, x->domain);
-			g_string_append_c(out, ')');
-		}
+		if (x->name == NULL)
+			g_string_append(out, "NIL");
+		else
+			append_for_humans(out, x->name, strlen(x->name));
+		g_string_append_c(out, ' ');
+		append_nstring(out, x->route);
+		g_string_append_c(out, ' ');
+		append_nstring(out, x->mailbox);
+		g_string_append_c(out, ' ');
+		append_nstring(out, x->domain);
 		g_string_append_c(out, ')');
 	}
-	addrs_free(a);
-}
-
-static gboolean
-addresses_empty(const char *v)
-{
-	GArray *a;
-	gboolean empty;
-
-	if (v == NULL)
-		return TRUE;
-	a = parse_addresses(v);
-	empty = a->len == 0;
-	addrs_free(a);
-	return empty;
+	g_string_append_c(out, ')');
 }
 
 void
 pb_mime_append_envelope(GString *out, const PbMimePart *part)
 {
-	static const char *const names[] = {"Date", "Subject", "From",
-		"Sender", "Reply-To", "To", "Cc", "Bcc", "In-Reply-To",
-		"Message-ID"};
-	char *v[G_N_ELEMENTS(names)];
+	static const char *const addr_names[] = {"From", "Sender",
+		"Reply-To", "To", "Cc", "Bcc"};
+	g_autofree char *date = header_value(part, "Date", TRUE);
+	g_autofree char *subject = header_value(part, "Subject", TRUE);
+	g_autofree char *irt = header_value(part, "In-Reply-To", TRUE);
+	g_autofree char *mid = header_value(part, "Message-ID", TRUE);
+	GArray *from = field_addresses(part, "From");
 
-	/* the last field of each name counts, as in Dovecot */
-	for (guint i = 0; i < G_N_ELEMENTS(names); i++)
-		v[i] = header_value(part, names[i], TRUE);
+	/* the last Date, Subject, ... counts, as in Dovecot */
 	g_string_append_c(out, '(');
-	append_nstring(out, v[0]);
+	append_nstring_nolf(out, date);
 	g_string_append_c(out, ' ');
-	if (v[1] == NULL)
+	if (subject == NULL)
 		g_string_append(out, "NIL");
 	else
-		append_for_humans(out, v[1], strlen(v[1]));
-	for (guint i = 2; i < 8; i++) {
-		const char *a = v[i];
-		if ((i == 3 || i == 4) && addresses_empty(a))
-			a = v[2];
+		append_for_humans(out, subject, strlen(subject));
+	for (guint i = 0; i < G_N_ELEMENTS(addr_names); i++) {
+		GArray *a = i == 0 ? from : field_addresses(part, addr_names[i]);
 		g_string_append_c(out, ' ');
-		append_addresses(out, a);
+		/* no Sender or Reply-To: From */
+		append_addresses(out, (i == 1 || i == 2) && a->len == 0 ? from
+		                                                        : a);
+		if (a != from)
+			addrs_free(a);
 	}
+	addrs_free(from);
 	g_string_append_c(out, ' ');
-	append_nstring(out, v[8]);
+	append_nstring_nolf(out, irt);
 	g_string_append_c(out, ' ');
-	append_nstring(out, v[9]);
+	append_nstring_nolf(out, mid);
 	g_string_append_c(out, ')');
-	for (guint i = 0; i < G_N_ELEMENTS(names); i++)
-		g_free(v[i]);
 }
 
 /* ------------------------------------------------------------------ */
@@ -1788,7 +1815,10 @@ pb_mime_filter_header(const PbMimePart *part, const char *const *fields,
 		if (f.raw_len == 0 || f.raw[f.raw_len - 1] != '\n')
 			g_string_append(out, "\r\n");
 	}
-	g_string_append(out, "\r\n");
+	/* Dovecot: the empty line always ends HEADER.FIELDS; .NOT keeps it
+	 * only if the header had one */
+	if (!not || (part->flags & PB_MIME_PART_NO_BLANK_LINE) == 0)
+		g_string_append(out, "\r\n");
 }
 
 /* ------------------------------------------------------------------ */

@@ -4,7 +4,8 @@
  * tests/e2e/test_imap_dovecot_diff.py can compare it with Dovecot before
  * imapd exists. A test tool: built, not installed.
  *
- *   mime-dump sections FILE        the part numbers, one a line
+ *   mime-dump sections FILE        the part numbers and kinds (leaf,
+ *                                  multipart, message), one a line
  *   mime-dump fetch FILE ITEM...   "* 1 FETCH (ITEM VALUE)" per ITEM, ITEM
  *                                  one of ENVELOPE, BODY, BODYSTRUCTURE,
  *                                  RFC822.SIZE, BODY[section]<start.count>
@@ -36,13 +37,16 @@ print_sections(const PbMimePart *part, const char *prefix)
 		                                       *prefix ? "." : "");
 		/* a single part: "1" is its body; a message inside goes on */
 		if (*prefix == '\0')
-			printf("%s\n", num);
+			printf("%s leaf\n", num);
 		return;
 	}
 	for (const PbMimePart *c = part->children; c != NULL; c = c->next) {
 		g_autofree char *num = g_strdup_printf("%s%s%u", prefix,
 		                                       *prefix ? "." : "", n++);
-		printf("%s\n", num);
+		printf("%s %s\n", num,
+		       (c->flags & PB_MIME_PART_MESSAGE) ? "message"
+		       : (c->flags & PB_MIME_PART_MULTIPART) ? "multipart"
+		                                             : "leaf");
 		if ((c->flags & (PB_MIME_PART_MULTIPART | PB_MIME_PART_MESSAGE)))
 			print_sections(c, num);
 	}
