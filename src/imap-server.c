@@ -838,9 +838,12 @@ select_folder(PbImapServer *s, const char *tag, const PbImapArg *args,
 		                    "Invalid arguments.");
 		return;
 	}
-	/* RFC 3501 6.3.1: a failed SELECT leaves no folder selected */
-	if (s->folder != NULL)
+	/* RFC 3501 6.3.1: a failed SELECT leaves no folder selected;
+	 * RFC 9051 7.1: [CLOSED] marks where the old folder's updates end */
+	if (s->folder != NULL) {
 		close_folder(s);
+		pb_imap_reply(s, "* OK [CLOSED] Previous mailbox closed.");
+	}
 	if ((name = mailbox_arg(s, tag, &args[0])) == NULL)
 		return;
 	s->folder = pb_mailfolder_open(s->store, name, read_only, &error);
@@ -910,9 +913,11 @@ cmd_delete(PbImapServer *s, const char *tag, const PbImapArg *args, guint n)
 		return;
 	if (s->folder != NULL &&
 	    g_str_equal(pb_mailfolder_name(s->folder), name)) {
-		/* Dovecot's way: deleting the selected folder closes it */
+		/* deleting the selected folder unselects it (Dovecot
+		 * disconnects instead) */
 		close_folder(s);
-		pb_imap_reply(s, "* BYE Selected mailbox was deleted.");
+		pb_imap_reply(s, "* OK [CLOSED] Selected mailbox was "
+		                 "deleted.");
 	}
 	if (!pb_mailstore_delete(s->store, name, &error))
 		pb_imap_no_error(s, tag, error);

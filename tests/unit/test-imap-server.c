@@ -627,6 +627,8 @@ test_store_expunge(F *f, gconstpointer d)
 	           "* 1 FETCH (FLAGS (\\Recent $Work))\r\n"
 	           "i OK Store completed.\r\n");
 	r = say(f, "j EXAMINE INBOX\r\n");
+	g_assert_true(g_str_has_prefix(r, "* OK [CLOSED] Previous mailbox "
+	                                  "closed.\r\n* FLAGS "));
 	ASSERT_HAS(r, "[PERMANENTFLAGS ()]");
 	ASSERT_HAS(r, "j OK [READ-ONLY] Examine completed.\r\n");
 	ASSERT_SAY(f, "k STORE 1 +FLAGS (\\Seen)\r\n",
@@ -1065,7 +1067,7 @@ test_folders_more(F *f, gconstpointer d)
 	r = say(f, "h SELECT Old\r\n");
 	ASSERT_HAS(r, "h OK [READ-WRITE] Select completed.\r\n");
 	ASSERT_SAY(f, "i DELETE Old\r\n",
-	           "* BYE Selected mailbox was deleted.\r\n"
+	           "* OK [CLOSED] Selected mailbox was deleted.\r\n"
 	           "i OK Delete completed.\r\n");
 	ASSERT_PREFIX(f, "j DELETE INBOX\r\n", "j NO [CANNOT] ");
 	ASSERT_PREFIX(f, "k CREATE INBOX\r\n", "k NO [ALREADYEXISTS] ");
