@@ -2282,10 +2282,13 @@ append_decoded(GString *out, const char *v, gsize len)
 			if (pending_ws == 0)
 				ws_at = out->len;
 			pending_ws++;
-		} else {
-			after_word = FALSE;
-			pending_ws = 0;
+			/* a tab (as a folded line starts) reads as a space */
+			g_string_append_c(out, ' ');
+			i++;
+			continue;
 		}
+		after_word = FALSE;
+		pending_ws = 0;
 		g_string_append_c(out, v[i++]);
 	}
 }
