@@ -114,20 +114,15 @@ class DumpBackend:
         self.files = files
 
     def fetch(self, requests):
-        out = {}
-        by_file = {}
-        for f, item in requests:
-            by_file.setdefault(f, []).append(item)
-        for f, items in by_file.items():
-            args = [i.replace(".PEEK", "") for i in items]
-            data = subprocess.run(
-                [str(BUILD / "tests" / "mime-dump"), "fetch",
-                 str(CORPUS / f)] + args,
-                capture_output=True, check=True, timeout=30).stdout
-            pos = 0
-            for item in items:
-                resp, pos = read_response(data, pos)
-                out[(f, item)] = the_value(fetch_items(resp))
+        lines = "".join(f"{CORPUS / f}\t{item.replace('.PEEK', '')}\n"
+                        for f, item in requests)
+        data = subprocess.run([str(BUILD / "tests" / "mime-dump"), "batch"],
+                              input=lines.encode(), capture_output=True,
+                              check=True, timeout=120).stdout
+        out, pos = {}, 0
+        for key in requests:
+            resp, pos = read_response(data, pos)
+            out[key] = the_value(fetch_items(resp))
         return out
 
 
@@ -208,20 +203,19 @@ OURS = DumpBackend
 
 
 def requests_for(files):
-    reqs = []
-    for f in files:
-        reqs += [(f, i) for i in TOP_ITEMS]
-        secs = subprocess.run(
-            [str(BUILD / "tests" / "mime-dump"), "sections", str(CORPUS / f)],
-            capture_output=True, check=True, text=True).stdout.split("\n")
-        for line in filter(None, secs):
-            num, kind = line.split()
-            reqs += [(f, f"BODY.PEEK[{num}]"), (f, f"BODY.PEEK[{num}.MIME]"),
-                     (f, f"BODY.PEEK[{num}]<2.7>")]
-            if kind == "message":
-                reqs += [(f, f"BODY.PEEK[{num}.HEADER]"),
-                         (f, f"BODY.PEEK[{num}.TEXT]"),
-                         (f, f"BODY.PEEK[{num}.HEADER.FIELDS (SUBJECT)]")]
+    reqs = [(f, i) for f in files for i in TOP_ITEMS]
+    secs = subprocess.run(
+        [str(BUILD / "tests" / "mime-dump"), "sections"]
+        + [str(CORPUS / f) for f in files],
+        capture_output=True, check=True, text=True).stdout
+    for line in secs.splitlines():
+        f, num, kind = line.split()
+        reqs += [(f, f"BODY.PEEK[{num}]"), (f, f"BODY.PEEK[{num}.MIME]"),
+                 (f, f"BODY.PEEK[{num}]<2.7>")]
+        if kind == "message":
+            reqs += [(f, f"BODY.PEEK[{num}.HEADER]"),
+                     (f, f"BODY.PEEK[{num}.TEXT]"),
+                     (f, f"BODY.PEEK[{num}.HEADER.FIELDS (SUBJECT)]")]
     return reqs
 
 
