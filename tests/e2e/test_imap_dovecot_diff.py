@@ -46,7 +46,8 @@ TOP_ITEMS = [
     "BODY.PEEK[HEADER.FIELDS.NOT (RECEIVED CONTENT-TYPE)]",
     "BODY.PEEK[]<0.20>", "BODY.PEEK[TEXT]<3.50>",
     "BODY.PEEK[]<100000.10>", "BODY.PEEK[9]", "BODY.PEEK[1.9]",
-    "BODY.PEEK[1]<1.5>",
+    "BODY.PEEK[1]<1.5>", "BODY.PEEK[1.HEADER]", "BODY.PEEK[1.TEXT]",
+    "BODY.PEEK[1.1]", "BODY.PEEK[1.1.MIME]", "BODY.PEEK[2.1.1]",
 ]
 
 
@@ -154,9 +155,9 @@ class ImapStdioBackend:
         data = subprocess.run(self.argv, input=b"".join(cmds), env=self.env,
                               capture_output=True, timeout=120,
                               check=True).stdout
-        # untagged answers come in command order, the tagged ones may
-        # come later (pipelining): pair each FETCH with the next command
-        # that completed OK; a command refused (NO/BAD) gets its text
+        # the tagged answers may come after later untagged ones
+        # (pipelining): each FETCH is paired with its command by UID and
+        # item name; a command refused (NO/BAD) gets its text
         fetches, status, pos = [], {}, 0
         while pos < len(data):
             resp, pos = read_response(data, pos)
@@ -164,15 +165,24 @@ class ImapStdioBackend:
             if m:
                 status[int(m.group(1))] = resp.split(b" ", 1)[1].strip()
             elif re.match(rb"\* \d+ FETCH ", resp):
-                fetches.append(the_value(fetch_items(resp)))
+                fetches.append(fetch_items(resp))
         out = {}
-        for n, key in enumerate(requests):
-            if status[n].startswith(b"OK"):
-                out[key] = fetches.pop(0)
+        for n, (f, item) in enumerate(requests):
+            want = response_name(item)
+            for i, items in enumerate(fetches):
+                if items.get("UID") == uids[f].encode() and \
+                        want in (k.upper() for k in items):
+                    out[(f, item)] = the_value(fetches.pop(i))
+                    break
             else:
-                out[key] = status[n]
-        assert not fetches
+                out[(f, item)] = status[n]
         return out
+
+
+def response_name(item):
+    """The name a FETCH response gives to ITEM."""
+    name = item.upper().replace(".PEEK", "")
+    return re.sub(r"<(\d+)\.\d+>$", r"<\1>", name)
 
 
 def dovecot_backend(files, folder):
