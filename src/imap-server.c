@@ -400,7 +400,8 @@ send_changes(PbImapServer *s, const PbFolderChanges *ch)
 	for (guint k = 0; ch->expunged && k < ch->expunged->len; k++) {
 		pb_imap_reply(s, "* %u EXPUNGE",
 		              g_array_index(ch->expunged, guint, k));
-		s->exists_sent--;
+		if (s->exists_sent > 0)
+			s->exists_sent--;
 	}
 	if (ch->keywords_grew)
 		send_flag_lists(s);
