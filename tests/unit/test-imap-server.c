@@ -468,6 +468,17 @@ test_list_folders(F *f, gconstpointer d)
 	                "* LSUB () \".\" \"Work.Done\"\r\n"
 	                "h OK Lsub completed.\r\n");
 	g_free(r4);
+	r4 = say(f, "h2 LSUB \"\" \"W%\"\r\n");
+	g_assert_cmpstr(r4, ==,
+	                "* LSUB (\\Noselect) \".\" \"Work\"\r\n"
+	                "h2 OK Lsub completed.\r\n");
+	g_free(r4);
+	r4 = say(f, "h3 LIST (SUBSCRIBED RECURSIVEMATCH) \"\" \"W%\"\r\n");
+	g_assert_cmpstr(r4, ==,
+	                "* LIST (\\HasChildren) \".\" \"Work\" "
+	                "(\"CHILDINFO\" (\"SUBSCRIBED\"))\r\n"
+	                "h3 OK List completed.\r\n");
+	g_free(r4);
 	r4 = say(f, "i LIST (SUBSCRIBED) \"\" \"Work*\" RETURN (CHILDREN)\r\n");
 	g_assert_cmpstr(r4, ==,
 	                "* LIST (\\Subscribed \\HasNoChildren) \".\" "
