@@ -725,6 +725,10 @@ test_untagged_rules(F *f, gconstpointer d)
 	r = say(f, "b SEARCH ALL\r\n");
 	ASSERT_HAS_NOT(r, "EXPUNGE");
 	g_free(r);
+	r = say(f, "b2 STORE 2 +FLAGS.SILENT (\\Flagged)\r\n");
+	ASSERT_HAS_NOT(r, "EXPUNGE");
+	ASSERT_HAS(r, "b2 OK Store completed.\r\n");
+	g_free(r);
 	r = say(f, "c NOOP\r\n");
 	ASSERT_HAS(r, "* 1 EXPUNGE\r\n");
 	ASSERT_HAS(r, "c OK NOOP completed.\r\n");
@@ -733,6 +737,33 @@ test_untagged_rules(F *f, gconstpointer d)
 	g_assert_cmpstr(r, ==,
 	                "* 1 FETCH (UID 2)\r\n* 2 FETCH (UID 3)\r\n"
 	                "d OK Fetch completed.\r\n");
+}
+
+/* The UID forms may carry EXPUNGE (RFC 3501 7.4.1). */
+static void
+test_untagged_uid_fetch(F *f, gconstpointer d)
+{
+	g_autofree char *r = NULL;
+	g_autofree char *cur = g_build_filename(f->maildir, "cur", NULL);
+	g_autoptr(GDir) dir = NULL;
+	const char *name;
+
+	g_free(deliver(f, NULL, msg1));
+	g_free(deliver(f, NULL, msg2));
+	g_free(take(f));
+	login_select(f);
+	dir = g_dir_open(cur, 0, NULL);
+	while ((name = g_dir_read_name(dir)) != NULL)
+		if (strstr(name, ".M0P1")) {
+			g_autofree char *p = g_build_filename(cur, name, NULL);
+			g_assert_cmpint(g_unlink(p), ==, 0);
+		}
+	r = say(f, "a UID FETCH 2 UID\r\n");
+	ASSERT_HAS(r, "* 1 EXPUNGE\r\na OK Fetch completed.\r\n");
+	g_free(r);
+	r = say(f, "b FETCH 1 UID\r\n");
+	g_assert_cmpstr(r, ==,
+	                "* 1 FETCH (UID 2)\r\nb OK Fetch completed.\r\n");
 }
 
 /* \Recent belongs to exactly one session. */
@@ -1144,6 +1175,7 @@ main(int argc, char **argv)
 	add("store-expunge", test_store_expunge);
 	add("search-keys", test_search_keys);
 	add("untagged-rules", test_untagged_rules);
+	add("untagged-uid-fetch", test_untagged_uid_fetch);
 	add("recent-once", test_recent_once);
 	add("append", test_append);
 	add("copy-move", test_copy_move);
