@@ -128,11 +128,13 @@ class DumpBackend:
 
 
 class ImapStdioBackend:
-    """An IMAP server run preauthenticated on stdin/stdout over a Maildir
-    holding the corpus: Dovecot (and imapd, when it can run so)."""
+    """An IMAP server on stdin/stdout over a Maildir holding the corpus:
+    Dovecot preauthenticated; imapd as inetd starts it (fd 0 and 1), with
+    LOGIN (e.g. b"l LOGIN user pass\r\n") sent first."""
 
-    def __init__(self, files, argv, env, maildir):
+    def __init__(self, files, argv, env, maildir, login=b""):
         self.files, self.argv, self.env, self.maildir = files, argv, env, maildir
+        self.login = login
 
     def uids(self):
         # dovecot-uidlist v3: "UID [extensions] :filename"
@@ -143,11 +145,12 @@ class ImapStdioBackend:
         return uids
 
     def fetch(self, requests):
-        subprocess.run(self.argv, input=b"s SELECT INBOX\r\nl LOGOUT\r\n",
+        subprocess.run(self.argv,
+                       input=self.login + b"s SELECT INBOX\r\nl LOGOUT\r\n",
                        env=self.env, capture_output=True, timeout=30,
                        check=True)
         uids = self.uids()
-        cmds = [b"s EXAMINE INBOX\r\n"]
+        cmds = [self.login, b"s EXAMINE INBOX\r\n"]
         for n, (f, item) in enumerate(requests):
             cmds.append(b"t%d UID FETCH %s (%s)\r\n"
                         % (n, uids[f].encode(), item.encode()))
@@ -208,7 +211,10 @@ def dovecot_backend(files, folder):
     return ImapStdioBackend(files, [str(DOVECOT), "-c", str(conf)], env, md)
 
 
-# the one line to switch to imapd: a backend object with fetch(requests)
+# the one line to switch to imapd: a class taking the file names whose
+# fetch(requests) answers them, e.g. one that makes an account's Maildir
+# of the corpus and returns ImapStdioBackend(files, [imapd, "-c", conf],
+# env, maildir, login=b"l LOGIN user pass\r\n")
 OURS = DumpBackend
 
 

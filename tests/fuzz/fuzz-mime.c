@@ -91,7 +91,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	g_autoptr(PbMimeParser) p = pb_mime_parser_new();
 	g_autoptr(PbMimePart) root = NULL, chunked = NULL;
 	g_autofree char *a = NULL, *b = NULL, *date = NULL;
-	guint budget = 300;
+	guint budget = 40;
 	gboolean found;
 	gint64 t;
 	int tz, fd;
