@@ -891,19 +891,22 @@ static gboolean
 parse_content_type(const char *value, GString *type, GString *subtype,
                    GPtrArray **params)
 {
-	/* on failure TYPE keeps what was read and SUBTYPE is empty */
+	/* on failure SUBTYPE is empty and TYPE too, except when the value
+	 * ends right after the type (Dovecot 2.3's rfc822-parser) */
 	Rfc r;
+	int ret;
 
 	*params = NULL;
 	rfc_init(&r, value, strlen(value));
-	if (!rfc_skip_lwsp(&r) || rfc_mime_token(&r, type) <= 0 ||
-	    type->len == 0 || *r.p != '/')
-		return FALSE;
-	r.p++;
 	if (!rfc_skip_lwsp(&r))
 		return FALSE;
-	if (rfc_mime_token(&r, subtype) < 0 || subtype->len == 0 ||
+	ret = rfc_mime_token(&r, type);
+	if (ret <= 0 || type->len == 0)
+		return FALSE;
+	if (*r.p != '/' || (r.p++, !rfc_skip_lwsp(&r)) ||
+	    rfc_mime_token(&r, subtype) < 0 || subtype->len == 0 ||
 	    (r.p < r.end && *r.p != ';')) {
+		g_string_truncate(type, 0);
 		g_string_truncate(subtype, 0);
 		return FALSE;
 	}
