@@ -11,6 +11,9 @@
  *                                  RFC822.SIZE, BODY[section]<start.count>
  *   mime-dump batch                the same for "FILE<TAB>ITEM" lines read
  *                                  from stdin (one process for a corpus)
+ *   mime-dump search KEY NEEDLE FILE...
+ *                                  the FILEs that SEARCH KEY NEEDLE finds
+ *                                  (KEY: BODY, TEXT or a header name)
  */
 #include <fcntl.h>
 #include <stdio.h>
@@ -150,11 +153,39 @@ batch(void)
 	return 0;
 }
 
+static int
+search(int argc, char **argv)
+{
+	for (int i = 4; i < argc; i++) {
+		int fd;
+		g_autoptr(PbMimePart) root = load(argv[i], &fd);
+		gboolean found = FALSE;
+
+		if (g_ascii_strcasecmp(argv[2], "BODY") == 0 ||
+		    g_ascii_strcasecmp(argv[2], "TEXT") == 0) {
+			if (!pb_message_search(fd, root,
+			        g_ascii_strcasecmp(argv[2], "BODY") == 0
+			            ? PB_MESSAGE_SEARCH_BODY
+			            : PB_MESSAGE_SEARCH_TEXT,
+			        argv[3], &found, NULL))
+				return 74;
+		} else
+			found = pb_mime_search_header(root, argv[2], argv[3]);
+		if (found)
+			printf("%s\n", strrchr(argv[i], '/') != NULL
+			                   ? strrchr(argv[i], '/') + 1 : argv[i]);
+		close(fd);
+	}
+	return 0;
+}
+
 int
 main(int argc, char **argv)
 {
 	int fd;
 
+	if (argc >= 4 && strcmp(argv[1], "search") == 0)
+		return search(argc, argv);
 	if (argc == 2 && strcmp(argv[1], "batch") == 0)
 		return batch();
 	if (argc < 3) {
