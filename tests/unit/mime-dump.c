@@ -13,7 +13,9 @@
  *                                  from stdin (one process for a corpus)
  *   mime-dump search KEY NEEDLE FILE...
  *                                  the FILEs that SEARCH KEY NEEDLE finds
- *                                  (KEY: BODY, TEXT or a header name)
+ *                                  (KEY: BODY, TEXT, SENTON, SENTBEFORE,
+ *                                  SENTSINCE (NEEDLE: yyyy-mm-dd) or a
+ *                                  header name)
  */
 #include <fcntl.h>
 #include <stdio.h>
@@ -153,6 +155,27 @@ batch(void)
 	return 0;
 }
 
+/* SENT*: the Date's day where it was written, compared with DAY (days
+ * since the epoch); no Date, or one that does not parse, is 1970-01-01
+ * (as in Dovecot) */
+static gboolean
+sent(const PbMimePart *root, const char *key, gint64 day)
+{
+	g_autofree char *date = pb_mime_header_get(root, "Date");
+	gint64 utc = 0, d;
+	int tz = 0;
+
+	if (date == NULL || !pb_mime_date_parse(date, &utc, &tz))
+		utc = tz = 0;
+	d = (utc + (gint64)tz * 60);
+	d = d >= 0 ? d / 86400 : -((-d + 86399) / 86400);
+	if (g_ascii_strcasecmp(key, "SENTON") == 0)
+		return d == day;
+	if (g_ascii_strcasecmp(key, "SENTBEFORE") == 0)
+		return d < day;
+	return d >= day;
+}
+
 static int
 search(int argc, char **argv)
 {
@@ -169,6 +192,14 @@ search(int argc, char **argv)
 			            : PB_MESSAGE_SEARCH_TEXT,
 			        argv[3], &found, NULL))
 				return 74;
+		} else if (g_str_has_prefix(argv[2], "SENT")) {
+			int y, m, d;
+			g_autoptr(GDateTime) dt = NULL;
+			if (sscanf(argv[3], "%d-%d-%d", &y, &m, &d) != 3 ||
+			    (dt = g_date_time_new_utc(y, m, d, 0, 0, 0)) == NULL)
+				return 64;
+			found = sent(root, argv[2],
+			             g_date_time_to_unix(dt) / 86400);
 		} else
 			found = pb_mime_search_header(root, argv[2], argv[3]);
 		if (found)
