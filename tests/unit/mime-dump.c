@@ -42,21 +42,22 @@ print_sections(const PbMimePart *part, const char *prefix)
 	if ((part->flags & PB_MIME_PART_MESSAGE) != 0 && *prefix != '\0')
 		part = part->children;
 	if ((part->flags & PB_MIME_PART_MULTIPART) == 0) {
-		g_autofree char *num = g_strdup_printf("%s%s1", prefix,
-		                                       *prefix ? "." : "");
+		g_autofree char *num =
+		    g_strdup_printf("%s%s1", prefix, *prefix ? "." : "");
 		/* a single part: "1" is its body; a message inside goes on */
 		if (*prefix == '\0')
 			printf("%s %s leaf\n", cur_file, num);
 		return;
 	}
 	for (const PbMimePart *c = part->children; c != NULL; c = c->next) {
-		g_autofree char *num = g_strdup_printf("%s%s%u", prefix,
-		                                       *prefix ? "." : "", n++);
+		g_autofree char *num =
+		    g_strdup_printf("%s%s%u", prefix, *prefix ? "." : "", n++);
 		printf("%s %s %s\n", cur_file, num,
-		       (c->flags & PB_MIME_PART_MESSAGE) ? "message"
+		       (c->flags & PB_MIME_PART_MESSAGE)     ? "message"
 		       : (c->flags & PB_MIME_PART_MULTIPART) ? "multipart"
 		                                             : "leaf");
-		if ((c->flags & (PB_MIME_PART_MULTIPART | PB_MIME_PART_MESSAGE)))
+		if ((c->flags &
+		     (PB_MIME_PART_MULTIPART | PB_MIME_PART_MESSAGE)))
 			print_sections(c, num);
 	}
 }
@@ -186,7 +187,8 @@ search(int argc, char **argv)
 
 		if (g_ascii_strcasecmp(argv[2], "BODY") == 0 ||
 		    g_ascii_strcasecmp(argv[2], "TEXT") == 0) {
-			if (!pb_message_search(fd, root,
+			if (!pb_message_search(
+			        fd, root,
 			        g_ascii_strcasecmp(argv[2], "BODY") == 0
 			            ? PB_MESSAGE_SEARCH_BODY
 			            : PB_MESSAGE_SEARCH_TEXT,
@@ -196,7 +198,8 @@ search(int argc, char **argv)
 			int y, m, d;
 			g_autoptr(GDateTime) dt = NULL;
 			if (sscanf(argv[3], "%d-%d-%d", &y, &m, &d) != 3 ||
-			    (dt = g_date_time_new_utc(y, m, d, 0, 0, 0)) == NULL)
+			    (dt = g_date_time_new_utc(y, m, d, 0, 0, 0)) ==
+			        NULL)
 				return 64;
 			found = sent(root, argv[2],
 			             g_date_time_to_unix(dt) / 86400);
@@ -204,7 +207,8 @@ search(int argc, char **argv)
 			found = pb_mime_search_header(root, argv[2], argv[3]);
 		if (found)
 			printf("%s\n", strrchr(argv[i], '/') != NULL
-			                   ? strrchr(argv[i], '/') + 1 : argv[i]);
+			                   ? strrchr(argv[i], '/') + 1
+			                   : argv[i]);
 		close(fd);
 	}
 	return 0;
@@ -227,8 +231,9 @@ main(int argc, char **argv)
 	if (strcmp(argv[1], "sections") == 0) {
 		for (int i = 2; i < argc; i++) {
 			g_autoptr(PbMimePart) root = load(argv[i], &fd);
-			cur_file = strrchr(argv[i], '/') ? strrchr(argv[i], '/') + 1
-			                                 : argv[i];
+			cur_file = strrchr(argv[i], '/')
+			               ? strrchr(argv[i], '/') + 1
+			               : argv[i];
 			print_sections(root, "");
 			close(fd);
 		}
