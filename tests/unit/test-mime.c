@@ -7,6 +7,7 @@
  * tests/e2e/test_imap_dovecot_diff.py.
  */
 #include <fcntl.h>
+#include <malloc.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -432,6 +433,77 @@ test_search(void)
 	    header_has("16-duplicate-headers.eml", "subject", "first"));
 }
 
+/* in-use heap octets (under ASan these are not the real ones, and the
+ * test only shows that nothing fails) */
+static gsize
+heap_in_use(void)
+{
+	struct mallinfo2 mi = mallinfo2();
+	return mi.uordblks + mi.hblkhd; /* heap chunks and mmapped ones */
+}
+
+typedef struct {
+	guint64 written;
+	gsize base, peak;
+} Watch;
+
+static void
+watch_write(void *ctx, const char *data, gsize len)
+{
+	Watch *w = ctx;
+	gsize now = heap_in_use();
+
+	w->written += len;
+	if (now > w->base && now - w->base > w->peak)
+		w->peak = now - w->base;
+}
+
+/* a 30 MB message: parsing it and sending it keep memory flat */
+static void
+test_flat_memory(void)
+{
+	g_autofree char *path = NULL;
+	int fd = g_file_open_tmp("mime-big-XXXXXX", &path, NULL);
+	const char *head = "From: a@b.c\nMIME-Version: 1.0\nContent-Type: "
+	                   "multipart/mixed; boundary=B\n\n--B\nContent-Type:"
+	                   " text/plain\nContent-Transfer-Encoding: base64\n\n";
+	g_autofree char *block = g_malloc(77 * 1000);
+	guint64 size = 0, lines = 0;
+	PbMimeSection sec;
+	Watch w = {0};
+	PbLineOut out = {watch_write, &w};
+
+	for (int i = 0; i < 1000; i++) {
+		memset(block + i * 77, 'Q', 76);
+		block[i * 77 + 76] = '\n';
+	}
+	g_assert_cmpint(write(fd, head, strlen(head)), ==, (int)strlen(head));
+	for (int i = 0; i < 400; i++, lines += 1000)
+		g_assert_cmpint(write(fd, block, 77000), ==, 77000);
+	g_assert_cmpint(write(fd, "--B--\n", 6), ==, 6);
+	size = strlen(head) + lines * 77 + 6;
+
+	w.base = heap_in_use();
+	g_autoptr(PbMimePart) root = pb_message_parse_fd(fd, NULL);
+	g_assert_nonnull(root);
+	g_assert_cmpuint(heap_in_use() - MIN(heap_in_use(), w.base), <,
+	                 256 * 1024);
+	g_assert_cmpuint(pb_mime_part_crlf_size(root), ==,
+	                 size + lines + 9);
+	g_assert_cmpuint(root->children->body_lines, ==, lines - 1);
+
+	g_assert_true(pb_mime_section_parse("1", 1, &sec));
+	PbMessageSection *ms = pb_message_section_new(root, &sec, FALSE, 0, 0);
+	w.base = heap_in_use();
+	g_assert_true(pb_message_section_write(ms, fd, &out, NULL));
+	g_assert_cmpuint(w.written, ==, pb_message_section_length(ms));
+	g_assert_cmpuint(w.written, ==, lines * 78 - 2);
+	g_assert_cmpuint(w.peak, <, 512 * 1024);
+	pb_message_section_free(ms);
+	close(fd);
+	g_unlink(path);
+}
+
 int
 main(int argc, char **argv)
 {
@@ -445,5 +517,6 @@ main(int argc, char **argv)
 	g_test_add_func("/mime/dates", test_dates);
 	g_test_add_func("/mime/matcher", test_matcher);
 	g_test_add_func("/mime/search", test_search);
+	g_test_add_func("/mime/flat-memory", test_flat_memory);
 	return g_test_run();
 }
