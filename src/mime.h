@@ -91,7 +91,9 @@ char *pb_mime_header_get(const PbMimePart *part, const char *name);
 /* Appends ENVELOPE of the message PART (a root or a message/rfc822's
  * child), parenthesised, as Dovecot writes it. */
 void pb_mime_append_envelope(GString *out, const PbMimePart *part);
-/* Appends BODYSTRUCTURE (EXTENDED) or BODY of PART. */
+/* Appends BODYSTRUCTURE (EXTENDED) or BODY of PART. For a root (no
+ * parent) the outer parentheses are left to the caller, who writes
+ * "BODYSTRUCTURE (" ... ")"; parts below come parenthesised. */
 void pb_mime_append_bodystructure(GString *out, const PbMimePart *part,
                                   gboolean extended);
 
