@@ -211,6 +211,45 @@ test_sections(void)
 	g_unlink(path);
 }
 
+/* the line ends around boundaries, as Dovecot counts them */
+static void
+test_boundary_line_ends(void)
+{
+	const char *m = "Content-Type: multipart/mixed; boundary=c\n\n"
+	                "--c\nContent-Type: message/rfc822\n\n"
+	                "Subject: cut\n--c\n"
+	                "Content-Type: message/rfc822\n\n"
+	                "Subject: s\n\n--c\n"
+	                "\nbody\n\n--c--\n";
+	g_autofree char *path = NULL;
+	int fd = g_file_open_tmp("mime-XXXXXX", &path, NULL);
+
+	g_assert_cmpint(write(fd, m, strlen(m)), ==, (int)strlen(m));
+	g_autoptr(PbMimePart) root = pb_message_parse_fd(fd, NULL);
+	const PbMimePart *p1 = root->children, *p2 = p1->next, *p3 = p2->next;
+
+	/* a header cut by a boundary: its last line end goes to the
+	 * message/rfc822 part around it */
+	g_assert_cmpuint(p1->children->header_size, ==, 12);
+	g_assert_cmpuint(p1->body_size, ==, 13);
+	g_assert_cmpuint(p1->body_lines, ==, 1);
+	g_autofree char *f1 =
+	    section_text(root, fd, "1.HEADER.FIELDS (Subject)", FALSE, 0, 0);
+	g_assert_cmpstr(f1, ==, "Subject: cut\r\n");
+	/* an empty line right before the boundary: not in BODY[2.HEADER] */
+	g_autofree char *h2 = section_text(root, fd, "2.HEADER", FALSE, 0, 0);
+	g_assert_cmpstr(h2, ==, "Subject: s\r\n");
+	g_autofree char *n2 =
+	    section_text(root, fd, "2.HEADER.FIELDS.NOT (X)", FALSE, 0, 0);
+	g_assert_cmpstr(n2, ==, "Subject: s\r\n\r\n");
+	/* a body's last line end belongs to the boundary */
+	g_autofree char *b3 = section_text(root, fd, "3", FALSE, 0, 0);
+	g_assert_cmpstr(b3, ==, "body\r\n");
+	g_assert_cmpuint(p3->body_lines, ==, 1);
+	close(fd);
+	g_unlink(path);
+}
+
 static void
 test_section_parse(void)
 {
@@ -488,8 +527,7 @@ test_flat_memory(void)
 	g_assert_nonnull(root);
 	g_assert_cmpuint(heap_in_use() - MIN(heap_in_use(), w.base), <,
 	                 256 * 1024);
-	g_assert_cmpuint(pb_mime_part_crlf_size(root), ==,
-	                 size + lines + 9);
+	g_assert_cmpuint(pb_mime_part_crlf_size(root), ==, size + lines + 9);
 	g_assert_cmpuint(root->children->body_lines, ==, lines - 1);
 
 	g_assert_true(pb_mime_section_parse("1", 1, &sec));
@@ -512,6 +550,7 @@ main(int argc, char **argv)
 	g_test_add_func("/mime/sizes", test_sizes);
 	g_test_add_func("/mime/sections", test_sections);
 	g_test_add_func("/mime/section-parse", test_section_parse);
+	g_test_add_func("/mime/boundary-line-ends", test_boundary_line_ends);
 	g_test_add_func("/mime/corpus-sections", test_corpus_sections);
 	g_test_add_func("/mime/limits", test_limits);
 	g_test_add_func("/mime/dates", test_dates);
