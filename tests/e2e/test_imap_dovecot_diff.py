@@ -310,7 +310,8 @@ SEARCHES = [
     ("SENTON", "2024-09-02"), ("SENTON", "1969-02-13"),
     ("SENTON", "1994-11-05"), ("SENTBEFORE", "2024-09-05"),
     ("SENTSINCE", "2024-10-20"), ("SENTON", "2024-09-12"),
-    ("SENTON", "2024-01-01"),
+    ("SENTON", "2024-01-01"), ("SENTON", "2024-11-13"),
+    ("SENTON", "2024-11-14"), ("SENTON", "2024-11-15"),
 ]
 
 # (KEY, NEEDLE) -> why our answer differs from Dovecot's on purpose
