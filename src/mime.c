@@ -2173,20 +2173,30 @@ struct _PbMimeDecoder {
 	guint b64_save;
 };
 
+/* The value of the last field NAME, unfolded ("" if none): what
+ * Dovecot's search decoder reads, MIME-Version or not. */
+static char *
+last_field(const PbMimePart *part, const char *name)
+{
+	g_autofree char *v = header_value(part, name, TRUE);
+	return v != NULL ? unfold(v, strlen(v)) : g_strdup("");
+}
+
 PbMimeDecoder *
 pb_mime_decoder_new(const PbMimePart *part)
 {
 	PbMimeDecoder *d = g_new0(PbMimeDecoder, 1);
-	BodyData bd;
+	g_autofree char *cte = last_field(part, "Content-Transfer-Encoding");
+	g_autoptr(GString) tok = g_string_new(NULL);
+	Rfc r;
 
-	body_data_load(&bd, part);
-	if (bd.encoding != NULL) {
-		if (g_ascii_strcasecmp(bd.encoding, "quoted-printable") == 0)
-			d->enc = ENC_QP;
-		else if (g_ascii_strcasecmp(bd.encoding, "base64") == 0)
-			d->enc = ENC_BASE64;
-	}
-	body_data_clear(&bd);
+	rfc_init(&r, cte, strlen(cte));
+	if (rfc_skip_lwsp(&r))
+		rfc_mime_token(&r, tok);
+	if (g_ascii_strcasecmp(tok->str, "quoted-printable") == 0)
+		d->enc = ENC_QP;
+	else if (g_ascii_strcasecmp(tok->str, "base64") == 0)
+		d->enc = ENC_BASE64;
 	return d;
 }
 
@@ -2399,15 +2409,14 @@ pb_mime_part_searchable(const PbMimePart *part)
 char *
 pb_mime_part_charset(const PbMimePart *part)
 {
-	BodyData d;
-	char *cs = NULL;
+	g_autofree char *ct = last_field(part, "Content-Type");
+	g_autoptr(GString) t = g_string_new(NULL);
+	g_autoptr(GString) sub = g_string_new(NULL);
+	g_autoptr(GPtrArray) params = NULL;
 
-	body_data_load(&d, part);
-	for (guint i = 0; d.params != NULL && i + 1 < d.params->len; i += 2)
-		if (g_ascii_strcasecmp(d.params->pdata[i], "charset") == 0) {
-			cs = g_ascii_strdown(d.params->pdata[i + 1], -1);
-			break;
-		}
-	body_data_clear(&d);
-	return cs;
+	parse_content_type(ct, t, sub, &params);
+	for (guint i = 0; params != NULL && i + 1 < params->len; i += 2)
+		if (g_ascii_strcasecmp(params->pdata[i], "charset") == 0)
+			return g_ascii_strdown(params->pdata[i + 1], -1);
+	return NULL;
 }

@@ -312,6 +312,11 @@ SEARCHES = [
     ("SENTSINCE", "2024-10-20"), ("SENTON", "2024-09-12"),
     ("SENTON", "2024-01-01"), ("SENTON", "2024-11-13"),
     ("SENTON", "2024-11-14"), ("SENTON", "2024-11-15"),
+    ("BODY", "inner@example.com"), ("BODY", "Content-Type"),
+    ("BODY", "<p>"), ("BODY", "BEGIN:VCALENDAR"), ("BODY", "Reporting-MTA"),
+    ("TEXT", "boundary"), ("BODY", "preamble"), ("BODY", "epilogue"),
+    ("BODY", "which type wins"), ("BODY", "just text, the encoding"),
+    ("BODY", "inner"), ("BODY", "aW5uZXI="),
 ]
 
 # (KEY, NEEDLE) -> why our answer differs from Dovecot's on purpose
