@@ -1136,6 +1136,48 @@ test_folders_more(F *f, gconstpointer d)
 }
 
 static void
+test_argument_errors(F *f, gconstpointer d)
+{
+	g_autofree char *r = NULL;
+
+	g_free(take(f));
+	pb_imap_server_free(f->s);
+	f->settings.tls_available = FALSE;
+	start(f);
+	r = take(f);
+	ASSERT_HAS_NOT(r, "STARTTLS");
+	ASSERT_SAY(f, "a STARTTLS\r\n", "a BAD TLS support isn't enabled.\r\n");
+	ASSERT_SAY(f, "b ID\r\n",
+	           "b BAD Error in IMAP command ID: Invalid arguments.\r\n");
+	ASSERT_SAY(f, "c NOOP x\r\n",
+	           "c BAD Error in IMAP command: Unexpected arguments.\r\n");
+	ASSERT_SAY(f, "d LOGIN alice\r\n",
+	           "d BAD Error in IMAP command LOGIN: Invalid arguments.\r\n");
+	login(f);
+	ASSERT_SAY(
+	    f, "e ENABLE\r\n",
+	    "e BAD Error in IMAP command ENABLE: Missing arguments.\r\n");
+	ASSERT_SAY(
+	    f, "f SELECT\r\n",
+	    "f BAD Error in IMAP command SELECT: Invalid arguments.\r\n");
+	ASSERT_PREFIX(f, "g STATUS INBOX (BOGUS)\r\n", "g BAD ");
+	ASSERT_PREFIX(f, "h LIST\r\n", "h BAD ");
+	ASSERT_SAY(
+	    f, "i APPEND INBOX\r\n",
+	    "i BAD Error in IMAP command APPEND: Invalid arguments.\r\n");
+	g_free(r);
+	r = say(f, "j SELECT INBOX\r\n");
+	ASSERT_HAS(r, "j OK [READ-WRITE]");
+	ASSERT_PREFIX(f, "k FETCH 1:x FLAGS\r\n", "k BAD ");
+	ASSERT_PREFIX(f, "l SEARCH BOGUS\r\n", "l BAD ");
+	ASSERT_PREFIX(f, "m STORE 1 FLAGS\r\n", "m BAD ");
+	ASSERT_SAY(f, "n UID BOGUS 1\r\n",
+	           "n BAD Error in IMAP command UID: Unknown command.\r\n");
+	ASSERT_SAY(f, "o COPY 1\r\n",
+	           "o BAD Error in IMAP command COPY: Invalid arguments.\r\n");
+}
+
+static void
 add(const char *name, void (*fn)(F *, gconstpointer))
 {
 	g_autofree char *whole = g_strdup_printf("/imap-server/%s", name);
@@ -1185,6 +1227,7 @@ main(int argc, char **argv)
 	add("bad-flood", test_bad_flood);
 	add("timeout", test_timeout);
 	add("state-table", test_state_table);
+	add("argument-errors", test_argument_errors);
 	add("fetch-sections", test_fetch_sections);
 	add("append-large", test_append_large);
 	add("folders-more", test_folders_more);
