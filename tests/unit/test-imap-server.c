@@ -766,6 +766,47 @@ test_untagged_uid_fetch(F *f, gconstpointer d)
 	                "* 1 FETCH (UID 2)\r\nb OK Fetch completed.\r\n");
 }
 
+/* Another session's expunges and flag changes reach this one at its next
+ * command that may carry them (an expunge not during FETCH). */
+static void
+test_two_sessions(F *f, gconstpointer d)
+{
+	PbImapServer *a, *b;
+	g_autofree char *r1 = NULL, *r2 = NULL, *both = NULL;
+
+	g_free(deliver(f, NULL, msg1));
+	g_free(deliver(f, NULL, msg2));
+	g_free(take(f));
+	login_select(f);
+	a = f->s;
+	start(f);
+	g_free(take(f));
+	login_select(f);
+	b = f->s;
+	f->s = a;
+	ASSERT_SAY(f, "a1 STORE 1 +FLAGS.SILENT (\\Flagged \\Deleted)\r\n",
+	           "a1 OK Store completed.\r\n");
+	ASSERT_SAY(f, "a2 EXPUNGE\r\n",
+	           "* 1 EXPUNGE\r\na2 OK Expunge completed.\r\n");
+	ASSERT_SAY(f, "a3 STORE 1 +FLAGS.SILENT (\\Answered)\r\n",
+	           "a3 OK Store completed.\r\n");
+	pb_imap_server_free(a);
+	f->s = b;
+	r1 = say(f, "b1 FETCH 1:* UID\r\n");
+	ASSERT_HAS_NOT(r1, "EXPUNGE");
+	ASSERT_HAS(r1, "* 2 FETCH (UID 2)\r\n");
+	r2 = say(f, "b2 NOOP\r\n");
+	ASSERT_HAS(r2, "* 1 EXPUNGE\r\n");
+	ASSERT_HAS(r2, "b2 OK NOOP completed.\r\n");
+	both = g_strconcat(r1, r2, NULL);
+	ASSERT_HAS(both, "FETCH (FLAGS (\\Answered))\r\n");
+	g_free(r1);
+	r1 = say(f, "b3 FETCH 1 (UID FLAGS)\r\n");
+	g_assert_cmpstr(r1, ==,
+	                "* 1 FETCH (UID 2 FLAGS (\\Answered))\r\n"
+	                "b3 OK Fetch completed.\r\n");
+}
+
 /* \Recent belongs to exactly one session. */
 static void
 test_recent_once(F *f, gconstpointer d)
@@ -1218,6 +1259,7 @@ main(int argc, char **argv)
 	add("search-keys", test_search_keys);
 	add("untagged-rules", test_untagged_rules);
 	add("untagged-uid-fetch", test_untagged_uid_fetch);
+	add("two-sessions", test_two_sessions);
 	add("recent-once", test_recent_once);
 	add("append", test_append);
 	add("copy-move", test_copy_move);
