@@ -7,6 +7,7 @@ LISTEN_FDS, and the systemd units. The protocol itself is tested by the
 test_imap_*.py files."""
 import imaplib
 import os
+import pwd
 import shutil
 import socket
 import ssl
@@ -16,6 +17,7 @@ import time
 import pytest
 
 import tls_certs
+from conftest import RUN_USER
 from util import free_port, wait_port
 
 FAKETIME = "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1"
@@ -294,6 +296,10 @@ def test_user_connection_limit(imap):
     with pytest.raises(imaplib.IMAP4.error, match="LIMIT"):
         extra.login("alice@example.org", "secret")
     assert "max_user_connections (20) reached" in imap.log_text()
+    # made by the session, so after the switch to [main] user
+    slots = imap.maildir("alice@example.org") / "pillarbox-imapd.slots"
+    assert slots.stat().st_uid == pwd.getpwnam(RUN_USER).pw_uid
+    assert slots.stat().st_size == 0
     # another account is not affected
     add_user(imap, "bob@example.org", "builder")
     bob = connect(imap, port)
