@@ -18,7 +18,7 @@ import pytest
 
 import tls_certs
 from conftest import RUN_USER
-from util import free_port, wait_port
+from util import free_port, wait_for, wait_port
 
 FAKETIME = "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1"
 MSG = (b"From: sender@example.com\r\nTo: alice@example.org\r\n"
@@ -82,9 +82,9 @@ def test_greeting_login_fetch_logout(imap):
     typ, data = c.fetch("1", "(BODY.PEEK[])")
     assert typ == "OK" and b"Hello over IMAP." in data[0][1]
     assert c.logout()[0] == "BYE"
-    log = imap.log_text()
+    log = wait_for(lambda: "logout <alice@example.org> from [127.0.0.1]"
+                   in imap.log_text() and imap.log_text())
     assert "login ok for <alice@example.org> from [127.0.0.1]" in log
-    assert "logout <alice@example.org> from [127.0.0.1]" in log
 
 
 def test_failed_login_paused_and_counted(imap):
@@ -281,7 +281,9 @@ def test_idle_woken_by_delivery(imap):
     assert line == b"* 2 EXISTS\r\n", line
     assert time.monotonic() - t < 1.5
     c.send(b"DONE\r\n")
-    assert c.readline().startswith(tag + b" OK")
+    while not (line := c.readline()).startswith(tag):
+        assert line.startswith(b"* "), line
+    assert line.startswith(tag + b" OK"), line
     c.logout()
 
 
