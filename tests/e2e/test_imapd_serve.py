@@ -307,29 +307,47 @@ def test_user_connection_limit(imap):
     bob = connect(imap, port)
     bob.login("bob@example.org", "builder")
     bob.logout()
+    # the slot is given back when the session's process ends, a moment
+    # after its BYE
     sessions.pop().logout()
-    extra.login("alice@example.org", "secret")
-    # a session whose process dies without a word frees its slot
+    login_soon(extra)
+    # a session whose client vanishes without a word frees its slot
     victim = sessions.pop()
     victim.sock.shutdown(socket.SHUT_RDWR)
     victim.sock.close()
     again = connect(imap, port)
+    login_soon(again)
+    for c in sessions + [extra, again]:
+        c.logout()
+
+
+def login_soon(c):
     deadline = time.monotonic() + 10
     while True:
         try:
-            again.login("alice@example.org", "secret")
-            break
-        except imaplib.IMAP4.error:
-            assert time.monotonic() < deadline
+            c.login("alice@example.org", "secret")
+            return
+        except imaplib.IMAP4.error as e:
+            assert "LIMIT" in str(e) and time.monotonic() < deadline, e
             time.sleep(0.1)
-    for c in sessions + [extra, again]:
-        c.logout()
+
+
+def connect_soon(inst, port):
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            return connect(inst, port)
+        except imaplib.IMAP4.error as e:
+            assert "UNAVAILABLE" in str(e) and time.monotonic() < deadline, e
+            time.sleep(0.1)
 
 
 def test_per_address_limit(imap):
     imap.configure(imapd={"max_connections_per_ip": "2"})
     port = start_imapd(imap)
-    a, b = connect(imap, port), connect(imap, port)
+    # the probe connection of start_imapd counts until its process is
+    # reaped: retried until then
+    a, b = connect_soon(imap, port), connect_soon(imap, port)
     s, f = raw(port)
     assert f.readline().startswith(b"* BYE [UNAVAILABLE]")
     assert f.readline() == b""
