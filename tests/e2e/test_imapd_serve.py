@@ -72,6 +72,8 @@ def test_greeting_login_fetch_logout(imap):
     c = connect(imap)
     assert c.welcome.startswith(b"* OK")
     assert "IMAP4REV1" in c.capabilities and "IDLE" in c.capabilities
+    # [imapd] max_message_size follows [smtpd]'s (50M) unless set
+    assert "APPENDLIMIT=52428800" in c.capabilities
     # loopback without TLS configured: login offered, STARTTLS not
     assert "LOGINDISABLED" not in c.capabilities
     assert "STARTTLS" not in c.capabilities
@@ -342,8 +344,9 @@ def connect_soon(inst, port):
             time.sleep(0.1)
 
 
-def test_per_address_limit(imap):
-    imap.configure(imapd={"max_connections_per_ip": "2"})
+def test_per_address_limit_and_message_size(imap):
+    imap.configure(imapd={"max_connections_per_ip": "2",
+                          "max_message_size": "1K"})
     port = start_imapd(imap)
     # the probe connection of start_imapd counts until its process is
     # reaped: retried until then
@@ -351,6 +354,11 @@ def test_per_address_limit(imap):
     s, f = raw(port)
     assert f.readline().startswith(b"* BYE [UNAVAILABLE]")
     assert f.readline() == b""
+    assert "APPENDLIMIT=1024" in a.capabilities
+    a.login("alice@example.org", "secret")
+    typ, data = a.append("INBOX", None, None,
+                         b"Subject: big\r\n\r\n" + b"x" * 1100 + b"\r\n")
+    assert typ == "NO" and b"TOOBIG" in data[0], data
     a.logout()
     b.logout()
 
