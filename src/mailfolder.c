@@ -98,7 +98,9 @@ static gboolean
 read_file_at(int dfd, const char *name, gsize max, char **text, gsize *len,
              struct stat *st, GError **error)
 {
-	g_auto(PbFd) fd = openat(dfd, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+	/* O_NONBLOCK: a FIFO planted here must not hang us */
+	g_auto(PbFd) fd = openat(dfd, name,
+	                         O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK);
 	struct stat sb;
 	g_autofree char *buf = NULL;
 	gsize got = 0;
@@ -177,7 +179,8 @@ lock_is_stale(int dfd, const char *lock)
 	char host[256] = "";
 	long pid = 0;
 	struct stat st;
-	g_auto(PbFd) fd = openat(dfd, lock, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+	g_auto(PbFd) fd = openat(dfd, lock,
+	                         O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK);
 	ssize_t n;
 	char *colon;
 
@@ -804,9 +807,10 @@ next_uidvalidity_locked(PbMailStore *st, guint32 *out, GError **error)
 	if (marker)
 		(void)renameat(st->rootfd, marker, st->rootfd, newmarker);
 	else {
-		g_auto(PbFd) m = openat(st->rootfd, newmarker,
-		                        O_CREAT | O_WRONLY | O_NOFOLLOW | O_CLOEXEC,
-		                        0600);
+		int m = openat(st->rootfd, newmarker,
+		               O_CREAT | O_WRONLY | O_NOFOLLOW | O_CLOEXEC, 0600);
+		if (m >= 0)
+			close(m);
 	}
 	(void)fsync(st->rootfd);
 	return TRUE;
@@ -854,6 +858,7 @@ struct _PbMailFolder {
 	char **kw_list;     /* the names without gaps, for the caller */
 	struct timespec new_mtime, cur_mtime, scan_time;
 	gboolean w_dirty;   /* a W size computed: worth writing the uidlist */
+	gboolean ul_missing; /* no usable uidlist on disk: write ours */
 	guint recent;
 };
 
@@ -899,6 +904,21 @@ ent_free(Ent *e)
 	g_free(e);
 }
 
+/* A message file name we can keep in the uidlist: no control
+ * characters (a newline would end its line), not hidden, not too long. */
+static gboolean
+name_usable(const char *name)
+{
+	gsize len = 0;
+
+	if (name[0] == '.' || name[0] == ':')
+		return FALSE;
+	for (; name[len]; len++)
+		if ((guchar)name[len] < 0x20 || name[len] == 0x7f)
+			return FALSE;
+	return len <= 255;
+}
+
 static gboolean
 scan_one(int fd, gboolean in_new, GHashTable *h, GError **error)
 {
@@ -913,8 +933,8 @@ scan_one(int fd, gboolean in_new, GHashTable *h, GError **error)
 	while ((de = readdir(d)) != NULL) {
 		Ent *e;
 		gsize n = base_len(de->d_name);
-		if (de->d_name[0] == '.' || n == 0 || de->d_type == DT_DIR ||
-		    de->d_type == DT_LNK)
+		if (!name_usable(de->d_name) || n == 0 ||
+		    de->d_type == DT_DIR || de->d_type == DT_LNK)
 			continue;
 		e = g_new0(Ent, 1);
 		e->name = g_strdup(de->d_name);
@@ -972,6 +992,24 @@ unchanged(PbMailFolder *f)
 	                                 cst.st_mtim.tv_sec) + 1;
 }
 
+/* M was renamed to NAME by someone else: its flags there are to be
+ * reported (a FETCH) at the next sync. */
+static void
+msg_rename(Msg *m, const char *name, gboolean in_new)
+{
+	guint flags;
+	guint32 kw;
+
+	g_free(m->name);
+	m->name = g_strdup(name);
+	m->in_new = (guint8)in_new;
+	parse_flags(m->name, &flags, &kw);
+	if (flags != (guint)(m->flags & PB_MSG_STORABLE) || kw != m->kw)
+		m->changed = TRUE;
+	m->flags = (guint8)(flags | (m->flags & PB_MSG_RECENT));
+	m->kw = kw;
+}
+
 /* Messages by base name, for a refreshed scan. */
 static gboolean
 refresh_names(PbMailFolder *f, GError **error)
@@ -984,11 +1022,10 @@ refresh_names(PbMailFolder *f, GError **error)
 		Msg *m = msg_at(f, i);
 		g_autofree char *base = g_strndup(m->name, base_len(m->name));
 		Ent *e = g_hash_table_lookup(h, base);
-		if (e == NULL)
+		if (e == NULL || (g_str_equal(e->name, m->name) &&
+		                  e->in_new == m->in_new))
 			continue;
-		g_free(m->name);
-		m->name = g_strdup(e->name);
-		m->in_new = e->in_new;
+		msg_rename(m, e->name, e->in_new);
 	}
 	/* what else changed is the next sync's to report: make it look */
 	f->new_mtime.tv_sec = f->cur_mtime.tv_sec = 0;
@@ -1019,13 +1056,14 @@ uidlist_reread(PbMailFolder *f, PbUidlist **ul, gboolean *missing,
 			g_propagate_error(error, g_steal_pointer(&err));
 			return FALSE;
 		}
-		*missing = TRUE;
+		*missing = f->ul_missing = TRUE;
 		memset(&f->ul_st, 0, sizeof f->ul_st);
 		return TRUE;
 	}
 	f->ul_st = st;
 	*ul = pb_uidlist_parse(text, len, NULL);
 	*missing = *ul == NULL;
+	f->ul_missing |= *missing;
 	return TRUE;
 }
 
@@ -1231,6 +1269,7 @@ uidlist_write(PbMailFolder *f, const PbUidlist *disk, guint32 after,
 		return FALSE;
 	(void)fstatat(f->dfd, UIDLIST, &f->ul_st, AT_SYMLINK_NOFOLLOW);
 	f->w_dirty = FALSE;
+	f->ul_missing = FALSE;
 	return TRUE;
 }
 
@@ -1353,24 +1392,14 @@ apply_known(PbMailFolder *f, GHashTable *h)
 		Msg *m = msg_at(f, i);
 		g_autofree char *base = g_strndup(m->name, base_len(m->name));
 		Ent *e = g_hash_table_lookup(h, base);
-		guint flags;
-		guint32 kw;
 		if (e == NULL || e->used) {
 			m->expunged = TRUE;
 			continue;
 		}
 		e->used = TRUE;
 		m->expunged = FALSE;
-		if (g_str_equal(e->name, m->name))
-			continue;
-		g_free(m->name);
-		m->name = g_strdup(e->name);
-		m->in_new = (guint8)e->in_new;
-		parse_flags(m->name, &flags, &kw);
-		if (flags != (m->flags & PB_MSG_STORABLE) || kw != m->kw)
-			m->changed = TRUE;
-		m->flags = (guint8)(flags | (m->flags & PB_MSG_RECENT));
-		m->kw = kw;
+		if (!g_str_equal(e->name, m->name) || e->in_new != m->in_new)
+			msg_rename(m, e->name, e->in_new);
 	}
 }
 
@@ -1455,7 +1484,7 @@ pb_mailfolder_sync(PbMailFolder *f, guint flags, PbFolderChanges *ch,
                    GError **error)
 {
 	g_autoptr(GHashTable) h = NULL;
-	gboolean need_write = f->ul_st.st_ino == 0;
+	gboolean need_write = f->ul_missing;
 
 	if (ch)
 		ch->keywords_grew |= keywords_reload(f);
@@ -1548,6 +1577,7 @@ folder_load(PbMailFolder *f, GError **error)
 		if (!next_uidvalidity(f->st, &f->uidvalidity, error))
 			return FALSE;
 		f->uidnext = 1;
+		f->ul_missing = TRUE;
 		f->header_rest = g_strdup_printf(
 		    " G%08x%08x%08x%08x", g_random_int(), g_random_int(),
 		    g_random_int(), g_random_int());
@@ -1569,8 +1599,10 @@ folder_new(PbMailStore *st, const char *name, gboolean ro, GError **error)
 	f->msgs = g_array_new(FALSE, TRUE, sizeof(Msg));
 	f->kw = g_new0(char *, PB_MAILFOLDER_KEYWORDS_MAX + 1);
 	f->kw_list = g_new0(char *, 1);
-	f->watch[0] = g_build_filename(st->root, dir, "new", NULL);
-	f->watch[1] = g_build_filename(st->root, dir, "cur", NULL);
+	f->watch[0] = g_build_filename(st->root, g_str_equal(dir, ".") ? "" : dir,
+	                               "new", NULL);
+	f->watch[1] = g_build_filename(st->root, g_str_equal(dir, ".") ? "" : dir,
+	                               "cur", NULL);
 	if ((f->dfd = folder_fd(st, name, error)) < 0 ||
 	    (f->newfd = subdir(f->dfd, "new", error)) < 0 ||
 	    (f->curfd = subdir(f->dfd, "cur", error)) < 0)
@@ -1602,7 +1634,7 @@ save_sizes(PbMailFolder *f)
 	g_autoptr(PbUidlist) disk = NULL;
 	gboolean missing;
 
-	if (!f->w_dirty || f->ul_st.st_ino == 0 ||
+	if (!f->w_dirty || f->ul_missing ||
 	    !lock_take(f->dfd, UIDLIST ".lock", NULL))
 		return;
 	memset(&f->ul_st, 0, sizeof f->ul_st);
@@ -2463,12 +2495,11 @@ append_link(PbAppend *a, Target *t, guint flags, const char *const *keywords,
 	return TRUE;
 }
 
-gboolean
-pb_append_commit(PbAppend *a, guint flags, const char *const *keywords,
-                 gint64 date, guint32 *uidvalidity, guint32 *uid,
-                 GError **error)
+static gboolean
+append_finish(PbAppend *a, guint flags, const char *const *keywords,
+              gint64 date, guint32 *uidvalidity, guint32 *uid,
+              GError **error)
 {
-	g_autoptr(PbAppend) owned = a;
 	g_autoptr(GPtrArray) names = g_ptr_array_new_with_free_func(g_free);
 	struct timespec ts[2] = {{date, 0}, {date, 0}};
 	char *name = NULL;
@@ -2493,6 +2524,18 @@ pb_append_commit(PbAppend *a, guint flags, const char *const *keywords,
 		g_ptr_array_add(names, name);
 	ok = ok && target_assign(a->st, &t, names, uidvalidity, uid, error);
 	target_close(&t);
+	return ok;
+}
+
+gboolean
+pb_append_commit(PbAppend *a, guint flags, const char *const *keywords,
+                 gint64 date, guint32 *uidvalidity, guint32 *uid,
+                 GError **error)
+{
+	gboolean ok = append_finish(a, flags, keywords, date, uidvalidity, uid,
+	                            error);
+
+	pb_append_abort(a); /* the temporary file is gone by now, or must go */
 	return ok;
 }
 
@@ -2526,6 +2569,31 @@ pb_folder_info_free(PbFolderInfo *fi)
 	g_free(fi);
 }
 
+/* rm -r of NAME in PARENT, never through a symbolic link. */
+static void
+remove_tree(int parent, const char *name, guint depth)
+{
+	int fd = open_dir_at(parent, name);
+	DIR *d = fd >= 0 ? fdopendir(fd) : NULL;
+	struct dirent *de;
+
+	if (d == NULL) {
+		if (fd >= 0)
+			close(fd);
+		(void)unlinkat(parent, name, 0);
+		return;
+	}
+	while ((de = readdir(d)) != NULL) {
+		if (g_str_equal(de->d_name, ".") || g_str_equal(de->d_name, ".."))
+			continue;
+		if (unlinkat(dirfd(d), de->d_name, 0) < 0 &&
+		    (errno == EISDIR || errno == EPERM) && depth < 4)
+			remove_tree(dirfd(d), de->d_name, depth + 1);
+	}
+	closedir(d);
+	(void)unlinkat(parent, name, AT_REMOVEDIR);
+}
+
 /* The names of the folders on disk (valid names only, no INBOX). */
 static GPtrArray *
 folder_names(PbMailStore *st, GError **error)
@@ -2544,6 +2612,11 @@ folder_names(PbMailStore *st, GError **error)
 		const char *name = de->d_name + 1;
 		struct stat sb;
 		g_autofree char *canon = NULL;
+		if (g_str_has_prefix(de->d_name, DELETED_PREFIX)) {
+			/* a DELETE that was interrupted: finish it */
+			remove_tree(dirfd(d), de->d_name, 0);
+			continue;
+		}
 		if (de->d_name[0] != '.' || !pb_mailfolder_name_check(name, NULL))
 			continue;
 		canon = pb_mailfolder_name_canon(name);
@@ -2750,31 +2823,6 @@ pb_mailstore_create(PbMailStore *st, const char *name, GError **error)
 		}
 	}
 	return folder_make(st, canon, error);
-}
-
-/* rm -r of NAME in PARENT, never through a symbolic link. */
-static void
-remove_tree(int parent, const char *name, guint depth)
-{
-	int fd = open_dir_at(parent, name);
-	DIR *d = fd >= 0 ? fdopendir(fd) : NULL;
-	struct dirent *de;
-
-	if (d == NULL) {
-		if (fd >= 0)
-			close(fd);
-		(void)unlinkat(parent, name, 0);
-		return;
-	}
-	while ((de = readdir(d)) != NULL) {
-		if (g_str_equal(de->d_name, ".") || g_str_equal(de->d_name, ".."))
-			continue;
-		if (unlinkat(dirfd(d), de->d_name, 0) < 0 &&
-		    (errno == EISDIR || errno == EPERM) && depth < 4)
-			remove_tree(dirfd(d), de->d_name, depth + 1);
-	}
-	closedir(d);
-	(void)unlinkat(parent, name, AT_REMOVEDIR);
 }
 
 gboolean
