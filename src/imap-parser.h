@@ -21,7 +21,8 @@
  *   budget makes the parser close (PB_IMAP_PARSE_CLOSE): its octets are
  *   already on their way and are never read as commands. Before
  *   authentication a {N+} larger than 4096 octets is over the budget
- *   (LITERAL-, RFC 7888 5).
+ *   (LITERAL-, RFC 7888 5). So is a {N+} ending a line skipped after
+ *   an error when N is over the budget (skipping it would take long).
  * - List nesting is bounded (PB_IMAP_PARSER_MAX_DEPTH); NUL is refused
  *   everywhere; a quoted string may hold 8-bit octets (clients send UTF-8
  *   in SEARCH), never CR or LF.
@@ -30,6 +31,11 @@
  *   waited for, the client gets no "+"), so the session stays in step.
  * - Sequence sets are kept as ranges and never expanded; SEARCH programs
  *   are trees of bounded depth; the LIST matcher is an NFA walk, no regex.
+ *
+ * Leniencies: a bare LF ends a line like CRLF; empty lines between
+ * commands are ignored; runs of spaces and trailing spaces are taken;
+ * an atom may hold 8-bit octets (the typed helpers refuse them where
+ * the grammar does).
  *
  * What it does not do: the meaning of commands (imap-server), mailbox
  * name validation beyond INBOX's case (mailfolder), BINARY (~{N} is
@@ -75,7 +81,9 @@ struct _PbImapArg {
 /* An atom: a bare word, brackets included: "BODY[HEADER.FIELDS (A B)]"
  * is ONE atom when the word before '[' is BODY or BODY.PEEK (the FETCH
  * helper parses the section); anywhere else '[' is an ordinary atom
- * character (mailbox names like "[Gmail].Sent"). "%", "*", "\" and "]"
+ * character (mailbox names like "[Gmail].Sent"). A section holds no
+ * literal (header field names quoted or bare only: BAD otherwise).
+ * "%", "*", "\" and "]"
  * are atom characters here (list-mailbox, flags); the typed helpers are
  * strict where the grammar is. */
 
@@ -199,8 +207,9 @@ gboolean pb_imap_arg_is_atom(const PbImapArg *arg, const char *word);
 gboolean pb_imap_arg_astring(const PbImapArg *arg, const char **s, gsize *len);
 gboolean pb_imap_arg_string(const PbImapArg *arg, const char **s, gsize *len);
 gboolean pb_imap_arg_nstring(const PbImapArg *arg, const char **s, gsize *len);
-/* A mailbox name (astring): "INBOX" in any case becomes "INBOX"; other
- * names are returned as sent (modified UTF-7: mailfolder validates). */
+/* A mailbox name (astring): "INBOX" in any case becomes "INBOX", and so
+ * does the first level of "inbox.x" (Dovecot does the same); the rest
+ * is returned as sent (modified UTF-7: mailfolder validates). */
 gboolean pb_imap_arg_mailbox(const PbImapArg *arg, char **name, GError **error);
 
 /* ----- sequence sets: ranges, never expanded ----- */
@@ -483,8 +492,9 @@ gboolean pb_imap_args_list(const PbImapArg *args, guint n, PbImapList **list,
 
 /* TRUE if NAME matches PATTERN: "*" matches anything, "%" anything but
  * SEP; other octets literally, except that a leading "INBOX" of NAME
- * (NAME is INBOX or starts INBOX + SEP) matches in any case. Time
- * O(len(NAME) * len(PATTERN)), no backtracking. */
+ * (NAME is INBOX or starts INBOX + SEP) matches in any case. An NFA
+ * walk, no backtracking: time O(len(PATTERN) + len(NAME)^2), so a 64 KiB
+ * pattern costs little more than reading it. */
 gboolean pb_imap_list_match(const char *pattern, const char *name, char sep);
 /* TRUE if some name below NAME could match (for \HasChildren with
  * RECURSIVEMATCH, and to skip subtrees): PATTERN matches NAME + SEP + x

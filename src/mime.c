@@ -30,6 +30,7 @@ static void pb_mime_part_set_type(PbMimePart *part, char **boundary);
 
 typedef struct {
 	PbMimePart *part;
+	PbMimePart *last_child;
 	char *boundary; /* a multipart still looking for its boundaries */
 	gsize blen;
 	gboolean in_header;
@@ -52,27 +53,33 @@ struct _PbMimeParser {
 	gsize l_hdr_len;                /* header length at its start */
 	char prefix[PREFIX_MAX];
 	gsize prefix_len;
-	gsize l_len;           /* octets of the line so far */
-	gboolean l_prev_crlf;  /* the previous line ended with CRLF */
-	gboolean l_prev_body;  /* the previous line was body or header text
-	                          (not a boundary or a header's empty line):
-	                          its line end goes to the next boundary */
+	gsize l_len;          /* octets of the line so far */
+	gboolean l_prev_crlf; /* the previous line ended with CRLF */
+	gboolean l_prev_body; /* the previous line was body or header text
+	                         (not a boundary or a header's empty line):
+	                         its line end goes to the next boundary */
 	gboolean cur_body;
-	gboolean cur_crlf;     /* this line ends with CRLF */
+	PbMimePart *l_prev_eoh; /* the part whose header the previous line
+	                           ended, if it did */
+	PbMimePart *cur_eoh;
+	gboolean cur_crlf; /* this line ends with CRLF */
 };
 
+/* A new part after *LAST (the parent's last child, or NULL), which
+ * becomes it: appending stays O(1) for thousands of parts. */
 static PbMimePart *
-part_new(PbMimePart *parent, guint64 offset)
+part_new(PbMimePart *parent, PbMimePart **last, guint64 offset)
 {
 	PbMimePart *p = g_new0(PbMimePart, 1);
 	p->parent = parent;
 	p->depth = parent != NULL ? parent->depth + 1 : 0;
 	p->header_offset = offset;
 	if (parent != NULL) {
-		PbMimePart **l = &parent->children;
-		while (*l != NULL)
-			l = &(*l)->next;
-		*l = p;
+		if (*last != NULL)
+			(*last)->next = p;
+		else
+			parent->children = p;
+		*last = p;
 	}
 	return p;
 }
@@ -81,7 +88,7 @@ PbMimeParser *
 pb_mime_parser_new(void)
 {
 	PbMimeParser *p = g_new0(PbMimeParser, 1);
-	p->root = part_new(NULL, 0);
+	p->root = part_new(NULL, NULL, 0);
 	p->open[0].part = p->root;
 	p->open[0].in_header = TRUE;
 	p->nopen = 1;
@@ -159,9 +166,12 @@ static void
 push_part(PbMimeParser *p, PbMimePart *parent, guint64 off, guint64 crlf,
           guint64 lines)
 {
+	Open *top = &p->open[p->nopen - 1];
 	Open *o = &p->open[p->nopen++];
+
+	g_assert(top->part == parent);
 	memset(o, 0, sizeof(*o));
-	o->part = part_new(parent, off);
+	o->part = part_new(parent, &top->last_child, off);
 	o->in_header = TRUE;
 	o->crlf_hdr = crlf;
 	o->lines_hdr = lines;
@@ -257,6 +267,8 @@ at_boundary(PbMimeParser *p, int m, gboolean closing)
 	}
 	while ((int)p->nopen - 1 > m) {
 		Open *o = &p->open[p->nopen - 1];
+		if (o->part == p->l_prev_eoh)
+			o->part->flags |= PB_MIME_PART_BLANK_BEFORE_BOUNDARY;
 		if (o->in_header && o->part->header_len > p->l_hdr_len)
 			o->part->header_len = p->l_hdr_len;
 		close_top(p, off, crlf, lines);
@@ -290,6 +302,7 @@ end_line(PbMimeParser *p, gboolean eof)
 	gboolean closing = FALSE;
 	int m = find_boundary(p, &closing);
 
+	p->cur_eoh = NULL;
 	/* the header of a multipart that just started: its own boundaries
 	 * are not looked for before its body */
 	p->cur_body = TRUE;
@@ -300,10 +313,12 @@ end_line(PbMimeParser *p, gboolean eof)
 			          p->crlf, p->lines);
 	} else if (top->in_header && !eof && line_is_empty(p)) {
 		p->cur_body = FALSE;
+		p->cur_eoh = top->part;
 		header_done(p, p->off, p->crlf, p->lines, TRUE);
 	}
 	p->l_prev_crlf = p->cur_crlf;
 	p->l_prev_body = p->cur_body;
+	p->l_prev_eoh = p->cur_eoh;
 	p->line_start = TRUE;
 }
 
@@ -729,8 +744,7 @@ rfc_phrase(Rfc *r, GString *out)
 		} else if (is_atext((unsigned char)c))
 			ret = rfc_atom(r, out);
 		else {
-			if (out->len > start &&
-			    out->str[out->len - 1] == ' ')
+			if (out->len > start && out->str[out->len - 1] == ' ')
 				g_string_truncate(out, out->len - 1);
 			break;
 		}
@@ -799,8 +813,9 @@ merge_group(GPtrArray *out, Piece *v, guint i, guint j)
 	}
 	if (!ok) {
 		for (guint k = i; k < j; k++) {
-			g_ptr_array_add(out, g_strdup_printf("%s*%u%s",
-			    v[k].key, v[k].idx, v[k].extended ? "*" : ""));
+			g_ptr_array_add(
+			    out, g_strdup_printf("%s*%u%s", v[k].key, v[k].idx,
+			                         v[k].extended ? "*" : ""));
 			g_ptr_array_add(out, g_strdup(v[k].value));
 		}
 		return;
@@ -891,19 +906,22 @@ static gboolean
 parse_content_type(const char *value, GString *type, GString *subtype,
                    GPtrArray **params)
 {
-	/* on failure TYPE keeps what was read and SUBTYPE is empty */
+	/* on failure SUBTYPE is empty and TYPE too, except when the value
+	 * ends right after the type (Dovecot 2.3's rfc822-parser) */
 	Rfc r;
+	int ret;
 
 	*params = NULL;
 	rfc_init(&r, value, strlen(value));
-	if (!rfc_skip_lwsp(&r) || rfc_mime_token(&r, type) <= 0 ||
-	    type->len == 0 || *r.p != '/')
-		return FALSE;
-	r.p++;
 	if (!rfc_skip_lwsp(&r))
 		return FALSE;
-	if (rfc_mime_token(&r, subtype) < 0 || subtype->len == 0 ||
+	ret = rfc_mime_token(&r, type);
+	if (ret <= 0 || type->len == 0)
+		return FALSE;
+	if (*r.p != '/' || (r.p++, !rfc_skip_lwsp(&r)) ||
+	    rfc_mime_token(&r, subtype) < 0 || subtype->len == 0 ||
 	    (r.p < r.end && *r.p != ';')) {
+		g_string_truncate(type, 0);
 		g_string_truncate(subtype, 0);
 		return FALSE;
 	}
@@ -951,8 +969,8 @@ pb_mime_part_set_type(PbMimePart *part, char **boundary)
 	else if (strcmp(part->type, "message") == 0 &&
 	         strcmp(part->subtype, "rfc822") == 0)
 		part->flags |= PB_MIME_PART_MESSAGE;
-	for (guint i = 0; boundary != NULL && params != NULL &&
-	                  i + 1 < params->len; i += 2)
+	for (guint i = 0;
+	     boundary != NULL && params != NULL && i + 1 < params->len; i += 2)
 		if (g_ascii_strcasecmp(params->pdata[i], "boundary") == 0) {
 			*boundary = g_strdup(params->pdata[i + 1]);
 			break;
@@ -1227,8 +1245,9 @@ append_extension(GString *out, const BodyData *d)
 static void append_part(GString *out, const PbMimePart *part,
                         gboolean extended);
 
-#define EMPTY_BODY "(\"text\" \"plain\" (\"charset\" \"us-ascii\") NIL NIL " \
-                   "\"7bit\" 0 0"
+#define EMPTY_BODY                                                             \
+	"(\"text\" \"plain\" (\"charset\" \"us-ascii\") NIL NIL "              \
+	"\"7bit\" 0 0"
 
 static void
 append_multipart(GString *out, const PbMimePart *part, const BodyData *d,
@@ -1258,11 +1277,13 @@ append_leaf(GString *out, const PbMimePart *part, const BodyData *d,
 	if (message)
 		g_string_append(out, "\"message\" \"rfc822\"");
 	else {
-		text = d->type == NULL || g_ascii_strcasecmp(d->type, "text") == 0;
+		text =
+		    d->type == NULL || g_ascii_strcasecmp(d->type, "text") == 0;
 		append_string(out, d->type != NULL ? d->type : "text");
 		g_string_append_c(out, ' ');
 		append_string(out, d->subtype != NULL ? d->subtype
-		                   : text ? "plain" : "unknown");
+		                   : text             ? "plain"
+		                                      : "unknown");
 	}
 	g_string_append_c(out, ' ');
 	append_params(out, d->params, text);
@@ -1275,7 +1296,8 @@ append_leaf(GString *out, const PbMimePart *part, const BodyData *d,
 		append_string(out, d->encoding);
 	else
 		g_string_append(out, "\"7bit\"");
-	g_string_append_printf(out, " %" G_GUINT64_FORMAT, part->body_crlf_size);
+	g_string_append_printf(out, " %" G_GUINT64_FORMAT,
+	                       part->body_crlf_size);
 	if (text)
 		g_string_append_printf(out, " %" G_GUINT64_FORMAT,
 		                       part->body_lines);
@@ -1332,8 +1354,8 @@ typedef struct {
 } AddrCtx;
 
 static void
-addr_add(AddrCtx *c, const char *name, const char *route,
-         const char *mailbox, const char *domain)
+addr_add(AddrCtx *c, const char *name, const char *route, const char *mailbox,
+         const char *domain)
 {
 	Addr a = {g_strdup(name), g_strdup(route), g_strdup(mailbox),
 	          g_strdup(domain)};
@@ -1629,8 +1651,8 @@ append_addresses(GString *out, GArray *a)
 void
 pb_mime_append_envelope(GString *out, const PbMimePart *part)
 {
-	static const char *const addr_names[] = {"From", "Sender",
-		"Reply-To", "To", "Cc", "Bcc"};
+	static const char *const addr_names[] = {"From", "Sender", "Reply-To",
+	                                         "To",   "Cc",     "Bcc"};
 	g_autofree char *date = header_value(part, "Date", TRUE);
 	g_autofree char *subject = header_value(part, "Subject", TRUE);
 	g_autofree char *irt = header_value(part, "In-Reply-To", TRUE);
@@ -1646,11 +1668,12 @@ pb_mime_append_envelope(GString *out, const PbMimePart *part)
 	else
 		append_for_humans(out, subject, strlen(subject));
 	for (guint i = 0; i < G_N_ELEMENTS(addr_names); i++) {
-		GArray *a = i == 0 ? from : field_addresses(part, addr_names[i]);
+		GArray *a =
+		    i == 0 ? from : field_addresses(part, addr_names[i]);
 		g_string_append_c(out, ' ');
 		/* no Sender or Reply-To: From */
-		append_addresses(out, (i == 1 || i == 2) && a->len == 0 ? from
-		                                                        : a);
+		append_addresses(out,
+		                 (i == 1 || i == 2) && a->len == 0 ? from : a);
 		if (a != from)
 			addrs_free(a);
 	}
@@ -1730,8 +1753,9 @@ pb_mime_section_parse(const char *text, gsize len, PbMimeSection *sec)
 		if (*s++ != '.')
 			return FALSE;
 	}
-#define KW(k) ((gsize)(end - s) >= strlen(k) && \
-               g_ascii_strncasecmp(s, k, strlen(k)) == 0)
+#define KW(k)                                                                  \
+	((gsize)(end - s) >= strlen(k) &&                                      \
+	 g_ascii_strncasecmp(s, k, strlen(k)) == 0)
 	if (s == end && sec->nparts == 0)
 		sec->kind = PB_MIME_SECTION_ALL;
 	else if (KW("HEADER.FIELDS.NOT")) {
@@ -1765,6 +1789,21 @@ range_set(PbMimeRange *r, guint64 off, guint64 size, guint64 crlf)
 	r->offset = off;
 	r->size = size;
 	r->crlf_size = crlf;
+}
+
+/* The header of P as BODY[HEADER] and BODY[n.MIME] send it. */
+static void
+header_range(PbMimeRange *r, const PbMimePart *p)
+{
+	guint64 size = p->header_size, crlf = p->header_crlf_size;
+
+	if ((p->flags & PB_MIME_PART_BLANK_BEFORE_BOUNDARY) != 0 && crlf >= 2) {
+		gboolean cr = p->header_len >= 2 && p->header_len == size &&
+		              p->header[size - 2] == '\r';
+		size -= cr ? 2 : 1;
+		crlf -= 2;
+	}
+	range_set(r, p->header_offset, size, crlf);
 }
 
 /* The part a path of numbers names, or NULL: N of a multipart is its
@@ -1814,8 +1853,7 @@ pb_mime_section_resolve(const PbMimePart *root, const PbMimeSection *sec,
 		return;
 	}
 	if (sec->kind == PB_MIME_SECTION_MIME) {
-		range_set(range, p->header_offset, p->header_size,
-		          p->header_crlf_size);
+		header_range(range, p);
 		return;
 	}
 	/* HEADER, HEADER.FIELDS, TEXT: of the message a part holds (only a
@@ -1831,9 +1869,12 @@ pb_mime_section_resolve(const PbMimePart *root, const PbMimeSection *sec,
 		          p->body_crlf_size);
 		return;
 	}
-	range_set(range, p->header_offset, p->header_size,
-	          p->header_crlf_size);
-	if (sec->kind != PB_MIME_SECTION_HEADER) {
+	if (sec->kind == PB_MIME_SECTION_HEADER) {
+		header_range(range, p);
+		return;
+	}
+	range_set(range, p->header_offset, p->header_size, p->header_crlf_size);
+	{
 		range->filter = TRUE;
 		range->fields = (const char *const *)sec->fields;
 		range->fields_not =
@@ -1867,13 +1908,14 @@ pb_mime_filter_header(const PbMimePart *part, const char *const *fields,
 				in = TRUE;
 				break;
 			}
-		if (in == not)
+		if (in == not )
 			continue;
+		/* a last line without its line end (a header that ends the
+		 * file or that a boundary cut) stays so */
 		append_crlf(out, f.raw, f.raw_len);
-		if (f.raw_len == 0 || f.raw[f.raw_len - 1] != '\n')
-			g_string_append(out, "\r\n");
 	}
-	/* Dovecot: the empty line always ends HEADER.FIELDS; .NOT keeps it
+	/* Dovecot: one CRLF always ends HEADER.FIELDS (the empty line, or
+	 * the end of an unfinished last line); .NOT keeps the empty line
 	 * only if the header had one */
 	if (!not || (part->flags & PB_MIME_PART_NO_BLANK_LINE) == 0)
 		g_string_append(out, "\r\n");
@@ -1886,8 +1928,7 @@ static const char *
 date_word(const char *s, char *buf, gsize size)
 {
 	gsize n = 0;
-	while (*s == ' ' || *s == '\t' || *s == ',' || *s == '\r' ||
-	       *s == '\n')
+	while (*s == ' ' || *s == '\t' || *s == ',' || *s == '\r' || *s == '\n')
 		s++;
 	if (*s == '(') { /* a comment */
 		int depth = 0;
@@ -1914,10 +1955,12 @@ date_word(const char *s, char *buf, gsize size)
 static int
 zone_minutes(const char *z, gboolean *ok)
 {
-	static const struct { const char *n; int m; } zones[] = {
-		{"UT", 0}, {"GMT", 0}, {"Z", 0}, {"EST", -300}, {"EDT", -240},
-		{"CST", -360}, {"CDT", -300}, {"MST", -420}, {"MDT", -360},
-		{"PST", -480}, {"PDT", -420}};
+	static const struct {
+		const char *n;
+		int m;
+	} zones[] = {{"UT", 0},     {"GMT", 0},    {"Z", 0},      {"EST", -300},
+	             {"EDT", -240}, {"CST", -360}, {"CDT", -300}, {"MST", -420},
+	             {"MDT", -360}, {"PST", -480}, {"PDT", -420}};
 
 	*ok = TRUE;
 	if ((z[0] == '+' || z[0] == '-') && strlen(z) == 5 &&
@@ -1937,7 +1980,8 @@ gboolean
 pb_mime_date_parse(const char *s, gint64 *utc, int *tz_min)
 {
 	static const char *const months[] = {"jan", "feb", "mar", "apr",
-		"may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"};
+	                                     "may", "jun", "jul", "aug",
+	                                     "sep", "oct", "nov", "dec"};
 	char w[32];
 	int day, mon = -1, year, h = 0, mi = 0, sec = 0, tz;
 	gboolean ok;
@@ -2081,7 +2125,8 @@ pb_mime_matcher_feed(PbMimeMatcher *m, const char *buf, gsize len)
 				memcpy(rest, m->pend + used, nr);
 				m->npend = 0;
 				for (guint i = 0; i < nr; i++)
-					pb_mime_matcher_feed(m, (char *)rest + i, 1);
+					pb_mime_matcher_feed(
+					    m, (char *)rest + i, 1);
 			}
 			continue;
 		}
@@ -2128,20 +2173,30 @@ struct _PbMimeDecoder {
 	guint b64_save;
 };
 
+/* The value of the last field NAME, unfolded ("" if none): what
+ * Dovecot's search decoder reads, MIME-Version or not. */
+static char *
+last_field(const PbMimePart *part, const char *name)
+{
+	g_autofree char *v = header_value(part, name, TRUE);
+	return v != NULL ? unfold(v, strlen(v)) : g_strdup("");
+}
+
 PbMimeDecoder *
 pb_mime_decoder_new(const PbMimePart *part)
 {
 	PbMimeDecoder *d = g_new0(PbMimeDecoder, 1);
-	BodyData bd;
+	g_autofree char *cte = last_field(part, "Content-Transfer-Encoding");
+	g_autoptr(GString) tok = g_string_new(NULL);
+	Rfc r;
 
-	body_data_load(&bd, part);
-	if (bd.encoding != NULL) {
-		if (g_ascii_strcasecmp(bd.encoding, "quoted-printable") == 0)
-			d->enc = ENC_QP;
-		else if (g_ascii_strcasecmp(bd.encoding, "base64") == 0)
-			d->enc = ENC_BASE64;
-	}
-	body_data_clear(&bd);
+	rfc_init(&r, cte, strlen(cte));
+	if (rfc_skip_lwsp(&r))
+		rfc_mime_token(&r, tok);
+	if (g_ascii_strcasecmp(tok->str, "quoted-printable") == 0)
+		d->enc = ENC_QP;
+	else if (g_ascii_strcasecmp(tok->str, "base64") == 0)
+		d->enc = ENC_BASE64;
 	return d;
 }
 
@@ -2176,8 +2231,8 @@ qp_feed(PbMimeDecoder *d, const char *buf, gsize len, GString *out)
 		if (d->qp[1] == '\r' && c == '\n')
 			;
 		else if (hexval(d->qp[1]) >= 0 && hexval(c) >= 0)
-			g_string_append_c(out, (char)(hexval(d->qp[1]) * 16 +
-			                              hexval(c)));
+			g_string_append_c(
+			    out, (char)(hexval(d->qp[1]) * 16 + hexval(c)));
 		else
 			g_string_append_len(out, d->qp, 3);
 		d->nqp = 0;
@@ -2185,8 +2240,7 @@ qp_feed(PbMimeDecoder *d, const char *buf, gsize len, GString *out)
 }
 
 void
-pb_mime_decoder_feed(PbMimeDecoder *d, const char *buf, gsize len,
-                     GString *out)
+pb_mime_decoder_feed(PbMimeDecoder *d, const char *buf, gsize len, GString *out)
 {
 	if (d->enc == ENC_QP)
 		qp_feed(d, buf, len, out);
@@ -2241,17 +2295,19 @@ decode_word(const char *s, gsize len, GString *out)
 		for (const char *c = txt; c < q2; c++) {
 			if (*c == '_')
 				g_string_append_c(raw, ' ');
-			else if (*c == '=' && c + 2 < q2 &&
-			         hexval(c[1]) >= 0 && hexval(c[2]) >= 0) {
-				g_string_append_c(raw, (char)(hexval(c[1]) * 16 +
-				                              hexval(c[2])));
+			else if (*c == '=' && c + 2 < q2 && hexval(c[1]) >= 0 &&
+			         hexval(c[2]) >= 0) {
+				g_string_append_c(
+				    raw,
+				    (char)(hexval(c[1]) * 16 + hexval(c[2])));
 				c += 2;
 			} else
 				g_string_append_c(raw, *c);
 		}
 	} else
 		return 0;
-	conv = g_convert(raw->str, raw->len, "UTF-8", charset, NULL, NULL, NULL);
+	conv =
+	    g_convert(raw->str, raw->len, "UTF-8", charset, NULL, NULL, NULL);
 	if (conv != NULL) {
 		g_string_append(out, conv);
 		g_free(conv);
@@ -2343,7 +2399,8 @@ pb_mime_append_decoded_header(GString *out, const PbMimePart *part)
 gboolean
 pb_mime_part_searchable(const PbMimePart *part)
 {
-	if ((part->flags & (PB_MIME_PART_MULTIPART | PB_MIME_PART_MESSAGE)) != 0)
+	if ((part->flags & (PB_MIME_PART_MULTIPART | PB_MIME_PART_MESSAGE)) !=
+	    0)
 		return FALSE;
 	return part->type == NULL || strcmp(part->type, "text") == 0 ||
 	       strcmp(part->type, "message") == 0;
@@ -2352,15 +2409,14 @@ pb_mime_part_searchable(const PbMimePart *part)
 char *
 pb_mime_part_charset(const PbMimePart *part)
 {
-	BodyData d;
-	char *cs = NULL;
+	g_autofree char *ct = last_field(part, "Content-Type");
+	g_autoptr(GString) t = g_string_new(NULL);
+	g_autoptr(GString) sub = g_string_new(NULL);
+	g_autoptr(GPtrArray) params = NULL;
 
-	body_data_load(&d, part);
-	for (guint i = 0; d.params != NULL && i + 1 < d.params->len; i += 2)
-		if (g_ascii_strcasecmp(d.params->pdata[i], "charset") == 0) {
-			cs = g_ascii_strdown(d.params->pdata[i + 1], -1);
-			break;
-		}
-	body_data_clear(&d);
-	return cs;
+	parse_content_type(ct, t, sub, &params);
+	for (guint i = 0; params != NULL && i + 1 < params->len; i += 2)
+		if (g_ascii_strcasecmp(params->pdata[i], "charset") == 0)
+			return g_ascii_strdown(params->pdata[i + 1], -1);
+	return NULL;
 }

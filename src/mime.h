@@ -20,9 +20,9 @@
 
 #include <glib.h>
 
-#define PB_MIME_MAX_DEPTH 100     /* multipart and message/rfc822 levels */
-#define PB_MIME_MAX_PARTS 10000   /* parts in one message (Dovecot's) */
-#define PB_MIME_MAX_HEADER 65536  /* header octets kept per part */
+#define PB_MIME_MAX_DEPTH 100         /* multipart and message/rfc822 levels */
+#define PB_MIME_MAX_PARTS 10000       /* parts in one message (Dovecot's) */
+#define PB_MIME_MAX_HEADER 65536      /* header octets kept per part */
 #define PB_MIME_MAX_HEADERS (4 << 20) /* header octets kept in all */
 #define PB_MIME_MAX_SECTION_PARTS (PB_MIME_MAX_DEPTH * 2 + 2)
 
@@ -30,10 +30,15 @@ typedef enum {
 	PB_MIME_PART_MULTIPART = 1 << 0, /* children are its body parts */
 	PB_MIME_PART_MESSAGE = 1 << 1,   /* message/rfc822 (or global):
 	                                    one child, the message inside */
-	PB_MIME_PART_HEADER_TRUNCATED = 1 << 2, /* header over the limit:
-	                                           only its start is kept */
-	PB_MIME_PART_NO_BLANK_LINE = 1 << 3,    /* header not ended by an
-	                                           empty line (no body) */
+	PB_MIME_PART_HEADER_TRUNCATED = 1 << 2,      /* header over the limit:
+	                                                only its start is kept */
+	PB_MIME_PART_NO_BLANK_LINE = 1 << 3,         /* header not ended by an
+	                                                empty line (no body) */
+	PB_MIME_PART_BLANK_BEFORE_BOUNDARY = 1 << 4, /* its empty line is
+	                                           followed by a boundary
+	                                           that ends the part: Dovecot
+	                                           leaves that line out of
+	                                           BODY[HEADER] and [MIME] */
 } PbMimePartFlags;
 
 typedef struct _PbMimePart PbMimePart;
@@ -91,7 +96,9 @@ char *pb_mime_header_get(const PbMimePart *part, const char *name);
 /* Appends ENVELOPE of the message PART (a root or a message/rfc822's
  * child), parenthesised, as Dovecot writes it. */
 void pb_mime_append_envelope(GString *out, const PbMimePart *part);
-/* Appends BODYSTRUCTURE (EXTENDED) or BODY of PART. */
+/* Appends BODYSTRUCTURE (EXTENDED) or BODY of PART. For a root (no
+ * parent) the outer parentheses are left to the caller, who writes
+ * "BODYSTRUCTURE (" ... ")"; parts below come parenthesised. */
 void pb_mime_append_bodystructure(GString *out, const PbMimePart *part,
                                   gboolean extended);
 
@@ -116,16 +123,15 @@ typedef struct {
 /* Parses the text between the brackets of BODY[...], e.g. "",
  * "1.2.MIME", "HEADER.FIELDS (From To)" (field names as atoms or quoted
  * strings, case kept). FALSE if it is not a valid section. */
-gboolean pb_mime_section_parse(const char *text, gsize len,
-                               PbMimeSection *sec);
+gboolean pb_mime_section_parse(const char *text, gsize len, PbMimeSection *sec);
 void pb_mime_section_clear(PbMimeSection *sec);
 
 /* Where a section's octets are in the stored message. */
 typedef struct {
-	gboolean exists;     /* FALSE: a part that is not there (answer "") */
-	guint64 offset;      /* in the stored bytes */
-	guint64 size;        /* stored octets */
-	guint64 crlf_size;   /* IMAP octets (before any filtering) */
+	gboolean exists;   /* FALSE: a part that is not there (answer "") */
+	guint64 offset;    /* in the stored bytes */
+	guint64 size;      /* stored octets */
+	guint64 crlf_size; /* IMAP octets (before any filtering) */
 	/* header filtering: when FILTER, the octets sent are
 	 * pb_mime_filter_header(header of PART, FIELDS, FIELDS_NOT) instead
 	 * of the range */
@@ -138,14 +144,13 @@ typedef struct {
 /* Resolves SEC in the message ROOT (always returns a range; see
  * RANGE->exists). A part number that does not exist gives an empty
  * range, as Dovecot answers. */
-void pb_mime_section_resolve(const PbMimePart *root,
-                             const PbMimeSection *sec, PbMimeRange *range);
+void pb_mime_section_resolve(const PbMimePart *root, const PbMimeSection *sec,
+                             PbMimeRange *range);
 
 /* Appends to OUT, with CRLF line ends, the fields of PART's header whose
  * names are (NOT: are not) in FIELDS, followed by the empty line. */
-void pb_mime_filter_header(const PbMimePart *part,
-                           const char *const *fields, gboolean not,
-                           GString *out);
+void pb_mime_filter_header(const PbMimePart *part, const char *const *fields,
+                           gboolean not, GString *out);
 
 /* ---- SEARCH ---- */
 
@@ -173,7 +178,9 @@ gboolean pb_mime_search_header(const PbMimePart *root, const char *name,
                                const char *needle);
 
 /* Streaming Content-Transfer-Encoding decoder (quoted-printable, base64;
- * anything else passes through), writing decoded octets to OUT. */
+ * anything else passes through), writing decoded octets to OUT. As in
+ * Dovecot's SEARCH, the last Content-Transfer-Encoding of PART counts,
+ * with or without MIME-Version. */
 typedef struct _PbMimeDecoder PbMimeDecoder;
 PbMimeDecoder *pb_mime_decoder_new(const PbMimePart *part);
 void pb_mime_decoder_feed(PbMimeDecoder *d, const char *buf, gsize len,
@@ -185,7 +192,8 @@ G_DEFINE_AUTOPTR_CLEANUP_FUNC(PbMimeDecoder, pb_mime_decoder_free)
  * text/... (or message/... not parsed further). */
 gboolean pb_mime_part_searchable(const PbMimePart *part);
 
-/* The charset parameter of PART's Content-Type (lowercase), or NULL. */
+/* The charset parameter of PART's last Content-Type (lowercase), or
+ * NULL: what SEARCH decodes the part with (Dovecot's rule). */
 char *pb_mime_part_charset(const PbMimePart *part);
 
 /* Appends PART's header unfolded with RFC 2047 words decoded to UTF-8
