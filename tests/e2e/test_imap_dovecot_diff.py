@@ -317,6 +317,10 @@ SEARCHES = [
     ("TEXT", "boundary"), ("BODY", "preamble"), ("BODY", "epilogue"),
     ("BODY", "which type wins"), ("BODY", "just text, the encoding"),
     ("BODY", "inner"), ("BODY", "aW5uZXI="),
+    ("BODY", "some notes"), ("BODY", "hello"), ("BODY", '{"a": 1}'),
+    ("BODY", "/9j/"), ("BODY", "MIAGCSqG"), ("BODY", "ÆRØ"),
+    ("BODY", "GROSSE"), ("BODY", "delivery-status"), ("BODY", "final-recipient"),
+    ("BODY", "x"), ("BODY", "PART 59"), ("TEXT", "MISSING"),
 ]
 
 # (KEY, NEEDLE) -> why our answer differs from Dovecot's on purpose
