@@ -321,6 +321,11 @@ SEARCHES = [
     ("BODY", "/9j/"), ("BODY", "MIAGCSqG"), ("BODY", "ÆRØ"),
     ("BODY", "GROSSE"), ("BODY", "delivery-status"), ("BODY", "final-recipient"),
     ("BODY", "x"), ("BODY", "PART 59"), ("TEXT", "MISSING"),
+    ("HEADER To", "keith moore"), ("HEADER Subject", "read this you under"),
+    ("HEADER From", "PIRARD@vm1"), ("HEADER Subject", "on and on and is"),
+    ("HEADER Received", "ESMTPS"), ("HEADER content-type", "boundary"),
+    ("HEADER Subject", "  "), ("HEADER Subject", "Grüße aus Köln"),
+    ("HEADER To", "équipe"), ("HEADER Date", "1969"),
 ]
 
 # (KEY, NEEDLE) -> why our answer differs from Dovecot's on purpose
