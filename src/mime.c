@@ -918,15 +918,17 @@ parse_content_type(const char *value, GString *type, GString *subtype,
 	ret = rfc_mime_token(&r, type);
 	if (ret <= 0 || type->len == 0)
 		return FALSE;
-	if (*r.p != '/' || (r.p++, !rfc_skip_lwsp(&r)) ||
-	    rfc_mime_token(&r, subtype) < 0 || subtype->len == 0 ||
-	    (r.p < r.end && *r.p != ';')) {
-		g_string_truncate(type, 0);
-		g_string_truncate(subtype, 0);
-		return FALSE;
+	if (*r.p == '/') {
+		r.p++;
+		if (rfc_skip_lwsp(&r) && rfc_mime_token(&r, subtype) >= 0 &&
+		    subtype->len > 0 && (r.p >= r.end || *r.p == ';')) {
+			*params = parse_params(&r);
+			return TRUE;
+		}
 	}
-	*params = parse_params(&r);
-	return TRUE;
+	g_string_truncate(type, 0);
+	g_string_truncate(subtype, 0);
+	return FALSE;
 }
 
 static gboolean
