@@ -222,10 +222,13 @@ text_convert(Text *t, const char *s, gsize n)
 		char *in = (char *)s, *o = out;
 		gsize il = n, ol = sizeof(out);
 		gsize r = g_iconv(t->cd, &in, &il, &o, &ol);
+		int err = r == (gsize)-1 ? errno : 0;
+
 		pb_mime_matcher_feed(t->m, out, (gsize)(o - out));
-		if (r == (gsize)-1 && errno == EILSEQ)
-			in++, il--; /* skip an octet that is no character */
-		else if (r == (gsize)-1 && errno == EINVAL)
+		if (err == EILSEQ) {
+			in++; /* skip an octet that is no character */
+			il--;
+		} else if (err == EINVAL)
 			break; /* incomplete: keep it for the next chunk */
 		s = in;
 		n = il;
