@@ -180,7 +180,9 @@ class Raw:
             while True:
                 if not self.f.readline():
                     return True
-        except (ConnectionResetError, socket.timeout):
+        except ConnectionResetError:  # closed with our input unread
+            return True
+        except socket.timeout:
             return False
 
     def close(self):
