@@ -213,7 +213,10 @@ def dovecot_session(home, mail_dir, commands, timeout=20):
     """Debian's Dovecot imap run preauthenticated on stdin/stdout with a
     private config: MAIL_DIR is its INBOX (Maildir++ folders beside);
     indexes in memory only, so it reads and writes exactly the
-    dovecot-uidlist/dovecot-keywords files. Returns its output."""
+    dovecot-uidlist/dovecot-keywords files. COMMANDS (lines "TAG ...",
+    literals as LITERAL+) are sent one at a time, each after the answer
+    to the one before (Dovecot runs pipelined commands out of order).
+    Returns its whole output."""
     home = Path(home)
     conf = home / "dc-preauth.conf"
     conf.write_text("log_path = /dev/stderr\nssl = no\nbase_dir = %s/dc-run\n"
@@ -225,8 +228,30 @@ def dovecot_session(home, mail_dir, commands, timeout=20):
     if os.geteuid() == 0:
         pre = ["setpriv", "--reuid", "pillarbox", "--regid", "pillarbox",
                "--clear-groups"]
-    out = subprocess.run(pre + ["env", "USER=alice", "HOME=%s" % home,
-                                DOVECOT_IMAP, "-c", str(conf)],
-                         input=commands, capture_output=True, timeout=timeout)
-    assert out.returncode == 0, out.stderr
-    return out.stdout
+    proc = subprocess.Popen(pre + ["env", "USER=alice", "HOME=%s" % home,
+                                   DOVECOT_IMAP, "-c", str(conf)],
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE)
+    out = []
+    deadline = time.monotonic() + timeout
+    try:
+        out.append(proc.stdout.readline())
+        for command in commands:
+            tag = command.split(b" ", 1)[0]
+            proc.stdin.write(command + b"\r\n")
+            proc.stdin.flush()
+            while time.monotonic() < deadline:
+                line = proc.stdout.readline()
+                assert line, (b"".join(out), proc.stderr.read())
+                out.append(line)
+                if line.startswith(tag + b" "):
+                    break
+        proc.stdin.close()
+        proc.wait(timeout)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        proc.stdout.close()
+        proc.stderr.close()
+    return b"".join(out)
