@@ -1,0 +1,237 @@
+"""Differential test: what we answer for FETCH ENVELOPE, BODYSTRUCTURE,
+BODY, RFC822.SIZE and BODY[section]<partial> of every message of the
+corpus tests/data/mime/ must be what Dovecot 2.3 (Debian's
+/usr/lib/dovecot/imap, run preauthenticated on stdin/stdout with a
+private configuration, on a copy of the corpus as a Maildir) answers,
+apart from the differences listed in DOCUMENTED (the README's section
+"IMAP messages: structure and Dovecot compatibility" explains each).
+
+Ours is asked through tests/unit/mime-dump (build/tests/mime-dump), which
+prints mime.c/message.c's answers as FETCH responses. When imapd can be
+run the same way, switching is the one line OURS = ... below."""
+import os
+import re
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+BUILD = Path(os.environ.get("PILLARBOX_BUILD", ROOT / "build"))
+if not BUILD.is_absolute():
+    BUILD = ROOT / BUILD
+CORPUS = ROOT / "tests" / "data" / "mime"
+DOVECOT = Path("/usr/lib/dovecot/imap")
+
+# (file, item) -> why we differ from Dovecot on purpose
+DOCUMENTED = {
+}
+
+TOP_ITEMS = [
+    "ENVELOPE", "BODYSTRUCTURE", "BODY", "RFC822.SIZE",
+    "BODY.PEEK[]", "BODY.PEEK[HEADER]", "BODY.PEEK[TEXT]",
+    "BODY.PEEK[HEADER.FIELDS (FROM TO SUBJECT DATE)]",
+    "BODY.PEEK[HEADER.FIELDS.NOT (RECEIVED CONTENT-TYPE)]",
+    "BODY.PEEK[]<0.20>", "BODY.PEEK[TEXT]<3.50>",
+    "BODY.PEEK[]<100000.10>", "BODY.PEEK[9]", "BODY.PEEK[1.9]",
+    "BODY.PEEK[1]<1.5>",
+]
+
+
+def read_response(data, pos):
+    """One response (a line and its literals) from DATA at POS:
+    (text, next position)."""
+    start = pos
+    while True:
+        end = data.index(b"\r\n", pos)
+        m = re.search(rb"\{(\d+)\}$", data[pos:end])
+        pos = end + 2
+        if not m:
+            return data[start:pos], pos
+        pos += int(m.group(1))
+
+
+def skip_value(s, i):
+    """The end of the IMAP value starting at S[I]."""
+    if s[i:i + 1] == b"(":
+        i += 1
+        while s[i:i + 1] != b")":
+            if s[i:i + 1] == b" ":
+                i += 1
+                continue
+            i = skip_value(s, i)
+        return i + 1
+    if s[i:i + 1] == b'"':
+        i += 1
+        while s[i:i + 1] != b'"':
+            i += 2 if s[i:i + 1] == b"\\" else 1
+        return i + 1
+    m = re.match(rb"\{(\d+)\}\r\n", s[i:])
+    if m:
+        return i + m.end() + int(m.group(1))
+    m = re.match(rb"[^ ()]+", s[i:])
+    return i + m.end()
+
+
+def fetch_items(resp):
+    """{NAME: raw value} of a '* n FETCH (...)' response."""
+    i = resp.index(b"FETCH (") + 7
+    items = {}
+    while resp[i:i + 1] != b")":
+        m = re.match(rb"[A-Z0-9.]+(\[[^\]]*\])?(<\d+>)?", resp[i:])
+        name = m.group(0).decode()
+        i += m.end() + 1
+        j = skip_value(resp, i)
+        items[name] = resp[i:j]
+        i = j
+        if resp[i:i + 1] == b" ":
+            i += 1
+    return items
+
+
+def the_value(items):
+    vals = [v for k, v in items.items() if k not in ("UID", "FLAGS")]
+    assert len(vals) == 1, items
+    return vals[0]
+
+
+class DumpBackend:
+    """mime.c/message.c through build/tests/mime-dump."""
+
+    def __init__(self, files):
+        self.files = files
+
+    def fetch(self, requests):
+        out = {}
+        by_file = {}
+        for f, item in requests:
+            by_file.setdefault(f, []).append(item)
+        for f, items in by_file.items():
+            args = [i.replace(".PEEK", "") for i in items]
+            data = subprocess.run(
+                [str(BUILD / "tests" / "mime-dump"), "fetch",
+                 str(CORPUS / f)] + args,
+                capture_output=True, check=True, timeout=30).stdout
+            pos = 0
+            for item in items:
+                resp, pos = read_response(data, pos)
+                out[(f, item)] = the_value(fetch_items(resp))
+        return out
+
+
+class ImapStdioBackend:
+    """An IMAP server run preauthenticated on stdin/stdout over a Maildir
+    holding the corpus: Dovecot (and imapd, when it can run so)."""
+
+    def __init__(self, files, argv, env, maildir):
+        self.files, self.argv, self.env, self.maildir = files, argv, env, maildir
+
+    def uids(self):
+        # dovecot-uidlist v3: "UID [extensions] :filename"
+        uids = {}
+        for line in (self.maildir / "dovecot-uidlist").read_text().splitlines()[1:]:
+            uid, _, name = line.partition(" :")
+            uids[name.split(":2,")[0]] = uid.split()[0]
+        return uids
+
+    def fetch(self, requests):
+        subprocess.run(self.argv, input=b"s SELECT INBOX\r\nl LOGOUT\r\n",
+                       env=self.env, capture_output=True, timeout=30,
+                       check=True)
+        uids = self.uids()
+        cmds = [b"s EXAMINE INBOX\r\n"]
+        for n, (f, item) in enumerate(requests):
+            cmds.append(b"t%d UID FETCH %s (%s)\r\n"
+                        % (n, uids[f].encode(), item.encode()))
+        cmds.append(b"z LOGOUT\r\n")
+        data = subprocess.run(self.argv, input=b"".join(cmds), env=self.env,
+                              capture_output=True, timeout=120,
+                              check=True).stdout
+        # untagged answers come in command order, the tagged ones may
+        # come later (pipelining): pair each FETCH with the next command
+        # that completed OK; a command refused (NO/BAD) gets its text
+        fetches, status, pos = [], {}, 0
+        while pos < len(data):
+            resp, pos = read_response(data, pos)
+            m = re.match(rb"t(\d+) (OK|NO|BAD)", resp)
+            if m:
+                status[int(m.group(1))] = resp.split(b" ", 1)[1].strip()
+            elif re.match(rb"\* \d+ FETCH ", resp):
+                fetches.append(the_value(fetch_items(resp)))
+        out = {}
+        for n, key in enumerate(requests):
+            if status[n].startswith(b"OK"):
+                out[key] = fetches.pop(0)
+            else:
+                out[key] = status[n]
+        assert not fetches
+        return out
+
+
+def dovecot_backend(files, folder):
+    home = folder / "home"
+    md = home / "Maildir"
+    for sub in ("cur", "new", "tmp"):
+        (md / sub).mkdir(parents=True)
+    for f in files:
+        shutil.copy(CORPUS / f, md / "cur" / (f + ":2,"))
+    uid = 65534 if os.geteuid() == 0 else os.getuid()
+    conf = folder / "dovecot.conf"
+    conf.write_text(
+        "protocols = imap\nssl = no\nlog_path = /dev/stderr\n"
+        "mail_location = maildir:~/Maildir\n"
+        f"base_dir = {folder}/run\nstate_dir = {folder}/state\n"
+        f"mail_uid = {uid}\nmail_gid = {uid}\n"
+        "first_valid_uid = 0\nfirst_valid_gid = 0\n")
+    if os.geteuid() == 0:
+        for p in [folder] + list(folder.rglob("*")):
+            os.chown(p, 65534, 65534)
+        os.chmod(folder, 0o755)
+    env = {"USER": "test", "HOME": str(home), "PATH": os.environ["PATH"]}
+    return ImapStdioBackend(files, [str(DOVECOT), "-c", str(conf)], env, md)
+
+
+# the one line to switch to imapd: a backend object with fetch(requests)
+OURS = DumpBackend
+
+
+def requests_for(files):
+    reqs = []
+    for f in files:
+        reqs += [(f, i) for i in TOP_ITEMS]
+        secs = subprocess.run(
+            [str(BUILD / "tests" / "mime-dump"), "sections", str(CORPUS / f)],
+            capture_output=True, check=True, text=True).stdout.split("\n")
+        for line in filter(None, secs):
+            num, kind = line.split()
+            reqs += [(f, f"BODY.PEEK[{num}]"), (f, f"BODY.PEEK[{num}.MIME]"),
+                     (f, f"BODY.PEEK[{num}]<2.7>")]
+            if kind == "message":
+                reqs += [(f, f"BODY.PEEK[{num}.HEADER]"),
+                         (f, f"BODY.PEEK[{num}.TEXT]"),
+                         (f, f"BODY.PEEK[{num}.HEADER.FIELDS (SUBJECT)]")]
+    return reqs
+
+
+@pytest.mark.skipif(not DOVECOT.exists(), reason="dovecot-imapd missing")
+def test_corpus_matches_dovecot():
+    files = sorted(p.name for p in CORPUS.iterdir() if p.suffix == ".eml")
+    assert len(files) >= 20
+    reqs = requests_for(files)
+    folder = Path(tempfile.mkdtemp(prefix="pb-dovecot-"))
+    try:
+        theirs = dovecot_backend(files, folder).fetch(reqs)
+        ours = OURS(files).fetch(reqs)
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+    diffs = []
+    for key in reqs:
+        if key in DOCUMENTED:
+            assert ours[key] != theirs[key], f"{key} now agrees: drop it"
+            continue
+        if ours[key] != theirs[key]:
+            diffs.append(f"{key[0]} {key[1]}:\n  dovecot: {theirs[key]!r}"
+                         f"\n  ours:    {ours[key]!r}")
+    assert not diffs, f"{len(diffs)} differences:\n" + "\n".join(diffs)
