@@ -250,28 +250,30 @@ is_tag_char(guchar c)
 	return (is_atom_char(c) || c == ']') && c != '+';
 }
 
-/* The tag at the start of S, if it is one and ends (SP or the end). */
+/* The tag at the start of S, if it is one and ends: at SP, or at the
+ * end of S when S is a COMPLETE line. */
 static char *
-tag_of(const char *s, gsize len)
+tag_of(const char *s, gsize len, gboolean complete)
 {
 	gsize i = 0;
 
 	while (i < len && is_tag_char(s[i]))
 		i++;
-	if (i == 0 || (i < len && s[i] != ' '))
+	if (i == 0 || (i < len && s[i] != ' ') || (i == len && !complete))
 		return NULL;
 	return g_strndup(s, i);
 }
 
 /* Records a BAD for the current command and drops what was parsed. */
 static void
-set_bad(PbImapParser *p, PbImapBadKind kind, const char *msg)
+set_bad(PbImapParser *p, PbImapBadKind kind, const char *msg,
+        gboolean complete)
 {
 	g_free(p->bad_tag);
 	if (p->cmd.tag != NULL)
 		p->bad_tag = g_strdup(p->cmd.tag);
 	else if (!p->raw_line)
-		p->bad_tag = tag_of(p->line->str, p->line->len);
+		p->bad_tag = tag_of(p->line->str, p->line->len, complete);
 	else
 		p->bad_tag = NULL;
 	g_free(p->err);
@@ -331,7 +333,7 @@ bad_segment(PbImapParser *p, PbImapBadKind kind, const char *msg)
 {
 	g_autoptr(GString) seg = g_string_new_len(p->line->str, p->line->len);
 
-	set_bad(p, kind, msg);
+	set_bad(p, kind, msg, TRUE);
 	p->skip_literals = TRUE;
 	skip_line_done(p, seg->str, seg->len);
 	return PB_IMAP_PARSE_BAD;
@@ -362,7 +364,7 @@ bad_midline(PbImapParser *p, PbImapBadKind kind, const char *msg)
 	p->tail_len = 0;
 	tail_add(p, p->line->str, p->line->len);
 	p->skip_literals = !p->raw_line;
-	set_bad(p, kind, msg);
+	set_bad(p, kind, msg, FALSE);
 	p->state = S_SKIP_LINE;
 	return PB_IMAP_PARSE_BAD;
 }
@@ -468,7 +470,7 @@ read_atom(PbImapParser *p, Seg *g)
 		g->pos++;
 	}
 	if (g->pos - start == 3 && g_ascii_strncasecmp(g->s + start, "NIL", 3) == 0)
-		push_string(p, PB_IMAP_ARG_NIL, "NIL", 3);
+		push_string(p, PB_IMAP_ARG_NIL, g->s + start, 3);
 	else
 		push_string(p, PB_IMAP_ARG_ATOM, g->s + start, g->pos - start);
 	return TOK_END;
@@ -568,6 +570,7 @@ continue_command(PbImapParser *p, gsize pos)
 	case TOK_ERROR:
 		return bad_segment(p, g.kind, g.msg);
 	case TOK_LITERAL:
+		g_string_truncate(p->line, 0);
 		p->state = S_LITERAL_WAIT;
 		expose_command(p);
 		return PB_IMAP_PARSE_LITERAL;
@@ -587,7 +590,7 @@ start_command(PbImapParser *p)
 {
 	const char *s = p->line->str;
 	gsize len = p->line->len, pos, start;
-	char *tag = tag_of(s, len);
+	char *tag = tag_of(s, len, TRUE);
 
 	if (tag == NULL)
 		return bad_segment(p, PB_IMAP_BAD_SYNTAX, "Invalid tag");
@@ -616,7 +619,7 @@ segment_done(PbImapParser *p)
 	if (memchr(p->line->str, '\0', p->line->len) != NULL) {
 		if (p->raw_line) {
 			p->raw_line = FALSE;
-			set_bad(p, PB_IMAP_BAD_SYNTAX, "NUL in a line");
+			set_bad(p, PB_IMAP_BAD_SYNTAX, "NUL in a line", TRUE);
 			return PB_IMAP_PARSE_BAD;
 		}
 		return bad_segment(p, PB_IMAP_BAD_SYNTAX, "NUL in a command");
@@ -679,7 +682,7 @@ step_literal(PbImapParser *p, const char *buf, gsize len, gsize *n)
 		p->left = p->lit_size - p->lit_got;
 		p->tail_len = 0;
 		p->skip_literals = TRUE;
-		set_bad(p, PB_IMAP_BAD_SYNTAX, "NUL in a literal");
+		set_bad(p, PB_IMAP_BAD_SYNTAX, "NUL in a literal", TRUE);
 		p->state = p->left > 0 ? S_SKIP_LITERAL : S_SKIP_LINE;
 		return PB_IMAP_PARSE_BAD;
 	}
@@ -797,11 +800,11 @@ pb_imap_parser_literal_refuse(PbImapParser *p)
 {
 	g_return_val_if_fail(p->state == S_LITERAL_WAIT, PB_IMAP_LITERAL_CLOSE);
 	if (!p->lit_sync) {
-		set_bad(p, PB_IMAP_BAD_TOO_BIG, "Literal refused");
+		set_bad(p, PB_IMAP_BAD_TOO_BIG, "Literal refused", TRUE);
 		p->state = S_CLOSED;
 		return PB_IMAP_LITERAL_CLOSE;
 	}
-	set_bad(p, PB_IMAP_BAD_TOO_BIG, "Literal refused");
+	set_bad(p, PB_IMAP_BAD_TOO_BIG, "Literal refused", TRUE);
 	p->state = S_LINE;
 	return PB_IMAP_LITERAL_REFUSED;
 }

@@ -65,7 +65,7 @@ struct _PbImapArg {
 	PbImapArgType type;
 	gboolean literal8; /* LITERAL or STREAM announced as ~{N} */
 	/* ATOM, QUOTED, LITERAL: LEN octets, NUL-terminated (no NUL
-	 * inside: refused). NIL: "NIL". LIST, STREAM: NULL. */
+	 * inside: refused). NIL: as sent ("nil"). LIST, STREAM: NULL. */
 	char *str;
 	gsize len; /* STREAM: the literal's size */
 	PbImapArg *list; /* LIST: N children */
