@@ -854,6 +854,7 @@ struct _PbMailFolder {
 	char **kw_list;     /* the names without gaps, for the caller */
 	struct timespec new_mtime, cur_mtime, scan_time;
 	gboolean w_dirty;   /* a W size computed: worth writing the uidlist */
+	gboolean ul_missing; /* no usable uidlist on disk: write ours */
 	guint recent;
 };
 
@@ -972,6 +973,24 @@ unchanged(PbMailFolder *f)
 	                                 cst.st_mtim.tv_sec) + 1;
 }
 
+/* M was renamed to NAME by someone else: its flags there are to be
+ * reported (a FETCH) at the next sync. */
+static void
+msg_rename(Msg *m, const char *name, gboolean in_new)
+{
+	guint flags;
+	guint32 kw;
+
+	g_free(m->name);
+	m->name = g_strdup(name);
+	m->in_new = (guint8)in_new;
+	parse_flags(m->name, &flags, &kw);
+	if (flags != (guint)(m->flags & PB_MSG_STORABLE) || kw != m->kw)
+		m->changed = TRUE;
+	m->flags = (guint8)(flags | (m->flags & PB_MSG_RECENT));
+	m->kw = kw;
+}
+
 /* Messages by base name, for a refreshed scan. */
 static gboolean
 refresh_names(PbMailFolder *f, GError **error)
@@ -984,11 +1003,10 @@ refresh_names(PbMailFolder *f, GError **error)
 		Msg *m = msg_at(f, i);
 		g_autofree char *base = g_strndup(m->name, base_len(m->name));
 		Ent *e = g_hash_table_lookup(h, base);
-		if (e == NULL)
+		if (e == NULL || (g_str_equal(e->name, m->name) &&
+		                  e->in_new == m->in_new))
 			continue;
-		g_free(m->name);
-		m->name = g_strdup(e->name);
-		m->in_new = e->in_new;
+		msg_rename(m, e->name, e->in_new);
 	}
 	/* what else changed is the next sync's to report: make it look */
 	f->new_mtime.tv_sec = f->cur_mtime.tv_sec = 0;
@@ -1019,13 +1037,14 @@ uidlist_reread(PbMailFolder *f, PbUidlist **ul, gboolean *missing,
 			g_propagate_error(error, g_steal_pointer(&err));
 			return FALSE;
 		}
-		*missing = TRUE;
+		*missing = f->ul_missing = TRUE;
 		memset(&f->ul_st, 0, sizeof f->ul_st);
 		return TRUE;
 	}
 	f->ul_st = st;
 	*ul = pb_uidlist_parse(text, len, NULL);
 	*missing = *ul == NULL;
+	f->ul_missing |= *missing;
 	return TRUE;
 }
 
@@ -1231,6 +1250,7 @@ uidlist_write(PbMailFolder *f, const PbUidlist *disk, guint32 after,
 		return FALSE;
 	(void)fstatat(f->dfd, UIDLIST, &f->ul_st, AT_SYMLINK_NOFOLLOW);
 	f->w_dirty = FALSE;
+	f->ul_missing = FALSE;
 	return TRUE;
 }
 
@@ -1353,24 +1373,14 @@ apply_known(PbMailFolder *f, GHashTable *h)
 		Msg *m = msg_at(f, i);
 		g_autofree char *base = g_strndup(m->name, base_len(m->name));
 		Ent *e = g_hash_table_lookup(h, base);
-		guint flags;
-		guint32 kw;
 		if (e == NULL || e->used) {
 			m->expunged = TRUE;
 			continue;
 		}
 		e->used = TRUE;
 		m->expunged = FALSE;
-		if (g_str_equal(e->name, m->name))
-			continue;
-		g_free(m->name);
-		m->name = g_strdup(e->name);
-		m->in_new = (guint8)e->in_new;
-		parse_flags(m->name, &flags, &kw);
-		if (flags != (m->flags & PB_MSG_STORABLE) || kw != m->kw)
-			m->changed = TRUE;
-		m->flags = (guint8)(flags | (m->flags & PB_MSG_RECENT));
-		m->kw = kw;
+		if (!g_str_equal(e->name, m->name) || e->in_new != m->in_new)
+			msg_rename(m, e->name, e->in_new);
 	}
 }
 
@@ -1455,7 +1465,7 @@ pb_mailfolder_sync(PbMailFolder *f, guint flags, PbFolderChanges *ch,
                    GError **error)
 {
 	g_autoptr(GHashTable) h = NULL;
-	gboolean need_write = f->ul_st.st_ino == 0;
+	gboolean need_write = f->ul_missing;
 
 	if (ch)
 		ch->keywords_grew |= keywords_reload(f);
@@ -1548,6 +1558,7 @@ folder_load(PbMailFolder *f, GError **error)
 		if (!next_uidvalidity(f->st, &f->uidvalidity, error))
 			return FALSE;
 		f->uidnext = 1;
+		f->ul_missing = TRUE;
 		f->header_rest = g_strdup_printf(
 		    " G%08x%08x%08x%08x", g_random_int(), g_random_int(),
 		    g_random_int(), g_random_int());
@@ -1602,7 +1613,7 @@ save_sizes(PbMailFolder *f)
 	g_autoptr(PbUidlist) disk = NULL;
 	gboolean missing;
 
-	if (!f->w_dirty || f->ul_st.st_ino == 0 ||
+	if (!f->w_dirty || f->ul_missing ||
 	    !lock_take(f->dfd, UIDLIST ".lock", NULL))
 		return;
 	memset(&f->ul_st, 0, sizeof f->ul_st);
