@@ -134,7 +134,8 @@ emit_stored(Emit *e, const char *s, gsize n)
 	for (gsize i = 0; i < n && e->left > 0; i++) {
 		if (s[i] == '\n' && e->prev != '\r')
 			emit_octet(e, '\r');
-		emit_octet(e, s[i]);
+		/* a NUL is sent as 0x80, as Dovecot does */
+		emit_octet(e, s[i] == '\0' ? (char)0x80 : s[i]);
 		e->prev = s[i];
 	}
 }

@@ -42,6 +42,7 @@ struct _PbMimeParser {
 	Open open[PB_MIME_MAX_DEPTH + 2];
 	guint nopen;
 	guint nparts;
+	gsize hdr_total; /* header octets kept in all parts */
 	/* global counters: stored octets, IMAP octets, LFs */
 	guint64 off, crlf, lines;
 	char last; /* last byte fed */
@@ -90,20 +91,35 @@ pb_mime_parser_new(void)
 	return p;
 }
 
+static gsize
+header_room(gsize len)
+{
+	gsize room = 256;
+	if (len == 0)
+		return 0;
+	while (room < len + 1)
+		room *= 2;
+	return room;
+}
+
 static void
-header_append(PbMimePart *part, const char *buf, gsize len)
+header_append(PbMimeParser *p, PbMimePart *part, const char *buf, gsize len)
 {
 	gsize room = PB_MIME_MAX_HEADER - part->header_len;
+	room = MIN(room, PB_MIME_MAX_HEADERS - p->hdr_total);
 	if (len > room) {
 		part->flags |= PB_MIME_PART_HEADER_TRUNCATED;
 		len = room;
 	}
 	if (len == 0)
 		return;
-	if (part->header == NULL)
-		part->header = g_malloc(PB_MIME_MAX_HEADER + 1);
+	/* the buffer's size is implied by its length: grown by doubling */
+	if (header_room(part->header_len) < part->header_len + len + 1)
+		part->header = g_realloc(part->header,
+		                         header_room(part->header_len + len));
 	memcpy(part->header + part->header_len, buf, len);
 	part->header_len += len;
+	p->hdr_total += len;
 	part->header[part->header_len] = '\0';
 }
 
@@ -232,6 +248,7 @@ static gboolean
 at_boundary(PbMimeParser *p, int m, gboolean closing)
 {
 	guint64 off = p->l_off, crlf = p->l_crlf, lines = p->l_lines;
+	gboolean in_header = p->open[p->nopen - 1].in_header;
 
 	if (p->l_off > 0 && p->l_prev_body) {
 		off -= p->l_prev_crlf ? 2 : 1;
@@ -243,6 +260,14 @@ at_boundary(PbMimeParser *p, int m, gboolean closing)
 		if (o->in_header && o->part->header_len > p->l_hdr_len)
 			o->part->header_len = p->l_hdr_len;
 		close_top(p, off, crlf, lines);
+		if (in_header) {
+			/* a header cut by a boundary: its last line end goes
+			 * to the parts around it (Dovecot) */
+			off = p->l_off;
+			crlf = p->l_crlf;
+			lines = p->l_lines;
+			in_header = FALSE;
+		}
 	}
 	if (closing) {
 		g_clear_pointer(&p->open[m].boundary, g_free);
@@ -308,7 +333,7 @@ feed_segment(PbMimeParser *p, const char *buf, gsize n, gboolean has_lf)
 		p->prefix_len += k;
 	}
 	if (top->in_header)
-		header_append(top->part, buf, n);
+		header_append(p, top->part, buf, n);
 	if (has_lf) {
 		char before = body > 0 ? buf[body - 1] : p->last;
 		p->cur_crlf = (p->l_len + body > 0) && before == '\r';
@@ -866,6 +891,7 @@ static gboolean
 parse_content_type(const char *value, GString *type, GString *subtype,
                    GPtrArray **params)
 {
+	/* on failure TYPE keeps what was read and SUBTYPE is empty */
 	Rfc r;
 
 	*params = NULL;
@@ -877,8 +903,10 @@ parse_content_type(const char *value, GString *type, GString *subtype,
 	if (!rfc_skip_lwsp(&r))
 		return FALSE;
 	if (rfc_mime_token(&r, subtype) < 0 || subtype->len == 0 ||
-	    (r.p < r.end && *r.p != ';'))
+	    (r.p < r.end && *r.p != ';')) {
+		g_string_truncate(subtype, 0);
 		return FALSE;
+	}
 	*params = parse_params(&r);
 	return TRUE;
 }
@@ -907,7 +935,8 @@ pb_mime_part_set_type(PbMimePart *part, char **boundary)
 	g_clear_pointer(&part->type, g_free);
 	g_clear_pointer(&part->subtype, g_free);
 	part->flags &= ~(PB_MIME_PART_MULTIPART | PB_MIME_PART_MESSAGE);
-	if (ct != NULL && parse_content_type(ct, type, sub, &params)) {
+	if (ct != NULL) {
+		parse_content_type(ct, type, sub, &params);
 		part->type = g_ascii_strdown(type->str, -1);
 		part->subtype = g_ascii_strdown(sub->str, -1);
 	} else if (ct == NULL && digest) {
@@ -917,7 +946,7 @@ pb_mime_part_set_type(PbMimePart *part, char **boundary)
 		part->type = g_strdup("text");
 		part->subtype = g_strdup("plain");
 	}
-	if (strcmp(part->type, "multipart") == 0)
+	if (strcmp(part->type, "multipart") == 0 && *part->subtype != '\0')
 		part->flags |= PB_MIME_PART_MULTIPART;
 	else if (strcmp(part->type, "message") == 0 &&
 	         strcmp(part->subtype, "rfc822") == 0)
@@ -1099,7 +1128,7 @@ body_field(BodyData *d, const Field *f)
 		g_autoptr(GString) s = g_string_new(NULL);
 		parse_content_type(v, t, s, &d->params);
 		d->type = g_strdup(t->str);
-		d->subtype = s->len > 0 ? g_strdup(s->str) : NULL;
+		d->subtype = g_strdup(s->str);
 	} else if (IS("Transfer-Encoding") && d->encoding == NULL) {
 		g_autoptr(GString) t = g_string_new(NULL);
 		Rfc r;
@@ -1359,74 +1388,99 @@ parse_domain(AddrCtx *c, GString *out)
 	return rfc_dot_atom(&c->r, out);
 }
 
-/* addr-spec into MAILBOX and DOMAIN (emptied first) */
+/* addr-spec; a lone word followed by more words is a display name with
+ * no address (Dovecot 2.3) */
 static int
-parse_addr_spec(AddrCtx *c, GString *mailbox, GString *domain,
-                gboolean *has_domain)
+parse_addr_spec(AddrCtx *c)
 {
+	g_autoptr(GString) mb = g_string_new(NULL);
+	g_autoptr(GString) dom = g_string_new(NULL);
+	gboolean quoted = c->r.p < c->r.end && *c->r.p == '"';
+	gboolean has_mb = FALSE, has_dom = FALSE, at = FALSE;
+	const char *name = NULL, *domain;
 	int ret;
 
-	*has_domain = FALSE;
-	g_string_truncate(mailbox, 0);
-	g_string_truncate(domain, 0);
-	if (c->r.p >= c->r.end)
-		return -1;
-	ret = parse_local_part(c, mailbox);
-	if (ret > 0 && *c->r.p == '@') {
-		*has_domain = TRUE;
-		ret = parse_domain(c, domain);
+	g_string_truncate(c->comment, 0);
+	ret = parse_local_part(c, mb);
+	has_mb = ret >= 0 && (mb->len > 0 || quoted);
+	if (ret != 0 && c->r.p < c->r.end && *c->r.p == '@') {
+		at = TRUE;
+		ret = parse_domain(c, dom);
+		has_dom = ret >= 0 && dom->len > 0;
 	}
+	domain = has_dom ? dom->str : "MISSING_DOMAIN";
+	if (c->comment->len > 0)
+		name = c->comment->str;
+	else if (!at) {
+		gsize len = mb->len;
+		g_string_append_c(mb, ' ');
+		if (rfc_phrase(&c->r, mb) > 0 || mb->len > len + 1) {
+			addr_add(c, mb->str, NULL, "MISSING_MAILBOX",
+			         "MISSING_DOMAIN");
+			return c->r.p < c->r.end ? 1 : 0;
+		}
+		g_string_truncate(mb, len);
+		if (!quoted && has_mb)
+			domain = "";
+	}
+	addr_add(c, name, NULL, has_mb ? mb->str : "MISSING_MAILBOX", domain);
 	return ret;
 }
 
-static void
-add_mailbox(AddrCtx *c, const char *name, const char *route,
-            GString *mailbox, GString *domain, gboolean has_domain)
-{
-	addr_add(c, name, route,
-	         mailbox->len > 0 ? mailbox->str : "MISSING_MAILBOX",
-	         has_domain && domain->len > 0 ? domain->str
-	                                       : "MISSING_DOMAIN");
-}
-
+/* name-addr: [phrase] "<" [route ":"] addr-spec ">" */
 static int
 parse_angle(AddrCtx *c, const char *name)
 {
 	g_autoptr(GString) route = g_string_new(NULL);
 	g_autoptr(GString) mb = g_string_new(NULL);
 	g_autoptr(GString) dom = g_string_new(NULL);
-	gboolean has_domain;
-	int ret;
+	const char *domain = NULL;
+	int ret = 1;
 
 	c->r.p++; /* '<' */
 	if (!rfc_skip_lwsp(&c->r))
-		return -1;
-	while (*c->r.p == '@') {
+		ret = -1;
+	while (ret > 0 && *c->r.p == '@') {
 		if (route->len > 0)
 			g_string_append_c(route, ',');
 		g_string_append_c(route, '@');
 		if (parse_domain(c, route) <= 0)
-			return -1;
-		if (*c->r.p == ',') {
+			ret = -1;
+		while (ret > 0 && *c->r.p == ',') {
 			c->r.p++;
 			if (!rfc_skip_lwsp(&c->r))
-				return -1;
-		} else if (*c->r.p == ':') {
+				ret = -1;
+		}
+		if (ret > 0 && *c->r.p == ':') {
 			c->r.p++;
 			if (!rfc_skip_lwsp(&c->r))
-				return -1;
+				ret = -1;
 			break;
-		} else
-			return -1;
+		}
 	}
-	ret = parse_addr_spec(c, mb, dom, &has_domain);
+	if (ret > 0 && *c->r.p == '>' && route->len == 0 && name == NULL) {
+		/* <> */
+		c->r.p++;
+		addr_add(c, NULL, NULL, "MISSING_MAILBOX", "MISSING_DOMAIN");
+		return rfc_skip_lwsp(&c->r) ? 1 : 0;
+	}
+	if (ret > 0)
+		ret = parse_local_part(c, mb);
+	if (ret > 0 && *c->r.p == '@') {
+		ret = parse_domain(c, dom);
+		if (ret >= 0 && dom->len > 0)
+			domain = dom->str;
+	}
 	if (ret > 0 && *c->r.p == '>') {
 		c->r.p++;
 		ret = rfc_skip_lwsp(&c->r) ? 1 : 0;
-	} else if (ret >= 0)
+	} else {
+		domain = "SYNTAX_ERROR";
 		ret = -1;
-	add_mailbox(c, name, route->len > 0 ? route->str : NULL, mb, dom,
-	            has_domain);
+	}
+	addr_add(c, name, route->len > 0 ? route->str : NULL,
+	         mb->len > 0 ? mb->str : "MISSING_MAILBOX",
+	         domain != NULL ? domain : "MISSING_DOMAIN");
 	return ret;
 }
 
@@ -1435,22 +1489,14 @@ static int
 parse_mailbox(AddrCtx *c)
 {
 	g_autoptr(GString) name = g_string_new(NULL);
-	g_autoptr(GString) mb = g_string_new(NULL);
-	g_autoptr(GString) dom = g_string_new(NULL);
 	const char *start = c->r.p;
-	gboolean has_domain;
-	int ret;
 
 	if (c->r.p < c->r.end && *c->r.p == '<')
 		return parse_angle(c, NULL);
 	if (rfc_phrase(&c->r, name) > 0 && *c->r.p == '<')
-		return parse_angle(c, name->str);
+		return parse_angle(c, name->len > 0 ? name->str : NULL);
 	c->r.p = start;
-	g_string_truncate(c->comment, 0);
-	ret = parse_addr_spec(c, mb, dom, &has_domain);
-	add_mailbox(c, c->comment->len > 0 ? c->comment->str : NULL, NULL, mb,
-	            dom, has_domain);
-	return ret;
+	return parse_addr_spec(c);
 }
 
 /* group = display-name ":" [mailbox-list] ";"; -2: not a group */
@@ -1506,8 +1552,11 @@ parse_addresses(const char *value)
 			c.r.p = start;
 			ret = parse_mailbox(&c);
 		}
-		if (ret > 0 && *c.r.p != ',')
-			ret = -1;
+		/* a broken address does not end the list: what follows
+		 * a comma is read on (Dovecot) */
+		if (c.r.p >= c.r.end || *c.r.p != ',' || c.r.p == start)
+			break;
+		ret = 1;
 	}
 	g_string_free(c.comment, TRUE);
 	return c.addrs;
@@ -1784,13 +1833,14 @@ pb_mime_section_resolve(const PbMimePart *root, const PbMimeSection *sec,
 	}
 }
 
+/* LF -> CRLF, NUL -> 0x80 (what Dovecot sends for a NUL) */
 static void
 append_crlf(GString *out, const char *s, gsize len)
 {
 	for (gsize i = 0; i < len; i++) {
 		if (s[i] == '\n' && (i == 0 || s[i - 1] != '\r'))
 			g_string_append_c(out, '\r');
-		g_string_append_c(out, s[i]);
+		g_string_append_c(out, s[i] == '\0' ? (char)0x80 : s[i]);
 	}
 }
 

@@ -20,9 +20,10 @@
 
 #include <glib.h>
 
-#define PB_MIME_MAX_DEPTH 25     /* multipart and message/rfc822 levels */
-#define PB_MIME_MAX_PARTS 1000   /* parts in one message */
-#define PB_MIME_MAX_HEADER 65536 /* header octets kept per part */
+#define PB_MIME_MAX_DEPTH 100     /* multipart and message/rfc822 levels */
+#define PB_MIME_MAX_PARTS 10000   /* parts in one message (Dovecot's) */
+#define PB_MIME_MAX_HEADER 65536  /* header octets kept per part */
+#define PB_MIME_MAX_HEADERS (4 << 20) /* header octets kept in all */
 #define PB_MIME_MAX_SECTION_PARTS (PB_MIME_MAX_DEPTH * 2 + 2)
 
 typedef enum {
