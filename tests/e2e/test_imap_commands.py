@@ -12,7 +12,8 @@ import time
 import pytest
 
 import tls_certs
-from imap_support import (ALICE, ALICE_PW, BOB, BOB_PW, SPECIAL, Raw, connect,
+from imap_support import (ALICE, ALICE_PW, BOB, BOB_PW, SPECIAL, Raw,
+                          add_fast_user, connect,
                           dovecot_differs, files, folder_path, imap, login,
                           msg, start_imapd)
 
@@ -317,6 +318,15 @@ def test_append_appenduid_and_bytes(imap):
     # into a folder that does not exist: TRYCREATE
     typ, data = c.append("Nowhere", None, None, body)
     assert typ == "NO" and b"TRYCREATE" in data[0]
+    # the same with a non-synchronising literal (LITERAL+, as mbsync
+    # sends it): its octets are read and dropped, the answer is the same
+    # and the session goes on (RFC 7888 4)
+    r = Raw(imap.imap_port)
+    r.cmd(b"l", b"LOGIN alice@example.org secret")
+    lines, tagged = r.cmd(b"a", b"APPEND Nowhere {5+}\r\nhello")
+    assert tagged.startswith(b"a NO [TRYCREATE]"), (lines, tagged)
+    assert r.cmd(b"b", b"NOOP")[1].startswith(b"b OK")
+    r.close()
     # into the selected folder: the new message is announced
     ok(c.append("Drafts", None, None, msg(43)))
     ok(c.noop())
@@ -565,7 +575,7 @@ def test_enable_id_check(imap):
 def test_starttls_and_implicit_tls(inst):
     _, ca, cert, key = tls_certs.make()
     inst.configure(tls={"certificate": str(cert), "key": str(key)})
-    inst.add_user(ALICE, ALICE_PW)
+    add_fast_user(inst, ALICE, ALICE_PW)
     start_imapd(inst)
     c = connect(inst)
     assert "STARTTLS" in c.capabilities

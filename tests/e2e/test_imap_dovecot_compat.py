@@ -7,8 +7,8 @@ way round. Dovecot runs preauthenticated on stdin/stdout
 what it knows it read from those files."""
 import re
 
-from imap_support import (ALICE, dovecot_session, imap, login, msg,
-                          own)
+from imap_support import (ALICE, add_fast_user, dovecot_session, imap, login,
+                          msg, own, start_imapd)
 
 
 def parse_fetch(text):
@@ -48,7 +48,7 @@ def imapd_view(inst, folder):
 
 
 def test_dovecot_maildir_opened_by_imapd(inst):
-    inst.add_user(ALICE, "secret")
+    add_fast_user(inst, ALICE, "secret")
     for n in range(1, 6):
         inst.run("deliver", ALICE, input=msg(n), check=True)
     md = inst.maildir(ALICE)
@@ -75,7 +75,6 @@ def test_dovecot_maildir_opened_by_imapd(inst):
     dc_proj = status(out, "Projects.Alpha")
     assert (md / "dovecot-uidlist").exists() and (md / "dovecot-keywords").exists()
     own(md)
-    from imap_support import start_imapd
     start_imapd(inst)
     uidvalidity, uidnext, flags = imapd_view(inst, "INBOX")
     assert uidvalidity == dc_status["UIDVALIDITY"]

@@ -182,8 +182,10 @@ def test_huge_sequence_sets(imap):
     start = time.monotonic()
     lines, tagged = r.cmd(b"a", b"UID FETCH 1:4294967295 (UID)")
     assert tagged.startswith(b"a OK") and len(lines) == 3
+    # overlapping ranges: each message answered once (else a line of
+    # "1:*,1:*,..." would multiply the answers by thousands)
     lines, tagged = r.cmd(b"b", b"UID FETCH 4294967295:1,1:* (FLAGS)")
-    assert tagged.startswith(b"b OK") and len(lines) == 3
+    assert tagged.startswith(b"b OK") and len(lines) == 3, lines
     lines, tagged = r.cmd(b"c", b"UID STORE 1:4294967295 +FLAGS.SILENT (\\Flagged)")
     assert tagged.startswith(b"c OK")
     many = b",".join(b"%d:%d" % (i, i + 1000000) for i in range(1, 4000000000, 1000003))
@@ -217,9 +219,19 @@ def test_path_like_mailbox_names(imap):
     for i, name in enumerate(bad):
         tag = b"t%d" % i
         for cmd in (b"CREATE %s", b"STATUS %s (MESSAGES)", b"RENAME Drafts %s",
-                    b"APPEND %s {1+}\r\nx", b"EXAMINE %s", b"DELETE %s"):
+                    b"APPEND %s {1}", b"EXAMINE %s", b"DELETE %s"):
             line = cmd % name.encode()
-            lines, tagged = r.cmd(tag, line)
+            r.send(b"%s %s\r\n" % (tag, line))
+            first = r.line()
+            if first.startswith(b"+"):  # APPEND's literal goes ahead
+                r.send(b"x\r\n")
+                lines, tagged = r.until(tag)
+            elif first.startswith(b"* "):
+                lines, tagged = r.until(tag)
+            else:
+                tagged = first
+            # the answer carries the command's own tag
+            assert tagged.startswith(tag + b" "), (line, tagged)
             ok_ = tagged.startswith(tag + b" OK")
             if ok_ and cmd.startswith(b"EXAMINE"):
                 r.cmd(b"w", b"UNSELECT")
