@@ -155,13 +155,17 @@ append_structure_items(GString *out, gsize start, const PbImapFetch *fetch,
 	}
 	if (fetch->items & PB_IMAP_FETCH_BODY) {
 		sep(out, start);
-		g_string_append(out, "BODY ");
+		/* mime.c writes the root's structure without the outer
+		 * parentheses (Dovecot's cached form) */
+		g_string_append(out, "BODY (");
 		pb_mime_append_bodystructure(out, m->root, FALSE);
+		g_string_append_c(out, ')');
 	}
 	if (fetch->items & PB_IMAP_FETCH_BODYSTRUCTURE) {
 		sep(out, start);
-		g_string_append(out, "BODYSTRUCTURE ");
+		g_string_append(out, "BODYSTRUCTURE (");
 		pb_mime_append_bodystructure(out, m->root, TRUE);
+		g_string_append_c(out, ')');
 	}
 }
 

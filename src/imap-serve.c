@@ -36,8 +36,8 @@
 /* without inotify (EMFILE: the per-user instance limit), IDLE looks at
  * the folder this often instead */
 #define IDLE_POLL_MS 5000
-#define IDLE_EVENTS                                                       \
-	(IN_CREATE | IN_DELETE | IN_MOVED_FROM | IN_MOVED_TO | IN_ONLYDIR |  \
+#define IDLE_EVENTS                                                            \
+	(IN_CREATE | IN_DELETE | IN_MOVED_FROM | IN_MOVED_TO | IN_ONLYDIR |    \
 	 IN_DONT_FOLLOW)
 
 typedef struct {
@@ -45,7 +45,7 @@ typedef struct {
 	const PbImapServe *how;
 	const PbPeer *peer;
 	PbAccounts *accounts;
-	char *user; /* canonical, once the account is open */
+	char *user;  /* canonical, once the account is open */
 	int slot_fd; /* the per-user connection slot, -1 */
 } Serve;
 
@@ -67,10 +67,8 @@ maildir_of(const PbConfig *cfg, const char *user)
 static gboolean
 lock_slot(int fd, guint i, gboolean *busy, GError **error)
 {
-	struct flock fl = {.l_type = F_WRLCK,
-	                   .l_whence = SEEK_SET,
-	                   .l_start = i,
-	                   .l_len = 1};
+	struct flock fl = {
+	    .l_type = F_WRLCK, .l_whence = SEEK_SET, .l_start = i, .l_len = 1};
 
 	*busy = FALSE;
 	if (fcntl(fd, F_OFD_SETLK, &fl) == 0)
@@ -86,8 +84,8 @@ int
 pb_imap_slot_take(const char *maildir, guint max, gboolean *full,
                   GError **error)
 {
-	g_autofree char *path = g_build_filename(maildir, PB_IMAP_SLOTS_FILE,
-	                                         NULL);
+	g_autofree char *path =
+	    g_build_filename(maildir, PB_IMAP_SLOTS_FILE, NULL);
 	g_auto(PbFd) fd = -1;
 	struct stat st;
 
@@ -124,8 +122,8 @@ hook_authenticate(void *data, const char *user, const char *pass)
 	/* the session asked hook_blocked just before */
 	gboolean ok = pb_accounts_verify(sv->accounts, canonical, pass);
 
-	pb_log_info(NULL, "login %s for <%s> from [%s]",
-	            ok ? "ok" : "failed", canonical, sv->peer->ip);
+	pb_log_info(NULL, "login %s for <%s> from [%s]", ok ? "ok" : "failed",
+	            canonical, sv->peer->ip);
 	if (!ok)
 		pb_ratelimit_failed(sv->cfg, sv->peer->ip);
 	return ok;
@@ -262,8 +260,9 @@ static Wake
 idle_wait(Idle *idle, PbConn *conn)
 {
 	for (;;) {
-		struct pollfd p[2] = {{.fd = pb_conn_rfd(conn), .events = POLLIN},
-		                      {.fd = idle->fd, .events = POLLIN}};
+		struct pollfd p[2] = {
+		    {.fd = pb_conn_rfd(conn), .events = POLLIN},
+		    {.fd = idle->fd, .events = POLLIN}};
 		gint64 now = g_get_monotonic_time() / 1000;
 		gint64 until = MIN(idle->keepalive, idle->deadline);
 		int n;
@@ -273,8 +272,8 @@ idle_wait(Idle *idle, PbConn *conn)
 		if (now >= idle->deadline)
 			return WAKE_TIMEOUT;
 		if (now >= idle->keepalive) {
-			idle->keepalive = pb_deadline_in(
-			    PB_IMAP_KEEPALIVE_SECONDS);
+			idle->keepalive =
+			    pb_deadline_in(PB_IMAP_KEEPALIVE_SECONDS);
 			return WAKE_KEEPALIVE;
 		}
 		if (idle->fd < 0)
@@ -329,8 +328,8 @@ start_tls(Serve *sv, PbConn *conn, PbImapServer *s, gint64 timeout,
 	pb_conn_purge_input(conn);
 	if (!pb_tls_server_start(conn, sv->how->tls, pb_deadline_in(timeout),
 	                         error)) {
-		pb_log_info(NULL, "STARTTLS from [%s] failed: %s",
-		            sv->peer->ip, (*error)->message);
+		pb_log_info(NULL, "STARTTLS from [%s] failed: %s", sv->peer->ip,
+		            (*error)->message);
 		return FALSE;
 	}
 	pb_imap_server_tls_started(s);
@@ -357,8 +356,8 @@ read_feed(PbConn *conn, PbImapServer *s, gint64 timeout, gboolean *stalled,
 /* Does what the session asked. FALSE: the connection ends (*ERROR set
  * when it failed rather than closed). *READ: input is wanted now. */
 static gboolean
-act(Serve *sv, PbConn *conn, PbImapServer *s, Idle *idle,
-    PbImapAction action, gboolean *read, GError **error)
+act(Serve *sv, PbConn *conn, PbImapServer *s, Idle *idle, PbImapAction action,
+    gboolean *read, GError **error)
 {
 	gint64 timeout = pb_imap_server_timeout_seconds(
 	    s, (guint)MIN(sv->cfg->imapd_timeout, G_MAXUINT));
@@ -369,7 +368,9 @@ act(Serve *sv, PbConn *conn, PbImapServer *s, Idle *idle,
 	switch (action) {
 	case PB_IMAP_STARTTLS:
 		*read = FALSE;
-		return start_tls(sv, conn, s, timeout, error);
+		/* (never asked for when tls_available is FALSE) */
+		return sv->how->tls != NULL &&
+		       start_tls(sv, conn, s, timeout, error);
 	case PB_IMAP_CLOSE:
 		(void)pb_conn_flush(conn, pb_deadline_in(timeout), error);
 		return FALSE;
@@ -409,11 +410,13 @@ converse(Serve *sv, PbConn *conn, PbImapServer *s)
 		    s, (guint)MIN(sv->cfg->imapd_timeout, G_MAXUINT));
 		gboolean read;
 
-		if (stalled && action == PB_IMAP_NONE) {
+		if (stalled &&
+		    (action == PB_IMAP_NONE || action == PB_IMAP_IDLE)) {
 			/* the session took no input and wants more: it
 			 * would never get any */
-			pb_log_error(NULL, "the session took no input "
-			                   "from [%s]: closed",
+			pb_log_error(NULL,
+			             "the session took no input "
+			             "from [%s]: closed",
 			             sv->peer->ip);
 			break;
 		}
@@ -438,9 +441,9 @@ implicit_tls(Serve *sv, PbConn *conn)
 
 	if (!sv->how->implicit_tls)
 		return TRUE;
-	if (pb_tls_server_start(conn, sv->how->tls,
-	                        pb_deadline_in(PB_IMAP_TIMEOUT_NOT_AUTH_SECONDS),
-	                        &error))
+	if (pb_tls_server_start(
+	        conn, sv->how->tls,
+	        pb_deadline_in(PB_IMAP_TIMEOUT_NOT_AUTH_SECONDS), &error))
 		return TRUE;
 	pb_log_info(NULL, "TLS from [%s] failed: %s", sv->peer->ip,
 	            error->message);
@@ -469,7 +472,8 @@ pb_imap_serve(const PbImapServe *how, int rfd, int wfd, const PbPeer *peer)
 	if (sv.accounts == NULL) {
 		pb_log_error(NULL, "%s", error->message);
 		(void)pb_conn_printf(
-		    conn, NULL, "* BYE [UNAVAILABLE] Service not available\r\n");
+		    conn, NULL,
+		    "* BYE [UNAVAILABLE] Service not available\r\n");
 		(void)pb_conn_flush(conn, pb_deadline_in(5), NULL);
 		return;
 	}
@@ -479,10 +483,8 @@ pb_imap_serve(const PbImapServe *how, int rfd, int wfd, const PbPeer *peer)
 		converse(&sv, conn, s);
 	}
 	if (sv.user)
-		pb_log_info(NULL, "logout <%s> from [%s]", sv.user,
-		            peer->ip);
-	pb_log_info(NULL, "disconnect from [%s]:%u", peer->ip,
-	            peer->port);
+		pb_log_info(NULL, "logout <%s> from [%s]", sv.user, peer->ip);
+	pb_log_info(NULL, "disconnect from [%s]:%u", peer->ip, peer->port);
 	g_clear_pointer(&s, pb_imap_server_free);
 	pb_fd_clear(&sv.slot_fd);
 	g_free(sv.user);

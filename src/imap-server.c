@@ -406,14 +406,16 @@ send_changes(PbImapServer *s, const PbFolderChanges *ch)
 		send_flag_lists(s);
 	else
 		pb_imap_announce_keywords(s);
-	if (count != s->exists_sent || ch->exists != count) {
+	/* RECENT goes with EXISTS (new messages), as Dovecot sends it; an
+	 * expunge lowers it without a word (the client counts) */
+	if (count != s->exists_sent) {
 		pb_imap_reply(s, "* %u EXISTS", count);
 		s->exists_sent = count;
+		if (pb_mailfolder_recent_count(s->folder) != s->recent_sent)
+			pb_imap_reply(s, "* %u RECENT",
+			              pb_mailfolder_recent_count(s->folder));
 	}
-	if (pb_mailfolder_recent_count(s->folder) != s->recent_sent) {
-		s->recent_sent = pb_mailfolder_recent_count(s->folder);
-		pb_imap_reply(s, "* %u RECENT", s->recent_sent);
-	}
+	s->recent_sent = pb_mailfolder_recent_count(s->folder);
 	for (guint k = 0; ch->changed && k < ch->changed->len; k++) {
 		guint i = g_array_index(ch->changed, guint, k);
 		if (i < count)
@@ -1198,13 +1200,18 @@ pb_imap_msg_flags(guint imap_flags)
 	return f;
 }
 
-/* The literal announced is refused: the client gets TEXT (a {N} one) or
- * BYE (a {N+} one, whose octets are on their way). */
+/* The literal announced is refused: the client gets "TAG TEXT" (a {N}
+ * one) or BYE (a {N+} one, whose octets are on their way). TEXT is
+ * "NO ..." or "BAD ...". */
 static void
-refuse_literal(PbImapServer *s, const char *tag, const char *text)
+refuse_literal(PbImapServer *s, const char *tag_arg, const char *text)
 {
+	/* the refusal frees the command the tag may belong to */
+	g_autofree char *tag = g_strdup(tag_arg);
+
 	if (pb_imap_parser_literal_refuse(s->parser) == PB_IMAP_LITERAL_CLOSE) {
-		pb_imap_reply(s, "* BYE %s", text);
+		/* "NO [TOOBIG] text" becomes "* BYE [TOOBIG] text" */
+		pb_imap_reply(s, "* BYE %s", strchr(text, ' ') + 1);
 		close_session(s);
 		return;
 	}
@@ -1280,7 +1287,8 @@ static void
 literal_event(PbImapServer *s)
 {
 	const PbImapCommand *cmd = pb_imap_parser_command(s->parser);
-	const char *tag = cmd && cmd->tag ? cmd->tag : "*";
+	/* a copy: accepting or refusing may free the command */
+	g_autofree char *tag = g_strdup(cmd && cmd->tag ? cmd->tag : "*");
 	guint64 size;
 	gboolean sync, literal8;
 	guint depth;
@@ -1614,17 +1622,14 @@ static const Command commands[] = {
 };
 
 static void
-wrong_state(PbImapServer *s, const char *tag, const char *name)
+wrong_state(PbImapServer *s, const char *tag, const Command *cmd)
 {
 	g_autofree char *text = NULL;
 	const char *why = s->state == ST_NOT_AUTH ? "Login first"
-	                  : s->state == ST_SELECTED ? "Not valid in this state"
-	                  : strcmp(name, "LOGIN") == 0 ||
-	                          strcmp(name, "AUTHENTICATE") == 0
-	                      ? "Already logged in"
-	                      : "No mailbox selected";
+	                  : cmd->states == ST_NOT_AUTH ? "Already logged in"
+	                                               : "No mailbox selected";
 
-	text = g_strdup_printf("Error in IMAP command %s: %s.", name, why);
+	text = g_strdup_printf("Error in IMAP command %s: %s.", cmd->name, why);
 	pb_imap_bad(s, tag, text);
 }
 
@@ -1641,7 +1646,7 @@ dispatch(PbImapServer *s, const PbImapCommand *cmd)
 		if (strcmp(commands[k].name, name) != 0)
 			continue;
 		if (!(commands[k].states & s->state)) {
-			wrong_state(s, cmd->tag, name);
+			wrong_state(s, cmd->tag, &commands[k]);
 			return;
 		}
 		/* RFC 3501 7.4.1: no EXPUNGE while answering these */

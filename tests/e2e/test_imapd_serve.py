@@ -7,6 +7,7 @@ LISTEN_FDS, and the systemd units. The protocol itself is tested by the
 test_imap_*.py files."""
 import imaplib
 import os
+import pwd
 import shutil
 import socket
 import ssl
@@ -16,7 +17,8 @@ import time
 import pytest
 
 import tls_certs
-from util import free_port, wait_port
+from conftest import RUN_USER
+from util import free_port, wait_for, wait_port
 
 FAKETIME = "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1"
 MSG = (b"From: sender@example.com\r\nTo: alice@example.org\r\n"
@@ -80,9 +82,9 @@ def test_greeting_login_fetch_logout(imap):
     typ, data = c.fetch("1", "(BODY.PEEK[])")
     assert typ == "OK" and b"Hello over IMAP." in data[0][1]
     assert c.logout()[0] == "BYE"
-    log = imap.log_text()
+    log = wait_for(lambda: "logout <alice@example.org> from [127.0.0.1]"
+                   in imap.log_text() and imap.log_text())
     assert "login ok for <alice@example.org> from [127.0.0.1]" in log
-    assert "logout <alice@example.org> from [127.0.0.1]" in log
 
 
 def test_failed_login_paused_and_counted(imap):
@@ -279,7 +281,9 @@ def test_idle_woken_by_delivery(imap):
     assert line == b"* 2 EXISTS\r\n", line
     assert time.monotonic() - t < 1.5
     c.send(b"DONE\r\n")
-    assert c.readline().startswith(tag + b" OK")
+    while not (line := c.readline()).startswith(tag):
+        assert line.startswith(b"* "), line
+    assert line.startswith(tag + b" OK"), line
     c.logout()
 
 
@@ -294,6 +298,10 @@ def test_user_connection_limit(imap):
     with pytest.raises(imaplib.IMAP4.error, match="LIMIT"):
         extra.login("alice@example.org", "secret")
     assert "max_user_connections (20) reached" in imap.log_text()
+    # made by the session, so after the switch to [main] user
+    slots = imap.maildir("alice@example.org") / "pillarbox-imapd.slots"
+    assert slots.stat().st_uid == pwd.getpwnam(RUN_USER).pw_uid
+    assert slots.stat().st_size == 0
     # another account is not affected
     add_user(imap, "bob@example.org", "builder")
     bob = connect(imap, port)

@@ -22,7 +22,8 @@ make_dir(void)
 static void
 remove_dir(const char *dir)
 {
-	g_autofree char *slots = g_build_filename(dir, PB_IMAP_SLOTS_FILE, NULL);
+	g_autofree char *slots =
+	    g_build_filename(dir, PB_IMAP_SLOTS_FILE, NULL);
 
 	(void)g_unlink(slots);
 	g_assert_cmpint(g_rmdir(dir), ==, 0);
@@ -105,7 +106,8 @@ static void
 test_refused(void)
 {
 	g_autofree char *dir = make_dir();
-	g_autofree char *slots = g_build_filename(dir, PB_IMAP_SLOTS_FILE, NULL);
+	g_autofree char *slots =
+	    g_build_filename(dir, PB_IMAP_SLOTS_FILE, NULL);
 	g_autofree char *gone = g_build_filename(dir, "gone", NULL);
 	g_autoptr(GError) error = NULL;
 	gboolean full = TRUE;
