@@ -37,14 +37,14 @@ struct _PbImapParser {
 	State state;
 	gsize max, next_max;
 	gboolean authenticated;
-	GString *line;      /* the segment being collected */
-	gsize used;         /* octets of this command so far */
-	gboolean started;   /* a command's first octet has been read */
+	GString *line;       /* the segment being collected */
+	gsize used;          /* octets of this command so far */
+	gboolean started;    /* a command's first octet has been read */
 	gboolean in_command; /* the segment continues a command (literal) */
 	gboolean expect_line, raw_line;
 	PbImapCommand cmd;
-	gboolean cmd_done;  /* cmd is complete: freed at the next feed */
-	GPtrArray *stack;   /* GArray of PbImapArg: [0] top level, open lists */
+	gboolean cmd_done; /* cmd is complete: freed at the next feed */
+	GPtrArray *stack;  /* GArray of PbImapArg: [0] top level, open lists */
 	gboolean need_sep;
 	/* the literal announced or being read */
 	guint64 lit_size;
@@ -56,6 +56,8 @@ struct _PbImapParser {
 	char *bad_tag;
 	char *err;
 	PbImapBadKind bad_kind;
+	const char *close_err;  /* why CLOSE, when not err */
+	gboolean closed_told;   /* CLOSE was returned */
 	gboolean skip_literals; /* S_SKIP_LINE honours a final {N+} */
 	char tail[TAIL];
 	gsize tail_len;
@@ -192,6 +194,8 @@ pb_imap_parser_tag(PbImapParser *p)
 const char *
 pb_imap_parser_error(PbImapParser *p)
 {
+	if (p->closed_told && p->close_err != NULL)
+		return p->close_err;
 	return p->err != NULL ? p->err : "";
 }
 
@@ -266,8 +270,7 @@ tag_of(const char *s, gsize len, gboolean complete)
 
 /* Records a BAD for the current command and drops what was parsed. */
 static void
-set_bad(PbImapParser *p, PbImapBadKind kind, const char *msg,
-        gboolean complete)
+set_bad(PbImapParser *p, PbImapBadKind kind, const char *msg, gboolean complete)
 {
 	g_free(p->bad_tag);
 	if (p->cmd.tag != NULL)
@@ -316,6 +319,7 @@ skip_line_done(PbImapParser *p, const char *s, gsize len)
 
 	if (p->skip_literals && literal_at_end(s, len, &size, &sync) && !sync) {
 		if (size > p->max) {
+			p->close_err = "Literal too big";
 			p->state = S_CLOSED;
 			return;
 		}
@@ -365,6 +369,7 @@ bad_midline(PbImapParser *p, PbImapBadKind kind, const char *msg)
 	tail_add(p, p->line->str, p->line->len);
 	p->skip_literals = !p->raw_line;
 	set_bad(p, kind, msg, FALSE);
+	p->raw_line = FALSE;
 	p->state = S_SKIP_LINE;
 	return PB_IMAP_PARSE_BAD;
 }
@@ -406,8 +411,10 @@ read_quoted(PbImapParser *p, Seg *g)
 		if (c == '\r')
 			return tok_error(g, "CR in a quoted string");
 		if (c == '\\') {
-			if (++i == g->len || (g->s[i] != '"' && g->s[i] != '\\'))
-				return tok_error(g, "Bad escape in a quoted string");
+			if (++i == g->len ||
+			    (g->s[i] != '"' && g->s[i] != '\\'))
+				return tok_error(
+				    g, "Bad escape in a quoted string");
 			c = g->s[i];
 		}
 		g_string_append_c(out, c);
@@ -469,7 +476,8 @@ read_atom(PbImapParser *p, Seg *g)
 			return tok_error(g, "Invalid character in an atom");
 		g->pos++;
 	}
-	if (g->pos - start == 3 && g_ascii_strncasecmp(g->s + start, "NIL", 3) == 0)
+	if (g->pos - start == 3 &&
+	    g_ascii_strncasecmp(g->s + start, "NIL", 3) == 0)
 		push_string(p, PB_IMAP_ARG_NIL, g->s + start, 3);
 	else
 		push_string(p, PB_IMAP_ARG_ATOM, g->s + start, g->pos - start);
@@ -618,8 +626,8 @@ segment_done(PbImapParser *p)
 {
 	if (memchr(p->line->str, '\0', p->line->len) != NULL) {
 		if (p->raw_line) {
-			p->raw_line = FALSE;
 			set_bad(p, PB_IMAP_BAD_SYNTAX, "NUL in a line", TRUE);
+			p->raw_line = FALSE;
 			return PB_IMAP_PARSE_BAD;
 		}
 		return bad_segment(p, PB_IMAP_BAD_SYNTAX, "NUL in a command");
@@ -772,6 +780,7 @@ pb_imap_parser_feed(PbImapParser *p, const char *buf, gsize len,
 
 		if (p->state == S_CLOSED) {
 			*consumed = off;
+			p->closed_told = TRUE;
 			return PB_IMAP_PARSE_CLOSE;
 		}
 		if (p->state == S_STREAM_END) {
@@ -795,18 +804,19 @@ pb_imap_parser_feed(PbImapParser *p, const char *buf, gsize len,
 /* ------------------------------------------------------------------ */
 /* literals: the caller's answer */
 
+static PbImapLiteralReply
+refuse(PbImapParser *p, const char *why)
+{
+	set_bad(p, PB_IMAP_BAD_TOO_BIG, why, TRUE);
+	p->state = p->lit_sync ? S_LINE : S_CLOSED;
+	return p->lit_sync ? PB_IMAP_LITERAL_REFUSED : PB_IMAP_LITERAL_CLOSE;
+}
+
 PbImapLiteralReply
 pb_imap_parser_literal_refuse(PbImapParser *p)
 {
 	g_return_val_if_fail(p->state == S_LITERAL_WAIT, PB_IMAP_LITERAL_CLOSE);
-	if (!p->lit_sync) {
-		set_bad(p, PB_IMAP_BAD_TOO_BIG, "Literal refused", TRUE);
-		p->state = S_CLOSED;
-		return PB_IMAP_LITERAL_CLOSE;
-	}
-	set_bad(p, PB_IMAP_BAD_TOO_BIG, "Literal refused", TRUE);
-	p->state = S_LINE;
-	return PB_IMAP_LITERAL_REFUSED;
+	return refuse(p, "Literal refused");
 }
 
 PbImapLiteralReply
@@ -816,7 +826,7 @@ pb_imap_parser_literal_accept(PbImapParser *p)
 	if (p->lit_size > p->max - p->used ||
 	    (!p->lit_sync && !p->authenticated &&
 	     p->lit_size > PB_IMAP_PARSER_MAX_LITERAL_MINUS))
-		return pb_imap_parser_literal_refuse(p);
+		return refuse(p, "Literal too big");
 	p->used += p->lit_size;
 	p->lit_buf = g_malloc(p->lit_size + 1);
 	p->lit_got = 0;
@@ -960,7 +970,8 @@ seq_number(const char *s, gsize len, gsize *i, guint32 *n)
 PbImapSeqSet *
 pb_imap_seqset_parse(const char *s, gsize len, GError **error)
 {
-	g_autoptr(GArray) ranges = g_array_new(FALSE, FALSE, sizeof(PbImapRange));
+	g_autoptr(GArray) ranges =
+	    g_array_new(FALSE, FALSE, sizeof(PbImapRange));
 	PbImapSeqSet *set;
 	gsize i = 0;
 
@@ -970,7 +981,8 @@ pb_imap_seqset_parse(const char *s, gsize len, GError **error)
 		if (!seq_number(s, len, &i, &r.lo))
 			break;
 		r.hi = r.lo;
-		if (i < len && s[i] == ':' && (i++, !seq_number(s, len, &i, &r.hi)))
+		if (i < len && s[i] == ':' &&
+		    (i++, !seq_number(s, len, &i, &r.hi)))
 			break;
 		g_array_append_val(ranges, r);
 		if (i == len) {
@@ -1037,7 +1049,8 @@ pb_imap_seqset_resolve(const PbImapSeqSet *set, guint32 max)
 	}
 	qsort(r->ranges, r->n, sizeof(PbImapRange), range_cmp);
 	for (guint i = 0; i < r->n; i++) {
-		if (k > 0 && (guint64)r->ranges[k - 1].hi + 1 >= r->ranges[i].lo)
+		if (k > 0 &&
+		    (guint64)r->ranges[k - 1].hi + 1 >= r->ranges[i].lo)
 			r->ranges[k - 1].hi =
 			    MAX(r->ranges[k - 1].hi, r->ranges[i].hi);
 		else
@@ -1071,7 +1084,8 @@ pb_imap_seqset_count(const PbImapSeqSet *resolved)
 	guint64 c = 0;
 
 	for (guint i = 0; i < resolved->n; i++)
-		c += (guint64)resolved->ranges[i].hi - resolved->ranges[i].lo + 1;
+		c += (guint64)resolved->ranges[i].hi - resolved->ranges[i].lo +
+		     1;
 	return c;
 }
 
@@ -1135,7 +1149,8 @@ add_flag(PbImapFlags *flags, GHashTable *seen, const PbImapArg *a,
 		return fail(error, "Invalid flag");
 	if (a->str[0] == '\\') {
 		for (guint i = 0; i < G_N_ELEMENTS(system_flags); i++)
-			if (g_ascii_strcasecmp(a->str, system_flags[i].name) == 0) {
+			if (g_ascii_strcasecmp(a->str, system_flags[i].name) ==
+			    0) {
 				flags->system |= system_flags[i].bit;
 				return TRUE;
 			}
@@ -1195,8 +1210,8 @@ pb_imap_args_store(const PbImapArg *args, guint n, PbImapStore *store,
 		return fail(error, "STORE needs an item and flags");
 	item = args[0].str;
 	if (*item == '+' || *item == '-')
-		store->mode = *item++ == '+' ? PB_IMAP_STORE_ADD
-		                             : PB_IMAP_STORE_REMOVE;
+		store->mode =
+		    *item++ == '+' ? PB_IMAP_STORE_ADD : PB_IMAP_STORE_REMOVE;
 	if (g_ascii_strcasecmp(item, "FLAGS.SILENT") == 0)
 		store->silent = TRUE;
 	else if (g_ascii_strcasecmp(item, "FLAGS") != 0)
@@ -1208,9 +1223,8 @@ pb_imap_args_store(const PbImapArg *args, guint n, PbImapStore *store,
 
 /* ----- dates ----- */
 
-static const char *const months[] = {"Jan", "Feb", "Mar", "Apr",
-                                     "May", "Jun", "Jul", "Aug",
-                                     "Sep", "Oct", "Nov", "Dec"};
+static const char *const months[] = {"Jan", "Feb", "Mar", "Apr", "May", "Jun",
+                                     "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"};
 
 static guint
 days_in_month(guint year, guint month)
@@ -1312,8 +1326,8 @@ pb_imap_parse_date_time(const char *s, gsize len, gint64 *utc, int *zone)
 	    sec > 60 || z % 100 > 59)
 		return FALSE;
 	if (utc != NULL)
-		*utc = pb_imap_date_days(&d) * 86400 + h * 3600 + m * 60 +
-		       sec - sign * (gint64)((z / 100) * 3600 + (z % 100) * 60);
+		*utc = pb_imap_date_days(&d) * 86400 + h * 3600 + m * 60 + sec -
+		       sign * (gint64)((z / 100) * 3600 + (z % 100) * 60);
 	if (zone != NULL)
 		*zone = sign * (int)((z / 100) * 60 + z % 100);
 	return TRUE;
@@ -1354,16 +1368,19 @@ pb_imap_fetch_free(PbImapFetch *fetch)
 }
 
 /* header-list: "(" name *(SP name) ")" with names as atoms or quoted
- * strings; S[*I] is at "(". */
+ * strings; S[*I] is at "(". SHOWN gets the list as the response shows
+ * it: upper case, quoted where the client quoted (as Dovecot does). */
 static gboolean
-header_list(const char *s, gsize len, gsize *i, GPtrArray *fields)
+header_list(const char *s, gsize len, gsize *i, GPtrArray *fields,
+            GString *shown)
 {
 	if (*i >= len || s[(*i)++] != '(')
 		return FALSE;
 	for (;;) {
 		g_autoptr(GString) name = g_string_new(NULL);
+		gboolean quoted = *i < len && s[*i] == '"';
 
-		if (*i < len && s[*i] == '"') {
+		if (quoted) {
 			for ((*i)++; *i < len && s[*i] != '"'; (*i)++) {
 				if (s[*i] == '\\' && *i + 1 < len)
 					(*i)++;
@@ -1375,12 +1392,18 @@ header_list(const char *s, gsize len, gsize *i, GPtrArray *fields)
 			while (*i < len && is_atom_char(s[*i]))
 				g_string_append_c(name, s[(*i)++]);
 		for (gsize k = 0; k < name->len; k++)
-			if ((guchar)name->str[k] <= ' ' || name->str[k] == ':' ||
-			    (guchar)name->str[k] >= 0x7f)
+			if ((guchar)name->str[k] <= ' ' ||
+			    name->str[k] == ':' || (guchar)name->str[k] >= 0x7f)
 				return FALSE;
 		if (name->len == 0 || *i >= len)
 			return FALSE;
 		g_ptr_array_add(fields, g_ascii_strup(name->str, name->len));
+		g_string_append_c(shown, fields->len > 1 ? ' ' : '(');
+		if (quoted)
+			pb_imap_append_string(
+			    shown, fields->pdata[fields->len - 1], name->len);
+		else
+			g_string_append(shown, fields->pdata[fields->len - 1]);
 		if (s[*i] == ')')
 			return ++*i, TRUE;
 		if (s[(*i)++] != ' ')
@@ -1390,7 +1413,8 @@ header_list(const char *s, gsize len, gsize *i, GPtrArray *fields)
 
 /* section-text after the part numbers (S[*I..]), up to "]" excluded. */
 static gboolean
-section_text(const char *s, gsize len, gsize *i, PbImapFetchBody *b)
+section_text(const char *s, gsize len, gsize *i, PbImapFetchBody *b,
+             GString *shown)
 {
 	static const struct {
 		const char *word;
@@ -1407,7 +1431,8 @@ section_text(const char *s, gsize len, gsize *i, PbImapFetchBody *b)
 	for (guint k = 0; k < G_N_ELEMENTS(texts); k++) {
 		gsize wl = strlen(texts[k].word);
 
-		if (len - *i < wl || g_ascii_strncasecmp(s + *i, texts[k].word, wl))
+		if (len - *i < wl ||
+		    g_ascii_strncasecmp(s + *i, texts[k].word, wl))
 			continue;
 		*i += wl;
 		b->kind = texts[k].kind;
@@ -1417,11 +1442,11 @@ section_text(const char *s, gsize len, gsize *i, PbImapFetchBody *b)
 		    b->kind != PB_IMAP_SECTION_HEADER_FIELDS_NOT)
 			return TRUE;
 		fields = g_ptr_array_new_with_free_func(g_free);
-		if (!header_list(s, len, i, fields))
+		if (!header_list(s, len, i, fields, shown))
 			return FALSE;
 		g_ptr_array_add(fields, NULL);
-		b->fields = (char **)g_ptr_array_free(g_steal_pointer(&fields),
-		                                      FALSE);
+		b->fields =
+		    (char **)g_ptr_array_free(g_steal_pointer(&fields), FALSE);
 		return TRUE;
 	}
 	return FALSE;
@@ -1429,7 +1454,7 @@ section_text(const char *s, gsize len, gsize *i, PbImapFetchBody *b)
 
 /* The section between "[" and "]": S/LEN, "]" excluded. */
 static gboolean
-section_spec(const char *s, gsize len, PbImapFetchBody *b)
+section_spec(const char *s, gsize len, PbImapFetchBody *b, GString *shown)
 {
 	g_autoptr(GArray) part = g_array_new(FALSE, FALSE, sizeof(guint32));
 	gsize i = 0;
@@ -1448,22 +1473,21 @@ section_spec(const char *s, gsize len, PbImapFetchBody *b)
 			return FALSE;
 	}
 	b->n_part = part->len;
-	b->part = b->n_part > 0
-	              ? (guint32 *)(void *)g_array_free(
-	                    g_steal_pointer(&part), FALSE)
-	              : NULL;
+	b->part =
+	    b->n_part > 0
+	        ? (guint32 *)(void *)g_array_free(g_steal_pointer(&part), FALSE)
+	        : NULL;
 	if (i == len)
 		return len == 0 || s[len - 1] != '.';
-	return section_text(s, len, &i, b) && i == len;
+	return section_text(s, len, &i, b, shown) && i == len;
 }
 
 /* "BODY[" canonical section "]" and "<offset>" for the response */
 static char *
-body_name(const PbImapFetchBody *b)
+body_name(const PbImapFetchBody *b, const GString *fields)
 {
-	static const char *const kinds[] = {"", "HEADER", "HEADER.FIELDS",
-	                                    "HEADER.FIELDS.NOT", "TEXT",
-	                                    "MIME"};
+	static const char *const kinds[] = {
+	    "", "HEADER", "HEADER.FIELDS", "HEADER.FIELDS.NOT", "TEXT", "MIME"};
 	GString *n = g_string_new("BODY[");
 
 	for (guint i = 0; i < b->n_part; i++)
@@ -1471,16 +1495,8 @@ body_name(const PbImapFetchBody *b)
 	if (b->n_part > 0 && b->kind != PB_IMAP_SECTION_WHOLE)
 		g_string_append_c(n, '.');
 	g_string_append(n, kinds[b->kind]);
-	if (b->fields != NULL) {
-		g_string_append(n, " (");
-		for (guint i = 0; b->fields[i] != NULL; i++) {
-			if (i > 0)
-				g_string_append_c(n, ' ');
-			pb_imap_append_astring(n, b->fields[i],
-			                       strlen(b->fields[i]));
-		}
-		g_string_append_c(n, ')');
-	}
+	if (b->fields != NULL)
+		g_string_append_printf(n, " %s)", fields->str);
 	g_string_append_c(n, ']');
 	if (b->partial)
 		g_string_append_printf(n, "<%u>", b->offset);
@@ -1502,9 +1518,8 @@ partial_spec(const char *s, gsize len, PbImapFetchBody *b)
 		i++;
 	else if (!seq_number(s, len, &i, &o) || o == 0)
 		return FALSE;
-	if (i >= len || s[i++] != '.' ||
-	    !seq_number(s, len, &i, &b->length) || b->length == 0 ||
-	    i != len - 1)
+	if (i >= len || s[i++] != '.' || !seq_number(s, len, &i, &b->length) ||
+	    b->length == 0 || i != len - 1)
 		return FALSE;
 	b->partial = TRUE;
 	b->offset = o;
@@ -1516,16 +1531,17 @@ static gboolean
 fetch_section(const char *s, gsize len, PbImapFetchBody *b)
 {
 	const char *open = memchr(s, '[', len), *close;
+	g_autoptr(GString) fields = g_string_new(NULL);
 
 	b->peek = open - s == 9;
 	close = s + len;
 	while (close > open && *close != ']')
 		close--;
 	if (close == open ||
-	    !section_spec(open + 1, (gsize)(close - open - 1), b) ||
+	    !section_spec(open + 1, (gsize)(close - open - 1), b, fields) ||
 	    !partial_spec(close + 1, len - (gsize)(close + 1 - s), b))
 		return FALSE;
-	b->name = body_name(b);
+	b->name = body_name(b, fields);
 	return TRUE;
 }
 
@@ -1597,8 +1613,8 @@ pb_imap_arg_fetch(const PbImapArg *arg, PbImapFetch **fetch, GError **error)
 	                 PB_IMAP_FETCH_BODY},
 	};
 	g_autoptr(PbImapFetch) f = g_new0(PbImapFetch, 1);
-	g_autoptr(GArray) bodies = g_array_new(FALSE, TRUE,
-	                                       sizeof(PbImapFetchBody));
+	g_autoptr(GArray) bodies =
+	    g_array_new(FALSE, TRUE, sizeof(PbImapFetchBody));
 	const PbImapArg *atts = arg;
 	guint n = 1;
 	gboolean ok = TRUE;
@@ -1857,9 +1873,10 @@ search_key(SArgs *c, guint depth)
 		k = skey_new(or ? PB_IMAP_SKEY_OR : PB_IMAP_SKEY_AND);
 		for (guint j = 0; j < 2; j++) {
 			PbImapSearchKey *child =
-			    !or ? (j == 0 ? skey_new(PB_IMAP_SKEY_RECENT)
-			                  : skey_not(skey_new(PB_IMAP_SKEY_SEEN)))
-			        : search_key(c, depth + 1);
+			    ! or ? (j == 0
+			                ? skey_new(PB_IMAP_SKEY_RECENT)
+			                : skey_not(skey_new(PB_IMAP_SKEY_SEEN)))
+			         : search_key(c, depth + 1);
 
 			if (child == NULL)
 				return NULL;
@@ -1891,8 +1908,8 @@ search_return(const PbImapArg *a, PbImapSearch *s, GError **error)
 	for (guint i = 0; i < a->n; i++) {
 		guint k = 0;
 
-		while (k < G_N_ELEMENTS(opts) && !pb_imap_arg_is_atom(&a->list[i],
-		                                                       opts[k]))
+		while (k < G_N_ELEMENTS(opts) &&
+		       !pb_imap_arg_is_atom(&a->list[i], opts[k]))
 			k++;
 		if (k == G_N_ELEMENTS(opts))
 			return fail(error, "Unknown RETURN option");
@@ -1954,8 +1971,9 @@ pb_imap_arg_status_items(const PbImapArg *arg, guint *items, GError **error)
 	for (guint i = 0; i < arg->n; i++) {
 		guint k = 0;
 
-		while (k < G_N_ELEMENTS(status_names) &&
-		       !pb_imap_arg_is_atom(&arg->list[i], status_names[k].name))
+		while (
+		    k < G_N_ELEMENTS(status_names) &&
+		    !pb_imap_arg_is_atom(&arg->list[i], status_names[k].name))
 			k++;
 		if (k == G_N_ELEMENTS(status_names))
 			return fail(error, "Unknown STATUS item");
@@ -2065,9 +2083,8 @@ gboolean
 pb_imap_args_list(const PbImapArg *args, guint n, PbImapList **list,
                   GError **error)
 {
-	static const char *const sel[] = {"SUBSCRIBED", "REMOTE",
-	                                  "RECURSIVEMATCH", "SPECIAL-USE",
-	                                  NULL};
+	static const char *const sel[] = {
+	    "SUBSCRIBED", "REMOTE", "RECURSIVEMATCH", "SPECIAL-USE", NULL};
 	g_autoptr(PbImapList) l = g_new0(PbImapList, 1);
 	const char *ref;
 	gsize len;
@@ -2133,8 +2150,8 @@ nfa_step(const char *pat, gsize m, guint8 *cur, guint8 *next, char c,
 			continue;
 		if (pat[j] == '*' || (pat[j] == '%' && c != sep))
 			next[j] = 1;
-		else if (pat[j] == c ||
-		         (fold && g_ascii_tolower(pat[j]) == g_ascii_tolower(c)))
+		else if (pat[j] == c || (fold && g_ascii_tolower(pat[j]) ==
+		                                     g_ascii_tolower(c)))
 			next[j + 1] = 1;
 	}
 	closure(pat, m, next);
@@ -2173,8 +2190,7 @@ pb_imap_list_match(const char *pattern, const char *name, char sep)
 {
 	g_autofree guint8 *set = NULL;
 
-	return nfa_run(pattern, name, sep, FALSE, &set) &&
-	       set[strlen(pattern)];
+	return nfa_run(pattern, name, sep, FALSE, &set) && set[strlen(pattern)];
 }
 
 gboolean

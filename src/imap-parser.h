@@ -43,9 +43,9 @@
 #define PB_IMAP_PARSER_MAX_PRE_AUTH 8192
 #define PB_IMAP_PARSER_MAX_COMMAND 65536
 #define PB_IMAP_PARSER_MAX_LITERAL_MINUS 4096
-#define PB_IMAP_PARSER_MAX_DEPTH 32      /* nested parenthesised lists */
-#define PB_IMAP_SEARCH_MAX_DEPTH 64      /* nested OR / NOT / groups */
-#define PB_IMAP_FETCH_MAX_PART_DEPTH 32  /* BODY[1.2.3...] */
+#define PB_IMAP_PARSER_MAX_DEPTH 32     /* nested parenthesised lists */
+#define PB_IMAP_SEARCH_MAX_DEPTH 64     /* nested OR / NOT / groups */
+#define PB_IMAP_FETCH_MAX_PART_DEPTH 32 /* BODY[1.2.3...] */
 
 /* ------------------------------------------------------------------ */
 /* The argument tree */
@@ -67,7 +67,7 @@ struct _PbImapArg {
 	/* ATOM, QUOTED, LITERAL: LEN octets, NUL-terminated (no NUL
 	 * inside: refused). NIL: as sent ("nil"). LIST, STREAM: NULL. */
 	char *str;
-	gsize len; /* STREAM: the literal's size */
+	gsize len;       /* STREAM: the literal's size */
 	PbImapArg *list; /* LIST: N children */
 	guint n;
 };
@@ -80,9 +80,9 @@ struct _PbImapArg {
  * strict where the grammar is. */
 
 typedef struct {
-	char *tag;  /* never NULL in a complete command */
-	char *name; /* the first word as sent (compare case-insensitively);
-	               "UID FETCH" arrives as name "UID", args[0] "FETCH" */
+	char *tag;       /* never NULL in a complete command */
+	char *name;      /* the first word as sent (compare case-insensitively);
+	                    "UID FETCH" arrives as name "UID", args[0] "FETCH" */
 	PbImapArg *args; /* top level, n_args of them */
 	guint n_args;
 	gsize size; /* octets read for it, buffered literals included */
@@ -103,12 +103,13 @@ typedef enum {
 	PB_IMAP_PARSE_STREAM_END, /* the streamed literal is complete
 	                             (nothing consumed); feed on: the rest of
 	                             the command follows */
-	PB_IMAP_PARSE_LINE,    /* the raw line asked for with
-	                          pb_imap_parser_expect_line() */
-	PB_IMAP_PARSE_BAD,     /* a bad command: answer "TAG BAD <error>" or
-	                          "* BAD <error>" when the tag is NULL; the
-	                          parser skips the rest by itself */
-	PB_IMAP_PARSE_CLOSE,   /* cannot stay in step: "* BYE", close. Sticky. */
+	PB_IMAP_PARSE_LINE,       /* the raw line asked for with
+	                             pb_imap_parser_expect_line() */
+	PB_IMAP_PARSE_BAD,        /* a bad command: answer "TAG BAD <error>" or
+	                             "* BAD <error>" when the tag is NULL; the
+	                             parser skips the rest by itself */
+	PB_IMAP_PARSE_CLOSE, /* cannot stay in step: "* BYE <error>", close.
+	                        Sticky. */
 } PbImapParseResult;
 
 typedef enum {
@@ -166,11 +167,16 @@ void pb_imap_parser_literal(PbImapParser *p, guint64 *size, gboolean *sync,
 PbImapLiteralReply pb_imap_parser_literal_accept(PbImapParser *p);
 /* Hand its octets to the caller (PB_IMAP_PARSE_STREAM events, then one
  * STREAM_END); the tree gets a PB_IMAP_ARG_STREAM. The caller has
- * checked the size against its own bound. Returns SEND_PLUS or FEED. */
+ * checked the size against its own bound. Returns SEND_PLUS or FEED.
+ * The caller must let all N octets pass through feed even if its sink
+ * failed (they are not commands). The command is complete only at
+ * COMMAND: a BAD after STREAM_END (e.g. junk after the literal) means
+ * the command failed, and what was streamed is to be thrown away. */
 PbImapLiteralReply pb_imap_parser_literal_stream(PbImapParser *p);
 /* Refuse it (e.g. APPEND over max_message_size): REFUSED or CLOSE.
- * After REFUSED, pb_imap_parser_tag() is the command's tag. (accept
- * refuses by itself when the budget is exceeded.) */
+ * The partial command is dropped (pb_imap_parser_command() is NULL);
+ * pb_imap_parser_tag() keeps its tag for the answer. (accept refuses by
+ * itself when the budget is exceeded, the same way.) */
 PbImapLiteralReply pb_imap_parser_literal_refuse(PbImapParser *p);
 /* Octets of the streamed literal still to come. */
 guint64 pb_imap_parser_stream_left(PbImapParser *p);
@@ -291,7 +297,7 @@ G_DEFINE_AUTO_CLEANUP_CLEAR_FUNC(PbImapStore, pb_imap_store_clear)
 /* ----- dates (RFC 3501 9: date, date-time) ----- */
 
 typedef struct {
-	guint year; /* 1..9999 */
+	guint year;  /* 1..9999 */
 	guint month; /* 1..12 */
 	guint day;   /* 1..31, valid for the month */
 } PbImapDate;
@@ -318,12 +324,12 @@ enum {
 	PB_IMAP_FETCH_INTERNALDATE = 1 << 2,
 	PB_IMAP_FETCH_RFC822_SIZE = 1 << 3,
 	PB_IMAP_FETCH_ENVELOPE = 1 << 4,
-	PB_IMAP_FETCH_BODY = 1 << 5,          /* BODY (the structure) */
+	PB_IMAP_FETCH_BODY = 1 << 5, /* BODY (the structure) */
 	PB_IMAP_FETCH_BODYSTRUCTURE = 1 << 6,
 };
 
 typedef enum {
-	PB_IMAP_SECTION_WHOLE,  /* BODY[] or BODY[1.2]: the (part's) body */
+	PB_IMAP_SECTION_WHOLE, /* BODY[] or BODY[1.2]: the (part's) body */
 	PB_IMAP_SECTION_HEADER,
 	PB_IMAP_SECTION_HEADER_FIELDS,
 	PB_IMAP_SECTION_HEADER_FIELDS_NOT,
@@ -333,7 +339,8 @@ typedef enum {
 
 typedef struct {
 	/* What the response calls it: "BODY[1.HEADER.FIELDS (FROM TO)]<0>"
-	 * (field names upper-cased, a partial's offset only), "RFC822",
+	 * (field names upper-cased and quoted where the client quoted
+	 * them, as Dovecot answers; a partial's offset only), "RFC822",
 	 * "RFC822.HEADER", "RFC822.TEXT". */
 	char *name;
 	guint32 *part; /* "1.2.3": {1, 2, 3}; NULL when n_part is 0 */
@@ -364,12 +371,12 @@ gboolean pb_imap_arg_fetch(const PbImapArg *arg, PbImapFetch **fetch,
 
 typedef enum {
 	PB_IMAP_SKEY_ALL,
-	PB_IMAP_SKEY_AND, /* children: all of them (a group of two or more
-	                     keys, the program, NEW) */
-	PB_IMAP_SKEY_OR,  /* children[0] or children[1] */
-	PB_IMAP_SKEY_NOT, /* children[0]; UNSEEN is NOT SEEN, OLD NOT RECENT,
-	                     UNKEYWORD k NOT KEYWORD k, NEW is AND(RECENT,
-	                     NOT SEEN) */
+	PB_IMAP_SKEY_AND,    /* children: all of them (a group of two or more
+	                        keys, the program, NEW) */
+	PB_IMAP_SKEY_OR,     /* children[0] or children[1] */
+	PB_IMAP_SKEY_NOT,    /* children[0]; UNSEEN is NOT SEEN, OLD NOT RECENT,
+	                        UNKEYWORD k NOT KEYWORD k, NEW is AND(RECENT,
+	                        NOT SEEN) */
 	PB_IMAP_SKEY_SEQSET, /* set: message numbers */
 	PB_IMAP_SKEY_UID,    /* set: UIDs */
 	PB_IMAP_SKEY_ANSWERED,
@@ -389,19 +396,19 @@ typedef enum {
 	PB_IMAP_SKEY_SENTBEFORE, /* date: the Date: header */
 	PB_IMAP_SKEY_SENTON,
 	PB_IMAP_SKEY_SENTSINCE,
-	PB_IMAP_SKEY_LARGER,  /* number: RFC822.SIZE */
+	PB_IMAP_SKEY_LARGER, /* number: RFC822.SIZE */
 	PB_IMAP_SKEY_SMALLER,
 } PbImapSearchKeyType;
 
 typedef struct _PbImapSearchKey PbImapSearchKey;
 struct _PbImapSearchKey {
 	PbImapSearchKeyType type;
-	char *field;        /* HEADER */
-	char *str;          /* HEADER BODY TEXT KEYWORD (may be empty) */
+	char *field; /* HEADER */
+	char *str;   /* HEADER BODY TEXT KEYWORD (may be empty) */
 	gsize len;
 	PbImapDate date;
 	guint64 number;
-	PbImapSeqSet *set;  /* SEQSET, UID: as sent (resolve it) */
+	PbImapSeqSet *set; /* SEQSET, UID: as sent (resolve it) */
 	PbImapSearchKey **children;
 	guint n_children;
 };
@@ -414,10 +421,10 @@ enum {
 };
 
 typedef struct {
-	gboolean esearch;  /* RETURN (...) given: answer with ESEARCH */
-	guint ret;         /* PB_IMAP_SEARCH_RETURN_*; "RETURN ()" is ALL */
-	char *charset;     /* as sent, NULL if none (the session answers
-	                      NO [BADCHARSET] unless UTF-8 or US-ASCII) */
+	gboolean esearch;      /* RETURN (...) given: answer with ESEARCH */
+	guint ret;             /* PB_IMAP_SEARCH_RETURN_*; "RETURN ()" is ALL */
+	char *charset;         /* as sent, NULL if none (the session answers
+	                          NO [BADCHARSET] unless UTF-8 or US-ASCII) */
 	PbImapSearchKey *root; /* the program: its one key, or an AND */
 } PbImapSearch;
 
@@ -462,8 +469,8 @@ typedef struct {
 	guint ret;          /* PB_IMAP_LIST_RET_* */
 	guint status_items; /* PB_IMAP_STATUS_* when RET_STATUS */
 	char *reference;
-	char **patterns;    /* NULL-terminated, at least one */
-	gboolean extended;  /* options or a pattern list given: RFC 5258 */
+	char **patterns;   /* NULL-terminated, at least one */
+	gboolean extended; /* options or a pattern list given: RFC 5258 */
 } PbImapList;
 
 void pb_imap_list_free(PbImapList *list);

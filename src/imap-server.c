@@ -400,7 +400,8 @@ send_changes(PbImapServer *s, const PbFolderChanges *ch)
 	for (guint k = 0; ch->expunged && k < ch->expunged->len; k++) {
 		pb_imap_reply(s, "* %u EXPUNGE",
 		              g_array_index(ch->expunged, guint, k));
-		s->exists_sent--;
+		if (s->exists_sent > 0)
+			s->exists_sent--;
 	}
 	if (ch->keywords_grew)
 		send_flag_lists(s);
@@ -838,9 +839,12 @@ select_folder(PbImapServer *s, const char *tag, const PbImapArg *args,
 		                    "Invalid arguments.");
 		return;
 	}
-	/* RFC 3501 6.3.1: a failed SELECT leaves no folder selected */
-	if (s->folder != NULL)
+	/* RFC 3501 6.3.1: a failed SELECT leaves no folder selected;
+	 * RFC 9051 7.1: [CLOSED] marks where the old folder's updates end */
+	if (s->folder != NULL) {
 		close_folder(s);
+		pb_imap_reply(s, "* OK [CLOSED] Previous mailbox closed.");
+	}
 	if ((name = mailbox_arg(s, tag, &args[0])) == NULL)
 		return;
 	s->folder = pb_mailfolder_open(s->store, name, read_only, &error);
@@ -910,9 +914,11 @@ cmd_delete(PbImapServer *s, const char *tag, const PbImapArg *args, guint n)
 		return;
 	if (s->folder != NULL &&
 	    g_str_equal(pb_mailfolder_name(s->folder), name)) {
-		/* Dovecot's way: deleting the selected folder closes it */
+		/* deleting the selected folder unselects it (Dovecot
+		 * disconnects instead) */
 		close_folder(s);
-		pb_imap_reply(s, "* BYE Selected mailbox was deleted.");
+		pb_imap_reply(s, "* OK [CLOSED] Selected mailbox was "
+		                 "deleted.");
 	}
 	if (!pb_mailstore_delete(s->store, name, &error))
 		pb_imap_no_error(s, tag, error);
@@ -1106,7 +1112,7 @@ list_selected(const PbImapList *list, const PbFolderInfo *fi, gboolean lsub)
 
 static void
 list_one(PbImapServer *s, const PbImapList *list, const PbFolderInfo *fi,
-         gboolean lsub)
+         gboolean lsub, gboolean childinfo)
 {
 	g_autoptr(GString) out = g_string_new(lsub ? "* LSUB " : "* LIST ");
 	g_autoptr(GError) error = NULL;
@@ -1117,6 +1123,8 @@ list_one(PbImapServer *s, const PbImapList *list, const PbFolderInfo *fi,
 	append_list_attrs(out, fi->attrs, ret, list->extended, lsub);
 	g_string_append(out, " \".\" ");
 	pb_imap_append_string(out, fi->name, strlen(fi->name));
+	if (childinfo)
+		g_string_append(out, " (\"CHILDINFO\" (\"SUBSCRIBED\"))");
 	g_string_append(out, "\r\n");
 	pb_imap_write(s, out);
 	if ((list->ret & PB_IMAP_LIST_RET_STATUS) &&
@@ -1124,6 +1132,64 @@ list_one(PbImapServer *s, const PbImapList *list, const PbFolderInfo *fi,
 	    !send_status(s, fi->name, list->status_items, &error))
 		log_line(s, "status user=%s folder=%s: %s", s->user, fi->name,
 		         error->message);
+}
+
+static gboolean
+list_subscribed(const GPtrArray *folders, const char *name)
+{
+	for (guint k = 0; k < folders->len; k++) {
+		const PbFolderInfo *fi = g_ptr_array_index(folders, k);
+		if (g_str_equal(fi->name, name))
+			return (fi->attrs & PB_FOLDER_SUBSCRIBED) != 0;
+	}
+	return FALSE;
+}
+
+/* Is a folder below NAME subscribed? (RFC 5258 CHILDINFO) */
+static gboolean
+subscribed_below(const GPtrArray *folders, const char *name)
+{
+	gsize len = strlen(name);
+
+	for (guint k = 0; k < folders->len; k++) {
+		const PbFolderInfo *fi = g_ptr_array_index(folders, k);
+		if ((fi->attrs & PB_FOLDER_SUBSCRIBED) &&
+		    strncmp(fi->name, name, len) == 0 && fi->name[len] == '.')
+			return TRUE;
+	}
+	return FALSE;
+}
+
+/* RFC 3501 6.3.9: when "%" stops above a subscribed folder, its
+ * unsubscribed ancestor at that level is listed as \Noselect. */
+static void
+lsub_parents(PbImapServer *s, const PbImapList *list, const GPtrArray *folders)
+{
+	g_autoptr(GHashTable) sent = g_hash_table_new_full(g_str_hash, g_str_equal,
+	                                                   g_free, NULL);
+
+	for (guint k = 0; k < folders->len; k++) {
+		const PbFolderInfo *fi = g_ptr_array_index(folders, k);
+		g_autofree char *name = g_strdup(fi->name);
+		char *dot;
+
+		if (!(fi->attrs & PB_FOLDER_SUBSCRIBED) ||
+		    list_matches(list, fi->name))
+			continue;
+		while ((dot = strrchr(name, '.')) != NULL) {
+			*dot = '\0';
+			if (list_matches(list, name) &&
+			    !list_subscribed(folders, name) &&
+			    !g_hash_table_contains(sent, name)) {
+				g_hash_table_add(sent, g_strdup(name));
+				g_autoptr(GString) out = g_string_new(
+				    "* LSUB (\\Noselect) \".\" ");
+				pb_imap_append_string(out, name, strlen(name));
+				g_string_append(out, "\r\n");
+				pb_imap_write(s, out);
+			}
+		}
+	}
 }
 
 static void
@@ -1161,9 +1227,16 @@ list_run(PbImapServer *s, const char *tag, const PbImapArg *args, guint n,
 	}
 	for (guint k = 0; k < folders->len; k++) {
 		const PbFolderInfo *fi = g_ptr_array_index(folders, k);
-		if (list_selected(list, fi, lsub) && list_matches(list, fi->name))
-			list_one(s, list, fi, lsub);
+		if (!list_matches(list, fi->name))
+			continue;
+		if (list_selected(list, fi, lsub))
+			list_one(s, list, fi, lsub, FALSE);
+		else if ((list->select & PB_IMAP_LIST_SEL_RECURSIVEMATCH) &&
+		         subscribed_below(folders, fi->name))
+			list_one(s, list, fi, FALSE, TRUE);
 	}
+	if (lsub)
+		lsub_parents(s, list, folders);
 	pb_imap_ok(s, tag, "%s completed.", lsub ? "Lsub" : "List");
 }
 

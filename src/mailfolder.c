@@ -98,7 +98,9 @@ static gboolean
 read_file_at(int dfd, const char *name, gsize max, char **text, gsize *len,
              struct stat *st, GError **error)
 {
-	g_auto(PbFd) fd = openat(dfd, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+	/* O_NONBLOCK: a FIFO planted here must not hang us */
+	g_auto(PbFd) fd = openat(dfd, name,
+	                         O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK);
 	struct stat sb;
 	g_autofree char *buf = NULL;
 	gsize got = 0;
@@ -177,7 +179,8 @@ lock_is_stale(int dfd, const char *lock)
 	char host[256] = "";
 	long pid = 0;
 	struct stat st;
-	g_auto(PbFd) fd = openat(dfd, lock, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+	g_auto(PbFd) fd = openat(dfd, lock,
+	                         O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK);
 	ssize_t n;
 	char *colon;
 
@@ -804,9 +807,10 @@ next_uidvalidity_locked(PbMailStore *st, guint32 *out, GError **error)
 	if (marker)
 		(void)renameat(st->rootfd, marker, st->rootfd, newmarker);
 	else {
-		g_auto(PbFd) m = openat(st->rootfd, newmarker,
-		                        O_CREAT | O_WRONLY | O_NOFOLLOW | O_CLOEXEC,
-		                        0600);
+		int m = openat(st->rootfd, newmarker,
+		               O_CREAT | O_WRONLY | O_NOFOLLOW | O_CLOEXEC, 0600);
+		if (m >= 0)
+			close(m);
 	}
 	(void)fsync(st->rootfd);
 	return TRUE;
@@ -900,6 +904,21 @@ ent_free(Ent *e)
 	g_free(e);
 }
 
+/* A message file name we can keep in the uidlist: no control
+ * characters (a newline would end its line), not hidden, not too long. */
+static gboolean
+name_usable(const char *name)
+{
+	gsize len = 0;
+
+	if (name[0] == '.' || name[0] == ':')
+		return FALSE;
+	for (; name[len]; len++)
+		if ((guchar)name[len] < 0x20 || name[len] == 0x7f)
+			return FALSE;
+	return len <= 255;
+}
+
 static gboolean
 scan_one(int fd, gboolean in_new, GHashTable *h, GError **error)
 {
@@ -914,8 +933,8 @@ scan_one(int fd, gboolean in_new, GHashTable *h, GError **error)
 	while ((de = readdir(d)) != NULL) {
 		Ent *e;
 		gsize n = base_len(de->d_name);
-		if (de->d_name[0] == '.' || n == 0 || de->d_type == DT_DIR ||
-		    de->d_type == DT_LNK)
+		if (!name_usable(de->d_name) || n == 0 ||
+		    de->d_type == DT_DIR || de->d_type == DT_LNK)
 			continue;
 		e = g_new0(Ent, 1);
 		e->name = g_strdup(de->d_name);
@@ -1580,8 +1599,10 @@ folder_new(PbMailStore *st, const char *name, gboolean ro, GError **error)
 	f->msgs = g_array_new(FALSE, TRUE, sizeof(Msg));
 	f->kw = g_new0(char *, PB_MAILFOLDER_KEYWORDS_MAX + 1);
 	f->kw_list = g_new0(char *, 1);
-	f->watch[0] = g_build_filename(st->root, dir, "new", NULL);
-	f->watch[1] = g_build_filename(st->root, dir, "cur", NULL);
+	f->watch[0] = g_build_filename(st->root, g_str_equal(dir, ".") ? "" : dir,
+	                               "new", NULL);
+	f->watch[1] = g_build_filename(st->root, g_str_equal(dir, ".") ? "" : dir,
+	                               "cur", NULL);
 	if ((f->dfd = folder_fd(st, name, error)) < 0 ||
 	    (f->newfd = subdir(f->dfd, "new", error)) < 0 ||
 	    (f->curfd = subdir(f->dfd, "cur", error)) < 0)
@@ -2474,12 +2495,11 @@ append_link(PbAppend *a, Target *t, guint flags, const char *const *keywords,
 	return TRUE;
 }
 
-gboolean
-pb_append_commit(PbAppend *a, guint flags, const char *const *keywords,
-                 gint64 date, guint32 *uidvalidity, guint32 *uid,
-                 GError **error)
+static gboolean
+append_finish(PbAppend *a, guint flags, const char *const *keywords,
+              gint64 date, guint32 *uidvalidity, guint32 *uid,
+              GError **error)
 {
-	g_autoptr(PbAppend) owned = a;
 	g_autoptr(GPtrArray) names = g_ptr_array_new_with_free_func(g_free);
 	struct timespec ts[2] = {{date, 0}, {date, 0}};
 	char *name = NULL;
@@ -2504,6 +2524,18 @@ pb_append_commit(PbAppend *a, guint flags, const char *const *keywords,
 		g_ptr_array_add(names, name);
 	ok = ok && target_assign(a->st, &t, names, uidvalidity, uid, error);
 	target_close(&t);
+	return ok;
+}
+
+gboolean
+pb_append_commit(PbAppend *a, guint flags, const char *const *keywords,
+                 gint64 date, guint32 *uidvalidity, guint32 *uid,
+                 GError **error)
+{
+	gboolean ok = append_finish(a, flags, keywords, date, uidvalidity, uid,
+	                            error);
+
+	pb_append_abort(a); /* the temporary file is gone by now, or must go */
 	return ok;
 }
 
@@ -2537,6 +2569,31 @@ pb_folder_info_free(PbFolderInfo *fi)
 	g_free(fi);
 }
 
+/* rm -r of NAME in PARENT, never through a symbolic link. */
+static void
+remove_tree(int parent, const char *name, guint depth)
+{
+	int fd = open_dir_at(parent, name);
+	DIR *d = fd >= 0 ? fdopendir(fd) : NULL;
+	struct dirent *de;
+
+	if (d == NULL) {
+		if (fd >= 0)
+			close(fd);
+		(void)unlinkat(parent, name, 0);
+		return;
+	}
+	while ((de = readdir(d)) != NULL) {
+		if (g_str_equal(de->d_name, ".") || g_str_equal(de->d_name, ".."))
+			continue;
+		if (unlinkat(dirfd(d), de->d_name, 0) < 0 &&
+		    (errno == EISDIR || errno == EPERM) && depth < 4)
+			remove_tree(dirfd(d), de->d_name, depth + 1);
+	}
+	closedir(d);
+	(void)unlinkat(parent, name, AT_REMOVEDIR);
+}
+
 /* The names of the folders on disk (valid names only, no INBOX). */
 static GPtrArray *
 folder_names(PbMailStore *st, GError **error)
@@ -2555,6 +2612,11 @@ folder_names(PbMailStore *st, GError **error)
 		const char *name = de->d_name + 1;
 		struct stat sb;
 		g_autofree char *canon = NULL;
+		if (g_str_has_prefix(de->d_name, DELETED_PREFIX)) {
+			/* a DELETE that was interrupted: finish it */
+			remove_tree(dirfd(d), de->d_name, 0);
+			continue;
+		}
 		if (de->d_name[0] != '.' || !pb_mailfolder_name_check(name, NULL))
 			continue;
 		canon = pb_mailfolder_name_canon(name);
@@ -2761,31 +2823,6 @@ pb_mailstore_create(PbMailStore *st, const char *name, GError **error)
 		}
 	}
 	return folder_make(st, canon, error);
-}
-
-/* rm -r of NAME in PARENT, never through a symbolic link. */
-static void
-remove_tree(int parent, const char *name, guint depth)
-{
-	int fd = open_dir_at(parent, name);
-	DIR *d = fd >= 0 ? fdopendir(fd) : NULL;
-	struct dirent *de;
-
-	if (d == NULL) {
-		if (fd >= 0)
-			close(fd);
-		(void)unlinkat(parent, name, 0);
-		return;
-	}
-	while ((de = readdir(d)) != NULL) {
-		if (g_str_equal(de->d_name, ".") || g_str_equal(de->d_name, ".."))
-			continue;
-		if (unlinkat(dirfd(d), de->d_name, 0) < 0 &&
-		    (errno == EISDIR || errno == EPERM) && depth < 4)
-			remove_tree(dirfd(d), de->d_name, depth + 1);
-	}
-	closedir(d);
-	(void)unlinkat(parent, name, AT_REMOVEDIR);
 }
 
 gboolean

@@ -1767,24 +1767,28 @@ range_set(PbMimeRange *r, guint64 off, guint64 size, guint64 crlf)
 	r->crlf_size = crlf;
 }
 
-/* The part a path of numbers names, or NULL. */
+/* The part a path of numbers names, or NULL: N of a multipart is its
+ * N-th part; a part that is not one has only "1" (itself), and only a
+ * message/rfc822 part goes on below it, into its message (Dovecot's
+ * imap-msgpart rules). */
 static const PbMimePart *
 section_part(const PbMimePart *root, const PbMimeSection *sec)
 {
 	const PbMimePart *cur = root;
 
-	for (guint i = 0; i < sec->nparts; i++) {
+	for (guint i = 0; i < sec->nparts && cur != NULL; i++) {
 		guint n = sec->parts[i];
-		if (i > 0 && (cur->flags & PB_MIME_PART_MESSAGE) != 0)
-			cur = cur->children;
+		gboolean more = i + 1 < sec->nparts;
 		if ((cur->flags & PB_MIME_PART_MULTIPART) != 0) {
 			cur = cur->children;
 			while (cur != NULL && --n > 0)
 				cur = cur->next;
-			if (cur == NULL)
-				return NULL;
-		} else if (n != 1)
-			return NULL;
+		} else if (n != 1 ||
+		           (more && (cur->flags & PB_MIME_PART_MESSAGE) == 0))
+			cur = NULL;
+		if (cur != NULL && more &&
+		    (cur->flags & PB_MIME_PART_MESSAGE) != 0)
+			cur = cur->children;
 	}
 	return cur;
 }
@@ -1814,9 +1818,13 @@ pb_mime_section_resolve(const PbMimePart *root, const PbMimeSection *sec,
 		          p->header_crlf_size);
 		return;
 	}
-	/* HEADER, HEADER.FIELDS, TEXT: of the message a part holds */
-	if (sec->nparts > 0 && (p->flags & PB_MIME_PART_MESSAGE) != 0)
+	/* HEADER, HEADER.FIELDS, TEXT: of the message a part holds (only a
+	 * message/rfc822 part holds one) */
+	if (sec->nparts > 0) {
+		if ((p->flags & PB_MIME_PART_MESSAGE) == 0)
+			return;
 		p = p->children;
+	}
 	range->part = p;
 	if (sec->kind == PB_MIME_SECTION_TEXT) {
 		range_set(range, p->body_offset, p->body_size,
@@ -2282,10 +2290,13 @@ append_decoded(GString *out, const char *v, gsize len)
 			if (pending_ws == 0)
 				ws_at = out->len;
 			pending_ws++;
-		} else {
-			after_word = FALSE;
-			pending_ws = 0;
+			/* a tab (as a folded line starts) reads as a space */
+			g_string_append_c(out, ' ');
+			i++;
+			continue;
 		}
+		after_word = FALSE;
+		pending_ws = 0;
 		g_string_append_c(out, v[i++]);
 	}
 }

@@ -46,7 +46,8 @@ TOP_ITEMS = [
     "BODY.PEEK[HEADER.FIELDS.NOT (RECEIVED CONTENT-TYPE)]",
     "BODY.PEEK[]<0.20>", "BODY.PEEK[TEXT]<3.50>",
     "BODY.PEEK[]<100000.10>", "BODY.PEEK[9]", "BODY.PEEK[1.9]",
-    "BODY.PEEK[1]<1.5>",
+    "BODY.PEEK[1]<1.5>", "BODY.PEEK[1.HEADER]", "BODY.PEEK[1.TEXT]",
+    "BODY.PEEK[1.1]", "BODY.PEEK[1.1.MIME]", "BODY.PEEK[2.1.1]",
 ]
 
 
@@ -114,20 +115,15 @@ class DumpBackend:
         self.files = files
 
     def fetch(self, requests):
-        out = {}
-        by_file = {}
-        for f, item in requests:
-            by_file.setdefault(f, []).append(item)
-        for f, items in by_file.items():
-            args = [i.replace(".PEEK", "") for i in items]
-            data = subprocess.run(
-                [str(BUILD / "tests" / "mime-dump"), "fetch",
-                 str(CORPUS / f)] + args,
-                capture_output=True, check=True, timeout=30).stdout
-            pos = 0
-            for item in items:
-                resp, pos = read_response(data, pos)
-                out[(f, item)] = the_value(fetch_items(resp))
+        lines = "".join(f"{CORPUS / f}\t{item.replace('.PEEK', '')}\n"
+                        for f, item in requests)
+        data = subprocess.run([str(BUILD / "tests" / "mime-dump"), "batch"],
+                              input=lines.encode(), capture_output=True,
+                              check=True, timeout=120).stdout
+        out, pos = {}, 0
+        for key in requests:
+            resp, pos = read_response(data, pos)
+            out[key] = the_value(fetch_items(resp))
         return out
 
 
@@ -159,9 +155,9 @@ class ImapStdioBackend:
         data = subprocess.run(self.argv, input=b"".join(cmds), env=self.env,
                               capture_output=True, timeout=120,
                               check=True).stdout
-        # untagged answers come in command order, the tagged ones may
-        # come later (pipelining): pair each FETCH with the next command
-        # that completed OK; a command refused (NO/BAD) gets its text
+        # the tagged answers may come after later untagged ones
+        # (pipelining): each FETCH is paired with its command by UID and
+        # item name; a command refused (NO/BAD) gets its text
         fetches, status, pos = [], {}, 0
         while pos < len(data):
             resp, pos = read_response(data, pos)
@@ -169,15 +165,24 @@ class ImapStdioBackend:
             if m:
                 status[int(m.group(1))] = resp.split(b" ", 1)[1].strip()
             elif re.match(rb"\* \d+ FETCH ", resp):
-                fetches.append(the_value(fetch_items(resp)))
+                fetches.append(fetch_items(resp))
         out = {}
-        for n, key in enumerate(requests):
-            if status[n].startswith(b"OK"):
-                out[key] = fetches.pop(0)
+        for n, (f, item) in enumerate(requests):
+            want = response_name(item)
+            for i, items in enumerate(fetches):
+                if items.get("UID") == uids[f].encode() and \
+                        want in (k.upper() for k in items):
+                    out[(f, item)] = the_value(fetches.pop(i))
+                    break
             else:
-                out[key] = status[n]
-        assert not fetches
+                out[(f, item)] = status[n]
         return out
+
+
+def response_name(item):
+    """The name a FETCH response gives to ITEM."""
+    name = item.upper().replace(".PEEK", "")
+    return re.sub(r"<(\d+)\.\d+>$", r"<\1>", name)
 
 
 def dovecot_backend(files, folder):
@@ -208,20 +213,19 @@ OURS = DumpBackend
 
 
 def requests_for(files):
-    reqs = []
-    for f in files:
-        reqs += [(f, i) for i in TOP_ITEMS]
-        secs = subprocess.run(
-            [str(BUILD / "tests" / "mime-dump"), "sections", str(CORPUS / f)],
-            capture_output=True, check=True, text=True).stdout.split("\n")
-        for line in filter(None, secs):
-            num, kind = line.split()
-            reqs += [(f, f"BODY.PEEK[{num}]"), (f, f"BODY.PEEK[{num}.MIME]"),
-                     (f, f"BODY.PEEK[{num}]<2.7>")]
-            if kind == "message":
-                reqs += [(f, f"BODY.PEEK[{num}.HEADER]"),
-                         (f, f"BODY.PEEK[{num}.TEXT]"),
-                         (f, f"BODY.PEEK[{num}.HEADER.FIELDS (SUBJECT)]")]
+    reqs = [(f, i) for f in files for i in TOP_ITEMS]
+    secs = subprocess.run(
+        [str(BUILD / "tests" / "mime-dump"), "sections"]
+        + [str(CORPUS / f) for f in files],
+        capture_output=True, check=True, text=True).stdout
+    for line in secs.splitlines():
+        f, num, kind = line.split()
+        reqs += [(f, f"BODY.PEEK[{num}]"), (f, f"BODY.PEEK[{num}.MIME]"),
+                 (f, f"BODY.PEEK[{num}]<2.7>")]
+        if kind == "message":
+            reqs += [(f, f"BODY.PEEK[{num}.HEADER]"),
+                     (f, f"BODY.PEEK[{num}.TEXT]"),
+                     (f, f"BODY.PEEK[{num}.HEADER.FIELDS (SUBJECT)]")]
     return reqs
 
 

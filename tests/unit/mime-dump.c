@@ -4,11 +4,13 @@
  * tests/e2e/test_imap_dovecot_diff.py can compare it with Dovecot before
  * imapd exists. A test tool: built, not installed.
  *
- *   mime-dump sections FILE        the part numbers and kinds (leaf,
- *                                  multipart, message), one a line
+ *   mime-dump sections FILE...     "FILE NUMBER KIND" for every part
+ *                                  (KIND: leaf, multipart, message)
  *   mime-dump fetch FILE ITEM...   "* 1 FETCH (ITEM VALUE)" per ITEM, ITEM
  *                                  one of ENVELOPE, BODY, BODYSTRUCTURE,
  *                                  RFC822.SIZE, BODY[section]<start.count>
+ *   mime-dump batch                the same for "FILE<TAB>ITEM" lines read
+ *                                  from stdin (one process for a corpus)
  */
 #include <fcntl.h>
 #include <stdio.h>
@@ -25,6 +27,8 @@ out_write(void *ctx, const char *data, gsize len)
 	fwrite(data, 1, len, stdout);
 }
 
+static const char *cur_file;
+
 static void
 print_sections(const PbMimePart *part, const char *prefix)
 {
@@ -37,13 +41,13 @@ print_sections(const PbMimePart *part, const char *prefix)
 		                                       *prefix ? "." : "");
 		/* a single part: "1" is its body; a message inside goes on */
 		if (*prefix == '\0')
-			printf("%s leaf\n", num);
+			printf("%s %s leaf\n", cur_file, num);
 		return;
 	}
 	for (const PbMimePart *c = part->children; c != NULL; c = c->next) {
 		g_autofree char *num = g_strdup_printf("%s%s%u", prefix,
 		                                       *prefix ? "." : "", n++);
-		printf("%s %s\n", num,
+		printf("%s %s %s\n", cur_file, num,
 		       (c->flags & PB_MIME_PART_MESSAGE) ? "message"
 		       : (c->flags & PB_MIME_PART_MULTIPART) ? "multipart"
 		                                             : "leaf");
@@ -108,24 +112,67 @@ fetch(const PbMimePart *root, int fd, const char *item)
 	return TRUE;
 }
 
+static PbMimePart *
+load(const char *path, int *fd)
+{
+	g_autoptr(GError) err = NULL;
+	PbMimePart *root;
+
+	*fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (*fd < 0 || (root = pb_message_parse_fd(*fd, &err)) == NULL) {
+		fprintf(stderr, "mime-dump: %s: cannot read\n", path);
+		exit(74);
+	}
+	return root;
+}
+
+static int
+batch(void)
+{
+	char line[4096];
+
+	while (fgets(line, sizeof(line), stdin) != NULL) {
+		char *tab = strchr(line, '\t');
+		g_autoptr(PbMimePart) root = NULL;
+		int fd;
+
+		if (tab == NULL)
+			return 64;
+		*tab = '\0';
+		g_strchomp(tab + 1);
+		root = load(line, &fd);
+		if (!fetch(root, fd, tab + 1)) {
+			fprintf(stderr, "mime-dump: bad item %s\n", tab + 1);
+			return 64;
+		}
+		close(fd);
+	}
+	return 0;
+}
+
 int
 main(int argc, char **argv)
 {
-	g_autoptr(GError) err = NULL;
-	g_autoptr(PbMimePart) root = NULL;
 	int fd;
 
+	if (argc == 2 && strcmp(argv[1], "batch") == 0)
+		return batch();
 	if (argc < 3) {
-		fprintf(stderr, "usage: mime-dump sections|fetch FILE [ITEM...]\n");
+		fprintf(stderr, "usage: mime-dump sections FILE... | fetch FILE"
+		                " ITEM... | batch\n");
 		return 64;
 	}
-	fd = open(argv[2], O_RDONLY | O_CLOEXEC);
-	if (fd < 0 || (root = pb_message_parse_fd(fd, &err)) == NULL) {
-		fprintf(stderr, "mime-dump: %s: cannot read\n", argv[2]);
-		return 74;
+	if (strcmp(argv[1], "sections") == 0) {
+		for (int i = 2; i < argc; i++) {
+			g_autoptr(PbMimePart) root = load(argv[i], &fd);
+			cur_file = strrchr(argv[i], '/') ? strrchr(argv[i], '/') + 1
+			                                 : argv[i];
+			print_sections(root, "");
+			close(fd);
+		}
+		return 0;
 	}
-	if (strcmp(argv[1], "sections") == 0)
-		print_sections(root, "");
+	g_autoptr(PbMimePart) root = load(argv[2], &fd);
 	for (int i = 3; strcmp(argv[1], "fetch") == 0 && i < argc; i++)
 		if (!fetch(root, fd, argv[i])) {
 			fprintf(stderr, "mime-dump: bad item %s\n", argv[i]);

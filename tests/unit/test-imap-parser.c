@@ -13,9 +13,9 @@
 /* the driver */
 
 typedef enum {
-	POL_ACCEPT,  /* accept every literal */
-	POL_STREAM,  /* APPEND: stream top-level literals; others: accept */
-	POL_REFUSE,  /* refuse every literal */
+	POL_ACCEPT, /* accept every literal */
+	POL_STREAM, /* APPEND: stream top-level literals; others: accept */
+	POL_REFUSE, /* refuse every literal */
 } Policy;
 
 typedef struct {
@@ -97,9 +97,9 @@ on_literal(Drv *d)
 		r = pb_imap_parser_literal_stream(d->p);
 	else
 		r = pb_imap_parser_literal_accept(d->p);
-	g_string_append_printf(d->log, "LIT %s %" G_GUINT64_FORMAT "%s%s d%u %s\n",
-	                       tag, size, sync ? "" : "+", l8 ? " l8" : "",
-	                       depth, replies[r]);
+	g_string_append_printf(
+	    d->log, "LIT %s %" G_GUINT64_FORMAT "%s%s d%u %s\n", tag, size,
+	    sync ? "" : "+", l8 ? " l8" : "", depth, replies[r]);
 	/* the command is gone: its tag stays for the answer */
 	if (r == PB_IMAP_LITERAL_REFUSED)
 		g_assert_cmpstr(pb_imap_parser_tag(d->p), ==, tag);
@@ -135,7 +135,8 @@ on_event(Drv *d, PbImapParseResult r, const char *chunk, gsize n)
 	case PB_IMAP_PARSE_LINE:
 		g_string_append_printf(d->log, "LINE %s\n",
 		                       pb_imap_parser_line(d->p, &len));
-		g_assert_cmpuint(len, ==, strlen(pb_imap_parser_line(d->p, NULL)));
+		g_assert_cmpuint(len, ==,
+		                 strlen(pb_imap_parser_line(d->p, NULL)));
 		break;
 	case PB_IMAP_PARSE_BAD:
 		tag = pb_imap_parser_tag(d->p);
@@ -145,7 +146,8 @@ on_event(Drv *d, PbImapParseResult r, const char *chunk, gsize n)
 		                       pb_imap_parser_error(d->p));
 		break;
 	case PB_IMAP_PARSE_CLOSE:
-		g_string_append(d->log, "CLOSE\n");
+		g_string_append_printf(d->log, "CLOSE %s\n",
+		                       pb_imap_parser_error(d->p));
 		return FALSE;
 	}
 	return TRUE;
@@ -167,7 +169,8 @@ drive(const char *in, gsize len, gsize chunk, Policy policy,
 	pb_imap_parser_set_authenticated(d.p, authenticated);
 	for (;;) {
 		gsize avail = chunk ? MIN(chunk, len - off) : len - off, n;
-		PbImapParseResult r = pb_imap_parser_feed(d.p, in + off, avail, &n);
+		PbImapParseResult r =
+		    pb_imap_parser_feed(d.p, in + off, avail, &n);
 
 		g_assert_cmpuint(n, <=, avail);
 		off += n;
@@ -191,7 +194,8 @@ check_len(const char *in, gsize len, Policy policy, gboolean auth,
 	static const gsize chunks[] = {0, 1, 7};
 
 	for (guint i = 0; i < G_N_ELEMENTS(chunks); i++) {
-		g_autofree char *log = drive(in, len, chunks[i], policy, auth, NULL);
+		g_autofree char *log =
+		    drive(in, len, chunks[i], policy, auth, NULL);
 
 		if (g_strcmp0(log, expected) != 0)
 			g_test_message("chunk %zu:\n%s", chunks[i], log);
@@ -221,11 +225,12 @@ test_simple(void)
 	      "CMD a1 LOGIN alice \"pa ss\"\\\"\n");
 	check("a1 X NIL nil \"NIL\" ()\r\n", POL_ACCEPT, FALSE,
 	      "CMD a1 X NIL nil \"NIL\" ()\n");
-	check("a1 UID FETCH 1:* (FLAGS BODY.PEEK[HEADER.FIELDS (FROM TO)]<0.100>)"
-	      "\r\n",
-	      POL_ACCEPT, FALSE,
-	      "CMD a1 UID FETCH 1:* (FLAGS "
-	      "BODY.PEEK[HEADER.FIELDS (FROM TO)]<0.100>)\n");
+	check(
+	    "a1 UID FETCH 1:* (FLAGS BODY.PEEK[HEADER.FIELDS (FROM TO)]<0.100>)"
+	    "\r\n",
+	    POL_ACCEPT, FALSE,
+	    "CMD a1 UID FETCH 1:* (FLAGS "
+	    "BODY.PEEK[HEADER.FIELDS (FROM TO)]<0.100>)\n");
 	/* '[' elsewhere is an atom character; "]" too */
 	check("a1 SELECT [Gmail].Sent\r\na2 SELECT a[b\r\n", POL_ACCEPT, FALSE,
 	      "CMD a1 SELECT [Gmail].Sent\nCMD a2 SELECT a[b\n");
@@ -276,11 +281,16 @@ test_stream(void)
 	      "LIT a1 3 d0 +\nSTREAM abc\nLIT a1 2+ d0 feed\nSTREAM de\n"
 	      "CMD a1 APPEND INBOX <stream 3> (\\Seen) <stream 2>\n"
 	      "CMD a2 NOOP\n");
+	/* junk after the message: BAD, the streamed message is void */
+	check("a1 APPEND INBOX {3}\r\nabc )\r\na2 NOOP\r\n", POL_STREAM, TRUE,
+	      "LIT a1 3 d0 +\nSTREAM abc\nBAD a1 syntax Unexpected ')'\n"
+	      "CMD a2 NOOP\n");
 	check("a1 APPEND INBOX {0}\r\n\r\n", POL_STREAM, TRUE,
 	      "LIT a1 0 d0 +\nSTREAM \nCMD a1 APPEND INBOX <stream 0>\n");
 	/* streamed octets count against no budget: 100 KiB before login */
 	{
-		g_autoptr(GString) in = g_string_new("a1 APPEND INBOX {102400}\r\n");
+		g_autoptr(GString) in =
+		    g_string_new("a1 APPEND INBOX {102400}\r\n");
 		g_autofree char *log = NULL;
 
 		for (guint i = 0; i < 102400 / 8; i++)
@@ -301,7 +311,7 @@ test_refused(void)
 	      "LIT a1 5 d0 refused\nCMD a2 NOOP\n");
 	/* a non-synchronising one: its octets are coming, close */
 	check("a1 APPEND box {5+}\r\na2 NO\r\na3 NOOP\r\n", POL_REFUSE, TRUE,
-	      "LIT a1 5+ d0 close\nCLOSE\n");
+	      "LIT a1 5+ d0 close\nCLOSE Literal refused\n");
 }
 
 static void
@@ -321,12 +331,12 @@ test_budget(void)
 	check(in->str, POL_ACCEPT, TRUE, want->str);
 	/* LITERAL-: a {N+} over 4096 before login closes */
 	check("a1 LOGIN {5000+}\r\n", POL_ACCEPT, FALSE,
-	      "LIT a1 5000+ d0 close\nCLOSE\n");
+	      "LIT a1 5000+ d0 close\nCLOSE Literal too big\n");
 	check("a1 LOGIN {4096+}\r\n", POL_ACCEPT, FALSE,
 	      "LIT a1 4096+ d0 feed\n");
 	/* after login, {N+} over 64 KiB closes */
 	check("a1 X {70000+}\r\n", POL_ACCEPT, TRUE,
-	      "LIT a1 70000+ d0 close\nCLOSE\n");
+	      "LIT a1 70000+ d0 close\nCLOSE Literal too big\n");
 	/* two literals together over the budget: the second is refused */
 	check("a1 LOGIN {5000}\r\n", POL_ACCEPT, FALSE, "LIT a1 5000 d0 +\n");
 	g_string_printf(in, "a1 LOGIN {5000}\r\n%.5000s {4000}\r\na2 NOOP\r\n",
@@ -344,6 +354,14 @@ test_budget(void)
 	g_string_printf(in, "a1 X %s {9+}\r\na3 NOOP\r\n\r\na2 NOOP\r\n", huge);
 	check(in->str, POL_ACCEPT, TRUE,
 	      "BAD a1 toobig Command too long\nCMD a2 NOOP\n");
+	/* the budget runs out in the middle of the final "{5+}" */
+	g_string_printf(in, "a1 X %.*s {5+}\r\nabcde\r\na2 NOOP\r\n",
+	                PB_IMAP_PARSER_MAX_PRE_AUTH - 7, huge);
+	check(in->str, POL_ACCEPT, FALSE,
+	      "BAD a1 toobig Command too long\nCMD a2 NOOP\n");
+	/* a skipped line announcing a {N+} over the budget: close */
+	check("a1 X ) {9000+}\r\n", POL_ACCEPT, FALSE,
+	      "BAD a1 syntax Unexpected ')'\nCLOSE Literal too big\n");
 	/* an over-long tag: no tag to answer */
 	g_string_printf(in, "%s NOOP\r\na2 NOOP\r\n", big);
 	check(in->str, POL_ACCEPT, FALSE,
@@ -352,7 +370,7 @@ test_budget(void)
 	check("a1 X {99999999999}\r\na2 NOOP\r\n", POL_ACCEPT, TRUE,
 	      "BAD a1 toobig Literal too big\nCMD a2 NOOP\n");
 	check("a1 X {99999999999+}\r\na2 NOOP\r\n", POL_ACCEPT, TRUE,
-	      "BAD a1 toobig Literal too big\nCLOSE\n");
+	      "BAD a1 toobig Literal too big\nCLOSE Literal too big\n");
 }
 
 static void
@@ -418,8 +436,8 @@ test_nesting(void)
 		g_string_append_c(ok, ')');
 	g_string_append(ok, "\r\n");
 	{
-		g_autofree char *log = drive(ok->str, ok->len, 1, POL_ACCEPT,
-		                             TRUE, NULL);
+		g_autofree char *log =
+		    drive(ok->str, ok->len, 1, POL_ACCEPT, TRUE, NULL);
 
 		g_assert_true(g_str_has_prefix(log, "CMD a1 X (((("));
 	}
@@ -434,8 +452,9 @@ test_nul_8bit(void)
 
 	check_len(nul_quoted, sizeof(nul_quoted) - 1, POL_ACCEPT, FALSE,
 	          "BAD a1 syntax NUL in a command\nCMD a2 NOOP\n");
-	check_len(nul_lit, sizeof(nul_lit) - 1, POL_ACCEPT, FALSE,
-	          "LIT a1 3 d0 +\nBAD a1 syntax NUL in a literal\nCMD a2 NOOP\n");
+	check_len(
+	    nul_lit, sizeof(nul_lit) - 1, POL_ACCEPT, FALSE,
+	    "LIT a1 3 d0 +\nBAD a1 syntax NUL in a literal\nCMD a2 NOOP\n");
 	check_len(nul_atom, sizeof(nul_atom) - 1, POL_ACCEPT, FALSE,
 	          "BAD a1 syntax NUL in a command\nCMD a2 NOOP\n");
 	/* 8-bit octets in quoted strings are kept (UTF-8 in SEARCH) */
@@ -471,6 +490,44 @@ test_raw_line(void)
 	check("a1 IDLE\r\n\"{5+}\r\na2 NOOP\r\n", POL_ACCEPT, TRUE,
 	      "CMD a1 IDLE\nLINE \"{5+}\nCMD a2 NOOP\n");
 	check("a1 IDLE\r\n\r\n", POL_ACCEPT, TRUE, "CMD a1 IDLE\nLINE \n");
+	/* over the budget or with a NUL: BAD without a tag (the session
+	 * knows whose line it was), then in step; a {N+} at the end of an
+	 * over-long raw line is text, not a literal */
+	{
+		static const char nul[] = "a1 IDLE\r\nDO NE\0\r\na2 NOOP\r\n";
+		g_autofree char *big = g_strnfill(9000, 'x');
+		g_autofree char *in = g_strdup_printf(
+		    "a1 AUTHENTICATE PLAIN\r\n%s {3+}\r\na2 NOOP\r\n", big);
+
+		check(in, POL_ACCEPT, FALSE,
+		      "CMD a1 AUTHENTICATE PLAIN\n"
+		      "BAD * toobig Command too long\nCMD a2 NOOP\n");
+		check_len(nul, sizeof(nul) - 1, POL_ACCEPT, TRUE,
+		          "CMD a1 IDLE\nBAD * syntax NUL in a line\n"
+		          "CMD a2 NOOP\n");
+	}
+}
+
+/* The session's own budget (e.g. from the configuration). */
+static void
+test_max_command(void)
+{
+	g_autoptr(PbImapParser) p = pb_imap_parser_new();
+	g_autofree char *xs = g_strnfill(3000, 'x');
+	g_autofree char *line = g_strdup_printf("a1 X %s\r\n", xs);
+	gsize n;
+
+	pb_imap_parser_set_max_command(p, 2048);
+	g_assert_cmpint(pb_imap_parser_feed(p, line, strlen(line), &n), ==,
+	                PB_IMAP_PARSE_BAD);
+	g_assert_cmpint(pb_imap_parser_bad_kind(p), ==, PB_IMAP_BAD_TOO_BIG);
+	g_assert_cmpuint(n, ==, 2048);
+	g_assert_cmpint(pb_imap_parser_feed(p, line + n, strlen(line) - n, &n),
+	                ==, PB_IMAP_PARSE_MORE);
+	pb_imap_parser_set_max_command(p, 4096);
+	g_assert_cmpint(pb_imap_parser_feed(p, line, strlen(line), &n), ==,
+	                PB_IMAP_PARSE_COMMAND);
+	g_assert_cmpuint(pb_imap_parser_command(p)->size, ==, strlen(line));
 }
 
 /* ------------------------------------------------------------------ */
@@ -553,9 +610,9 @@ seq(const char *s)
 static void
 test_seqset(void)
 {
-	static const char *const bad[] = {"", "0", "1:", ":1", ",", "1,,2",
-	                                  "4294967296", "01", "a", "1:0",
-	                                  "1,", "1:2:3", "**", "99999999999"};
+	static const char *const bad[] = {
+	    "",   "0", "1:",  ":1", ",",     "1,,2", "4294967296",
+	    "01", "a", "1:0", "1,", "1:2:3", "**",   "99999999999"};
 	g_autoptr(PbImapSeqSet) a = seq("5:*");
 	g_autoptr(PbImapSeqSet) ra = pb_imap_seqset_resolve(a, 3);
 	g_autoptr(PbImapSeqSet) b = seq("1:4294967295");
@@ -570,7 +627,8 @@ test_seqset(void)
 	for (guint i = 0; i < G_N_ELEMENTS(bad); i++) {
 		g_autoptr(GError) err = NULL;
 
-		g_assert_null(pb_imap_seqset_parse(bad[i], strlen(bad[i]), &err));
+		g_assert_null(
+		    pb_imap_seqset_parse(bad[i], strlen(bad[i]), &err));
 		g_assert_error(err, PB_ERROR, PB_ERROR_DATA);
 	}
 	/* RFC 3501: "5:*" with 3 messages is 3:5, so 3 is in it */
@@ -603,7 +661,8 @@ test_seqset(void)
 	/* the top of the UID space iterates without wrapping */
 	{
 		g_autoptr(PbImapSeqSet) t = seq("4294967294:*");
-		g_autoptr(PbImapSeqSet) rt = pb_imap_seqset_resolve(t, G_MAXUINT32);
+		g_autoptr(PbImapSeqSet) rt =
+		    pb_imap_seqset_resolve(t, G_MAXUINT32);
 		guint count = 0;
 
 		pb_imap_seqset_iter_init(&it, rt);
@@ -647,7 +706,8 @@ test_seqset_huge(void)
 	g_string_printf(line, "a1 FETCH %s,%s FLAGS\r\na2 NOOP\r\n", set->str,
 	                set->str);
 	log = drive(line->str, line->len, 0, POL_ACCEPT, TRUE, NULL);
-	g_assert_cmpstr(log, ==, "BAD a1 toobig Command too long\nCMD a2 NOOP\n");
+	g_assert_cmpstr(log, ==,
+	                "BAD a1 toobig Command too long\nCMD a2 NOOP\n");
 }
 
 static void
@@ -694,27 +754,27 @@ test_store(void)
 	g_auto(PbImapStore) st = {0};
 	g_autoptr(GError) err = NULL;
 
-	g_assert_true(pb_imap_args_store(c.c->args + 1, c.c->n_args - 1, &st,
-	                                 &err));
+	g_assert_true(
+	    pb_imap_args_store(c.c->args + 1, c.c->n_args - 1, &st, &err));
 	g_assert_cmpint(st.mode, ==, PB_IMAP_STORE_ADD);
 	g_assert_true(st.silent);
 	g_assert_cmpuint(st.flags.system, ==, PB_IMAP_FLAG_DELETED);
 	g_assert_cmpstr(st.flags.keywords->pdata[0], ==, "$x");
 	pb_imap_store_clear(&st);
-	g_assert_true(pb_imap_args_store(d.c->args + 1, d.c->n_args - 1, &st,
-	                                 &err));
+	g_assert_true(
+	    pb_imap_args_store(d.c->args + 1, d.c->n_args - 1, &st, &err));
 	g_assert_cmpint(st.mode, ==, PB_IMAP_STORE_REMOVE);
 	g_assert_false(st.silent);
 	g_assert_cmpuint(st.flags.system, ==,
 	                 PB_IMAP_FLAG_SEEN | PB_IMAP_FLAG_FLAGGED);
 	pb_imap_store_clear(&st);
-	g_assert_true(pb_imap_args_store(e.c->args + 1, e.c->n_args - 1, &st,
-	                                 &err));
+	g_assert_true(
+	    pb_imap_args_store(e.c->args + 1, e.c->n_args - 1, &st, &err));
 	g_assert_cmpint(st.mode, ==, PB_IMAP_STORE_SET);
 	g_assert_cmpuint(st.flags.system, ==, 0);
 	pb_imap_store_clear(&st);
-	g_assert_false(pb_imap_args_store(bad.c->args + 1, bad.c->n_args - 1,
-	                                  &st, &err));
+	g_assert_false(
+	    pb_imap_args_store(bad.c->args + 1, bad.c->n_args - 1, &st, &err));
 	g_clear_error(&err);
 	g_assert_false(pb_imap_args_store(bad2.c->args + 1, bad2.c->n_args - 1,
 	                                  &st, &err));
@@ -723,11 +783,11 @@ test_store(void)
 static void
 test_dates(void)
 {
-	static const char *const bad[] = {"31-Feb-2020", "29-Feb-2021",
-	                                  "1-Foo-2000",  "1-Feb-94",
+	static const char *const bad[] = {"31-Feb-2020",  "29-Feb-2021",
+	                                  "1-Foo-2000",   "1-Feb-94",
 	                                  "123-Feb-2000", "0-Jan-2000",
-	                                  "1-Jan-0000",  " 1-Jan-2000",
-	                                  "1-Jan-2000x", ""};
+	                                  "1-Jan-0000",   " 1-Jan-2000",
+	                                  "1-Jan-2000x",  ""};
 	g_auto(Cmd) c = parse("a1 X 1-Feb-1994 \"29-Feb-2000\" "
 	                      "\"17-Jul-1996 02:44:25 -0700\" "
 	                      "\" 7-Jul-1996 02:44:25 +0000\" "
@@ -778,24 +838,37 @@ fetch_of(const char *line)
 static void
 test_fetch(void)
 {
-	static const char *const bad[] = {
-	    "BODY[MIME]", "BODY[1.]", "BODY[HEADER.FIELDS ()]",
-	    "BODY[]<1>", "BODY[]<0.0>", "BODY[TEXTX]", "()", "(ALL)",
-	    "FOO", "BODY[0]", "BODY[HEADER.FIELDS]", "BODY[1.2.HEADER.FIELDS "
-	    "(A:B)]", "BINARY[1]", "\"FLAGS\"", "BODY[1]<01.2>",
-	    "BODY[HEADER.FIELDS (A B]"};
+	static const char *const bad[] = {"BODY[MIME]",
+	                                  "BODY[1.]",
+	                                  "BODY[HEADER.FIELDS ()]",
+	                                  "BODY[]<1>",
+	                                  "BODY[]<0.0>",
+	                                  "BODY[TEXTX]",
+	                                  "()",
+	                                  "(ALL)",
+	                                  "FOO",
+	                                  "BODY[0]",
+	                                  "BODY[HEADER.FIELDS]",
+	                                  "BODY[1.2.HEADER.FIELDS "
+	                                  "(A:B)]",
+	                                  "BINARY[1]",
+	                                  "\"FLAGS\"",
+	                                  "BODY[1]<01.2>",
+	                                  "BODY[HEADER.FIELDS (A B]"};
 	g_autoptr(PbImapFetch) all = fetch_of("a1 FETCH 1 ALL\r\n");
 	g_autoptr(PbImapFetch) full = fetch_of("a1 FETCH 1 full\r\n");
 	g_autoptr(PbImapFetch) one = fetch_of("a1 FETCH 1 BODYSTRUCTURE\r\n");
 	g_autoptr(PbImapFetch) f = fetch_of(
-	    "a1 FETCH 1 (FLAGS uid BODY.PEEK[HEADER.FIELDS (From \"To\")]<0.100> "
+	    "a1 FETCH 1 (FLAGS uid BODY.PEEK[HEADER.FIELDS (From "
+	    "\"To\")]<0.100> "
 	    "BODY[1.2.MIME] body[] RFC822.HEADER rfc822 RFC822.TEXT "
 	    "BODY[2.HEADER.FIELDS.NOT (X-A)] BODY[3.TEXT]<5.10> RFC822.SIZE "
 	    "INTERNALDATE ENVELOPE BODY)\r\n");
 
 	g_assert_cmpuint(all->items, ==,
 	                 PB_IMAP_FETCH_FLAGS | PB_IMAP_FETCH_INTERNALDATE |
-	                     PB_IMAP_FETCH_RFC822_SIZE | PB_IMAP_FETCH_ENVELOPE);
+	                     PB_IMAP_FETCH_RFC822_SIZE |
+	                     PB_IMAP_FETCH_ENVELOPE);
 	g_assert_true(full->items & PB_IMAP_FETCH_BODY);
 	g_assert_cmpuint(one->items, ==, PB_IMAP_FETCH_BODYSTRUCTURE);
 	g_assert_cmpuint(f->items, ==,
@@ -804,7 +877,9 @@ test_fetch(void)
 	                     PB_IMAP_FETCH_INTERNALDATE |
 	                     PB_IMAP_FETCH_ENVELOPE | PB_IMAP_FETCH_BODY);
 	g_assert_cmpuint(f->n_bodies, ==, 8);
-	g_assert_cmpstr(f->bodies[0].name, ==, "BODY[HEADER.FIELDS (FROM TO)]<0>");
+	/* as Dovecot answers: upper case, quoted where the client quoted */
+	g_assert_cmpstr(f->bodies[0].name, ==,
+	                "BODY[HEADER.FIELDS (FROM \"TO\")]<0>");
 	g_assert_cmpint(f->bodies[0].kind, ==, PB_IMAP_SECTION_HEADER_FIELDS);
 	g_assert_cmpstr(f->bodies[0].fields[1], ==, "TO");
 	g_assert_null(f->bodies[0].fields[2]);
@@ -824,7 +899,8 @@ test_fetch(void)
 	g_assert_cmpstr(f->bodies[4].name, ==, "RFC822");
 	g_assert_false(f->bodies[4].peek);
 	g_assert_cmpint(f->bodies[5].kind, ==, PB_IMAP_SECTION_TEXT);
-	g_assert_cmpstr(f->bodies[6].name, ==, "BODY[2.HEADER.FIELDS.NOT (X-A)]");
+	g_assert_cmpstr(f->bodies[6].name, ==,
+	                "BODY[2.HEADER.FIELDS.NOT (X-A)]");
 	g_assert_cmpstr(f->bodies[7].name, ==, "BODY[3.TEXT]<5>");
 	g_assert_cmpuint(f->bodies[7].offset, ==, 5);
 	for (guint i = 0; i < G_N_ELEMENTS(bad); i++) {
@@ -856,11 +932,11 @@ static void
 render_key(GString *o, const PbImapSearchKey *k)
 {
 	static const char *const names[] = {
-	    "ALL",     "AND",      "OR",         "NOT",        "SEQ",
-	    "UID",     "ANSWERED", "DELETED",    "DRAFT",      "FLAGGED",
-	    "SEEN",    "RECENT",   "KEYWORD",    "HEADER",     "BODY",
-	    "TEXT",    "BEFORE",   "ON",         "SINCE",      "SENTBEFORE",
-	    "SENTON",  "SENTSINCE", "LARGER",    "SMALLER"};
+	    "ALL",    "AND",       "OR",      "NOT",    "SEQ",
+	    "UID",    "ANSWERED",  "DELETED", "DRAFT",  "FLAGGED",
+	    "SEEN",   "RECENT",    "KEYWORD", "HEADER", "BODY",
+	    "TEXT",   "BEFORE",    "ON",      "SINCE",  "SENTBEFORE",
+	    "SENTON", "SENTSINCE", "LARGER",  "SMALLER"};
 
 	g_string_append(o, names[k->type]);
 	if (k->field != NULL)
@@ -868,8 +944,8 @@ render_key(GString *o, const PbImapSearchKey *k)
 	if (k->str != NULL)
 		g_string_append_printf(o, " '%s'", k->str);
 	if (k->type >= PB_IMAP_SKEY_BEFORE && k->type <= PB_IMAP_SKEY_SENTSINCE)
-		g_string_append_printf(o, " %u-%u-%u", k->date.year, k->date.month,
-		                       k->date.day);
+		g_string_append_printf(o, " %u-%u-%u", k->date.year,
+		                       k->date.month, k->date.day);
 	if (k->type == PB_IMAP_SKEY_LARGER || k->type == PB_IMAP_SKEY_SMALLER)
 		g_string_append_printf(o, " %" G_GUINT64_FORMAT, k->number);
 	if (k->set != NULL)
@@ -900,10 +976,22 @@ check_search(const char *line, const char *expected)
 static void
 test_search(void)
 {
-	static const char *const bad[] = {
-	    "FOO", "OR SEEN", "NOT", "SINCE foo", "LARGER x", "LARGER -1",
-	    "KEYWORD \\Seen", "HEADER X", "UID x", "0", "()", "CHARSET",
-	    "RETURN (SAVE) ALL", "RETURN ALL", "FROM (a)", ""};
+	static const char *const bad[] = {"FOO",
+	                                  "OR SEEN",
+	                                  "NOT",
+	                                  "SINCE foo",
+	                                  "LARGER x",
+	                                  "LARGER -1",
+	                                  "KEYWORD \\Seen",
+	                                  "HEADER X",
+	                                  "UID x",
+	                                  "0",
+	                                  "()",
+	                                  "CHARSET",
+	                                  "RETURN (SAVE) ALL",
+	                                  "RETURN ALL",
+	                                  "FROM (a)",
+	                                  ""};
 	g_autoptr(PbImapSearch) e = NULL;
 	g_autoptr(GString) deep = g_string_new("a1 SEARCH");
 
@@ -916,26 +1004,29 @@ test_search(void)
 	check_search("a1 SEARCH OR FROM alice (TO bob CC \"c d\")\r\n",
 	             "OR (HEADER FROM 'alice', AND (HEADER TO 'bob', "
 	             "HEADER CC 'c d'))");
-	check_search("a1 SEARCH header X-Spam yes SINCE 1-Feb-1994 "
-	             "SENTBEFORE \"2-Mar-2001\" LARGER 100 smaller 4294967296\r\n",
-	             "AND (HEADER X-SPAM 'yes', SINCE 1994-2-1, "
-	             "SENTBEFORE 2001-3-2, LARGER 100, SMALLER 4294967296)");
+	check_search(
+	    "a1 SEARCH header X-Spam yes SINCE 1-Feb-1994 "
+	    "SENTBEFORE \"2-Mar-2001\" LARGER 100 smaller 4294967296\r\n",
+	    "AND (HEADER X-SPAM 'yes', SINCE 1994-2-1, "
+	    "SENTBEFORE 2001-3-2, LARGER 100, SMALLER 4294967296)");
 	check_search("a1 SEARCH CHARSET UTF-8 TEXT {4}\r\nh\xc3\xa9! "
 	             "BODY \"\"\r\n",
 	             "AND (TEXT 'h\xc3\xa9!', BODY '')");
-	check_search("a1 SEARCH UID 1:5 ANSWERED DRAFT FLAGGED RECENT SEEN ALL "
-	             "BEFORE 1-Jan-2000 ON 1-Jan-2000 SENTON 1-Jan-2000 "
-	             "SENTSINCE 1-Jan-2000 SUBJECT s BCC b UNANSWERED UNDELETED "
-	             "UNDRAFT UNFLAGGED\r\n",
-	             "AND (UID 1:5, ANSWERED, DRAFT, FLAGGED, RECENT, SEEN, ALL, "
-	             "BEFORE 2000-1-1, ON 2000-1-1, SENTON 2000-1-1, "
-	             "SENTSINCE 2000-1-1, HEADER SUBJECT 's', HEADER BCC 'b', "
-	             "NOT (ANSWERED), NOT (DELETED), NOT (DRAFT), "
-	             "NOT (FLAGGED))");
+	check_search(
+	    "a1 SEARCH UID 1:5 ANSWERED DRAFT FLAGGED RECENT SEEN ALL "
+	    "BEFORE 1-Jan-2000 ON 1-Jan-2000 SENTON 1-Jan-2000 "
+	    "SENTSINCE 1-Jan-2000 SUBJECT s BCC b UNANSWERED UNDELETED "
+	    "UNDRAFT UNFLAGGED\r\n",
+	    "AND (UID 1:5, ANSWERED, DRAFT, FLAGGED, RECENT, SEEN, ALL, "
+	    "BEFORE 2000-1-1, ON 2000-1-1, SENTON 2000-1-1, "
+	    "SENTSINCE 2000-1-1, HEADER SUBJECT 's', HEADER BCC 'b', "
+	    "NOT (ANSWERED), NOT (DELETED), NOT (DRAFT), "
+	    "NOT (FLAGGED))");
 	e = search_of("a1 SEARCH RETURN (MIN COUNT) CHARSET us-ascii ALL\r\n");
 	g_assert_true(e->esearch);
 	g_assert_cmpuint(e->ret, ==,
-	                 PB_IMAP_SEARCH_RETURN_MIN | PB_IMAP_SEARCH_RETURN_COUNT);
+	                 PB_IMAP_SEARCH_RETURN_MIN |
+	                     PB_IMAP_SEARCH_RETURN_COUNT);
 	g_assert_cmpstr(e->charset, ==, "us-ascii");
 	g_clear_pointer(&e, pb_imap_search_free);
 	e = search_of("a1 SEARCH RETURN () ALL\r\n");
@@ -945,7 +1036,8 @@ test_search(void)
 	g_assert_false(e->esearch);
 	g_assert_null(e->charset);
 	for (guint i = 0; i < G_N_ELEMENTS(bad); i++) {
-		g_autofree char *line = g_strdup_printf("a1 SEARCH %s\r\n", bad[i]);
+		g_autofree char *line =
+		    g_strdup_printf("a1 SEARCH %s\r\n", bad[i]);
 		g_autoptr(PbImapSearch) b = search_of(line);
 
 		if (b != NULL)
@@ -1025,8 +1117,9 @@ test_list_args(void)
 static void
 test_status(void)
 {
-	g_auto(Cmd) c = parse("a1 STATUS INBOX (MESSAGES uidnext SIZE "
-	                      "UIDVALIDITY RECENT UNSEEN) () (FOO) MESSAGES\r\n");
+	g_auto(Cmd) c =
+	    parse("a1 STATUS INBOX (MESSAGES uidnext SIZE "
+	          "UIDVALIDITY RECENT UNSEEN) () (FOO) MESSAGES\r\n");
 	guint items;
 	g_autoptr(GError) err = NULL;
 
@@ -1034,8 +1127,8 @@ test_status(void)
 	g_assert_cmpuint(items, ==, 0x3f);
 	for (guint i = 2; i <= 4; i++) {
 		g_clear_error(&err);
-		g_assert_false(pb_imap_arg_status_items(&c.c->args[i], &items,
-		                                        &err));
+		g_assert_false(
+		    pb_imap_arg_status_items(&c.c->args[i], &items, &err));
 		g_assert_error(err, PB_ERROR, PB_ERROR_DATA);
 	}
 }
@@ -1076,14 +1169,16 @@ test_list_match(void)
 	for (guint i = 0; i < G_N_ELEMENTS(cases); i++) {
 		if (pb_imap_list_match(cases[i].pat, cases[i].name, '.') !=
 		        cases[i].match ||
-		    pb_imap_list_match_below(cases[i].pat, cases[i].name, '.') !=
-		        cases[i].below)
-			g_test_message("case %s %s", cases[i].pat, cases[i].name);
-		g_assert_cmpint(pb_imap_list_match(cases[i].pat, cases[i].name, '.'),
-		                ==, cases[i].match);
-		g_assert_cmpint(pb_imap_list_match_below(cases[i].pat,
-		                                         cases[i].name, '.'),
-		                ==, cases[i].below);
+		    pb_imap_list_match_below(cases[i].pat, cases[i].name,
+		                             '.') != cases[i].below)
+			g_test_message("case %s %s", cases[i].pat,
+			               cases[i].name);
+		g_assert_cmpint(
+		    pb_imap_list_match(cases[i].pat, cases[i].name, '.'), ==,
+		    cases[i].match);
+		g_assert_cmpint(
+		    pb_imap_list_match_below(cases[i].pat, cases[i].name, '.'),
+		    ==, cases[i].below);
 	}
 	/* the backtracking killer: no exponential time */
 	for (guint i = 0; i < 2000; i++)
@@ -1106,27 +1201,27 @@ test_append(void)
 	gint64 t = 0;
 	g_autoptr(GError) err = NULL;
 
-	g_assert_true(pb_imap_args_append(c.c->args + 1, 2, &f, &has_date, &t,
-	                                  &err));
+	g_assert_true(
+	    pb_imap_args_append(c.c->args + 1, 2, &f, &has_date, &t, &err));
 	g_assert_true(has_date);
 	g_assert_cmpint(t, ==, 837596665);
 	g_assert_cmpuint(f.system, ==, PB_IMAP_FLAG_SEEN);
 	pb_imap_flags_clear(&f);
-	g_assert_true(pb_imap_args_append(c.c->args + 2, 1, &f, &has_date, &t,
-	                                  &err));
+	g_assert_true(
+	    pb_imap_args_append(c.c->args + 2, 1, &f, &has_date, &t, &err));
 	g_assert_true(has_date);
-	g_assert_true(pb_imap_args_append(c.c->args + 1, 0, &f, &has_date, &t,
-	                                  &err));
+	g_assert_true(
+	    pb_imap_args_append(c.c->args + 1, 0, &f, &has_date, &t, &err));
 	g_assert_false(has_date);
-	g_assert_false(pb_imap_args_append(c.c->args, 2, &f, &has_date, &t,
-	                                   &err));
+	g_assert_false(
+	    pb_imap_args_append(c.c->args, 2, &f, &has_date, &t, &err));
 	g_assert_error(err, PB_ERROR, PB_ERROR_DATA);
 	g_assert_null(f.keywords);
 }
 
 static void
-check_out(void (*fn)(GString *, const char *, gsize), const char *s,
-          gsize len, const char *expected)
+check_out(void (*fn)(GString *, const char *, gsize), const char *s, gsize len,
+          const char *expected)
 {
 	g_autoptr(GString) o = g_string_new(NULL);
 
@@ -1142,7 +1237,8 @@ test_output(void)
 
 	check_out(pb_imap_append_string, "a\"b\\", 4, "\"a\\\"b\\\\\"");
 	check_out(pb_imap_append_string, "a\r\nb", 4, "{4}\r\na\r\nb");
-	check_out(pb_imap_append_string, "caf\xc3\xa9", 5, "{5}\r\ncaf\xc3\xa9");
+	check_out(pb_imap_append_string, "caf\xc3\xa9", 5,
+	          "{5}\r\ncaf\xc3\xa9");
 	check_out(pb_imap_append_string, "", 0, "\"\"");
 	check_out(pb_imap_append_string, long_name, 2000, long_out);
 	check_out(pb_imap_append_astring, "INBOX", 5, "INBOX");
@@ -1159,9 +1255,9 @@ test_output(void)
 static void
 test_output_roundtrip(void)
 {
-	static const char *const names[] = {"INBOX", "a b", "q\"uo\\te",
-	                                    "caf\xc3\xa9", "l\r\nf", "NIL",
-	                                    "Sent.2024", "%*", ""};
+	static const char *const names[] = {
+	    "INBOX",     "a b", "q\"uo\\te", "caf\xc3\xa9", "l\r\nf", "NIL",
+	    "Sent.2024", "%*",  ""};
 
 	for (guint i = 0; i < G_N_ELEMENTS(names); i++) {
 		g_autoptr(GString) line = g_string_new("a1 SELECT ");
@@ -1173,7 +1269,8 @@ test_output_roundtrip(void)
 		{
 			g_auto(Cmd) c = parse(line->str);
 
-			g_assert_true(pb_imap_arg_astring(&c.c->args[0], &s, &len));
+			g_assert_true(
+			    pb_imap_arg_astring(&c.c->args[0], &s, &len));
 			g_assert_cmpuint(len, ==, strlen(names[i]));
 			g_assert_cmpmem(s, len, names[i], len);
 		}
@@ -1194,6 +1291,7 @@ main(int argc, char **argv)
 	g_test_add_func("/imap-parser/frame/nul-8bit", test_nul_8bit);
 	g_test_add_func("/imap-parser/frame/starttls", test_starttls);
 	g_test_add_func("/imap-parser/frame/raw-line", test_raw_line);
+	g_test_add_func("/imap-parser/frame/max-command", test_max_command);
 	g_test_add_func("/imap-parser/args/strings", test_strings);
 	g_test_add_func("/imap-parser/args/seqset", test_seqset);
 	g_test_add_func("/imap-parser/args/seqset-huge", test_seqset_huge);

@@ -946,6 +946,41 @@ test_size_kept(F *f, gconstpointer data)
 	pb_mailfolder_close(mf);
 }
 
+/* Files nobody should have made: skipped, never a hang or a bad uidlist. */
+static void
+test_odd_files(F *f, gconstpointer data)
+{
+	g_autoptr(GError) error = NULL;
+	g_autofree char *nl = path(f, "cur", "1.M1.h\nX:2,S", NULL);
+	g_autofree char *fifo = path(f, "dovecot-keywords", NULL, NULL);
+	g_autofree char *gone = path(f, "..pillarbox-deleted.1.2", NULL, NULL);
+	g_autofree char *gone_cur = path(f, "..pillarbox-deleted.1.2", "cur",
+	                                 NULL);
+	g_autofree char *ok = deliver(f, ".", 1, "a\n");
+	g_autofree char *want_new = path(f, "new", NULL, NULL);
+	g_autofree char *want_cur = path(f, "cur", NULL, NULL);
+	g_autoptr(PbMailFolder) mf = NULL;
+	g_autoptr(GPtrArray) list = NULL;
+	const char *const *watch;
+
+	g_assert_true(g_file_set_contents(nl, "x", -1, NULL));
+	g_assert_cmpint(mkfifo(fifo, 0600), ==, 0);
+	g_assert_cmpint(g_mkdir_with_parents(gone_cur, 0700), ==, 0);
+	mf = open_folder(f, "INBOX", FALSE);
+	g_assert_cmpuint(pb_mailfolder_count(mf), ==, 1);
+	g_assert_cmpuint(g_strv_length((char **)pb_mailfolder_keyword_names(mf)),
+	                 ==, 0);
+	watch = pb_mailfolder_watch_dirs(mf);
+	g_assert_cmpstr(watch[0], ==, want_new);
+	g_assert_cmpstr(watch[1], ==, want_cur);
+	g_assert_null(watch[2]);
+	/* an interrupted DELETE is finished by the next LIST */
+	list = pb_mailstore_list(f->st, FALSE, &error);
+	g_assert_no_error(error);
+	g_assert_cmpuint(list->len, ==, 1);
+	g_assert_false(g_file_test(gone, G_FILE_TEST_EXISTS));
+}
+
 #define ADD(name, fn) g_test_add(name, F, NULL, setup, fn, teardown)
 #define ADD_FROM(name, tree, fn)                                               \
 	g_test_add(name, F, tree, setup, fn, teardown)
@@ -977,5 +1012,6 @@ main(int argc, char **argv)
 	ADD("/mailfolder/symlink-refused", test_symlink_refused);
 	ADD("/mailfolder/status", test_status);
 	ADD("/mailfolder/size-kept", test_size_kept);
+	ADD("/mailfolder/odd-files", test_odd_files);
 	return g_test_run();
 }
