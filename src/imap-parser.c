@@ -2128,82 +2128,136 @@ inbox_prefix(const char *name, char sep)
 	return 0;
 }
 
-/* The NFA over the pattern's positions: a wildcard at j matches the
- * empty string (j -> j+1) or one more octet (stays at j). */
-static void
-closure(const char *pat, gsize m, guint8 *set)
+static gboolean
+is_wild(char c)
 {
-	for (gsize j = 0; j < m; j++)
-		if (set[j] && (pat[j] == '*' || pat[j] == '%'))
-			set[j + 1] = 1;
+	return c == '*' || c == '%';
 }
 
+/* PATTERN without adjacent wildcards ("%*", "*%", "**" are "*"; "%%"
+ * is "%"): the same names match, and a state j can be live after i
+ * octets only when j <= 2i + 1, which bounds the work by the name. */
+static char *
+squeeze(const char *pattern)
+{
+	GString *out = g_string_new(NULL);
+
+	for (const char *c = pattern; *c != '\0'; c++) {
+		char *last = out->len > 0 ? &out->str[out->len - 1] : NULL;
+
+		if (is_wild(*c) && last != NULL && is_wild(*last)) {
+			if (*c == '*')
+				*last = '*';
+			continue;
+		}
+		g_string_append_c(out, *c);
+	}
+	return g_string_free(out, FALSE);
+}
+
+/* The NFA over the pattern's positions: a wildcard at j matches the
+ * empty string (j -> j+1) or one more octet (stays at j). States above
+ * TOP are all 0. Returns the new top. */
+static gsize
+closure(const char *pat, gsize m, guint8 *set, gsize top)
+{
+	for (gsize j = 0; j < m && j <= top; j++)
+		if (set[j] && is_wild(pat[j])) {
+			set[j + 1] = 1;
+			top = MAX(top, j + 1);
+		}
+	return top;
+}
+
+/* CUR (live up to *TOP) -> NEXT (all 0) on octet C; CUR is left all 0.
+ * FALSE when no state is left. */
 static gboolean
-nfa_step(const char *pat, gsize m, guint8 *cur, guint8 *next, char c,
-         gboolean fold, char sep)
+nfa_step(const char *pat, gsize m, guint8 *cur, guint8 *next, gsize *top,
+         char c, gboolean fold, char sep)
 {
 	gboolean live = FALSE;
+	gsize hi = 0;
 
-	memset(next, 0, m + 1);
-	for (gsize j = 0; j < m; j++) {
+	for (gsize j = 0; j <= *top && j < m; j++) {
+		gsize to = j + 1;
+
 		if (!cur[j])
 			continue;
 		if (pat[j] == '*' || (pat[j] == '%' && c != sep))
-			next[j] = 1;
-		else if (pat[j] == c || (fold && g_ascii_tolower(pat[j]) ==
-		                                     g_ascii_tolower(c)))
-			next[j + 1] = 1;
+			to = j;
+		else if (pat[j] != c && !(fold && g_ascii_tolower(pat[j]) ==
+		                                      g_ascii_tolower(c)))
+			continue;
+		next[to] = 1;
+		hi = MAX(hi, to);
+		live = TRUE;
 	}
-	closure(pat, m, next);
-	for (gsize j = 0; j <= m && !live; j++)
-		live = next[j];
+	memset(cur, 0, *top + 1);
+	*top = live ? closure(pat, m, next, hi) : 0;
 	return live;
 }
 
-/* Runs NAME (then SEP when BELOW) through PATTERN; the final state set
- * is left in *OUT (m + 1 entries). FALSE when no state is left. */
-static gboolean
-nfa_run(const char *pat, const char *name, char sep, gboolean below,
-        guint8 **out)
+typedef struct {
+	char *pat;
+	gsize m;
+	guint8 *set; /* the states left */
+	gsize top;
+} Nfa;
+
+static void
+nfa_clear(Nfa *n)
 {
-	gsize m = strlen(pat), fold = inbox_prefix(name, sep);
+	g_free(n->pat);
+	g_free(n->set);
+}
+
+G_DEFINE_AUTO_CLEANUP_CLEAR_FUNC(Nfa, nfa_clear)
+
+/* Runs NAME (then SEP when BELOW) through PATTERN. FALSE when no state
+ * is left. */
+static gboolean
+nfa_run(Nfa *n, const char *pattern, const char *name, char sep, gboolean below)
+{
+	gsize fold = inbox_prefix(name, sep);
 	gsize nlen = strlen(name) + (below ? 1 : 0);
-	guint8 *cur = g_malloc0(m + 1), *next = g_malloc0(m + 1);
+	g_autofree guint8 *next = NULL;
 	gboolean live = TRUE;
 
-	cur[0] = 1;
-	closure(pat, m, cur);
+	n->pat = squeeze(pattern);
+	n->m = strlen(n->pat);
+	n->set = g_malloc0(n->m + 1);
+	next = g_malloc0(n->m + 1);
+	n->set[0] = 1;
+	n->top = closure(n->pat, n->m, n->set, 0);
 	for (gsize i = 0; i < nlen && live; i++) {
 		guint8 *t;
 		char c = name[i] != '\0' ? name[i] : sep;
 
-		live = nfa_step(pat, m, cur, next, c, i < fold, sep);
-		t = cur, cur = next, next = t;
+		live = nfa_step(n->pat, n->m, n->set, next, &n->top, c,
+		                i < fold, sep);
+		t = n->set, n->set = next, next = t;
 	}
-	g_free(next);
-	*out = cur;
 	return live;
 }
 
 gboolean
 pb_imap_list_match(const char *pattern, const char *name, char sep)
 {
-	g_autofree guint8 *set = NULL;
+	g_auto(Nfa) n = {0};
 
-	return nfa_run(pattern, name, sep, FALSE, &set) && set[strlen(pattern)];
+	return nfa_run(&n, pattern, name, sep, FALSE) && n.set[n.m];
 }
 
 gboolean
 pb_imap_list_match_below(const char *pattern, const char *name, char sep)
 {
-	g_autofree guint8 *set = NULL;
-	gsize m = strlen(pattern);
+	g_auto(Nfa) n = {0};
 
-	if (!nfa_run(pattern, name, sep, TRUE, &set))
+	if (!nfa_run(&n, pattern, name, sep, TRUE))
 		return FALSE;
 	/* a state short of the end: some non-empty rest can reach it */
-	for (gsize j = 0; j < m; j++)
-		if (set[j])
+	for (gsize j = 0; j < n.m && j <= n.top; j++)
+		if (n.set[j])
 			return TRUE;
 	return FALSE;
 }

@@ -21,7 +21,8 @@
  *   budget makes the parser close (PB_IMAP_PARSE_CLOSE): its octets are
  *   already on their way and are never read as commands. Before
  *   authentication a {N+} larger than 4096 octets is over the budget
- *   (LITERAL-, RFC 7888 5).
+ *   (LITERAL-, RFC 7888 5). So is a {N+} ending a line skipped after
+ *   an error when N is over the budget (skipping it would take long).
  * - List nesting is bounded (PB_IMAP_PARSER_MAX_DEPTH); NUL is refused
  *   everywhere; a quoted string may hold 8-bit octets (clients send UTF-8
  *   in SEARCH), never CR or LF.
@@ -30,6 +31,11 @@
  *   waited for, the client gets no "+"), so the session stays in step.
  * - Sequence sets are kept as ranges and never expanded; SEARCH programs
  *   are trees of bounded depth; the LIST matcher is an NFA walk, no regex.
+ *
+ * Leniencies: a bare LF ends a line like CRLF; empty lines between
+ * commands are ignored; runs of spaces and trailing spaces are taken;
+ * an atom may hold 8-bit octets (the typed helpers refuse them where
+ * the grammar does).
  *
  * What it does not do: the meaning of commands (imap-server), mailbox
  * name validation beyond INBOX's case (mailfolder), BINARY (~{N} is
@@ -483,8 +489,9 @@ gboolean pb_imap_args_list(const PbImapArg *args, guint n, PbImapList **list,
 
 /* TRUE if NAME matches PATTERN: "*" matches anything, "%" anything but
  * SEP; other octets literally, except that a leading "INBOX" of NAME
- * (NAME is INBOX or starts INBOX + SEP) matches in any case. Time
- * O(len(NAME) * len(PATTERN)), no backtracking. */
+ * (NAME is INBOX or starts INBOX + SEP) matches in any case. An NFA
+ * walk, no backtracking: time O(len(PATTERN) + len(NAME)^2), so a 64 KiB
+ * pattern costs little more than reading it. */
 gboolean pb_imap_list_match(const char *pattern, const char *name, char sep);
 /* TRUE if some name below NAME could match (for \HasChildren with
  * RECURSIVEMATCH, and to skip subtrees): PATTERN matches NAME + SEP + x
