@@ -58,11 +58,12 @@
 #define CHUNK 65536
 #define DELETED_PREFIX "..pillarbox-deleted."
 #define VSIZE_UNKNOWN G_MAXUINT64
+#define SCAN_AGAIN 3 /* scans after the first while messages seem gone */
 
-G_DEFINE_QUARK(pb-mailfolder-error-quark, pb_mailfolder_error)
+G_DEFINE_QUARK(pb - mailfolder - error - quark, pb_mailfolder_error)
 
-static const char *const special_names[] = {"Drafts", "Sent", "Trash",
-                                            "Junk", "Archive"};
+static const char *const special_names[] = {"Drafts", "Sent", "Trash", "Junk",
+                                            "Archive"};
 static const guint special_attrs[] = {PB_FOLDER_DRAFTS, PB_FOLDER_SENT,
                                       PB_FOLDER_TRASH, PB_FOLDER_JUNK,
                                       PB_FOLDER_ARCHIVE};
@@ -99,8 +100,8 @@ read_file_at(int dfd, const char *name, gsize max, char **text, gsize *len,
              struct stat *st, GError **error)
 {
 	/* O_NONBLOCK: a FIFO planted here must not hang us */
-	g_auto(PbFd) fd = openat(dfd, name,
-	                         O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK);
+	g_auto(PbFd) fd =
+	    openat(dfd, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK);
 	struct stat sb;
 	g_autofree char *buf = NULL;
 	gsize got = 0;
@@ -139,8 +140,8 @@ static gboolean
 replace_at(int dfd, const char *name, const char *data, gsize len,
            GError **error)
 {
-	g_autofree char *tmp = g_strdup_printf("%s.tmp%ld", name,
-	                                       (long)getpid());
+	g_autofree char *tmp =
+	    g_strdup_printf("%s.tmp%ld", name, (long)getpid());
 	g_auto(PbFd) fd = -1;
 
 	(void)unlinkat(dfd, tmp, 0); /* a dead process of ours with our pid */
@@ -179,8 +180,8 @@ lock_is_stale(int dfd, const char *lock)
 	char host[256] = "";
 	long pid = 0;
 	struct stat st;
-	g_auto(PbFd) fd = openat(dfd, lock,
-	                         O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK);
+	g_auto(PbFd) fd =
+	    openat(dfd, lock, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK);
 	ssize_t n;
 	char *colon;
 
@@ -470,7 +471,8 @@ pb_uidlist_parse(const char *text, gsize len, GError **error)
 	char *line = copy, *next;
 	guint32 last = 0;
 
-	if (memchr(text, '\0', len) != NULL || (next = strchr(line, '\n')) == NULL)
+	if (memchr(text, '\0', len) != NULL ||
+	    (next = strchr(line, '\n')) == NULL)
 		goto bad;
 	*next++ = '\0';
 	if (!parse_header(ul, line))
@@ -506,8 +508,7 @@ pb_uidlist_format(const PbUidlist *ul, gsize *len)
 {
 	GString *s = g_string_sized_new(64 + ul->recs->len * 64);
 
-	g_string_append_printf(s, "3 V%u N%u%s\n", ul->uidvalidity,
-	                       ul->uidnext,
+	g_string_append_printf(s, "3 V%u N%u%s\n", ul->uidvalidity, ul->uidnext,
 	                       ul->header_rest ? ul->header_rest : "");
 	for (guint i = 0; i < ul->recs->len; i++) {
 		const PbUidRec *r = &g_array_index(ul->recs, PbUidRec, i);
@@ -745,7 +746,8 @@ pb_mailstore_open(const char *root, GError **error)
 	st->root = g_strdup(root);
 	if (!pb_maildir_create(root, error))
 		return NULL;
-	st->rootfd = open(root, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	st->rootfd =
+	    open(root, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
 	if (st->rootfd < 0)
 		return pb_throw_errno(error, "open %s", root), NULL;
 	return g_steal_pointer(&st);
@@ -807,8 +809,9 @@ next_uidvalidity_locked(PbMailStore *st, guint32 *out, GError **error)
 	if (marker)
 		(void)renameat(st->rootfd, marker, st->rootfd, newmarker);
 	else {
-		int m = openat(st->rootfd, newmarker,
-		               O_CREAT | O_WRONLY | O_NOFOLLOW | O_CLOEXEC, 0600);
+		int m =
+		    openat(st->rootfd, newmarker,
+		           O_CREAT | O_WRONLY | O_NOFOLLOW | O_CLOEXEC, 0600);
 		if (m >= 0)
 			close(m);
 	}
@@ -837,7 +840,7 @@ typedef struct {
 	gint64 mtime;  /* -1 until looked at */
 	guint32 uid;
 	guint32 kw;
-	guint8 flags;  /* PbMsgFlags, RECENT for ours */
+	guint8 flags; /* PbMsgFlags, RECENT for ours */
 	guint8 in_new;
 	guint8 expunged; /* gone from disk, not yet reported */
 	guint8 changed;  /* flags changed by others, not yet reported */
@@ -851,14 +854,15 @@ struct _PbMailFolder {
 	char *watch[3];
 	GArray *msgs; /* Msg, ascending UIDs */
 	guint32 uidvalidity, uidnext;
-	char *header_rest;  /* the uidlist header's other fields */
-	struct stat ul_st;  /* the uidlist we read last (st_ino 0: none) */
-	struct stat kw_st;  /* the same for dovecot-keywords */
-	char **kw;          /* PB_MAILFOLDER_KEYWORDS_MAX + 1, NULL gaps */
-	char **kw_list;     /* the names without gaps, for the caller */
+	char *header_rest; /* the uidlist header's other fields */
+	struct stat ul_st; /* the uidlist we read last (st_ino 0: none) */
+	struct stat kw_st; /* the same for dovecot-keywords */
+	char **kw;         /* PB_MAILFOLDER_KEYWORDS_MAX + 1, NULL gaps */
+	char **kw_list;    /* the names without gaps, for the caller */
 	struct timespec new_mtime, cur_mtime, scan_time;
-	gboolean w_dirty;   /* a W size computed: worth writing the uidlist */
+	gboolean w_dirty;    /* a W size computed: worth writing the uidlist */
 	gboolean ul_missing; /* no usable uidlist on disk: write ours */
+	PbUidlist *opened;   /* the uidlist read at opening, until used */
 	guint recent;
 };
 
@@ -949,20 +953,27 @@ scan_one(int fd, gboolean in_new, GHashTable *h, GError **error)
 
 /* Base name -> Ent of every file in new/ and cur/ (new/ first: a file
  * moved from new/ to cur/ meanwhile is then seen at least once). */
+static gboolean
+scan_into(PbMailFolder *f, GHashTable *h, GError **error)
+{
+	struct stat nst, cst;
+
+	if (fstat(f->newfd, &nst) < 0 || fstat(f->curfd, &cst) < 0)
+		return pb_throw_errno(error, "stat %s", f->name);
+	clock_gettime(CLOCK_REALTIME, &f->scan_time);
+	f->new_mtime = nst.st_mtim;
+	f->cur_mtime = cst.st_mtim;
+	return scan_one(f->newfd, TRUE, h, error) &&
+	       scan_one(f->curfd, FALSE, h, error);
+}
+
 static GHashTable *
 scan(PbMailFolder *f, GError **error)
 {
 	g_autoptr(GHashTable) h = g_hash_table_new_full(
 	    g_str_hash, g_str_equal, g_free, (GDestroyNotify)ent_free);
-	struct stat nst, cst;
 
-	if (fstat(f->newfd, &nst) < 0 || fstat(f->curfd, &cst) < 0)
-		return pb_throw_errno(error, "stat %s", f->name), NULL;
-	clock_gettime(CLOCK_REALTIME, &f->scan_time);
-	f->new_mtime = nst.st_mtim;
-	f->cur_mtime = cst.st_mtim;
-	if (!scan_one(f->newfd, TRUE, h, error) ||
-	    !scan_one(f->curfd, FALSE, h, error))
+	if (!scan_into(f, h, error))
 		return NULL;
 	return g_steal_pointer(&h);
 }
@@ -988,8 +999,8 @@ unchanged(PbMailFolder *f)
 	if (fstatat(f->dfd, UIDLIST, &ust, AT_SYMLINK_NOFOLLOW) < 0 ||
 	    !same_file(&ust, &f->ul_st))
 		return FALSE;
-	return f->scan_time.tv_sec > MAX(nst.st_mtim.tv_sec,
-	                                 cst.st_mtim.tv_sec) + 1;
+	return f->scan_time.tv_sec >
+	       MAX(nst.st_mtim.tv_sec, cst.st_mtim.tv_sec) + 1;
 }
 
 /* M was renamed to NAME by someone else: its flags there are to be
@@ -1022,8 +1033,8 @@ refresh_names(PbMailFolder *f, GError **error)
 		Msg *m = msg_at(f, i);
 		g_autofree char *base = g_strndup(m->name, base_len(m->name));
 		Ent *e = g_hash_table_lookup(h, base);
-		if (e == NULL || (g_str_equal(e->name, m->name) &&
-		                  e->in_new == m->in_new))
+		if (e == NULL ||
+		    (g_str_equal(e->name, m->name) && e->in_new == m->in_new))
 			continue;
 		msg_rename(m, e->name, e->in_new);
 	}
@@ -1089,7 +1100,8 @@ keywords_read(int dfd, struct stat *st)
 	g_autofree char *text = NULL;
 	gsize len;
 
-	if (!read_file_at(dfd, KEYWORDS, SMALL_FILE_MAX, &text, &len, st, NULL)) {
+	if (!read_file_at(dfd, KEYWORDS, SMALL_FILE_MAX, &text, &len, st,
+	                  NULL)) {
 		if (st)
 			memset(st, 0, sizeof *st);
 		return g_new0(char *, PB_MAILFOLDER_KEYWORDS_MAX + 1);
@@ -1166,7 +1178,8 @@ add_msg(GArray *fresh, const Ent *e, guint32 uid, const char *ext)
 		const char *w = strstr(ext, "W");
 		/* a W<size> field of the uidlist */
 		for (; w; w = strstr(w + 1, "W"))
-			if ((w == ext || w[-1] == ' ') && g_ascii_isdigit(w[1])) {
+			if ((w == ext || w[-1] == ' ') &&
+			    g_ascii_isdigit(w[1])) {
 				m.vsize = g_ascii_strtoull(w + 1, NULL, 10);
 				break;
 			}
@@ -1283,6 +1296,41 @@ header_from(PbMailFolder *f, const PbUidlist *disk)
 		f->header_rest = g_strdup(disk->header_rest);
 }
 
+/* Records above AFTER that no file of our scan matched: a file another
+ * process numbered that our readdir missed (a rename raced it). Before
+ * we hand out UIDs above them, look once more, or the file would get a
+ * second UID later. */
+static gboolean
+adopt_unseen(PbMailFolder *f, const PbUidlist *disk, guint32 after,
+             GArray *fresh, GError **error)
+{
+	g_autoptr(GHashTable) adopted = g_hash_table_new(NULL, NULL);
+	g_autoptr(GHashTable) h = NULL;
+
+	for (guint i = 0; i < fresh->len; i++)
+		g_hash_table_add(
+		    adopted,
+		    GUINT_TO_POINTER(g_array_index(fresh, Msg, i).uid));
+	for (guint i = 0; i < disk->recs->len; i++) {
+		const PbUidRec *r = &g_array_index(disk->recs, PbUidRec, i);
+		g_autofree char *base = NULL;
+		Ent *e;
+		if (r->uid <= after ||
+		    g_hash_table_contains(adopted, GUINT_TO_POINTER(r->uid)))
+			continue;
+		if (h == NULL && (h = scan(f, error)) == NULL)
+			return FALSE;
+		base = g_strndup(r->name, base_len(r->name));
+		if ((e = g_hash_table_lookup(h, base)) != NULL && !e->used) {
+			add_msg(fresh, e, r->uid, r->ext);
+			e->used = TRUE;
+		}
+	}
+	if (h != NULL) /* this scan's times are not what we applied */
+		f->new_mtime.tv_sec = f->cur_mtime.tv_sec = 0;
+	return TRUE;
+}
+
 /* Under the lock: reads the uidlist again, adopts what it names, gives
  * the rest of ENTS UIDs in delivery order and writes it. */
 static gboolean
@@ -1300,6 +1348,8 @@ assign_locked(PbMailFolder *f, GPtrArray *ents, guint32 after, GArray *fresh,
 	if (disk && disk->uidvalidity == f->uidvalidity) {
 		header_from(f, disk);
 		adopt(ents, disk, after, fresh);
+		if (!adopt_unseen(f, disk, after, fresh, error))
+			return FALSE;
 	}
 	g_ptr_array_sort(ents, by_delivery);
 	for (guint i = 0; i < ents->len; i++) {
@@ -1313,8 +1363,9 @@ assign_locked(PbMailFolder *f, GPtrArray *ents, guint32 after, GArray *fresh,
 	old_len = f->msgs->len;
 	g_array_append_vals(f->msgs, fresh->data, fresh->len);
 	g_array_set_size(fresh, 0);
-	if (uidlist_write(f, disk && disk->uidvalidity == f->uidvalidity
-	                         ? disk : NULL, after, error))
+	if (uidlist_write(
+	        f, disk && disk->uidvalidity == f->uidvalidity ? disk : NULL,
+	        after, error))
 		return TRUE;
 	/* not recorded: these UIDs are not ours to show */
 	for (guint i = old_len; i < f->msgs->len; i++)
@@ -1341,9 +1392,14 @@ add_new(PbMailFolder *f, GHashTable *h, gboolean need_write, GError **error)
 	while (g_hash_table_iter_next(&it, NULL, (gpointer *)&e))
 		if (!e->used)
 			g_ptr_array_add(ents, e);
-	if (ents->len == 0 && !need_write)
+	if (ents->len == 0 && !need_write) {
+		g_clear_pointer(&f->opened, pb_uidlist_free);
 		return TRUE;
-	if (!uidlist_reread(f, &disk, &missing, error))
+	}
+	if (f->opened) { /* read by pb_mailfolder_open(): not twice */
+		disk = g_steal_pointer(&f->opened);
+		missing = FALSE;
+	} else if (!uidlist_reread(f, &disk, &missing, error))
 		return FALSE;
 	if (disk && disk->uidvalidity == f->uidvalidity) {
 		header_from(f, disk);
@@ -1420,7 +1476,8 @@ take_recent(PbMailFolder *f)
 			m->flags |= PB_MSG_RECENT;
 			continue;
 		}
-		to = name_with_flags(m->name, m->flags & PB_MSG_STORABLE, m->kw);
+		to =
+		    name_with_flags(m->name, m->flags & PB_MSG_STORABLE, m->kw);
 		if (renameat(f->newfd, m->name, f->curfd, to) < 0)
 			continue; /* another session took it: not ours */
 		g_free(m->name);
@@ -1490,14 +1547,17 @@ pb_mailfolder_sync(PbMailFolder *f, guint flags, PbFolderChanges *ch,
 		ch->keywords_grew |= keywords_reload(f);
 	if (!need_write && unchanged(f))
 		goto done;
-	for (int attempt = 0; attempt < 2; attempt++) {
-		g_clear_pointer(&h, g_hash_table_unref);
-		/* a file renamed while we read the folder may be missed:
-		 * look again before calling anything expunged */
-		if ((h = scan(f, error)) == NULL)
+	/* readdir may miss a file renamed while it reads (by pop3d, a
+	 * local MUA, another session): before calling anything expunged,
+	 * read the folder again and take the union (a miss is a matter of
+	 * timing, a deletion stays) */
+	if ((h = scan(f, error)) == NULL)
+		return FALSE;
+	for (int again = 0; again < SCAN_AGAIN && count_missing(f, h) > 0;
+	     again++) {
+		if (!scan_into(f, h, error))
 			return FALSE;
-		if (count_missing(f, h) == 0)
-			break;
+		f->new_mtime.tv_sec = f->cur_mtime.tv_sec = 0;
 	}
 	apply_known(f, h);
 	if (!add_new(f, h, need_write, error))
@@ -1572,7 +1632,7 @@ folder_load(PbMailFolder *f, GError **error)
 		f->uidvalidity = disk->uidvalidity;
 		f->uidnext = disk->uidnext;
 		f->header_rest = g_strdup(disk->header_rest);
-		memset(&f->ul_st, 0, sizeof f->ul_st); /* adopt from it */
+		f->opened = g_steal_pointer(&disk); /* the first sync's */
 	} else {
 		if (!next_uidvalidity(f->st, &f->uidvalidity, error))
 			return FALSE;
@@ -1599,10 +1659,10 @@ folder_new(PbMailStore *st, const char *name, gboolean ro, GError **error)
 	f->msgs = g_array_new(FALSE, TRUE, sizeof(Msg));
 	f->kw = g_new0(char *, PB_MAILFOLDER_KEYWORDS_MAX + 1);
 	f->kw_list = g_new0(char *, 1);
-	f->watch[0] = g_build_filename(st->root, g_str_equal(dir, ".") ? "" : dir,
-	                               "new", NULL);
-	f->watch[1] = g_build_filename(st->root, g_str_equal(dir, ".") ? "" : dir,
-	                               "cur", NULL);
+	f->watch[0] = g_build_filename(
+	    st->root, g_str_equal(dir, ".") ? "" : dir, "new", NULL);
+	f->watch[1] = g_build_filename(
+	    st->root, g_str_equal(dir, ".") ? "" : dir, "cur", NULL);
 	if ((f->dfd = folder_fd(st, name, error)) < 0 ||
 	    (f->newfd = subdir(f->dfd, "new", error)) < 0 ||
 	    (f->curfd = subdir(f->dfd, "cur", error)) < 0)
@@ -1658,6 +1718,7 @@ pb_mailfolder_close(PbMailFolder *f)
 	if (f->curfd >= 0)
 		close(f->curfd);
 	msgs_free(f->msgs);
+	pb_uidlist_free(f->opened);
 	pb_keywords_free(f->kw);
 	g_free(f->kw_list);
 	g_free(f->watch[0]);
@@ -1795,8 +1856,8 @@ msg_open(PbMailFolder *f, Msg *m, GError **error)
 			return -1;
 	}
 	m->expunged = TRUE;
-	fail(error, PB_MAILFOLDER_ERROR_EXPUNGED,
-	     "Message was expunged: %s", m->name);
+	fail(error, PB_MAILFOLDER_ERROR_EXPUNGED, "Message was expunged: %s",
+	     m->name);
 	return -1;
 }
 
@@ -2014,9 +2075,9 @@ store_target(PbMailFolder *f, const Msg *m, PbStoreOp op, guint flags,
 }
 
 gboolean
-pb_mailfolder_store(PbMailFolder *f, const PbMsgRange *ranges,
-                    guint n_ranges, PbStoreOp op, guint flags,
-                    guint32 keywords, GArray *changed, GError **error)
+pb_mailfolder_store(PbMailFolder *f, const PbMsgRange *ranges, guint n_ranges,
+                    PbStoreOp op, guint flags, guint32 keywords,
+                    GArray *changed, GError **error)
 {
 	gboolean from_new = FALSE, any = FALSE;
 
@@ -2074,8 +2135,8 @@ fsync_both(PbMailFolder *f, gboolean new_too, GError **error)
 }
 
 gboolean
-pb_mailfolder_expunge(PbMailFolder *f, const PbMsgRange *ranges,
-                      guint n_ranges, GArray *expunged, GError **error)
+pb_mailfolder_expunge(PbMailFolder *f, const PbMsgRange *ranges, guint n_ranges,
+                      GArray *expunged, GError **error)
 {
 	PbMsgRange all = {0, G_MAXUINT};
 	gboolean in_new = FALSE, any = FALSE;
@@ -2166,9 +2227,8 @@ target_assign(PbMailStore *st, Target *t, GPtrArray *names,
 {
 	g_autofree char *text = NULL;
 	g_autoptr(PbUidlist) ul = NULL;
-	g_autoptr(GHashTable) ours = g_hash_table_new_full(g_str_hash,
-	                                                   g_str_equal, g_free,
-	                                                   NULL);
+	g_autoptr(GHashTable) ours =
+	    g_hash_table_new_full(g_str_hash, g_str_equal, g_free, NULL);
 	g_autoptr(GArray) keep = g_array_new(FALSE, TRUE, sizeof(PbUidRec));
 	gsize len;
 
@@ -2211,18 +2271,18 @@ target_assign(PbMailStore *st, Target *t, GPtrArray *names,
 /* The bit in T's table of bit K of F's (under T's lock); -1 when the
  * keyword has no name in F. MAP caches it (-2: not looked up). */
 static gboolean
-map_keywords(PbMailFolder *f, Target *t, guint32 kw, gint map[26],
-             guint32 *out, GError **error)
+map_keywords(PbMailFolder *f, Target *t, guint32 kw, gint map[26], guint32 *out,
+             GError **error)
 {
 	*out = 0;
 	for (guint k = 0; k < 26; k++) {
 		if (!(kw & (1u << k)))
 			continue;
 		if (map[k] == -2)
-			map[k] = f->kw[k] ? kw_add_locked(t->dfd, &t->kw,
-			                                  &t->kw_st, f->kw[k],
-			                                  error)
-			                  : -1;
+			map[k] = f->kw[k]
+			             ? kw_add_locked(t->dfd, &t->kw, &t->kw_st,
+			                             f->kw[k], error)
+			             : -1;
 		if (map[k] == -1 && f->kw[k])
 			return FALSE; /* LIMIT, or the write failed */
 		if (map[k] >= 0)
@@ -2236,8 +2296,7 @@ map_keywords(PbMailFolder *f, Target *t, guint32 kw, gint map[26],
 /* A copy of M's bytes (the file system refused a hard link): tmp/, fsync,
  * link as T's cur/TO, the original's mtime kept (INTERNALDATE). */
 static gboolean
-copy_bytes(PbMailFolder *f, Msg *m, Target *t, const char *to,
-           GError **error)
+copy_bytes(PbMailFolder *f, Msg *m, Target *t, const char *to, GError **error)
 {
 	g_auto(PbFd) in = msg_open(f, m, error);
 	g_autofree char *tmp = fresh_base(NULL);
@@ -2249,17 +2308,18 @@ copy_bytes(PbMailFolder *f, Msg *m, Target *t, const char *to,
 
 	if (in < 0 || fstat(in, &st) < 0)
 		return in < 0 ? FALSE : pb_throw_errno(error, "stat");
-	out = openat(t->tmpfd, tmp,
-	             O_CREAT | O_EXCL | O_WRONLY | O_NOFOLLOW | O_CLOEXEC, 0600);
+	out =
+	    openat(t->tmpfd, tmp,
+	           O_CREAT | O_EXCL | O_WRONLY | O_NOFOLLOW | O_CLOEXEC, 0600);
 	if (out < 0)
 		return pb_throw_errno(error, "create tmp/%s", tmp);
 	while (ok && (n = read(in, buf, CHUNK)) != 0)
 		ok = n > 0 ? pb_write_all(out, buf, (gsize)n, error)
 		           : errno == EINTR || pb_throw_errno(error, "read");
-	if (ok && (futimens(out, (struct timespec[]){st.st_mtim, st.st_mtim}) <
-	               0 ||
-	           fsync(out) < 0 || close(g_steal_fd(&out)) < 0 ||
-	           linkat(t->tmpfd, tmp, t->curfd, to, 0) < 0))
+	if (ok &&
+	    (futimens(out, (struct timespec[]){st.st_mtim, st.st_mtim}) < 0 ||
+	     fsync(out) < 0 || close(g_steal_fd(&out)) < 0 ||
+	     linkat(t->tmpfd, tmp, t->curfd, to, 0) < 0))
 		ok = pb_throw_errno(error, "copy into %s", to);
 	(void)unlinkat(t->tmpfd, tmp, 0);
 	return ok;
@@ -2274,12 +2334,15 @@ copy_one(PbMailFolder *f, Msg *m, Target *t, gboolean move, guint32 kw,
 	for (int attempt = 0; attempt < 3; attempt++) {
 		gsize bl = base_len(m->name);
 		const char *sizes = memchr(m->name, ',', bl);
-		g_autofree char *sz = sizes ? g_strndup(sizes, bl - (gsize)(sizes - m->name)) : NULL;
+		g_autofree char *sz =
+		    sizes ? g_strndup(sizes, bl - (gsize)(sizes - m->name))
+		          : NULL;
 		/* MOVE keeps the base name (pop3d's UIDL stays) unless taken */
 		g_autofree char *base = move && attempt == 0
 		                            ? g_strndup(m->name, bl)
 		                            : fresh_base(sz);
-		g_autofree char *to = name_with_flags(base, m->flags & PB_MSG_STORABLE, kw);
+		g_autofree char *to =
+		    name_with_flags(base, m->flags & PB_MSG_STORABLE, kw);
 		if (linkat(msg_dirfd(f, m), m->name, t->curfd, to, 0) == 0) {
 			*name = g_steal_pointer(&to);
 			return TRUE;
@@ -2309,9 +2372,9 @@ same_folder(PbMailFolder *f, const char *dest)
 
 /* Links the messages of RANGES into T (SRC_UIDS and NAMES in order). */
 static gboolean
-copy_all(PbMailFolder *f, const PbMsgRange *ranges, guint n_ranges,
-         Target *t, gboolean move, GArray *src_uids, GPtrArray *names,
-         GPtrArray *moved, GError **error)
+copy_all(PbMailFolder *f, const PbMsgRange *ranges, guint n_ranges, Target *t,
+         gboolean move, GArray *src_uids, GPtrArray *names, GPtrArray *moved,
+         GError **error)
 {
 	gint map[26];
 
@@ -2358,7 +2421,8 @@ pb_mailfolder_copy(PbMailFolder *f, const PbMsgRange *ranges, guint n_ranges,
 	     copy_all(f, ranges, n_ranges, &t, move, src_uids, names, moved,
 	              error) &&
 	     (names->len == 0 ||
-	      ((fsync(t.curfd) == 0 || pb_throw_errno(error, "fsync %s", dest)) &&
+	      ((fsync(t.curfd) == 0 ||
+	        pb_throw_errno(error, "fsync %s", dest)) &&
 	       target_assign(f->st, &t, names, dest_uidvalidity, &first,
 	                     error)));
 	target_close(&t);
@@ -2410,8 +2474,9 @@ pb_append_begin(PbMailStore *st, const char *name, guint64 max_size,
 	a->max = max_size;
 	a->tmp = fresh_base(NULL);
 	a->buf = g_string_sized_new(CHUNK);
-	a->fd = openat(a->tmpfd, a->tmp,
-	               O_CREAT | O_EXCL | O_WRONLY | O_NOFOLLOW | O_CLOEXEC, 0600);
+	a->fd =
+	    openat(a->tmpfd, a->tmp,
+	           O_CREAT | O_EXCL | O_WRONLY | O_NOFOLLOW | O_CLOEXEC, 0600);
 	if (a->fd < 0 || fchmod(a->fd, 0600) < 0)
 		return pb_throw_errno(error, "create tmp/%s", a->tmp), NULL;
 	return g_steal_pointer(&a);
@@ -2466,9 +2531,9 @@ static gboolean
 append_link(PbAppend *a, Target *t, guint flags, const char *const *keywords,
             char **name, GError **error)
 {
-	g_autofree char *base = g_strdup_printf(
-	    "%s,S=%" G_GUINT64_FORMAT ",W=%" G_GUINT64_FORMAT, a->tmp, a->s,
-	    a->w);
+	g_autofree char *base =
+	    g_strdup_printf("%s,S=%" G_GUINT64_FORMAT ",W=%" G_GUINT64_FORMAT,
+	                    a->tmp, a->s, a->w);
 	guint32 kw = 0;
 	int dir;
 
@@ -2497,8 +2562,7 @@ append_link(PbAppend *a, Target *t, guint flags, const char *const *keywords,
 
 static gboolean
 append_finish(PbAppend *a, guint flags, const char *const *keywords,
-              gint64 date, guint32 *uidvalidity, guint32 *uid,
-              GError **error)
+              gint64 date, guint32 *uidvalidity, guint32 *uid, GError **error)
 {
 	g_autoptr(GPtrArray) names = g_ptr_array_new_with_free_func(g_free);
 	struct timespec ts[2] = {{date, 0}, {date, 0}};
@@ -2511,9 +2575,8 @@ append_finish(PbAppend *a, guint flags, const char *const *keywords,
 		a->w++;
 		a->cr = FALSE;
 	}
-	if (!append_flush(a, error) ||
-	    (date >= 0 && futimens(a->fd, ts) < 0) || fsync(a->fd) < 0 ||
-	    close(g_steal_fd(&a->fd)) < 0) {
+	if (!append_flush(a, error) || (date >= 0 && futimens(a->fd, ts) < 0) ||
+	    fsync(a->fd) < 0 || close(g_steal_fd(&a->fd)) < 0) {
 		if (error && *error == NULL)
 			pb_throw_errno(error, "write tmp/%s", a->tmp);
 		return FALSE;
@@ -2532,8 +2595,8 @@ pb_append_commit(PbAppend *a, guint flags, const char *const *keywords,
                  gint64 date, guint32 *uidvalidity, guint32 *uid,
                  GError **error)
 {
-	gboolean ok = append_finish(a, flags, keywords, date, uidvalidity, uid,
-	                            error);
+	gboolean ok =
+	    append_finish(a, flags, keywords, date, uidvalidity, uid, error);
 
 	pb_append_abort(a); /* the temporary file is gone by now, or must go */
 	return ok;
@@ -2584,7 +2647,8 @@ remove_tree(int parent, const char *name, guint depth)
 		return;
 	}
 	while ((de = readdir(d)) != NULL) {
-		if (g_str_equal(de->d_name, ".") || g_str_equal(de->d_name, ".."))
+		if (g_str_equal(de->d_name, ".") ||
+		    g_str_equal(de->d_name, ".."))
 			continue;
 		if (unlinkat(dirfd(d), de->d_name, 0) < 0 &&
 		    (errno == EISDIR || errno == EPERM) && depth < 4)
@@ -2617,13 +2681,15 @@ folder_names(PbMailStore *st, GError **error)
 			remove_tree(dirfd(d), de->d_name, 0);
 			continue;
 		}
-		if (de->d_name[0] != '.' || !pb_mailfolder_name_check(name, NULL))
+		if (de->d_name[0] != '.' ||
+		    !pb_mailfolder_name_check(name, NULL))
 			continue;
 		canon = pb_mailfolder_name_canon(name);
 		/* INBOX is ROOT itself; ".inbox.x" is not how we spell it */
 		if (!g_str_equal(canon, name) || g_str_equal(name, "INBOX"))
 			continue;
-		if (fstatat(dirfd(d), de->d_name, &sb, AT_SYMLINK_NOFOLLOW) < 0 ||
+		if (fstatat(dirfd(d), de->d_name, &sb, AT_SYMLINK_NOFOLLOW) <
+		        0 ||
 		    !S_ISDIR(sb.st_mode))
 			continue;
 		g_ptr_array_add(out, g_strdup(name));
@@ -2706,12 +2772,14 @@ pb_mailstore_list(PbMailStore *st, gboolean with_subscribed, GError **error)
 	g_auto(GStrv) subs = NULL;
 	GPtrArray *out;
 
-	if (names == NULL || (subs = pb_mailstore_subscriptions(st, error)) == NULL)
+	if (names == NULL ||
+	    (subs = pb_mailstore_subscriptions(st, error)) == NULL)
 		return NULL;
 	h = g_hash_table_new(g_str_hash, g_str_equal);
 	info_get(h, "INBOX", 0);
 	for (guint i = 0; i < names->len; i++) {
-		info_get(h, names->pdata[i], 0)->attrs &= ~PB_FOLDER_NONEXISTENT;
+		info_get(h, names->pdata[i], 0)->attrs &=
+		    ~PB_FOLDER_NONEXISTENT;
 		info_parents(h, names->pdata[i]);
 	}
 	for (guint i = 0; subs[i]; i++) {
@@ -2721,7 +2789,8 @@ pb_mailstore_list(PbMailStore *st, gboolean with_subscribed, GError **error)
 		if (fi)
 			fi->attrs |= PB_FOLDER_SUBSCRIBED;
 	}
-	out = g_ptr_array_new_with_free_func((GDestroyNotify)pb_folder_info_free);
+	out =
+	    g_ptr_array_new_with_free_func((GDestroyNotify)pb_folder_info_free);
 	{
 		GHashTableIter it;
 		PbFolderInfo *fi;
@@ -2758,9 +2827,9 @@ first_uidlist(PbMailStore *st, int fd, GError **error)
 	if (!next_uidvalidity(st, &v, error))
 		return FALSE;
 	ul = uidlist_new(v);
-	ul->header_rest = g_strdup_printf(" G%08x%08x%08x%08x", g_random_int(),
-	                                  g_random_int(), g_random_int(),
-	                                  g_random_int());
+	ul->header_rest =
+	    g_strdup_printf(" G%08x%08x%08x%08x", g_random_int(),
+	                    g_random_int(), g_random_int(), g_random_int());
 	text = pb_uidlist_format(ul, &len);
 	return replace_at(fd, UIDLIST, text, len, error);
 }
@@ -2782,8 +2851,8 @@ folder_make(PbMailStore *st, const char *name, GError **error)
 	if ((fd = open_dir_at(st->rootfd, dir)) < 0)
 		return pb_throw_errno(error, "open %s", dir);
 	for (guint i = 0; i < 3; i++)
-		if (mkdirat(fd, (const char *[]){"cur", "new", "tmp"}[i], 0700) <
-		        0 &&
+		if (mkdirat(fd, (const char *[]){"cur", "new", "tmp"}[i],
+		            0700) < 0 &&
 		    errno != EEXIST)
 			return pb_throw_errno(error, "mkdir %s", dir);
 	mf = openat(fd, "maildirfolder",
@@ -2810,7 +2879,8 @@ pb_mailstore_create(PbMailStore *st, const char *name, GError **error)
 		            "Mailbox already exists: %s", canon);
 	/* the levels above, so that each is selectable (RFC 3501 6.3.3) */
 	for (dot = strchr(canon, '.'); dot; dot = strchr(dot + 1, '.')) {
-		g_autofree char *parent = g_strndup(canon, (gsize)(dot - canon));
+		g_autofree char *parent =
+		    g_strndup(canon, (gsize)(dot - canon));
 		g_autoptr(GError) err = NULL;
 		if (g_str_equal(parent, "INBOX") ||
 		    pb_mailstore_exists(st, parent))
@@ -2892,8 +2962,10 @@ rename_subscriptions(PbMailStore *st, GPtrArray *pairs, GError **error)
 	if (subs == NULL)
 		return FALSE;
 	for (guint i = 0; i < pairs->len; i += 2)
-		if (g_strv_contains((const char *const *)subs, pairs->pdata[i]) &&
-		    (!pb_mailstore_subscribe(st, pairs->pdata[i], FALSE, error) ||
+		if (g_strv_contains((const char *const *)subs,
+		                    pairs->pdata[i]) &&
+		    (!pb_mailstore_subscribe(st, pairs->pdata[i], FALSE,
+		                             error) ||
 		     !pb_mailstore_subscribe(st, pairs->pdata[i + 1], TRUE,
 		                             error)))
 			return FALSE;
@@ -2924,7 +2996,8 @@ rename_inbox(PbMailStore *st, const char *to, GError **error)
 		}
 		while ((de = readdir(d)) != NULL)
 			if (de->d_name[0] != '.')
-				(void)renameat(from, de->d_name, dest, de->d_name);
+				(void)renameat(from, de->d_name, dest,
+				               de->d_name);
 		closedir(d);
 		if (fsync(dest) < 0 || fsync(from) < 0)
 			return pb_throw_errno(error, "fsync %s", sub);

@@ -43,7 +43,8 @@
  *    scan that raced a rename is repeated before anything is declared
  *    expunged.
  * Errors: PB_MAILFOLDER_ERROR (below) for what an IMAP client is told with
- * a response code; PB_ERROR_TEMP for I/O trouble (NO [SERVERBUG]/[UNAVAILABLE]).
+ * a response code; PB_ERROR_TEMP for I/O trouble (NO
+ * [SERVERBUG]/[UNAVAILABLE]).
  */
 #ifndef PB_MAILFOLDER_H
 #define PB_MAILFOLDER_H
@@ -60,8 +61,8 @@ GQuark pb_mailfolder_error_quark(void);
 typedef enum {
 	PB_MAILFOLDER_ERROR_NONEXISTENT,   /* [NONEXISTENT] */
 	PB_MAILFOLDER_ERROR_ALREADYEXISTS, /* [ALREADYEXISTS] */
-	PB_MAILFOLDER_ERROR_BADNAME,  /* [CANNOT] invalid mailbox name */
-	PB_MAILFOLDER_ERROR_CANNOT,   /* [CANNOT] e.g. DELETE INBOX */
+	PB_MAILFOLDER_ERROR_BADNAME,       /* [CANNOT] invalid mailbox name */
+	PB_MAILFOLDER_ERROR_CANNOT,        /* [CANNOT] e.g. DELETE INBOX */
 	PB_MAILFOLDER_ERROR_READONLY, /* [READ-ONLY]: folder opened read-only */
 	PB_MAILFOLDER_ERROR_LIMIT,    /* [LIMIT] e.g. a 27th keyword */
 	PB_MAILFOLDER_ERROR_EXPUNGED, /* [EXPUNGEISSUED] message gone */
@@ -138,8 +139,8 @@ const char *pb_mailstore_root(PbMailStore *st);
 gboolean pb_mailstore_ensure_special(PbMailStore *st, GError **error);
 
 typedef struct {
-	char *name;   /* mUTF-7, canonical ("INBOX", "A.B") */
-	guint attrs;  /* PbFolderAttrs */
+	char *name;  /* mUTF-7, canonical ("INBOX", "A.B") */
+	guint attrs; /* PbFolderAttrs */
 } PbFolderInfo;
 void pb_folder_info_free(PbFolderInfo *fi);
 G_DEFINE_AUTOPTR_CLEANUP_FUNC(PbFolderInfo, pb_folder_info_free)
@@ -158,20 +159,18 @@ gboolean pb_mailstore_exists(PbMailStore *st, const char *name);
 /* CREATE: NAME and its missing parents (RFC 3501 6.3.3; a trailing "."
  * is the caller's to strip). ALREADYEXISTS, BADNAME. The folder gets a
  * fresh UIDVALIDITY at once. */
-gboolean pb_mailstore_create(PbMailStore *st, const char *name,
-                             GError **error);
+gboolean pb_mailstore_create(PbMailStore *st, const char *name, GError **error);
 /* DELETE: removes the folder and its messages (children stay, and NAME
  * then lists as NONEXISTENT when it has any); the folder disappears in
  * one rename before its files are removed. INBOX: CANNOT. */
-gboolean pb_mailstore_delete(PbMailStore *st, const char *name,
-                             GError **error);
+gboolean pb_mailstore_delete(PbMailStore *st, const char *name, GError **error);
 /* RENAME: FROM and its children to TO (ALREADYEXISTS if TO or a child's
  * new name exists, NONEXISTENT); folders keep their UIDVALIDITY and
  * UIDs; subscriptions follow. FROM = INBOX: creates TO (a fresh
  * UIDVALIDITY) and moves INBOX's messages into it (new UIDs there); INBOX
  * stays, empty; its children do not move (RFC 3501 6.3.5). */
-gboolean pb_mailstore_rename(PbMailStore *st, const char *from,
-                             const char *to, GError **error);
+gboolean pb_mailstore_rename(PbMailStore *st, const char *from, const char *to,
+                             GError **error);
 
 /* SUBSCRIBE / UNSUBSCRIBE (a name need not exist; the file is rewritten
  * durably), and the list of subscribed names (canonical mUTF-7). */
@@ -219,8 +218,8 @@ guint32 pb_mailfolder_uid(PbMailFolder *f, guint i);
 /* Binary search: the index of UID, or of the first message with a UID
  * above it (== count when none); TRUE when UID itself is there. */
 gboolean pb_mailfolder_find_uid(PbMailFolder *f, guint32 uid, guint *index);
-guint pb_mailfolder_flags(PbMailFolder *f, guint i);       /* PbMsgFlags */
-guint32 pb_mailfolder_keywords(PbMailFolder *f, guint i);  /* bit k: kw k */
+guint pb_mailfolder_flags(PbMailFolder *f, guint i);      /* PbMsgFlags */
+guint32 pb_mailfolder_keywords(PbMailFolder *f, guint i); /* bit k: kw k */
 /* Set when another process removed the message after the last sync that
  * could report expunges (see PB_SYNC_NO_EXPUNGE): FETCH of it fails. */
 gboolean pb_mailfolder_is_expunged(PbMailFolder *f, guint i);
@@ -246,8 +245,8 @@ const char *pb_mailfolder_keyword_name(PbMailFolder *f, guint k);
  * starting with "\\"); CREATE adds it to the table (dovecot-keywords
  * rewritten under the lock): LIMIT when 26 are taken, BADNAME for a bad
  * atom. Without CREATE an unknown keyword is -1 without an error. */
-gint pb_mailfolder_keyword(PbMailFolder *f, const char *name,
-                           gboolean create, GError **error);
+gint pb_mailfolder_keyword(PbMailFolder *f, const char *name, gboolean create,
+                           GError **error);
 
 typedef enum {
 	PB_SYNC_NO_EXPUNGE = 1 << 0, /* during FETCH/STORE/SEARCH (RFC 3501
@@ -262,9 +261,9 @@ typedef struct {
 	GArray *expunged; /* guint */
 	/* indexes (after the expunges) whose flags or keywords changed by
 	 * another process: "* N FETCH (FLAGS ...)" */
-	GArray *changed; /* guint */
-	guint exists;   /* the count now: "* EXISTS" when it grew */
-	guint recent;   /* "* RECENT" when it changed */
+	GArray *changed;        /* guint */
+	guint exists;           /* the count now: "* EXISTS" when it grew */
+	guint recent;           /* "* RECENT" when it changed */
 	gboolean keywords_grew; /* send FLAGS and PERMANENTFLAGS again */
 } PbFolderChanges;
 void pb_folder_changes_init(PbFolderChanges *ch);
@@ -276,8 +275,8 @@ G_DEFINE_AUTO_CLEANUP_CLEAR_FUNC(PbFolderChanges, pb_folder_changes_clear)
  * from new/ become this session's \Recent (unless read-only), flags
  * changed by others and vanished messages are reported in CH. Cheap when
  * nothing changed (the folders' mtimes). */
-gboolean pb_mailfolder_sync(PbMailFolder *f, guint flags,
-                            PbFolderChanges *ch, GError **error);
+gboolean pb_mailfolder_sync(PbMailFolder *f, guint flags, PbFolderChanges *ch,
+                            GError **error);
 
 typedef enum {
 	PB_STORE_REPLACE, /* FLAGS */
@@ -291,8 +290,7 @@ typedef enum {
  * skipped (marked expunged). READONLY on an EXAMINEd folder. */
 gboolean pb_mailfolder_store(PbMailFolder *f, const PbMsgRange *ranges,
                              guint n_ranges, PbStoreOp op, guint flags,
-                             guint32 keywords, GArray *changed,
-                             GError **error);
+                             guint32 keywords, GArray *changed, GError **error);
 
 /* EXPUNGE (RANGES NULL) or UID EXPUNGE (only within RANGES): unlinks
  * every message with \Deleted, fsyncs cur/; EXPUNGED gets the
@@ -323,8 +321,8 @@ typedef struct _PbAppend PbAppend;
 /* Starts APPEND to NAME (canonical): a file in NAME's tmp/ (O_EXCL,
  * 0600). MAX_SIZE: TOOBIG as soon as more is written (0: no limit).
  * NONEXISTENT ([TRYCREATE] for the session). */
-PbAppend *pb_append_begin(PbMailStore *st, const char *name,
-                          guint64 max_size, GError **error);
+PbAppend *pb_append_begin(PbMailStore *st, const char *name, guint64 max_size,
+                          GError **error);
 /* Writes a chunk of the literal; CRLF is stored as LF (a CR at a chunk's
  * end is held until the next one), counting S= and W=. */
 gboolean pb_append_write(PbAppend *a, const char *buf, gsize len,
@@ -335,9 +333,8 @@ gboolean pb_append_write(PbAppend *a, const char *buf, gsize len,
  * the lock and the uidlist written; only then TRUE with *UIDVALIDITY and
  * *UID (APPENDUID). KEYWORDS: NULL-terminated names (LIMIT when the
  * table is full); DATE: INTERNALDATE (seconds), < 0 for now. Frees A. */
-gboolean pb_append_commit(PbAppend *a, guint flags,
-                          const char *const *keywords, gint64 date,
-                          guint32 *uidvalidity, guint32 *uid,
+gboolean pb_append_commit(PbAppend *a, guint flags, const char *const *keywords,
+                          gint64 date, guint32 *uidvalidity, guint32 *uid,
                           GError **error);
 /* Removes the temporary file and frees A. */
 void pb_append_abort(PbAppend *a);
@@ -346,17 +343,17 @@ G_DEFINE_AUTOPTR_CLEANUP_FUNC(PbAppend, pb_append_abort)
 /* ---- parsers of the Dovecot files (pure; fuzzed) ---- */
 
 typedef struct {
-	guint version;      /* 3 */
+	guint version; /* 3 */
 	guint32 uidvalidity;
 	guint32 uidnext;
-	char *header_rest;  /* other header fields (G<guid> ...), kept */
-	GArray *recs;       /* PbUidRec, ascending UIDs */
+	char *header_rest; /* other header fields (G<guid> ...), kept */
+	GArray *recs;      /* PbUidRec, ascending UIDs */
 } PbUidlist;
 typedef struct {
 	guint32 uid;
-	char *name;  /* the last known file name; its base (before ":") is
-	                the key */
-	char *ext;   /* the extension fields before " :" (W<size> ...), or NULL */
+	char *name; /* the last known file name; its base (before ":") is
+	               the key */
+	char *ext; /* the extension fields before " :" (W<size> ...), or NULL */
 } PbUidRec;
 /* Parses a dovecot-uidlist (version 3, or Dovecot 1's version 1); bad
  * lines are skipped, a bad header is PB_ERROR_DATA (the folder then gets

@@ -31,8 +31,8 @@ put_unit(GString *out, guint unit, guint *high)
 	if (*high != 0) {
 		if (unit < 0xdc00 || unit > 0xdfff)
 			return FALSE;
-		g_string_append_unichar(out, 0x10000 + ((*high - 0xd800) << 10) +
-		                                 (unit - 0xdc00));
+		g_string_append_unichar(
+		    out, 0x10000 + ((*high - 0xd800) << 10) + (unit - 0xdc00));
 		*high = 0;
 		return TRUE;
 	}
@@ -137,12 +137,14 @@ pb_mutf7_from_utf8(const char *s, gsize len)
 			if (in_run) {
 				if (nbits > 0)
 					g_string_append_c(
-					    out, b64[(bits << (6 - nbits)) & 0x3f]);
+					    out,
+					    b64[(bits << (6 - nbits)) & 0x3f]);
 				g_string_append_c(out, '-');
 				bits = nbits = 0;
 				in_run = FALSE;
 			}
-			g_string_append(out, c == '&' ? "&-" : (char[]){(char)c, 0});
+			g_string_append(out,
+			                c == '&' ? "&-" : (char[]){(char)c, 0});
 			continue;
 		}
 		if (!in_run)
@@ -157,7 +159,8 @@ pb_mutf7_from_utf8(const char *s, gsize len)
 	}
 	if (in_run) {
 		if (nbits > 0)
-			g_string_append_c(out, b64[(bits << (6 - nbits)) & 0x3f]);
+			g_string_append_c(out,
+			                  b64[(bits << (6 - nbits)) & 0x3f]);
 		g_string_append_c(out, '-');
 	}
 	return g_string_free(g_steal_pointer(&out), FALSE);

@@ -42,7 +42,8 @@ uidlist(const char *text, size_t len)
 		g_assert_cmpuint(x->uid, ==, y->uid);
 		g_assert_cmpuint(x->uid, <, a->uidnext);
 		g_assert_true(i == 0 ||
-		              x->uid > g_array_index(a->recs, PbUidRec, i - 1).uid);
+		              x->uid >
+		                  g_array_index(a->recs, PbUidRec, i - 1).uid);
 		g_assert_cmpstr(x->name, ==, y->name);
 		g_assert_null(strchr(x->name, '/'));
 	}
