@@ -99,10 +99,10 @@ pb_message_section_free(PbMessageSection *ms)
 /* Streaming state of a section being written. */
 typedef struct {
 	PbLineOut *out;
-	GString *buf;   /* output not yet written */
-	guint64 skip;   /* IMAP octets still to skip */
-	guint64 left;   /* IMAP octets still to send */
-	char prev;      /* the stored octet before */
+	GString *buf; /* output not yet written */
+	guint64 skip; /* IMAP octets still to skip */
+	guint64 left; /* IMAP octets still to send */
+	char prev;    /* the stored octet before */
 } Emit;
 
 static void
@@ -143,11 +143,12 @@ emit_stored(Emit *e, const char *s, gsize n)
 static gboolean
 write_range(PbMessageSection *ms, int fd, Emit *e, GError **error)
 {
-	g_autofree char *chunk = g_malloc(PB_MESSAGE_CHUNK);
+	gsize size = (gsize)MIN(ms->range.size, PB_MESSAGE_CHUNK);
+	g_autofree char *chunk = g_malloc(MAX(size, 1));
 	guint64 off = ms->range.offset, end = off + ms->range.size;
 
 	while (off < end && e->left > 0) {
-		gsize want = (gsize)MIN(end - off, PB_MESSAGE_CHUNK);
+		gsize want = (gsize)MIN(end - off, size);
 		gssize n = read_at(fd, chunk, want, off, error);
 		if (n < 0)
 			return FALSE;
@@ -168,8 +169,11 @@ gboolean
 pb_message_section_write(PbMessageSection *ms, int fd, PbLineOut *out,
                          GError **error)
 {
-	Emit e = {out, g_string_sized_new(PB_MESSAGE_CHUNK + 2), ms->start,
-	          ms->length, '\n'};
+	/* buffers sized for small sections, at most a chunk */
+	Emit e = {
+	    out,
+	    g_string_sized_new((gsize)MIN(ms->length, PB_MESSAGE_CHUNK) + 2),
+	    ms->start, ms->length, '\n'};
 	gboolean ok = TRUE;
 
 	if (ms->filtered != NULL) {
@@ -256,17 +260,18 @@ static gboolean
 search_part(int fd, const PbMimePart *part, PbMimeMatcher *m, GError **error)
 {
 	g_autofree char *cs = pb_mime_part_charset(part);
-	g_autofree char *chunk = g_malloc(PB_MESSAGE_CHUNK);
-	Text t = {m, pb_mime_decoder_new(part), (GIConv)-1,
-	          g_string_new(NULL), g_string_new(NULL)};
+	gsize size = (gsize)MIN(part->body_size, PB_MESSAGE_CHUNK);
+	g_autofree char *chunk = g_malloc(MAX(size, 1));
+	Text t = {m, pb_mime_decoder_new(part), (GIConv)-1, g_string_new(NULL),
+	          g_string_new(NULL)};
 	guint64 off = part->body_offset, end = off + part->body_size;
 	gboolean ok = TRUE;
 
 	if (!is_utf8ish(cs))
 		t.cd = g_iconv_open("UTF-8", cs);
 	while (off < end && !pb_mime_matcher_found(m)) {
-		gssize n = read_at(fd, chunk, (gsize)MIN(end - off,
-		                   PB_MESSAGE_CHUNK), off, error);
+		gssize n =
+		    read_at(fd, chunk, (gsize)MIN(end - off, size), off, error);
 		if (n <= 0) {
 			ok = n == 0;
 			break;

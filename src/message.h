@@ -41,15 +41,15 @@ PbMessageSection *pb_message_section_new(const PbMimePart *root,
 /* N of the literal {N}. */
 guint64 pb_message_section_length(const PbMessageSection *ms);
 /* Writes the octets to OUT in chunks of at most PB_MESSAGE_CHUNK. */
-gboolean pb_message_section_write(PbMessageSection *ms, int fd,
-                                  PbLineOut *out, GError **error);
+gboolean pb_message_section_write(PbMessageSection *ms, int fd, PbLineOut *out,
+                                  GError **error);
 void pb_message_section_free(PbMessageSection *ms);
 G_DEFINE_AUTOPTR_CLEANUP_FUNC(PbMessageSection, pb_message_section_free)
 
 /* Convenience: "{N}\r\n" followed by the octets (what FETCH sends after
  * "BODY[...]<start> "). */
-gboolean pb_message_section_send(PbMessageSection *ms, int fd,
-                                 PbLineOut *out, GError **error);
+gboolean pb_message_section_send(PbMessageSection *ms, int fd, PbLineOut *out,
+                                 GError **error);
 
 typedef enum {
 	PB_MESSAGE_SEARCH_BODY, /* decoded bodies of the text parts */

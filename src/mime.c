@@ -52,13 +52,13 @@ struct _PbMimeParser {
 	gsize l_hdr_len;                /* header length at its start */
 	char prefix[PREFIX_MAX];
 	gsize prefix_len;
-	gsize l_len;           /* octets of the line so far */
-	gboolean l_prev_crlf;  /* the previous line ended with CRLF */
-	gboolean l_prev_body;  /* the previous line was body or header text
-	                          (not a boundary or a header's empty line):
-	                          its line end goes to the next boundary */
+	gsize l_len;          /* octets of the line so far */
+	gboolean l_prev_crlf; /* the previous line ended with CRLF */
+	gboolean l_prev_body; /* the previous line was body or header text
+	                         (not a boundary or a header's empty line):
+	                         its line end goes to the next boundary */
 	gboolean cur_body;
-	gboolean cur_crlf;     /* this line ends with CRLF */
+	gboolean cur_crlf; /* this line ends with CRLF */
 };
 
 static PbMimePart *
@@ -729,8 +729,7 @@ rfc_phrase(Rfc *r, GString *out)
 		} else if (is_atext((unsigned char)c))
 			ret = rfc_atom(r, out);
 		else {
-			if (out->len > start &&
-			    out->str[out->len - 1] == ' ')
+			if (out->len > start && out->str[out->len - 1] == ' ')
 				g_string_truncate(out, out->len - 1);
 			break;
 		}
@@ -799,8 +798,9 @@ merge_group(GPtrArray *out, Piece *v, guint i, guint j)
 	}
 	if (!ok) {
 		for (guint k = i; k < j; k++) {
-			g_ptr_array_add(out, g_strdup_printf("%s*%u%s",
-			    v[k].key, v[k].idx, v[k].extended ? "*" : ""));
+			g_ptr_array_add(
+			    out, g_strdup_printf("%s*%u%s", v[k].key, v[k].idx,
+			                         v[k].extended ? "*" : ""));
 			g_ptr_array_add(out, g_strdup(v[k].value));
 		}
 		return;
@@ -891,19 +891,22 @@ static gboolean
 parse_content_type(const char *value, GString *type, GString *subtype,
                    GPtrArray **params)
 {
-	/* on failure TYPE keeps what was read and SUBTYPE is empty */
+	/* on failure SUBTYPE is empty and TYPE too, except when the value
+	 * ends right after the type (Dovecot 2.3's rfc822-parser) */
 	Rfc r;
+	int ret;
 
 	*params = NULL;
 	rfc_init(&r, value, strlen(value));
-	if (!rfc_skip_lwsp(&r) || rfc_mime_token(&r, type) <= 0 ||
-	    type->len == 0 || *r.p != '/')
-		return FALSE;
-	r.p++;
 	if (!rfc_skip_lwsp(&r))
 		return FALSE;
-	if (rfc_mime_token(&r, subtype) < 0 || subtype->len == 0 ||
+	ret = rfc_mime_token(&r, type);
+	if (ret <= 0 || type->len == 0)
+		return FALSE;
+	if (*r.p != '/' || (r.p++, !rfc_skip_lwsp(&r)) ||
+	    rfc_mime_token(&r, subtype) < 0 || subtype->len == 0 ||
 	    (r.p < r.end && *r.p != ';')) {
+		g_string_truncate(type, 0);
 		g_string_truncate(subtype, 0);
 		return FALSE;
 	}
@@ -951,8 +954,8 @@ pb_mime_part_set_type(PbMimePart *part, char **boundary)
 	else if (strcmp(part->type, "message") == 0 &&
 	         strcmp(part->subtype, "rfc822") == 0)
 		part->flags |= PB_MIME_PART_MESSAGE;
-	for (guint i = 0; boundary != NULL && params != NULL &&
-	                  i + 1 < params->len; i += 2)
+	for (guint i = 0;
+	     boundary != NULL && params != NULL && i + 1 < params->len; i += 2)
 		if (g_ascii_strcasecmp(params->pdata[i], "boundary") == 0) {
 			*boundary = g_strdup(params->pdata[i + 1]);
 			break;
@@ -1227,8 +1230,9 @@ append_extension(GString *out, const BodyData *d)
 static void append_part(GString *out, const PbMimePart *part,
                         gboolean extended);
 
-#define EMPTY_BODY "(\"text\" \"plain\" (\"charset\" \"us-ascii\") NIL NIL " \
-                   "\"7bit\" 0 0"
+#define EMPTY_BODY                                                             \
+	"(\"text\" \"plain\" (\"charset\" \"us-ascii\") NIL NIL "              \
+	"\"7bit\" 0 0"
 
 static void
 append_multipart(GString *out, const PbMimePart *part, const BodyData *d,
@@ -1258,11 +1262,13 @@ append_leaf(GString *out, const PbMimePart *part, const BodyData *d,
 	if (message)
 		g_string_append(out, "\"message\" \"rfc822\"");
 	else {
-		text = d->type == NULL || g_ascii_strcasecmp(d->type, "text") == 0;
+		text =
+		    d->type == NULL || g_ascii_strcasecmp(d->type, "text") == 0;
 		append_string(out, d->type != NULL ? d->type : "text");
 		g_string_append_c(out, ' ');
 		append_string(out, d->subtype != NULL ? d->subtype
-		                   : text ? "plain" : "unknown");
+		                   : text             ? "plain"
+		                                      : "unknown");
 	}
 	g_string_append_c(out, ' ');
 	append_params(out, d->params, text);
@@ -1275,7 +1281,8 @@ append_leaf(GString *out, const PbMimePart *part, const BodyData *d,
 		append_string(out, d->encoding);
 	else
 		g_string_append(out, "\"7bit\"");
-	g_string_append_printf(out, " %" G_GUINT64_FORMAT, part->body_crlf_size);
+	g_string_append_printf(out, " %" G_GUINT64_FORMAT,
+	                       part->body_crlf_size);
 	if (text)
 		g_string_append_printf(out, " %" G_GUINT64_FORMAT,
 		                       part->body_lines);
@@ -1332,8 +1339,8 @@ typedef struct {
 } AddrCtx;
 
 static void
-addr_add(AddrCtx *c, const char *name, const char *route,
-         const char *mailbox, const char *domain)
+addr_add(AddrCtx *c, const char *name, const char *route, const char *mailbox,
+         const char *domain)
 {
 	Addr a = {g_strdup(name), g_strdup(route), g_strdup(mailbox),
 	          g_strdup(domain)};
@@ -1629,8 +1636,8 @@ append_addresses(GString *out, GArray *a)
 void
 pb_mime_append_envelope(GString *out, const PbMimePart *part)
 {
-	static const char *const addr_names[] = {"From", "Sender",
-		"Reply-To", "To", "Cc", "Bcc"};
+	static const char *const addr_names[] = {"From", "Sender", "Reply-To",
+	                                         "To",   "Cc",     "Bcc"};
 	g_autofree char *date = header_value(part, "Date", TRUE);
 	g_autofree char *subject = header_value(part, "Subject", TRUE);
 	g_autofree char *irt = header_value(part, "In-Reply-To", TRUE);
@@ -1646,11 +1653,12 @@ pb_mime_append_envelope(GString *out, const PbMimePart *part)
 	else
 		append_for_humans(out, subject, strlen(subject));
 	for (guint i = 0; i < G_N_ELEMENTS(addr_names); i++) {
-		GArray *a = i == 0 ? from : field_addresses(part, addr_names[i]);
+		GArray *a =
+		    i == 0 ? from : field_addresses(part, addr_names[i]);
 		g_string_append_c(out, ' ');
 		/* no Sender or Reply-To: From */
-		append_addresses(out, (i == 1 || i == 2) && a->len == 0 ? from
-		                                                        : a);
+		append_addresses(out,
+		                 (i == 1 || i == 2) && a->len == 0 ? from : a);
 		if (a != from)
 			addrs_free(a);
 	}
@@ -1730,8 +1738,9 @@ pb_mime_section_parse(const char *text, gsize len, PbMimeSection *sec)
 		if (*s++ != '.')
 			return FALSE;
 	}
-#define KW(k) ((gsize)(end - s) >= strlen(k) && \
-               g_ascii_strncasecmp(s, k, strlen(k)) == 0)
+#define KW(k)                                                                  \
+	((gsize)(end - s) >= strlen(k) &&                                      \
+	 g_ascii_strncasecmp(s, k, strlen(k)) == 0)
 	if (s == end && sec->nparts == 0)
 		sec->kind = PB_MIME_SECTION_ALL;
 	else if (KW("HEADER.FIELDS.NOT")) {
@@ -1831,8 +1840,7 @@ pb_mime_section_resolve(const PbMimePart *root, const PbMimeSection *sec,
 		          p->body_crlf_size);
 		return;
 	}
-	range_set(range, p->header_offset, p->header_size,
-	          p->header_crlf_size);
+	range_set(range, p->header_offset, p->header_size, p->header_crlf_size);
 	if (sec->kind != PB_MIME_SECTION_HEADER) {
 		range->filter = TRUE;
 		range->fields = (const char *const *)sec->fields;
@@ -1867,7 +1875,7 @@ pb_mime_filter_header(const PbMimePart *part, const char *const *fields,
 				in = TRUE;
 				break;
 			}
-		if (in == not)
+		if (in == not )
 			continue;
 		append_crlf(out, f.raw, f.raw_len);
 		if (f.raw_len == 0 || f.raw[f.raw_len - 1] != '\n')
@@ -1886,8 +1894,7 @@ static const char *
 date_word(const char *s, char *buf, gsize size)
 {
 	gsize n = 0;
-	while (*s == ' ' || *s == '\t' || *s == ',' || *s == '\r' ||
-	       *s == '\n')
+	while (*s == ' ' || *s == '\t' || *s == ',' || *s == '\r' || *s == '\n')
 		s++;
 	if (*s == '(') { /* a comment */
 		int depth = 0;
@@ -1914,10 +1921,12 @@ date_word(const char *s, char *buf, gsize size)
 static int
 zone_minutes(const char *z, gboolean *ok)
 {
-	static const struct { const char *n; int m; } zones[] = {
-		{"UT", 0}, {"GMT", 0}, {"Z", 0}, {"EST", -300}, {"EDT", -240},
-		{"CST", -360}, {"CDT", -300}, {"MST", -420}, {"MDT", -360},
-		{"PST", -480}, {"PDT", -420}};
+	static const struct {
+		const char *n;
+		int m;
+	} zones[] = {{"UT", 0},     {"GMT", 0},    {"Z", 0},      {"EST", -300},
+	             {"EDT", -240}, {"CST", -360}, {"CDT", -300}, {"MST", -420},
+	             {"MDT", -360}, {"PST", -480}, {"PDT", -420}};
 
 	*ok = TRUE;
 	if ((z[0] == '+' || z[0] == '-') && strlen(z) == 5 &&
@@ -1937,7 +1946,8 @@ gboolean
 pb_mime_date_parse(const char *s, gint64 *utc, int *tz_min)
 {
 	static const char *const months[] = {"jan", "feb", "mar", "apr",
-		"may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"};
+	                                     "may", "jun", "jul", "aug",
+	                                     "sep", "oct", "nov", "dec"};
 	char w[32];
 	int day, mon = -1, year, h = 0, mi = 0, sec = 0, tz;
 	gboolean ok;
@@ -2081,7 +2091,8 @@ pb_mime_matcher_feed(PbMimeMatcher *m, const char *buf, gsize len)
 				memcpy(rest, m->pend + used, nr);
 				m->npend = 0;
 				for (guint i = 0; i < nr; i++)
-					pb_mime_matcher_feed(m, (char *)rest + i, 1);
+					pb_mime_matcher_feed(
+					    m, (char *)rest + i, 1);
 			}
 			continue;
 		}
@@ -2176,8 +2187,8 @@ qp_feed(PbMimeDecoder *d, const char *buf, gsize len, GString *out)
 		if (d->qp[1] == '\r' && c == '\n')
 			;
 		else if (hexval(d->qp[1]) >= 0 && hexval(c) >= 0)
-			g_string_append_c(out, (char)(hexval(d->qp[1]) * 16 +
-			                              hexval(c)));
+			g_string_append_c(
+			    out, (char)(hexval(d->qp[1]) * 16 + hexval(c)));
 		else
 			g_string_append_len(out, d->qp, 3);
 		d->nqp = 0;
@@ -2185,8 +2196,7 @@ qp_feed(PbMimeDecoder *d, const char *buf, gsize len, GString *out)
 }
 
 void
-pb_mime_decoder_feed(PbMimeDecoder *d, const char *buf, gsize len,
-                     GString *out)
+pb_mime_decoder_feed(PbMimeDecoder *d, const char *buf, gsize len, GString *out)
 {
 	if (d->enc == ENC_QP)
 		qp_feed(d, buf, len, out);
@@ -2241,17 +2251,19 @@ decode_word(const char *s, gsize len, GString *out)
 		for (const char *c = txt; c < q2; c++) {
 			if (*c == '_')
 				g_string_append_c(raw, ' ');
-			else if (*c == '=' && c + 2 < q2 &&
-			         hexval(c[1]) >= 0 && hexval(c[2]) >= 0) {
-				g_string_append_c(raw, (char)(hexval(c[1]) * 16 +
-				                              hexval(c[2])));
+			else if (*c == '=' && c + 2 < q2 && hexval(c[1]) >= 0 &&
+			         hexval(c[2]) >= 0) {
+				g_string_append_c(
+				    raw,
+				    (char)(hexval(c[1]) * 16 + hexval(c[2])));
 				c += 2;
 			} else
 				g_string_append_c(raw, *c);
 		}
 	} else
 		return 0;
-	conv = g_convert(raw->str, raw->len, "UTF-8", charset, NULL, NULL, NULL);
+	conv =
+	    g_convert(raw->str, raw->len, "UTF-8", charset, NULL, NULL, NULL);
 	if (conv != NULL) {
 		g_string_append(out, conv);
 		g_free(conv);
@@ -2343,7 +2355,8 @@ pb_mime_append_decoded_header(GString *out, const PbMimePart *part)
 gboolean
 pb_mime_part_searchable(const PbMimePart *part)
 {
-	if ((part->flags & (PB_MIME_PART_MULTIPART | PB_MIME_PART_MESSAGE)) != 0)
+	if ((part->flags & (PB_MIME_PART_MULTIPART | PB_MIME_PART_MESSAGE)) !=
+	    0)
 		return FALSE;
 	return part->type == NULL || strcmp(part->type, "text") == 0 ||
 	       strcmp(part->type, "message") == 0;

@@ -20,9 +20,9 @@
 
 #include <glib.h>
 
-#define PB_MIME_MAX_DEPTH 100     /* multipart and message/rfc822 levels */
-#define PB_MIME_MAX_PARTS 10000   /* parts in one message (Dovecot's) */
-#define PB_MIME_MAX_HEADER 65536  /* header octets kept per part */
+#define PB_MIME_MAX_DEPTH 100         /* multipart and message/rfc822 levels */
+#define PB_MIME_MAX_PARTS 10000       /* parts in one message (Dovecot's) */
+#define PB_MIME_MAX_HEADER 65536      /* header octets kept per part */
 #define PB_MIME_MAX_HEADERS (4 << 20) /* header octets kept in all */
 #define PB_MIME_MAX_SECTION_PARTS (PB_MIME_MAX_DEPTH * 2 + 2)
 
@@ -116,16 +116,15 @@ typedef struct {
 /* Parses the text between the brackets of BODY[...], e.g. "",
  * "1.2.MIME", "HEADER.FIELDS (From To)" (field names as atoms or quoted
  * strings, case kept). FALSE if it is not a valid section. */
-gboolean pb_mime_section_parse(const char *text, gsize len,
-                               PbMimeSection *sec);
+gboolean pb_mime_section_parse(const char *text, gsize len, PbMimeSection *sec);
 void pb_mime_section_clear(PbMimeSection *sec);
 
 /* Where a section's octets are in the stored message. */
 typedef struct {
-	gboolean exists;     /* FALSE: a part that is not there (answer "") */
-	guint64 offset;      /* in the stored bytes */
-	guint64 size;        /* stored octets */
-	guint64 crlf_size;   /* IMAP octets (before any filtering) */
+	gboolean exists;   /* FALSE: a part that is not there (answer "") */
+	guint64 offset;    /* in the stored bytes */
+	guint64 size;      /* stored octets */
+	guint64 crlf_size; /* IMAP octets (before any filtering) */
 	/* header filtering: when FILTER, the octets sent are
 	 * pb_mime_filter_header(header of PART, FIELDS, FIELDS_NOT) instead
 	 * of the range */
@@ -138,14 +137,13 @@ typedef struct {
 /* Resolves SEC in the message ROOT (always returns a range; see
  * RANGE->exists). A part number that does not exist gives an empty
  * range, as Dovecot answers. */
-void pb_mime_section_resolve(const PbMimePart *root,
-                             const PbMimeSection *sec, PbMimeRange *range);
+void pb_mime_section_resolve(const PbMimePart *root, const PbMimeSection *sec,
+                             PbMimeRange *range);
 
 /* Appends to OUT, with CRLF line ends, the fields of PART's header whose
  * names are (NOT: are not) in FIELDS, followed by the empty line. */
-void pb_mime_filter_header(const PbMimePart *part,
-                           const char *const *fields, gboolean not,
-                           GString *out);
+void pb_mime_filter_header(const PbMimePart *part, const char *const *fields,
+                           gboolean not, GString *out);
 
 /* ---- SEARCH ---- */
 

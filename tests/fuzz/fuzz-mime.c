@@ -29,8 +29,7 @@ count_write(void *ctx, const char *data, gsize len)
 }
 
 static void
-send_section(const PbMimePart *root, int fd, const char *text,
-             gboolean partial)
+send_section(const PbMimePart *root, int fd, const char *text, gboolean partial)
 {
 	PbMimeSection sec;
 	guint64 written = 0;
@@ -53,9 +52,13 @@ static void
 sections(const PbMimePart *root, int fd, const PbMimePart *part,
          const char *num, guint *budget)
 {
-	static const char *const kinds[] = {"", ".MIME", ".HEADER", ".TEXT",
-		".HEADER.FIELDS (From Content-Type)",
-		".HEADER.FIELDS.NOT (Subject)"};
+	static const char *const kinds[] = {
+	    "",
+	    ".MIME",
+	    ".HEADER",
+	    ".TEXT",
+	    ".HEADER.FIELDS (From Content-Type)",
+	    ".HEADER.FIELDS.NOT (Subject)"};
 	guint n = 1;
 
 	for (guint k = 0; k < G_N_ELEMENTS(kinds) && *budget > 0; k++) {
@@ -91,7 +94,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	g_autoptr(PbMimeParser) p = pb_mime_parser_new();
 	g_autoptr(PbMimePart) root = NULL, chunked = NULL;
 	g_autofree char *a = NULL, *b = NULL, *date = NULL;
-	guint budget = 300;
+	guint budget = 40;
 	gboolean found;
 	gint64 t;
 	int tz, fd;
@@ -119,7 +122,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	sections(root, fd, root, "1", &budget);
 
 	g_assert_true(pb_message_search(fd, root, PB_MESSAGE_SEARCH_TEXT,
-	                                 "Ünïcode needle", &found, NULL));
+	                                "Ünïcode needle", &found, NULL));
 	g_assert_true(pb_message_search(fd, root, PB_MESSAGE_SEARCH_BODY, "a",
 	                                &found, NULL));
 	(void)pb_mime_search_header(root, "subject", "x");

@@ -11,6 +11,11 @@
  *                                  RFC822.SIZE, BODY[section]<start.count>
  *   mime-dump batch                the same for "FILE<TAB>ITEM" lines read
  *                                  from stdin (one process for a corpus)
+ *   mime-dump search KEY NEEDLE FILE...
+ *                                  the FILEs that SEARCH KEY NEEDLE finds
+ *                                  (KEY: BODY, TEXT, SENTON, SENTBEFORE,
+ *                                  SENTSINCE (NEEDLE: yyyy-mm-dd) or a
+ *                                  header name)
  */
 #include <fcntl.h>
 #include <stdio.h>
@@ -37,21 +42,22 @@ print_sections(const PbMimePart *part, const char *prefix)
 	if ((part->flags & PB_MIME_PART_MESSAGE) != 0 && *prefix != '\0')
 		part = part->children;
 	if ((part->flags & PB_MIME_PART_MULTIPART) == 0) {
-		g_autofree char *num = g_strdup_printf("%s%s1", prefix,
-		                                       *prefix ? "." : "");
+		g_autofree char *num =
+		    g_strdup_printf("%s%s1", prefix, *prefix ? "." : "");
 		/* a single part: "1" is its body; a message inside goes on */
 		if (*prefix == '\0')
 			printf("%s %s leaf\n", cur_file, num);
 		return;
 	}
 	for (const PbMimePart *c = part->children; c != NULL; c = c->next) {
-		g_autofree char *num = g_strdup_printf("%s%s%u", prefix,
-		                                       *prefix ? "." : "", n++);
+		g_autofree char *num =
+		    g_strdup_printf("%s%s%u", prefix, *prefix ? "." : "", n++);
 		printf("%s %s %s\n", cur_file, num,
-		       (c->flags & PB_MIME_PART_MESSAGE) ? "message"
+		       (c->flags & PB_MIME_PART_MESSAGE)     ? "message"
 		       : (c->flags & PB_MIME_PART_MULTIPART) ? "multipart"
 		                                             : "leaf");
-		if ((c->flags & (PB_MIME_PART_MULTIPART | PB_MIME_PART_MESSAGE)))
+		if ((c->flags &
+		     (PB_MIME_PART_MULTIPART | PB_MIME_PART_MESSAGE)))
 			print_sections(c, num);
 	}
 }
@@ -150,11 +156,71 @@ batch(void)
 	return 0;
 }
 
+/* SENT*: the Date's day where it was written, compared with DAY (days
+ * since the epoch); no Date, or one that does not parse, is 1970-01-01
+ * (as in Dovecot) */
+static gboolean
+sent(const PbMimePart *root, const char *key, gint64 day)
+{
+	g_autofree char *date = pb_mime_header_get(root, "Date");
+	gint64 utc = 0, d;
+	int tz = 0;
+
+	if (date == NULL || !pb_mime_date_parse(date, &utc, &tz))
+		utc = tz = 0;
+	d = (utc + (gint64)tz * 60);
+	d = d >= 0 ? d / 86400 : -((-d + 86399) / 86400);
+	if (g_ascii_strcasecmp(key, "SENTON") == 0)
+		return d == day;
+	if (g_ascii_strcasecmp(key, "SENTBEFORE") == 0)
+		return d < day;
+	return d >= day;
+}
+
+static int
+search(int argc, char **argv)
+{
+	for (int i = 4; i < argc; i++) {
+		int fd;
+		g_autoptr(PbMimePart) root = load(argv[i], &fd);
+		gboolean found = FALSE;
+
+		if (g_ascii_strcasecmp(argv[2], "BODY") == 0 ||
+		    g_ascii_strcasecmp(argv[2], "TEXT") == 0) {
+			if (!pb_message_search(
+			        fd, root,
+			        g_ascii_strcasecmp(argv[2], "BODY") == 0
+			            ? PB_MESSAGE_SEARCH_BODY
+			            : PB_MESSAGE_SEARCH_TEXT,
+			        argv[3], &found, NULL))
+				return 74;
+		} else if (g_str_has_prefix(argv[2], "SENT")) {
+			int y, m, d;
+			g_autoptr(GDateTime) dt = NULL;
+			if (sscanf(argv[3], "%d-%d-%d", &y, &m, &d) != 3 ||
+			    (dt = g_date_time_new_utc(y, m, d, 0, 0, 0)) ==
+			        NULL)
+				return 64;
+			found = sent(root, argv[2],
+			             g_date_time_to_unix(dt) / 86400);
+		} else
+			found = pb_mime_search_header(root, argv[2], argv[3]);
+		if (found)
+			printf("%s\n", strrchr(argv[i], '/') != NULL
+			                   ? strrchr(argv[i], '/') + 1
+			                   : argv[i]);
+		close(fd);
+	}
+	return 0;
+}
+
 int
 main(int argc, char **argv)
 {
 	int fd;
 
+	if (argc >= 4 && strcmp(argv[1], "search") == 0)
+		return search(argc, argv);
 	if (argc == 2 && strcmp(argv[1], "batch") == 0)
 		return batch();
 	if (argc < 3) {
@@ -165,8 +231,9 @@ main(int argc, char **argv)
 	if (strcmp(argv[1], "sections") == 0) {
 		for (int i = 2; i < argc; i++) {
 			g_autoptr(PbMimePart) root = load(argv[i], &fd);
-			cur_file = strrchr(argv[i], '/') ? strrchr(argv[i], '/') + 1
-			                                 : argv[i];
+			cur_file = strrchr(argv[i], '/')
+			               ? strrchr(argv[i], '/') + 1
+			               : argv[i];
 			print_sections(root, "");
 			close(fd);
 		}

@@ -19,8 +19,8 @@
 static GPtrArray *
 corpus_files(void)
 {
-	g_autofree char *dir = g_test_build_filename(G_TEST_DIST, "data",
-	                                             "mime", NULL);
+	g_autofree char *dir =
+	    g_test_build_filename(G_TEST_DIST, "data", "mime", NULL);
 	g_autoptr(GDir) d = g_dir_open(dir, 0, NULL);
 	GPtrArray *files = g_ptr_array_new_with_free_func(g_free);
 	const char *name;
@@ -28,7 +28,8 @@ corpus_files(void)
 	g_assert_nonnull(d);
 	while ((name = g_dir_read_name(d)) != NULL)
 		if (g_str_has_suffix(name, ".eml"))
-			g_ptr_array_add(files, g_build_filename(dir, name, NULL));
+			g_ptr_array_add(files,
+			                g_build_filename(dir, name, NULL));
 	g_assert_cmpuint(files->len, >=, 50);
 	return files;
 }
@@ -38,7 +39,8 @@ static void
 describe(GString *out, const PbMimePart *p)
 {
 	for (; p != NULL; p = p->next) {
-		g_string_append_printf(out,
+		g_string_append_printf(
+		    out,
 		    "[%u %x %s/%s h=%" G_GUINT64_FORMAT "+%" G_GUINT64_FORMAT
 		    "/%" G_GUINT64_FORMAT "/%" G_GUINT64_FORMAT
 		    " b=%" G_GUINT64_FORMAT "+%" G_GUINT64_FORMAT
@@ -76,8 +78,8 @@ test_chunks(void)
 		g_autofree char *want = NULL;
 		PbMimeParser *p;
 
-		g_assert_true(g_file_get_contents(files->pdata[i], &data, &len,
-		                                  NULL));
+		g_assert_true(
+		    g_file_get_contents(files->pdata[i], &data, &len, NULL));
 		whole = pb_mime_parse(data, len);
 		want = describe_all(whole);
 		/* byte by byte */
@@ -125,8 +127,8 @@ test_sizes(void)
 	for (guint i = 0; i < files->len; i++) {
 		g_autofree char *data = NULL;
 		gsize len;
-		g_assert_true(g_file_get_contents(files->pdata[i], &data, &len,
-		                                  NULL));
+		g_assert_true(
+		    g_file_get_contents(files->pdata[i], &data, &len, NULL));
 		g_autoptr(PbMimePart) root = pb_mime_parse(data, len);
 		g_assert_cmpuint(pb_mime_part_crlf_size(root), ==,
 		                 crlf_len(data, len));
@@ -155,8 +157,8 @@ section_text(const PbMimePart *root, int fd, const char *section,
 	g_autoptr(GError) err = NULL;
 
 	g_assert_true(pb_mime_section_parse(section, strlen(section), &sec));
-	PbMessageSection *ms = pb_message_section_new(root, &sec, partial,
-	                                              start, count);
+	PbMessageSection *ms =
+	    pb_message_section_new(root, &sec, partial, start, count);
 	g_assert_true(pb_message_section_write(ms, fd, &out, &err));
 	g_assert_no_error(err);
 	g_assert_cmpuint(sink.s->len, ==, pb_message_section_length(ms));
@@ -178,18 +180,18 @@ test_sections(void)
 	g_assert_no_error(err);
 
 	g_autofree char *all = section_text(root, fd, "", FALSE, 0, 0);
-	g_assert_cmpstr(all, ==, "From: a@b.c\r\nSubject: s\r\n\r\n"
-	                         "line one\r\nline two\r\n");
+	g_assert_cmpstr(all, ==,
+	                "From: a@b.c\r\nSubject: s\r\n\r\n"
+	                "line one\r\nline two\r\n");
 	g_autofree char *text = section_text(root, fd, "TEXT", FALSE, 0, 0);
 	g_assert_cmpstr(text, ==, "line one\r\nline two\r\n");
 	g_autofree char *one = section_text(root, fd, "1", FALSE, 0, 0);
 	g_assert_cmpstr(one, ==, text);
-	g_autofree char *hdr = section_text(root, fd, "HEADER.FIELDS (subject)",
-	                                    FALSE, 0, 0);
+	g_autofree char *hdr =
+	    section_text(root, fd, "HEADER.FIELDS (subject)", FALSE, 0, 0);
 	g_assert_cmpstr(hdr, ==, "Subject: s\r\n\r\n");
-	g_autofree char *not = section_text(root, fd,
-	                                    "HEADER.FIELDS.NOT (Subject)",
-	                                    FALSE, 0, 0);
+	g_autofree char *not =
+	    section_text(root, fd, "HEADER.FIELDS.NOT (Subject)", FALSE, 0, 0);
 	g_assert_cmpstr(not, ==, "From: a@b.c\r\n\r\n");
 	/* a partial that starts between the CR and the LF made of a LF */
 	g_autofree char *p1 = section_text(root, fd, "TEXT", TRUE, 9, 3);
@@ -199,8 +201,8 @@ test_sections(void)
 	g_assert_cmpstr(p2, ==, "two\r\n");
 	g_autofree char *p3 = section_text(root, fd, "TEXT", TRUE, 100, 5);
 	g_assert_cmpstr(p3, ==, "");
-	g_autofree char *p4 = section_text(root, fd, "HEADER.FIELDS (From)",
-	                                   TRUE, 2, 4);
+	g_autofree char *p4 =
+	    section_text(root, fd, "HEADER.FIELDS (From)", TRUE, 2, 4);
 	g_assert_cmpstr(p4, ==, "om: ");
 	g_autofree char *none = section_text(root, fd, "3", FALSE, 0, 0);
 	g_assert_cmpstr(none, ==, "");
@@ -211,24 +213,37 @@ test_sections(void)
 static void
 test_section_parse(void)
 {
-	const char *good[] = {"", "1", "1.2.3", "HEADER", "text", "1.MIME",
-		"2.HEADER.FIELDS (A \"B c\")", "HEADER.FIELDS.NOT (X)"};
-	const char *bad[] = {"0", "1.", "MIME", "1..2", "HEADER.FIELDS",
-		"HEADER.FIELDS ()", "TEXTX", "1.2x", "99999999999"};
+	const char *good[] = {"",
+	                      "1",
+	                      "1.2.3",
+	                      "HEADER",
+	                      "text",
+	                      "1.MIME",
+	                      "2.HEADER.FIELDS (A \"B c\")",
+	                      "HEADER.FIELDS.NOT (X)"};
+	const char *bad[] = {"0",
+	                     "1.",
+	                     "MIME",
+	                     "1..2",
+	                     "HEADER.FIELDS",
+	                     "HEADER.FIELDS ()",
+	                     "TEXTX",
+	                     "1.2x",
+	                     "99999999999"};
 	PbMimeSection sec;
 
 	for (guint i = 0; i < G_N_ELEMENTS(good); i++) {
-		g_assert_true(pb_mime_section_parse(good[i], strlen(good[i]),
-		                                    &sec));
+		g_assert_true(
+		    pb_mime_section_parse(good[i], strlen(good[i]), &sec));
 		pb_mime_section_clear(&sec);
 	}
 	for (guint i = 0; i < G_N_ELEMENTS(bad); i++) {
-		g_assert_false(pb_mime_section_parse(bad[i], strlen(bad[i]),
-		                                     &sec));
+		g_assert_false(
+		    pb_mime_section_parse(bad[i], strlen(bad[i]), &sec));
 		pb_mime_section_clear(&sec);
 	}
-	g_assert_true(pb_mime_section_parse("2.HEADER.FIELDS (A \"B c\")", 25,
-	                                    &sec));
+	g_assert_true(
+	    pb_mime_section_parse("2.HEADER.FIELDS (A \"B c\")", 25, &sec));
 	g_assert_cmpuint(sec.nparts, ==, 1);
 	g_assert_cmpint(sec.kind, ==, PB_MIME_SECTION_HEADER_FIELDS);
 	g_assert_cmpstr(sec.fields[1], ==, "B c");
@@ -240,9 +255,20 @@ static void
 test_corpus_sections(void)
 {
 	g_autoptr(GPtrArray) files = corpus_files();
-	const char *secs[] = {"", "HEADER", "TEXT", "1", "1.MIME", "2",
-		"2.MIME", "2.HEADER", "2.TEXT", "1.1", "1.2.1", "2.1",
-		"HEADER.FIELDS (From Subject)", "HEADER.FIELDS.NOT (From)"};
+	const char *secs[] = {"",
+	                      "HEADER",
+	                      "TEXT",
+	                      "1",
+	                      "1.MIME",
+	                      "2",
+	                      "2.MIME",
+	                      "2.HEADER",
+	                      "2.TEXT",
+	                      "1.1",
+	                      "1.2.1",
+	                      "2.1",
+	                      "HEADER.FIELDS (From Subject)",
+	                      "HEADER.FIELDS.NOT (From)"};
 
 	for (guint i = 0; i < files->len; i++) {
 		int fd = open(files->pdata[i], O_RDONLY);
@@ -260,12 +286,15 @@ test_corpus_sections(void)
 static void
 test_limits(void)
 {
-	GString *m = g_string_new("Content-Type: multipart/mixed; boundary=b0\n\n");
+	GString *m =
+	    g_string_new("Content-Type: multipart/mixed; boundary=b0\n\n");
 	guint depth = 0, parts = 0;
 
 	for (int i = 1; i < 300; i++)
-		g_string_append_printf(m, "--b%d\nContent-Type: multipart/mixed;"
-		                       " boundary=b%d\n\n", i - 1, i);
+		g_string_append_printf(m,
+		                       "--b%d\nContent-Type: multipart/mixed;"
+		                       " boundary=b%d\n\n",
+		                       i - 1, i);
 	for (int i = 0; i < 30000; i++)
 		g_string_append(m, "--b299\n\nx\n");
 	g_string_append_printf(m, "X-Long: %*s\n", 100000, "y");
@@ -296,15 +325,16 @@ test_dates(void)
 	gint64 t;
 	int tz;
 
-	g_assert_true(pb_mime_date_parse("Mon, 2 Sep 2024 10:11:09 +0200",
-	                                 &t, &tz));
+	g_assert_true(
+	    pb_mime_date_parse("Mon, 2 Sep 2024 10:11:09 +0200", &t, &tz));
 	g_assert_cmpint(t, ==, 1725264669);
 	g_assert_cmpint(tz, ==, 120);
 	g_assert_true(pb_mime_date_parse("5 Nov 94 13:05 EST", &t, &tz));
 	g_assert_cmpint(tz, ==, -300);
 	g_assert_cmpint(t, ==, 784058700);
 	g_assert_true(pb_mime_date_parse(" Thu, 13 Feb 1969 23:32:54 -0330 "
-	                                 "(comment)", &t, &tz));
+	                                 "(comment)",
+	                                 &t, &tz));
 	g_assert_cmpint(tz, ==, -210);
 	g_assert_false(pb_mime_date_parse("yesterday", &t, &tz));
 	g_assert_false(pb_mime_date_parse("32 Jan 2024 10:00 +0000", &t, &tz));
@@ -339,8 +369,8 @@ test_matcher(void)
 static gboolean
 search_file(const char *name, PbMessageSearchKind kind, const char *needle)
 {
-	g_autofree char *path = g_test_build_filename(G_TEST_DIST, "data",
-	                                              "mime", name, NULL);
+	g_autofree char *path =
+	    g_test_build_filename(G_TEST_DIST, "data", "mime", name, NULL);
 	int fd = open(path, O_RDONLY);
 	g_autoptr(GError) err = NULL;
 	g_autoptr(PbMimePart) root = pb_message_parse_fd(fd, &err);
@@ -356,8 +386,8 @@ search_file(const char *name, PbMessageSearchKind kind, const char *needle)
 static gboolean
 header_has(const char *name, const char *field, const char *needle)
 {
-	g_autofree char *path = g_test_build_filename(G_TEST_DIST, "data",
-	                                              "mime", name, NULL);
+	g_autofree char *path =
+	    g_test_build_filename(G_TEST_DIST, "data", "mime", name, NULL);
 	int fd = open(path, O_RDONLY);
 	g_autoptr(PbMimePart) root = pb_message_parse_fd(fd, NULL);
 	close(fd);
@@ -373,8 +403,8 @@ test_search(void)
 	/* base64 and quoted-printable decoded, UTF-8 folded */
 	g_assert_true(search_file("40-base64-text.eml", B, "bärenhöhle"));
 	g_assert_true(search_file("40-base64-text.eml", B, "NEEDLE INSIDE"));
-	g_assert_true(search_file("03-multipart-alternative.eml", B,
-	                          "große rabatte"));
+	g_assert_true(
+	    search_file("03-multipart-alternative.eml", B, "große rabatte"));
 	g_assert_true(search_file("39-qp-soft-breaks.eml", B,
 	                          "right here and continues"));
 	g_assert_true(search_file("39-qp-soft-breaks.eml", B, "euro sign: €"));
@@ -394,12 +424,12 @@ test_search(void)
 	g_assert_true(header_has("09-rfc2047-names.eml", "from", "andré"));
 	g_assert_true(header_has("09-rfc2047-names.eml", "Subject",
 	                         "read this you understand"));
-	g_assert_true(header_has("12-long-folded.eml", "subject",
-	                         "and then a third"));
+	g_assert_true(
+	    header_has("12-long-folded.eml", "subject", "and then a third"));
 	g_assert_true(header_has("01-plain.eml", "Message-ID", ""));
 	g_assert_false(header_has("01-plain.eml", "X-Nothing", ""));
-	g_assert_true(header_has("16-duplicate-headers.eml", "subject",
-	                         "first"));
+	g_assert_true(
+	    header_has("16-duplicate-headers.eml", "subject", "first"));
 }
 
 int
