@@ -89,30 +89,26 @@ def sync_story(imap, root, sync, quiet_again=True):
     before = snapshot(imap, root)
     sync()
     assert snapshot(imap, root) == before
-    # a flag change on the server reaches the local copy, and one on the
-    # local copy reaches the server
+    # one round of changes on both sides (to different messages): a flag
+    # change on the server reaches the local copy and one on the local
+    # copy the server; moved to Trash locally, the message leaves INBOX
+    # for Trash on the server; moved to Trash on the server (MOVE), it
+    # does so locally, with the flag set before the move
     c = login(imap)
     c.select("INBOX")
     assert c.store("1", "+FLAGS", "(\\Flagged)")[0] == "OK"
+    typ, _ = c.uid("MOVE", "1", "Trash")
+    assert typ == "OK"
     c.logout()
     p = find_local(root, "INBOX", 3)
     base, _, fl = p.name.partition(":2,")
     p.rename(p.parent.parent / "cur" / (base + ":2," + "".join(sorted(fl + "S"))))
-    sync()
-    assert "F" in local_flags(root, "INBOX")[1]
-    assert "S" in server_flags(imap)[3]
-    # moved to Trash locally: on the server it leaves INBOX for Trash;
-    # moved to Trash on the server (MOVE): locally as well
     p = find_local(root, "INBOX", 2)
     base, _, fl = p.name.partition(":2,")
     base = re.sub(r",U=\d+", "", base)  # mbsync's UID in the name
     p.rename(root / "Trash" / "cur" / (base + ":2," + fl))
-    c = login(imap)
-    c.select("INBOX")
-    typ, _ = c.uid("MOVE", "1", "Trash")
-    assert typ == "OK"
-    c.logout()
     sync()
+    assert "S" in server_flags(imap)[3]
     assert sorted(server_flags(imap)) == [3], server_flags(imap)
     assert sorted(server_flags(imap, "Trash")) == [1, 2]
     assert sorted(local_flags(root, "INBOX")) == [3]
