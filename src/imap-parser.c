@@ -2136,15 +2136,22 @@ is_wild(char c)
 
 /* PATTERN without adjacent wildcards ("%*", "*%", "**" are "*"; "%%"
  * is "%"): the same names match, and a state j can be live after i
- * octets only when j <= 2i + 1, which bounds the work by the name. */
+ * octets only when j <= 2i + 1, which bounds the work by the name. So
+ * only the first LIMIT octets are kept (*CUT tells whether more were
+ * there: then the end cannot be reached). */
 static char *
-squeeze(const char *pattern)
+squeeze(const char *pattern, gsize limit, gboolean *cut)
 {
 	GString *out = g_string_new(NULL);
 
+	*cut = FALSE;
 	for (const char *c = pattern; *c != '\0'; c++) {
 		char *last = out->len > 0 ? &out->str[out->len - 1] : NULL;
 
+		if (out->len == limit) {
+			*cut = TRUE;
+			break;
+		}
 		if (is_wild(*c) && last != NULL && is_wild(*last)) {
 			if (*c == '*')
 				*last = '*';
@@ -2200,7 +2207,8 @@ nfa_step(const char *pat, gsize m, guint8 *cur, guint8 *next, gsize *top,
 typedef struct {
 	char *pat;
 	gsize m;
-	guint8 *set; /* the states left */
+	gboolean cut; /* pat is a prefix of the pattern */
+	guint8 *set;  /* the states left */
 	gsize top;
 } Nfa;
 
@@ -2223,7 +2231,7 @@ nfa_run(Nfa *n, const char *pattern, const char *name, char sep, gboolean below)
 	g_autofree guint8 *next = NULL;
 	gboolean live = TRUE;
 
-	n->pat = squeeze(pattern);
+	n->pat = squeeze(pattern, 2 * nlen + 4, &n->cut);
 	n->m = strlen(n->pat);
 	n->set = g_malloc0(n->m + 1);
 	next = g_malloc0(n->m + 1);
@@ -2245,7 +2253,7 @@ pb_imap_list_match(const char *pattern, const char *name, char sep)
 {
 	g_auto(Nfa) n = {0};
 
-	return nfa_run(&n, pattern, name, sep, FALSE) && n.set[n.m];
+	return nfa_run(&n, pattern, name, sep, FALSE) && !n.cut && n.set[n.m];
 }
 
 gboolean

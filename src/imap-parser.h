@@ -81,7 +81,9 @@ struct _PbImapArg {
 /* An atom: a bare word, brackets included: "BODY[HEADER.FIELDS (A B)]"
  * is ONE atom when the word before '[' is BODY or BODY.PEEK (the FETCH
  * helper parses the section); anywhere else '[' is an ordinary atom
- * character (mailbox names like "[Gmail].Sent"). "%", "*", "\" and "]"
+ * character (mailbox names like "[Gmail].Sent"). A section holds no
+ * literal (header field names quoted or bare only: BAD otherwise).
+ * "%", "*", "\" and "]"
  * are atom characters here (list-mailbox, flags); the typed helpers are
  * strict where the grammar is. */
 

@@ -1211,6 +1211,67 @@ test_list_match(void)
 	g_assert_cmpint(clock() - start, <, 2 * CLOCKS_PER_SEC);
 }
 
+/* The obvious backtracking matcher, for small inputs only. */
+static gboolean
+naive_match(const char *pat, const char *name)
+{
+	if (*pat == '\0')
+		return *name == '\0';
+	if (*pat == '*' || *pat == '%') {
+		for (const char *n = name;; n++) {
+			if (naive_match(pat + 1, n))
+				return TRUE;
+			if (*n == '\0' || (*pat == '%' && *n == '.'))
+				return FALSE;
+		}
+	}
+	return *name == *pat && naive_match(pat + 1, name + 1);
+}
+
+static void
+random_word(GRand *r, GString *w, const char *alphabet, guint max)
+{
+	guint len = (guint)g_rand_int_range(r, 0, (gint32)max + 1);
+
+	g_string_truncate(w, 0);
+	for (guint i = 0; i < len; i++)
+		g_string_append_c(
+		    w,
+		    alphabet[g_rand_int_range(r, 0, (gint32)strlen(alphabet))]);
+}
+
+/* The NFA against the backtracking matcher on 20000 random pairs; and
+ * "below" against matching some child name. */
+static void
+test_list_match_random(void)
+{
+	g_autoptr(GRand) r = g_rand_new_with_seed(12345);
+	g_autoptr(GString) pat = g_string_new(NULL);
+	g_autoptr(GString) name = g_string_new(NULL);
+	g_autoptr(GString) child = g_string_new(NULL);
+
+	for (guint i = 0; i < 20000; i++) {
+		gboolean below = FALSE;
+
+		random_word(r, pat, "ab.*%", 8);
+		random_word(r, name, "ab.", 6);
+		g_assert_cmpint(pb_imap_list_match(pat->str, name->str, '.'),
+		                ==, naive_match(pat->str, name->str));
+		/* every child of up to 8 octets */
+		for (guint k = 0; k < 400 && !below; k++) {
+			random_word(r, child, "ab.", 8);
+			if (child->len == 0)
+				continue;
+			g_string_prepend(child, ".");
+			g_string_prepend(child, name->str);
+			below = naive_match(pat->str, child->str);
+		}
+		if (below)
+			g_assert_true(
+			    pb_imap_list_match_below(pat->str, name->str, '.'));
+	}
+}
+
 static void
 test_append(void)
 {
@@ -1237,6 +1298,109 @@ test_append(void)
 	    pb_imap_args_append(c.c->args, 2, &f, &has_date, &t, &err));
 	g_assert_error(err, PB_ERROR, PB_ERROR_DATA);
 	g_assert_null(f.keywords);
+}
+
+/* Command lines as real clients write them (Thunderbird, Apple Mail,
+ * K-9, mutt, mbsync, offlineimap, curl, fetchmail): each is parsed and
+ * goes through the helper its command needs. */
+static void
+test_clients(void)
+{
+	static const char *const lines[] = {
+	    "2 capability",
+	    "5 select \"INBOX\" (CONDSTORE)",
+	    "6 UID fetch 1:* (FLAGS)",
+	    "8 UID fetch 1:5 (UID RFC822.SIZE FLAGS BODY.PEEK[HEADER.FIELDS "
+	    "(From To Cc Bcc Subject Date Message-ID Priority X-Priority "
+	    "References Newsgroups In-Reply-To Content-Type Reply-To)])",
+	    "10 list (subscribed) \"\" \"*\" return (special-use)",
+	    "11 UID fetch 3 (UID RFC822.SIZE BODY.PEEK[])",
+	    "12 uid store 3 +Flags (\\Seen)",
+	    "15 uid move 3 \"Trash\"",
+	    "17 STATUS \"Sent\" (UIDNEXT MESSAGES UNSEEN RECENT)",
+	    "19 ID (\"name\" \"Thunderbird\" \"version\" \"115.0\")",
+	    "20 UID SEARCH OR FROM \"bob\" SUBJECT \"bob\"",
+	    "3.2 LIST \"\" \"\"",
+	    "4.3 LSUB \"\" \"*\"",
+	    "8 UID SEARCH 1:* NOT DELETED",
+	    "9 UID FETCH 1:3 (BODYSTRUCTURE BODY.PEEK[HEADER.FIELDS "
+	    "(references x-priority x-uniform-type-identifier)])",
+	    "10 UID FETCH 3 (BODY.PEEK[1]<0.6004>)",
+	    "11 UID STORE 3 +FLAGS.SILENT (\\Deleted)",
+	    "a0005 FETCH 1:3 (UID FLAGS INTERNALDATE RFC822.SIZE "
+	    "BODY.PEEK[HEADER.FIELDS (DATE FROM SENDER SUBJECT TO CC "
+	    "MESSAGE-ID REFERENCES CONTENT-TYPE CONTENT-DESCRIPTION "
+	    "IN-REPLY-TO REPLY-TO LINES LIST-POST X-LABEL X-ORIGINAL-TO)])",
+	    "a0006 UID FETCH 3 BODY.PEEK[]",
+	    "a0007 UID STORE 3 +FLAGS.SILENT (\\Seen)",
+	    "5 UID FETCH 1:1000000000 (UID FLAGS)",
+	    "7 UID STORE 2 +FLAGS.SILENT \\Seen",
+	    "8 UID FETCH 1:* (UID FLAGS BODY.PEEK[HEADER.FIELDS (X-TUID)])",
+	    "9 UID SEARCH HEADER X-TUID 0123456789ab",
+	    "10 UID SEARCH (HEADER X-OfflineIMAP \"123-456\")",
+	    "A003 LIST \"\" *",
+	    "A005 FETCH 1 BODY[]",
+	    "A0005 FETCH 1:3 RFC822.SIZE",
+	    "A0006 FETCH 1 RFC822.HEADER",
+	    "A0007 FETCH 1 BODY.PEEK[TEXT]",
+	    "A0008 STORE 1 +FLAGS (\\Seen \\Deleted)",
+	    "k9 UID FETCH 1:* (FLAGS INTERNALDATE RFC822.SIZE "
+	    "BODY.PEEK[HEADER.FIELDS (date subject from content-type to cc "
+	    "reply-to message-id references in-reply-to X-K9mail-Identity)] "
+	    "UID)",
+	    "s1 SEARCH CHARSET UTF-8 SINCE 01-Jan-2024 UNDELETED",
+	    "s2 UID SEARCH RETURN (ALL) UID 1:* SEEN",
+	};
+
+	for (guint i = 0; i < G_N_ELEMENTS(lines); i++) {
+		g_autofree char *line = g_strdup_printf("%s\r\n", lines[i]);
+		g_auto(Cmd) c = parse(line);
+		const PbImapArg *a = c.c->args;
+		guint n = c.c->n_args;
+		const char *verb = c.c->name;
+		g_autoptr(GError) err = NULL;
+		gboolean ok = TRUE;
+
+		if (g_ascii_strcasecmp(verb, "UID") == 0)
+			verb = a[0].str, a++, n--;
+		if (g_ascii_strcasecmp(verb, "FETCH") == 0) {
+			g_autoptr(PbImapSeqSet) set = NULL;
+			g_autoptr(PbImapFetch) f = NULL;
+
+			ok = pb_imap_arg_seqset(&a[0], &set, &err) &&
+			     pb_imap_arg_fetch(&a[1], &f, &err);
+		} else if (g_ascii_strcasecmp(verb, "STORE") == 0) {
+			g_auto(PbImapStore) st = {0};
+
+			ok = pb_imap_args_store(a + 1, n - 1, &st, &err);
+		} else if (g_ascii_strcasecmp(verb, "SEARCH") == 0) {
+			g_autoptr(PbImapSearch) se = NULL;
+
+			ok = pb_imap_args_search(a, n, &se, &err);
+		} else if (g_ascii_strcasecmp(verb, "LIST") == 0 ||
+		           g_ascii_strcasecmp(verb, "LSUB") == 0) {
+			g_autoptr(PbImapList) l = NULL;
+
+			ok = pb_imap_args_list(a, n, &l, &err);
+		} else if (g_ascii_strcasecmp(verb, "STATUS") == 0) {
+			guint items;
+
+			ok = pb_imap_arg_status_items(&a[1], &items, &err);
+		}
+		if (n > 0 && (g_ascii_strcasecmp(verb, "SELECT") == 0 ||
+		              g_ascii_strcasecmp(verb, "STATUS") == 0 ||
+		              g_ascii_strcasecmp(verb, "MOVE") == 0)) {
+			g_autofree char *mbox = NULL;
+			guint at =
+			    g_ascii_strcasecmp(verb, "MOVE") == 0 ? 1 : 0;
+
+			ok = ok && pb_imap_arg_mailbox(&a[at], &mbox, &err);
+		}
+		if (!ok)
+			g_test_message("%s: %s", lines[i], err->message);
+		g_assert_no_error(err);
+		g_assert_true(ok);
+	}
 }
 
 static void
@@ -1323,7 +1487,10 @@ main(int argc, char **argv)
 	g_test_add_func("/imap-parser/args/list", test_list_args);
 	g_test_add_func("/imap-parser/args/status", test_status);
 	g_test_add_func("/imap-parser/args/list-match", test_list_match);
+	g_test_add_func("/imap-parser/args/list-match-random",
+	                test_list_match_random);
 	g_test_add_func("/imap-parser/args/append", test_append);
+	g_test_add_func("/imap-parser/args/clients", test_clients);
 	g_test_add_func("/imap-parser/output/quote", test_output);
 	g_test_add_func("/imap-parser/output/roundtrip", test_output_roundtrip);
 	return g_test_run();
