@@ -351,12 +351,15 @@ pb_mailfolder_name_canon(const char *name)
 	return g_strdup(name);
 }
 
-/* The folder's directory name under ROOT ("." for INBOX). */
+/* The folder's directory name under ROOT ("." for INBOX), whatever the
+ * case of an INBOX level. */
 static char *
 dir_name(const char *name)
 {
-	return g_str_equal(name, "INBOX") ? g_strdup(".")
-	                                  : g_strconcat(".", name, NULL);
+	g_autofree char *canon = pb_mailfolder_name_canon(name);
+
+	return g_str_equal(canon, "INBOX") ? g_strdup(".")
+	                                   : g_strconcat(".", canon, NULL);
 }
 
 /* ---- dovecot-uidlist ---- */
@@ -1653,7 +1656,7 @@ folder_new(PbMailStore *st, const char *name, gboolean ro, GError **error)
 	g_autofree char *dir = dir_name(name);
 
 	f->st = st;
-	f->name = g_strdup(name);
+	f->name = pb_mailfolder_name_canon(name);
 	f->ro = ro;
 	f->newfd = f->curfd = -1;
 	f->msgs = g_array_new(FALSE, TRUE, sizeof(Msg));

@@ -8,16 +8,19 @@
  *   ROOT/.A.B/{tmp,new,cur}      folder "A.B" (name in modified UTF-7, as on
  *   ROOT/.A.B/maildirfolder      the wire; "." is the hierarchy separator)
  *   FOLDER/dovecot-uidlist       version 3: "3 V<uidvalidity> N<uidnext>
- *                                G<guid>", then "<uid> [ext...] :<base>"
- *                                (base = file name before ":2,")
+ *                                G<guid>", then "<uid> [ext...] :<name>"
+ *                                (the last known file name; its base,
+ *                                before ":", is the key)
  *   FOLDER/dovecot-uidlist.lock  the lock for the two files below (link(2))
  *   FOLDER/dovecot-keywords      "<index> <keyword>", index 0-25 = 'a'-'z'
  *   ROOT/subscriptions           "V\t2\n\n" then one name a line, levels
  *                                separated by TAB
- *   ROOT/dovecot-uidvalidity     the last UIDVALIDITY handed out (hex)
- * A message's flags are its name's info ":2,<letters>": D F P R S T
- * (\Draft \Flagged $Forwarded/passed \Answered \Seen \Deleted), a-z for
- * keywords, all in ASCII order; letters we do not know are kept.
+ *   ROOT/dovecot-uidvalidity     the last UIDVALIDITY handed out (hex),
+ *   ROOT/dovecot-uidvalidity.HEX Dovecot's marker of the same value
+ * A message's flags are its name's info ":2,<letters>": D F R S T
+ * (\Draft \Flagged \Answered \Seen \Deleted), a-z for keywords, all in
+ * ASCII order; other letters (P for "passed", ...) and anything after a
+ * further "," are kept as they are.
  *
  * Guarantees:
  *  - a UID is keyed by the base name, so a flag change (rename, by us,
@@ -40,8 +43,9 @@
  *  - another process (pop3d, Dovecot, a local MUA) may rename or unlink
  *    messages at any time: a message that moved is found again by its base
  *    name, one that is gone is reported expunged at the next sync, and a
- *    scan that raced a rename is repeated before anything is declared
- *    expunged.
+ *    scan that misses a known message (readdir racing a rename) is
+ *    repeated, up to three times, taking the union, before anything is
+ *    declared expunged.
  * Errors: PB_MAILFOLDER_ERROR (below) for what an IMAP client is told with
  * a response code; PB_ERROR_TEMP for I/O trouble (NO
  * [SERVERBUG]/[UNAVAILABLE]).
@@ -112,11 +116,13 @@ typedef struct {
 /* ---- names ---- */
 
 /* Checks an IMAP mailbox name (mUTF-7 as received): well-formed modified
- * UTF-7, printable ASCII, no "/" or "\\", no empty level (no leading,
- * trailing or double "."), no level "tmp", "new" or "cur" or starting
- * with "." , at most PB_MAILFOLDER_NAME_MAX octets and
+ * UTF-7 in its one canonical spelling, decoding to no control character
+ * (C0, DEL, C1), printable ASCII, none of "/", "\\", "*", "%", no leading
+ * "~", no empty level (no leading, trailing or double "."), no level
+ * "tmp", "new" or "cur", at most PB_MAILFOLDER_NAME_MAX octets and
  * PB_MAILFOLDER_DEPTH_MAX levels. PB_MAILFOLDER_ERROR_BADNAME. "INBOX" in
- * any case is valid. */
+ * any case is valid. A LIST pattern is not a name: match patterns
+ * against pb_mailstore_list(). */
 gboolean pb_mailfolder_name_check(const char *name, GError **error);
 /* The canonical form: a first level "INBOX" in any case becomes "INBOX";
  * the rest is unchanged. Call after pb_mailfolder_name_check(). */
@@ -165,7 +171,8 @@ gboolean pb_mailstore_create(PbMailStore *st, const char *name, GError **error);
  * one rename before its files are removed. INBOX: CANNOT. */
 gboolean pb_mailstore_delete(PbMailStore *st, const char *name, GError **error);
 /* RENAME: FROM and its children to TO (ALREADYEXISTS if TO or a child's
- * new name exists, NONEXISTENT); folders keep their UIDVALIDITY and
+ * new name exists, NONEXISTENT, CANNOT when TO is inside FROM, BADNAME
+ * when a child's new name is too long); folders keep their UIDVALIDITY and
  * UIDs; subscriptions follow. FROM = INBOX: creates TO (a fresh
  * UIDVALIDITY) and moves INBOX's messages into it (new UIDs there); INBOX
  * stays, empty; its children do not move (RFC 3501 6.3.5). */
@@ -210,8 +217,10 @@ guint32 pb_mailfolder_uidnext(PbMailFolder *f);
 const char *const *pb_mailfolder_watch_dirs(PbMailFolder *f);
 
 /* The messages as this session knows them, by 0-based index (sequence
- * number - 1), in ascending UID order. They change only in
- * pb_mailfolder_sync(), _expunge() and _store(). */
+ * number - 1), in ascending UID order. Indexes change only in
+ * pb_mailfolder_sync(), _expunge() and a MOVE's _copy(); flags also in
+ * _store() (and when a read finds another process's rename, reported at
+ * the next sync); is_expunged also when a read finds the file gone. */
 guint pb_mailfolder_count(PbMailFolder *f);
 guint pb_mailfolder_recent_count(PbMailFolder *f);
 guint32 pb_mailfolder_uid(PbMailFolder *f, guint i);
@@ -238,7 +247,10 @@ int pb_mailfolder_open_message(PbMailFolder *f, guint i, GError **error);
 /* The keywords defined in this folder (for FLAGS / PERMANENTFLAGS), NULL
  * terminated; and the name of bit K of pb_mailfolder_keywords() (NULL
  * when the letter has no name: such a letter is kept in the file name
- * but not shown). Both valid until the next sync or keyword call. */
+ * but not shown). Both valid until the next sync or keyword call.
+ * Index k of the list is bit k only when dovecot-keywords has no gaps
+ * (ours never have; a hand-edited one may): name bits with
+ * pb_mailfolder_keyword_name(). */
 const char *const *pb_mailfolder_keyword_names(PbMailFolder *f);
 const char *pb_mailfolder_keyword_name(PbMailFolder *f, guint k);
 /* The bit of keyword NAME (case-insensitive, RFC 3501 atom chars, not
