@@ -58,6 +58,9 @@ struct _PbMimeParser {
 	                         (not a boundary or a header's empty line):
 	                         its line end goes to the next boundary */
 	gboolean cur_body;
+	PbMimePart *l_prev_eoh; /* the part whose header the previous line
+	                           ended, if it did */
+	PbMimePart *cur_eoh;
 	gboolean cur_crlf; /* this line ends with CRLF */
 };
 
@@ -257,6 +260,8 @@ at_boundary(PbMimeParser *p, int m, gboolean closing)
 	}
 	while ((int)p->nopen - 1 > m) {
 		Open *o = &p->open[p->nopen - 1];
+		if (o->part == p->l_prev_eoh)
+			o->part->flags |= PB_MIME_PART_BLANK_BEFORE_BOUNDARY;
 		if (o->in_header && o->part->header_len > p->l_hdr_len)
 			o->part->header_len = p->l_hdr_len;
 		close_top(p, off, crlf, lines);
@@ -290,6 +295,7 @@ end_line(PbMimeParser *p, gboolean eof)
 	gboolean closing = FALSE;
 	int m = find_boundary(p, &closing);
 
+	p->cur_eoh = NULL;
 	/* the header of a multipart that just started: its own boundaries
 	 * are not looked for before its body */
 	p->cur_body = TRUE;
@@ -300,10 +306,12 @@ end_line(PbMimeParser *p, gboolean eof)
 			          p->crlf, p->lines);
 	} else if (top->in_header && !eof && line_is_empty(p)) {
 		p->cur_body = FALSE;
+		p->cur_eoh = top->part;
 		header_done(p, p->off, p->crlf, p->lines, TRUE);
 	}
 	p->l_prev_crlf = p->cur_crlf;
 	p->l_prev_body = p->cur_body;
+	p->l_prev_eoh = p->cur_eoh;
 	p->line_start = TRUE;
 }
 
@@ -1776,6 +1784,21 @@ range_set(PbMimeRange *r, guint64 off, guint64 size, guint64 crlf)
 	r->crlf_size = crlf;
 }
 
+/* The header of P as BODY[HEADER] and BODY[n.MIME] send it. */
+static void
+header_range(PbMimeRange *r, const PbMimePart *p)
+{
+	guint64 size = p->header_size, crlf = p->header_crlf_size;
+
+	if ((p->flags & PB_MIME_PART_BLANK_BEFORE_BOUNDARY) != 0 && crlf >= 2) {
+		gboolean cr = p->header_len >= 2 && p->header_len == size &&
+		              p->header[size - 2] == '\r';
+		size -= cr ? 2 : 1;
+		crlf -= 2;
+	}
+	range_set(r, p->header_offset, size, crlf);
+}
+
 /* The part a path of numbers names, or NULL: N of a multipart is its
  * N-th part; a part that is not one has only "1" (itself), and only a
  * message/rfc822 part goes on below it, into its message (Dovecot's
@@ -1823,8 +1846,7 @@ pb_mime_section_resolve(const PbMimePart *root, const PbMimeSection *sec,
 		return;
 	}
 	if (sec->kind == PB_MIME_SECTION_MIME) {
-		range_set(range, p->header_offset, p->header_size,
-		          p->header_crlf_size);
+		header_range(range, p);
 		return;
 	}
 	/* HEADER, HEADER.FIELDS, TEXT: of the message a part holds (only a
@@ -1840,8 +1862,12 @@ pb_mime_section_resolve(const PbMimePart *root, const PbMimeSection *sec,
 		          p->body_crlf_size);
 		return;
 	}
+	if (sec->kind == PB_MIME_SECTION_HEADER) {
+		header_range(range, p);
+		return;
+	}
 	range_set(range, p->header_offset, p->header_size, p->header_crlf_size);
-	if (sec->kind != PB_MIME_SECTION_HEADER) {
+	{
 		range->filter = TRUE;
 		range->fields = (const char *const *)sec->fields;
 		range->fields_not =
@@ -1877,11 +1903,12 @@ pb_mime_filter_header(const PbMimePart *part, const char *const *fields,
 			}
 		if (in == not )
 			continue;
+		/* a last line without its line end (a header that ends the
+		 * file or that a boundary cut) stays so */
 		append_crlf(out, f.raw, f.raw_len);
-		if (f.raw_len == 0 || f.raw[f.raw_len - 1] != '\n')
-			g_string_append(out, "\r\n");
 	}
-	/* Dovecot: the empty line always ends HEADER.FIELDS; .NOT keeps it
+	/* Dovecot: one CRLF always ends HEADER.FIELDS (the empty line, or
+	 * the end of an unfinished last line); .NOT keeps the empty line
 	 * only if the header had one */
 	if (!not || (part->flags & PB_MIME_PART_NO_BLANK_LINE) == 0)
 		g_string_append(out, "\r\n");

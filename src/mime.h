@@ -30,10 +30,15 @@ typedef enum {
 	PB_MIME_PART_MULTIPART = 1 << 0, /* children are its body parts */
 	PB_MIME_PART_MESSAGE = 1 << 1,   /* message/rfc822 (or global):
 	                                    one child, the message inside */
-	PB_MIME_PART_HEADER_TRUNCATED = 1 << 2, /* header over the limit:
-	                                           only its start is kept */
-	PB_MIME_PART_NO_BLANK_LINE = 1 << 3,    /* header not ended by an
-	                                           empty line (no body) */
+	PB_MIME_PART_HEADER_TRUNCATED = 1 << 2,      /* header over the limit:
+	                                                only its start is kept */
+	PB_MIME_PART_NO_BLANK_LINE = 1 << 3,         /* header not ended by an
+	                                                empty line (no body) */
+	PB_MIME_PART_BLANK_BEFORE_BOUNDARY = 1 << 4, /* its empty line is
+	                                           followed by a boundary
+	                                           that ends the part: Dovecot
+	                                           leaves that line out of
+	                                           BODY[HEADER] and [MIME] */
 } PbMimePartFlags;
 
 typedef struct _PbMimePart PbMimePart;
@@ -91,7 +96,9 @@ char *pb_mime_header_get(const PbMimePart *part, const char *name);
 /* Appends ENVELOPE of the message PART (a root or a message/rfc822's
  * child), parenthesised, as Dovecot writes it. */
 void pb_mime_append_envelope(GString *out, const PbMimePart *part);
-/* Appends BODYSTRUCTURE (EXTENDED) or BODY of PART. */
+/* Appends BODYSTRUCTURE (EXTENDED) or BODY of PART. For a root (no
+ * parent) the outer parentheses are left to the caller, who writes
+ * "BODYSTRUCTURE (" ... ")"; parts below come parenthesised. */
 void pb_mime_append_bodystructure(GString *out, const PbMimePart *part,
                                   gboolean extended);
 

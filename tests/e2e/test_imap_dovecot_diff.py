@@ -27,16 +27,6 @@ DOVECOT = Path("/usr/lib/dovecot/imap")
 
 # (file, item) -> why we differ from Dovecot on purpose
 DOCUMENTED = {
-    # a message/rfc822 part whose message is cut by a boundary before
-    # any header line: Dovecot takes the empty line that ends the part's
-    # MIME header away from its BODY[1.MIME]; we send the header as stored
-    ("45-rfc822-no-header.eml", "BODY.PEEK[1.MIME]"):
-        "MIME header of an empty message/rfc822 cut by a boundary",
-    # a header cut by a boundary (no empty line): Dovecot ends
-    # HEADER.FIELDS without the empty line there, and with it when the
-    # header ends at the end of the file; we always end it with one
-    ("45-rfc822-no-header.eml", "BODY.PEEK[2.HEADER.FIELDS (SUBJECT)]"):
-        "HEADER.FIELDS of a header cut by a boundary",
     # a boundary longer than 80 octets: Dovecot looks at no more of a
     # line than that and takes the closing "--LLL...--" for one more,
     # empty, part; we read boundaries of up to 200 octets whole

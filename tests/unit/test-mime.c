@@ -7,6 +7,7 @@
  * tests/e2e/test_imap_dovecot_diff.py.
  */
 #include <fcntl.h>
+#include <malloc.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -206,6 +207,45 @@ test_sections(void)
 	g_assert_cmpstr(p4, ==, "om: ");
 	g_autofree char *none = section_text(root, fd, "3", FALSE, 0, 0);
 	g_assert_cmpstr(none, ==, "");
+	close(fd);
+	g_unlink(path);
+}
+
+/* the line ends around boundaries, as Dovecot counts them */
+static void
+test_boundary_line_ends(void)
+{
+	const char *m = "Content-Type: multipart/mixed; boundary=c\n\n"
+	                "--c\nContent-Type: message/rfc822\n\n"
+	                "Subject: cut\n--c\n"
+	                "Content-Type: message/rfc822\n\n"
+	                "Subject: s\n\n--c\n"
+	                "\nbody\n\n--c--\n";
+	g_autofree char *path = NULL;
+	int fd = g_file_open_tmp("mime-XXXXXX", &path, NULL);
+
+	g_assert_cmpint(write(fd, m, strlen(m)), ==, (int)strlen(m));
+	g_autoptr(PbMimePart) root = pb_message_parse_fd(fd, NULL);
+	const PbMimePart *p1 = root->children, *p2 = p1->next, *p3 = p2->next;
+
+	/* a header cut by a boundary: its last line end goes to the
+	 * message/rfc822 part around it */
+	g_assert_cmpuint(p1->children->header_size, ==, 12);
+	g_assert_cmpuint(p1->body_size, ==, 13);
+	g_assert_cmpuint(p1->body_lines, ==, 1);
+	g_autofree char *f1 =
+	    section_text(root, fd, "1.HEADER.FIELDS (Subject)", FALSE, 0, 0);
+	g_assert_cmpstr(f1, ==, "Subject: cut\r\n");
+	/* an empty line right before the boundary: not in BODY[2.HEADER] */
+	g_autofree char *h2 = section_text(root, fd, "2.HEADER", FALSE, 0, 0);
+	g_assert_cmpstr(h2, ==, "Subject: s\r\n");
+	g_autofree char *n2 =
+	    section_text(root, fd, "2.HEADER.FIELDS.NOT (X)", FALSE, 0, 0);
+	g_assert_cmpstr(n2, ==, "Subject: s\r\n\r\n");
+	/* a body's last line end belongs to the boundary */
+	g_autofree char *b3 = section_text(root, fd, "3", FALSE, 0, 0);
+	g_assert_cmpstr(b3, ==, "body\r\n");
+	g_assert_cmpuint(p3->body_lines, ==, 1);
 	close(fd);
 	g_unlink(path);
 }
@@ -432,6 +472,76 @@ test_search(void)
 	    header_has("16-duplicate-headers.eml", "subject", "first"));
 }
 
+/* in-use heap octets (under ASan these are not the real ones, and the
+ * test only shows that nothing fails) */
+static gsize
+heap_in_use(void)
+{
+	struct mallinfo2 mi = mallinfo2();
+	return mi.uordblks + mi.hblkhd; /* heap chunks and mmapped ones */
+}
+
+typedef struct {
+	guint64 written;
+	gsize base, peak;
+} Watch;
+
+static void
+watch_write(void *ctx, const char *data, gsize len)
+{
+	Watch *w = ctx;
+	gsize now = heap_in_use();
+
+	w->written += len;
+	if (now > w->base && now - w->base > w->peak)
+		w->peak = now - w->base;
+}
+
+/* a 30 MB message: parsing it and sending it keep memory flat */
+static void
+test_flat_memory(void)
+{
+	g_autofree char *path = NULL;
+	int fd = g_file_open_tmp("mime-big-XXXXXX", &path, NULL);
+	const char *head = "From: a@b.c\nMIME-Version: 1.0\nContent-Type: "
+	                   "multipart/mixed; boundary=B\n\n--B\nContent-Type:"
+	                   " text/plain\nContent-Transfer-Encoding: base64\n\n";
+	g_autofree char *block = g_malloc(77 * 1000);
+	guint64 size = 0, lines = 0;
+	PbMimeSection sec;
+	Watch w = {0};
+	PbLineOut out = {watch_write, &w};
+
+	for (int i = 0; i < 1000; i++) {
+		memset(block + i * 77, 'Q', 76);
+		block[i * 77 + 76] = '\n';
+	}
+	g_assert_cmpint(write(fd, head, strlen(head)), ==, (int)strlen(head));
+	for (int i = 0; i < 400; i++, lines += 1000)
+		g_assert_cmpint(write(fd, block, 77000), ==, 77000);
+	g_assert_cmpint(write(fd, "--B--\n", 6), ==, 6);
+	size = strlen(head) + lines * 77 + 6;
+
+	w.base = heap_in_use();
+	g_autoptr(PbMimePart) root = pb_message_parse_fd(fd, NULL);
+	g_assert_nonnull(root);
+	g_assert_cmpuint(heap_in_use() - MIN(heap_in_use(), w.base), <,
+	                 256 * 1024);
+	g_assert_cmpuint(pb_mime_part_crlf_size(root), ==, size + lines + 9);
+	g_assert_cmpuint(root->children->body_lines, ==, lines - 1);
+
+	g_assert_true(pb_mime_section_parse("1", 1, &sec));
+	PbMessageSection *ms = pb_message_section_new(root, &sec, FALSE, 0, 0);
+	w.base = heap_in_use();
+	g_assert_true(pb_message_section_write(ms, fd, &out, NULL));
+	g_assert_cmpuint(w.written, ==, pb_message_section_length(ms));
+	g_assert_cmpuint(w.written, ==, lines * 78 - 2);
+	g_assert_cmpuint(w.peak, <, 512 * 1024);
+	pb_message_section_free(ms);
+	close(fd);
+	g_unlink(path);
+}
+
 int
 main(int argc, char **argv)
 {
@@ -440,10 +550,12 @@ main(int argc, char **argv)
 	g_test_add_func("/mime/sizes", test_sizes);
 	g_test_add_func("/mime/sections", test_sections);
 	g_test_add_func("/mime/section-parse", test_section_parse);
+	g_test_add_func("/mime/boundary-line-ends", test_boundary_line_ends);
 	g_test_add_func("/mime/corpus-sections", test_corpus_sections);
 	g_test_add_func("/mime/limits", test_limits);
 	g_test_add_func("/mime/dates", test_dates);
 	g_test_add_func("/mime/matcher", test_matcher);
 	g_test_add_func("/mime/search", test_search);
+	g_test_add_func("/mime/flat-memory", test_flat_memory);
 	return g_test_run();
 }
