@@ -281,6 +281,9 @@ idle_wait(Idle *idle, PbConn *conn)
 		n = poll(p, idle->fd < 0 ? 1 : 2, (int)MAX(until - now, 0));
 		if (n < 0 && errno != EINTR)
 			return WAKE_INPUT; /* the read reports the error */
+		/* XXX under TLS a readable socket may hold only part of a
+		 * record: the read then waits for the rest (until the
+		 * autologout), without keepalives meanwhile */
 		if (n > 0 && p[0].revents)
 			return WAKE_INPUT;
 		if (n > 0 && p[1].revents) {

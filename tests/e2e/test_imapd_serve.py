@@ -90,16 +90,26 @@ def test_greeting_login_fetch_logout(imap):
 
 
 def test_failed_login_paused_and_counted(imap):
-    c = connect(imap)
-    t = time.monotonic()
-    with pytest.raises(imaplib.IMAP4.error, match="AUTHENTICATIONFAILED"):
-        c.login("alice@example.org", "wrong")
-    assert time.monotonic() - t >= 0.9  # the AUTH_DELAY pause
+    """A failed login is answered after a pause, and counted by
+    ratelimit.c: past [main] max_auth_failures even the right password
+    is refused without being looked at."""
+    imap.configure(main={"max_auth_failures": "2"})
+    port = start_imapd(imap)
+    c = connect(imap, port)
+    for _ in range(2):
+        t = time.monotonic()
+        with pytest.raises(imaplib.IMAP4.error,
+                           match="AUTHENTICATIONFAILED"):
+            c.login("alice@example.org", "wrong")
+        assert time.monotonic() - t >= 0.9  # the AUTH_DELAY pause
     c.shutdown()
     assert "login failed for <alice@example.org> from [127.0.0.1]" in \
         imap.log_text()
-    # the failure went into ratelimit.c's table, shared with smtpd/pop3d
-    assert (imap.queue / "auth-failures").exists()
+    c = connect(imap, port)
+    with pytest.raises(imaplib.IMAP4.error, match="UNAVAILABLE"):
+        c.login("alice@example.org", "secret")
+    c.shutdown()
+    assert "login ok" not in imap.log_text()
 
 
 @pytest.fixture
