@@ -29,13 +29,12 @@ append_date_time(GString *out, gint64 t)
 
 	if (dt == NULL)
 		dt = g_date_time_new_from_unix_utc(0);
-	g_string_append_printf(out, "\"%02d-%s-%04d %02d:%02d:%02d +0000\"",
-	                       g_date_time_get_day_of_month(dt),
-	                       months[g_date_time_get_month(dt) - 1],
-	                       g_date_time_get_year(dt),
-	                       g_date_time_get_hour(dt),
-	                       g_date_time_get_minute(dt),
-	                       g_date_time_get_second(dt));
+	g_string_append_printf(
+	    out, "\"%02d-%s-%04d %02d:%02d:%02d +0000\"",
+	    g_date_time_get_day_of_month(dt),
+	    months[g_date_time_get_month(dt) - 1], g_date_time_get_year(dt),
+	    g_date_time_get_hour(dt), g_date_time_get_minute(dt),
+	    g_date_time_get_second(dt));
 }
 
 /* What one message's response needs, gathered before writing. */
@@ -182,8 +181,8 @@ send_sections(PbImapServer *s, GString *out, const PbImapFetch *fetch,
 		PbMimeSection sec;
 
 		section_of(b, &sec);
-		ms = pb_message_section_new(m->root, &sec, b->partial, b->offset,
-		                            b->length);
+		ms = pb_message_section_new(m->root, &sec, b->partial,
+		                            b->offset, b->length);
 		g_string_printf(out, "%s%s ", k > 0 ? " " : "", b->name);
 		pb_imap_write(s, out);
 		g_string_truncate(out, 0);
@@ -256,8 +255,9 @@ pb_imap_cmd_fetch(PbImapServer *s, const char *tag, const PbImapArg *args,
 	gboolean gone = FALSE;
 
 	if (n != 2) {
-		pb_imap_bad(s, tag, "Error in IMAP command FETCH: "
-		                    "Invalid arguments.");
+		pb_imap_bad(s, tag,
+		            "Error in IMAP command FETCH: "
+		            "Invalid arguments.");
 		return;
 	}
 	if (!pb_imap_message_ranges(s, tag, &args[0], uid, &ranges))
@@ -275,8 +275,10 @@ pb_imap_cmd_fetch(PbImapServer *s, const char *tag, const PbImapArg *args,
 				gone = TRUE;
 	}
 	if (gone)
-		pb_imap_reply(s, "%s NO [EXPUNGEISSUED] Some messages were "
-		                 "expunged.", tag);
+		pb_imap_reply(s,
+		              "%s NO [EXPUNGEISSUED] Some messages were "
+		              "expunged.",
+		              tag);
 	else
 		pb_imap_ok(s, tag, "Fetch completed.");
 }
@@ -294,7 +296,8 @@ keyword_bits(PbImapServer *s, const char *tag, const PbImapFlags *flags,
 	for (guint k = 0; flags->keywords && k < flags->keywords->len; k++) {
 		g_autoptr(GError) error = NULL;
 		const char *name = g_ptr_array_index(flags->keywords, k);
-		gint bit = pb_mailfolder_keyword(s->folder, name, create, &error);
+		gint bit =
+		    pb_mailfolder_keyword(s->folder, name, create, &error);
 		if (bit < 0 && error != NULL) {
 			pb_imap_no_error(s, tag, error);
 			return FALSE;
@@ -328,8 +331,9 @@ pb_imap_cmd_store(PbImapServer *s, const char *tag, const PbImapArg *args,
 	guint32 kws;
 
 	if (n < 2) {
-		pb_imap_bad(s, tag, "Error in IMAP command STORE: "
-		                    "Invalid arguments.");
+		pb_imap_bad(s, tag,
+		            "Error in IMAP command STORE: "
+		            "Invalid arguments.");
 		return;
 	}
 	if (!pb_imap_message_ranges(s, tag, &args[0], uid, &ranges))
@@ -339,12 +343,14 @@ pb_imap_cmd_store(PbImapServer *s, const char *tag, const PbImapArg *args,
 		return;
 	}
 	if (store.flags.system & PB_IMAP_FLAG_RECENT) {
-		pb_imap_bad(s, tag, "Error in IMAP command STORE: "
-		                    "Invalid system flag \\Recent");
+		pb_imap_bad(s, tag,
+		            "Error in IMAP command STORE: "
+		            "Invalid system flag \\Recent");
 		return;
 	}
 	if (pb_mailfolder_read_only(s->folder)) {
-		pb_imap_reply(s, "%s NO [READ-ONLY] Mailbox is read-only.", tag);
+		pb_imap_reply(s, "%s NO [READ-ONLY] Mailbox is read-only.",
+		              tag);
 		return;
 	}
 	if (!keyword_bits(s, tag, &store.flags,

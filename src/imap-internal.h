@@ -43,14 +43,14 @@ struct _PbImapServer {
 	char *user;
 
 	PbMailStore *store;
-	PbMailFolder *folder;   /* SELECTED */
-	guint exists_sent;      /* what the client was told last */
+	PbMailFolder *folder; /* SELECTED */
+	guint exists_sent;    /* what the client was told last */
 	guint recent_sent;
-	guint keywords_sent;    /* keyword names announced in FLAGS */
+	guint keywords_sent; /* keyword names announced in FLAGS */
 
 	/* APPEND in progress */
 	PbAppend *append;
-	GError *append_error;  /* a write failed: answered at the end */
+	GError *append_error; /* a write failed: answered at the end */
 	PbImapFlags append_flags;
 	gint64 append_date;
 
@@ -83,8 +83,8 @@ void pb_imap_append_uid_set(GString *out, const GArray *uids);
  * replied and FALSE for a bad set); UID sets map to the messages that
  * exist. */
 gboolean pb_imap_message_ranges(PbImapServer *s, const char *tag,
-                                 const PbImapArg *arg, gboolean uid,
-                                 GArray **ranges);
+                                const PbImapArg *arg, gboolean uid,
+                                GArray **ranges);
 
 /* PB_IMAP_FLAG_* (parser) to PB_MSG_* (mailfolder). */
 guint pb_imap_msg_flags(guint imap_flags);
@@ -93,15 +93,15 @@ guint pb_imap_msg_flags(guint imap_flags);
 void pb_imap_announce_keywords(PbImapServer *s);
 
 /* imap-fetch.c: FETCH and STORE (ARGS after the command name). */
-void pb_imap_cmd_fetch(PbImapServer *s, const char *tag,
-                       const PbImapArg *args, guint n, gboolean uid);
-void pb_imap_cmd_store(PbImapServer *s, const char *tag,
-                       const PbImapArg *args, guint n, gboolean uid);
+void pb_imap_cmd_fetch(PbImapServer *s, const char *tag, const PbImapArg *args,
+                       guint n, gboolean uid);
+void pb_imap_cmd_store(PbImapServer *s, const char *tag, const PbImapArg *args,
+                       guint n, gboolean uid);
 /* "* N FETCH (FLAGS (...))" (with UID when WITH_UID) of index I. */
 void pb_imap_send_flags(PbImapServer *s, guint i, gboolean with_uid);
 
 /* imap-search.c: SEARCH (ARGS after the command name). */
-void pb_imap_cmd_search(PbImapServer *s, const char *tag,
-                        const PbImapArg *args, guint n, gboolean uid);
+void pb_imap_cmd_search(PbImapServer *s, const char *tag, const PbImapArg *args,
+                        guint n, gboolean uid);
 
 #endif

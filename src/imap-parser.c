@@ -310,6 +310,19 @@ literal_at_end(const char *s, gsize len, guint64 *size, gboolean *sync)
 	return TRUE;
 }
 
+/* "digits+}" filling the tail (its CR taken off): a {N+} whose "{" fell out
+ * of it (a size written with many leading zeros) */
+static gboolean
+long_literal_at_end(const char *s, gsize len)
+{
+	if (len + 1 < TAIL || s[len - 1] != '}' || s[len - 2] != '+')
+		return FALSE;
+	for (gsize i = 0; i < len - 2; i++)
+		if (!g_ascii_isdigit(s[i]))
+			return FALSE;
+	return TRUE;
+}
+
 /* The line ended while skipping: a {N+} at its end is skipped too. */
 static void
 skip_line_done(PbImapParser *p, const char *s, gsize len)
@@ -317,6 +330,11 @@ skip_line_done(PbImapParser *p, const char *s, gsize len)
 	guint64 size;
 	gboolean sync;
 
+	if (p->skip_literals && long_literal_at_end(s, len)) {
+		p->close_err = "Literal size unreadable";
+		p->state = S_CLOSED;
+		return;
+	}
 	if (p->skip_literals && literal_at_end(s, len, &size, &sync) && !sync) {
 		if (size > p->max) {
 			p->close_err = "Literal too big";
@@ -927,10 +945,11 @@ pb_imap_arg_mailbox(const PbImapArg *arg, char **name, GError **error)
 		s = arg->str, len = arg->len;
 	else if (!pb_imap_arg_astring(arg, &s, &len))
 		return fail(error, "Invalid mailbox name");
-	if (g_ascii_strcasecmp(s, "INBOX") == 0)
-		*name = g_strdup("INBOX");
-	else
-		*name = g_strndup(s, len);
+	*name = g_strndup(s, len);
+	/* "inbox" and "inbox.x" are INBOX and its child (as Dovecot has it) */
+	if (len >= 5 && (len == 5 || s[5] == '.') &&
+	    g_ascii_strncasecmp(s, "INBOX", 5) == 0)
+		memcpy(*name, "INBOX", 5);
 	return TRUE;
 }
 

@@ -207,8 +207,9 @@ gboolean pb_imap_arg_is_atom(const PbImapArg *arg, const char *word);
 gboolean pb_imap_arg_astring(const PbImapArg *arg, const char **s, gsize *len);
 gboolean pb_imap_arg_string(const PbImapArg *arg, const char **s, gsize *len);
 gboolean pb_imap_arg_nstring(const PbImapArg *arg, const char **s, gsize *len);
-/* A mailbox name (astring): "INBOX" in any case becomes "INBOX"; other
- * names are returned as sent (modified UTF-7: mailfolder validates). */
+/* A mailbox name (astring): "INBOX" in any case becomes "INBOX", and so
+ * does the first level of "inbox.x" (Dovecot does the same); the rest
+ * is returned as sent (modified UTF-7: mailfolder validates). */
 gboolean pb_imap_arg_mailbox(const PbImapArg *arg, char **name, GError **error);
 
 /* ----- sequence sets: ranges, never expanded ----- */

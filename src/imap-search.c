@@ -13,8 +13,8 @@
  */
 #include "imap-internal.h"
 
-#include <stdlib.h>
 #include <glib/gstdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "message.h"
@@ -94,8 +94,8 @@ static void
 prepare(Ctx *c, const PbImapSearchKey *key)
 {
 	guint count = pb_mailfolder_count(c->s->folder);
-	guint32 last_uid = count ? pb_mailfolder_uid(c->s->folder, count - 1)
-	                         : 0;
+	guint32 last_uid =
+	    count ? pb_mailfolder_uid(c->s->folder, count - 1) : 0;
 
 	if (key->type == PB_IMAP_SKEY_SEQSET)
 		g_hash_table_insert(c->sets, (gpointer)key,
@@ -196,13 +196,15 @@ match_index(Ctx *c, const PbImapSearchKey *key)
 
 	switch (key->type) {
 	case PB_IMAP_SKEY_SEQSET:
-		return spans_contain(g_hash_table_lookup(c->sets, key), c->i + 1);
+		return spans_contain(g_hash_table_lookup(c->sets, key),
+		                     c->i + 1);
 	case PB_IMAP_SKEY_UID:
 		return spans_contain(g_hash_table_lookup(c->sets, key),
 		                     pb_mailfolder_uid(f, c->i));
 	case PB_IMAP_SKEY_KEYWORD:
 		bit = pb_mailfolder_keyword(f, key->str, FALSE, NULL);
-		return bit >= 0 && (pb_mailfolder_keywords(f, c->i) & (1u << bit));
+		return bit >= 0 &&
+		       (pb_mailfolder_keywords(f, c->i) & (1u << bit));
 	case PB_IMAP_SKEY_LARGER:
 		return pb_mailfolder_size(f, c->i, &size, NULL) &&
 		       size > key->number;
@@ -273,7 +275,8 @@ reply_search(PbImapServer *s, const GArray *hits)
 	g_autoptr(GString) out = g_string_new("* SEARCH");
 
 	for (guint k = 0; k < hits->len; k++)
-		g_string_append_printf(out, " %u", g_array_index(hits, guint32, k));
+		g_string_append_printf(out, " %u",
+		                       g_array_index(hits, guint32, k));
 	g_string_append(out, "\r\n");
 	pb_imap_write(s, out);
 }
@@ -294,8 +297,9 @@ reply_esearch(PbImapServer *s, const char *tag, const PbImapSearch *search,
 		g_string_append_printf(out, " MIN %u",
 		                       g_array_index(hits, guint32, 0));
 	if ((ret & PB_IMAP_SEARCH_RETURN_MAX) && hits->len > 0)
-		g_string_append_printf(out, " MAX %u",
-		                       g_array_index(hits, guint32, hits->len - 1));
+		g_string_append_printf(
+		    out, " MAX %u",
+		    g_array_index(hits, guint32, hits->len - 1));
 	if (ret & PB_IMAP_SEARCH_RETURN_COUNT)
 		g_string_append_printf(out, " COUNT %u", hits->len);
 	if ((ret & PB_IMAP_SEARCH_RETURN_ALL) && hits->len > 0) {
@@ -328,8 +332,10 @@ pb_imap_cmd_search(PbImapServer *s, const char *tag, const PbImapArg *args,
 		return;
 	}
 	if (!charset_ok(search->charset)) {
-		pb_imap_reply(s, "%s NO [BADCHARSET (UTF-8 US-ASCII)] "
-		                 "Unsupported charset.", tag);
+		pb_imap_reply(s,
+		              "%s NO [BADCHARSET (UTF-8 US-ASCII)] "
+		              "Unsupported charset.",
+		              tag);
 		return;
 	}
 	c.sets = g_hash_table_new_full(NULL, NULL, NULL,
@@ -339,8 +345,8 @@ pb_imap_cmd_search(PbImapServer *s, const char *tag, const PbImapArg *args,
 		if (pb_mailfolder_is_expunged(s->folder, c.i))
 			continue;
 		if (match(&c, search->root)) {
-			guint32 v = uid ? pb_mailfolder_uid(s->folder, c.i)
-			                : c.i + 1;
+			guint32 v =
+			    uid ? pb_mailfolder_uid(s->folder, c.i) : c.i + 1;
 			g_array_append_val(hits, v);
 		}
 		unload(&c);

@@ -47,8 +47,7 @@ close_session(PbImapServer *s)
 	s->action = PB_IMAP_CLOSE;
 }
 
-static void
-log_line(PbImapServer *s, const char *fmt, ...) G_GNUC_PRINTF(2, 3);
+static void log_line(PbImapServer *s, const char *fmt, ...) G_GNUC_PRINTF(2, 3);
 static void
 log_line(PbImapServer *s, const char *fmt, ...)
 {
@@ -107,8 +106,9 @@ pb_imap_no_error(PbImapServer *s, const char *tag, const GError *error)
 		/* the details are for the log, not for the client */
 		log_line(s, "error user=%s: %s", s->user ? s->user : "",
 		         error->message);
-		pb_imap_reply(s, "%s NO [SERVERBUG] Internal error occurred. "
-		                 "Refer to server log for more information.",
+		pb_imap_reply(s,
+		              "%s NO [SERVERBUG] Internal error occurred. "
+		              "Refer to server log for more information.",
 		              tag);
 		return;
 	}
@@ -147,7 +147,8 @@ append_capabilities(PbImapServer *s, GString *out)
 		return;
 	if (s->tls_available && !s->tls)
 		g_string_append(out, " STARTTLS");
-	g_string_append(out, s->plaintext_ok ? " AUTH=PLAIN" : " LOGINDISABLED");
+	g_string_append(out,
+	                s->plaintext_ok ? " AUTH=PLAIN" : " LOGINDISABLED");
 }
 
 static char *
@@ -191,8 +192,8 @@ pb_imap_server_new(const PbImapHooks *hooks, void *data, PbLineOut *out,
 	s->hooks = hooks;
 	s->data = data;
 	s->out = out;
-	s->hostname = g_strdup(settings->hostname ? settings->hostname
-	                                          : "localhost");
+	s->hostname =
+	    g_strdup(settings->hostname ? settings->hostname : "localhost");
 	s->tls = settings->tls_active;
 	s->plaintext_ok = settings->plaintext_ok || s->tls;
 	s->tls_available = settings->tls_available;
@@ -353,9 +354,10 @@ pb_imap_append_flags(PbImapServer *s, GString *out, guint i)
 	static const struct {
 		guint bit;
 		const char *name;
-	} sys[] = {{PB_MSG_ANSWERED, "\\Answered"}, {PB_MSG_FLAGGED, "\\Flagged"},
-	           {PB_MSG_DELETED, "\\Deleted"},   {PB_MSG_SEEN, "\\Seen"},
-	           {PB_MSG_DRAFT, "\\Draft"},       {PB_MSG_RECENT, "\\Recent"}};
+	} sys[] = {
+	    {PB_MSG_ANSWERED, "\\Answered"}, {PB_MSG_FLAGGED, "\\Flagged"},
+	    {PB_MSG_DELETED, "\\Deleted"},   {PB_MSG_SEEN, "\\Seen"},
+	    {PB_MSG_DRAFT, "\\Draft"},       {PB_MSG_RECENT, "\\Recent"}};
 	guint flags = pb_mailfolder_flags(s->folder, i);
 	guint32 kws = pb_mailfolder_keywords(s->folder, i);
 	const char *const *names = pb_mailfolder_keyword_names(s->folder);
@@ -431,8 +433,9 @@ pb_imap_sync(PbImapServer *s, gboolean allow_expunge)
 	g_autoptr(GError) error = NULL;
 
 	pb_folder_changes_init(&ch);
-	if (!pb_mailfolder_sync(s->folder, allow_expunge ? 0 : PB_SYNC_NO_EXPUNGE,
-	                        &ch, &error)) {
+	if (!pb_mailfolder_sync(s->folder,
+	                        allow_expunge ? 0 : PB_SYNC_NO_EXPUNGE, &ch,
+	                        &error)) {
 		log_line(s, "sync user=%s folder=%s: %s", s->user,
 		         pb_mailfolder_name(s->folder), error->message);
 		return;
@@ -497,7 +500,8 @@ pb_imap_message_ranges(PbImapServer *s, const char *tag, const PbImapArg *arg,
 		return TRUE;
 	}
 	if (pb_imap_seqset_max(set) > count) {
-		pb_imap_bad(s, tag, "Error in IMAP command: Invalid messageset");
+		pb_imap_bad(s, tag,
+		            "Error in IMAP command: Invalid messageset");
 		return FALSE;
 	}
 	resolved = pb_imap_seqset_resolve(set, count);
@@ -528,8 +532,7 @@ no_args(PbImapServer *s, const char *tag, guint n)
 }
 
 static void
-cmd_capability(PbImapServer *s, const char *tag, const PbImapArg *args,
-               guint n)
+cmd_capability(PbImapServer *s, const char *tag, const PbImapArg *args, guint n)
 {
 	g_autofree char *caps = NULL;
 
@@ -580,7 +583,8 @@ cmd_id(PbImapServer *s, const char *tag, const PbImapArg *args, guint n)
 	/* RFC 2971: NIL or a list of field/value pairs, which we ignore */
 	if (n != 1 || (args[0].type != PB_IMAP_ARG_NIL &&
 	               args[0].type != PB_IMAP_ARG_LIST)) {
-		pb_imap_bad(s, tag, "Error in IMAP command ID: Invalid arguments.");
+		pb_imap_bad(s, tag,
+		            "Error in IMAP command ID: Invalid arguments.");
 		return;
 	}
 	pb_imap_reply(s, "* ID (\"name\" \"pillarbox\")");
@@ -593,14 +597,16 @@ cmd_enable(PbImapServer *s, const char *tag, const PbImapArg *args, guint n)
 	/* RFC 5161: we offer nothing that needs enabling (no CONDSTORE,
 	 * no UTF8=ACCEPT), so every name is ignored */
 	if (n == 0) {
-		pb_imap_bad(s, tag, "Error in IMAP command ENABLE: "
-		                    "Missing arguments.");
+		pb_imap_bad(s, tag,
+		            "Error in IMAP command ENABLE: "
+		            "Missing arguments.");
 		return;
 	}
 	for (guint k = 0; k < n; k++)
 		if (args[k].type != PB_IMAP_ARG_ATOM) {
-			pb_imap_bad(s, tag, "Error in IMAP command ENABLE: "
-			                    "Invalid arguments.");
+			pb_imap_bad(s, tag,
+			            "Error in IMAP command ENABLE: "
+			            "Invalid arguments.");
 			return;
 		}
 	pb_imap_reply(s, "* ENABLED");
@@ -639,12 +645,16 @@ open_store(PbImapServer *s, const char *tag, const char *user)
 
 	switch (s->hooks->open_account(s->data, user, &maildir)) {
 	case PB_IMAP_ACCOUNT_LIMIT:
-		pb_imap_reply(s, "%s NO [LIMIT] Too many connections of this "
-		                 "user, try later.", tag);
+		pb_imap_reply(s,
+		              "%s NO [LIMIT] Too many connections of this "
+		              "user, try later.",
+		              tag);
 		return FALSE;
 	case PB_IMAP_ACCOUNT_FAILED:
-		pb_imap_reply(s, "%s NO [UNAVAILABLE] Mailbox not available, "
-		                 "try later.", tag);
+		pb_imap_reply(s,
+		              "%s NO [UNAVAILABLE] Mailbox not available, "
+		              "try later.",
+		              tag);
 		return FALSE;
 	case PB_IMAP_ACCOUNT_OK:
 		break;
@@ -654,8 +664,10 @@ open_store(PbImapServer *s, const char *tag, const char *user)
 	    !pb_mailstore_ensure_special(s->store, &error)) {
 		log_line(s, "mailbox user=%s: %s", user, error->message);
 		g_clear_pointer(&s->store, pb_mailstore_free);
-		pb_imap_reply(s, "%s NO [UNAVAILABLE] Mailbox not available, "
-		                 "try later.", tag);
+		pb_imap_reply(s,
+		              "%s NO [UNAVAILABLE] Mailbox not available, "
+		              "try later.",
+		              tag);
 		return FALSE;
 	}
 	return TRUE;
@@ -667,8 +679,10 @@ login(PbImapServer *s, const char *tag, const char *user, const char *pass)
 	g_autofree char *caps = NULL;
 
 	if (s->hooks->blocked != NULL && s->hooks->blocked(s->data)) {
-		pb_imap_reply(s, "%s NO [UNAVAILABLE] Too many failed logins, "
-		                 "try later.", tag);
+		pb_imap_reply(s,
+		              "%s NO [UNAVAILABLE] Too many failed logins, "
+		              "try later.",
+		              tag);
 		pb_imap_reply(s, "* BYE Too many failed logins.");
 		close_session(s);
 		return;
@@ -692,8 +706,9 @@ plaintext_allowed(PbImapServer *s, const char *tag)
 {
 	if (s->plaintext_ok)
 		return TRUE;
-	pb_imap_reply(s, "%s NO [PRIVACYREQUIRED] Plaintext authentication "
-	                 "disallowed on non-secure (SSL/TLS) connections.",
+	pb_imap_reply(s,
+	              "%s NO [PRIVACYREQUIRED] Plaintext authentication "
+	              "disallowed on non-secure (SSL/TLS) connections.",
 	              tag);
 	return FALSE;
 }
@@ -706,8 +721,9 @@ cmd_login(PbImapServer *s, const char *tag, const PbImapArg *args, guint n)
 
 	if (n != 2 || !pb_imap_arg_astring(&args[0], &user, &ulen) ||
 	    !pb_imap_arg_astring(&args[1], &pass, &plen)) {
-		pb_imap_bad(s, tag, "Error in IMAP command LOGIN: "
-		                    "Invalid arguments.");
+		pb_imap_bad(s, tag,
+		            "Error in IMAP command LOGIN: "
+		            "Invalid arguments.");
 		return;
 	}
 	if (plaintext_allowed(s, tag))
@@ -754,8 +770,9 @@ cmd_authenticate(PbImapServer *s, const char *tag, const PbImapArg *args,
 {
 	if (n < 1 || n > 2 || args[0].type != PB_IMAP_ARG_ATOM ||
 	    (n == 2 && args[1].type != PB_IMAP_ARG_ATOM)) {
-		pb_imap_bad(s, tag, "Error in IMAP command AUTHENTICATE: "
-		                    "Invalid arguments.");
+		pb_imap_bad(s, tag,
+		            "Error in IMAP command AUTHENTICATE: "
+		            "Invalid arguments.");
 		return;
 	}
 	if (g_ascii_strcasecmp(args[0].str, "PLAIN") != 0) {
@@ -818,7 +835,8 @@ send_select(PbImapServer *s)
 	s->recent_sent = pb_mailfolder_recent_count(s->folder);
 	for (guint i = 0; i < count; i++)
 		if (!(pb_mailfolder_flags(s->folder, i) & PB_MSG_SEEN)) {
-			pb_imap_reply(s, "* OK [UNSEEN %u] First unseen.", i + 1);
+			pb_imap_reply(s, "* OK [UNSEEN %u] First unseen.",
+			              i + 1);
 			break;
 		}
 	pb_imap_reply(s, "* OK [UIDVALIDITY %u] UIDs valid",
@@ -828,15 +846,16 @@ send_select(PbImapServer *s)
 }
 
 static void
-select_folder(PbImapServer *s, const char *tag, const PbImapArg *args,
-              guint n, gboolean read_only)
+select_folder(PbImapServer *s, const char *tag, const PbImapArg *args, guint n,
+              gboolean read_only)
 {
 	g_autofree char *name = NULL;
 	g_autoptr(GError) error = NULL;
 
 	if (n != 1) {
-		pb_imap_bad(s, tag, "Error in IMAP command SELECT: "
-		                    "Invalid arguments.");
+		pb_imap_bad(s, tag,
+		            "Error in IMAP command SELECT: "
+		            "Invalid arguments.");
 		return;
 	}
 	/* RFC 3501 6.3.1: a failed SELECT leaves no folder selected;
@@ -879,8 +898,9 @@ cmd_create(PbImapServer *s, const char *tag, const PbImapArg *args, guint n)
 	gsize len;
 
 	if (n != 1 || !pb_imap_arg_mailbox(&args[0], &raw, &error)) {
-		pb_imap_bad(s, tag, "Error in IMAP command CREATE: "
-		                    "Invalid arguments.");
+		pb_imap_bad(s, tag,
+		            "Error in IMAP command CREATE: "
+		            "Invalid arguments.");
 		return;
 	}
 	/* RFC 3501 6.3.3: a trailing separator says a folder with children
@@ -906,8 +926,9 @@ cmd_delete(PbImapServer *s, const char *tag, const PbImapArg *args, guint n)
 	g_autoptr(GError) error = NULL;
 
 	if (n != 1) {
-		pb_imap_bad(s, tag, "Error in IMAP command DELETE: "
-		                    "Invalid arguments.");
+		pb_imap_bad(s, tag,
+		            "Error in IMAP command DELETE: "
+		            "Invalid arguments.");
 		return;
 	}
 	if ((name = mailbox_arg(s, tag, &args[0])) == NULL)
@@ -933,8 +954,9 @@ cmd_rename(PbImapServer *s, const char *tag, const PbImapArg *args, guint n)
 	g_autoptr(GError) error = NULL;
 
 	if (n != 2) {
-		pb_imap_bad(s, tag, "Error in IMAP command RENAME: "
-		                    "Invalid arguments.");
+		pb_imap_bad(s, tag,
+		            "Error in IMAP command RENAME: "
+		            "Invalid arguments.");
 		return;
 	}
 	if ((from = mailbox_arg(s, tag, &args[0])) == NULL ||
@@ -954,8 +976,9 @@ subscribe(PbImapServer *s, const char *tag, const PbImapArg *args, guint n,
 	g_autoptr(GError) error = NULL;
 
 	if (n != 1) {
-		pb_imap_bad(s, tag, "Error in IMAP command SUBSCRIBE: "
-		                    "Invalid arguments.");
+		pb_imap_bad(s, tag,
+		            "Error in IMAP command SUBSCRIBE: "
+		            "Invalid arguments.");
 		return;
 	}
 	if ((name = mailbox_arg(s, tag, &args[0])) == NULL)
@@ -1025,8 +1048,9 @@ cmd_status(PbImapServer *s, const char *tag, const PbImapArg *args, guint n)
 	guint items;
 
 	if (n != 2) {
-		pb_imap_bad(s, tag, "Error in IMAP command STATUS: "
-		                    "Invalid arguments.");
+		pb_imap_bad(s, tag,
+		            "Error in IMAP command STATUS: "
+		            "Invalid arguments.");
 		return;
 	}
 	if (!pb_imap_arg_status_items(&args[1], &items, &error)) {
@@ -1051,13 +1075,16 @@ append_list_attrs(GString *out, guint attrs, guint ret, gboolean extended,
 	static const struct {
 		guint bit;
 		const char *name;
-	} special[] = {{PB_FOLDER_DRAFTS, "\\Drafts"}, {PB_FOLDER_SENT, "\\Sent"},
-	               {PB_FOLDER_TRASH, "\\Trash"},   {PB_FOLDER_JUNK, "\\Junk"},
+	} special[] = {{PB_FOLDER_DRAFTS, "\\Drafts"},
+	               {PB_FOLDER_SENT, "\\Sent"},
+	               {PB_FOLDER_TRASH, "\\Trash"},
+	               {PB_FOLDER_JUNK, "\\Junk"},
 	               {PB_FOLDER_ARCHIVE, "\\Archive"}};
 	GPtrArray *names = g_ptr_array_new();
 
 	if (attrs & PB_FOLDER_NONEXISTENT)
-		g_ptr_array_add(names, extended ? "\\NonExistent" : "\\Noselect");
+		g_ptr_array_add(names,
+		                extended ? "\\NonExistent" : "\\Noselect");
 	if (!lsub && (attrs & PB_FOLDER_SUBSCRIBED) &&
 	    (ret & PB_IMAP_LIST_RET_SUBSCRIBED))
 		g_ptr_array_add(names, "\\Subscribed");
@@ -1165,8 +1192,8 @@ subscribed_below(const GPtrArray *folders, const char *name)
 static void
 lsub_parents(PbImapServer *s, const PbImapList *list, const GPtrArray *folders)
 {
-	g_autoptr(GHashTable) sent = g_hash_table_new_full(g_str_hash, g_str_equal,
-	                                                   g_free, NULL);
+	g_autoptr(GHashTable) sent =
+	    g_hash_table_new_full(g_str_hash, g_str_equal, g_free, NULL);
 
 	for (guint k = 0; k < folders->len; k++) {
 		const PbFolderInfo *fi = g_ptr_array_index(folders, k);
@@ -1182,8 +1209,8 @@ lsub_parents(PbImapServer *s, const PbImapList *list, const GPtrArray *folders)
 			    !list_subscribed(folders, name) &&
 			    !g_hash_table_contains(sent, name)) {
 				g_hash_table_add(sent, g_strdup(name));
-				g_autoptr(GString) out = g_string_new(
-				    "* LSUB (\\Noselect) \".\" ");
+				g_autoptr(GString) out =
+				    g_string_new("* LSUB (\\Noselect) \".\" ");
 				pb_imap_append_string(out, name, strlen(name));
 				g_string_append(out, "\r\n");
 				pb_imap_write(s, out);
@@ -1206,8 +1233,9 @@ list_run(PbImapServer *s, const char *tag, const PbImapArg *args, guint n,
 		return;
 	}
 	if (lsub && list->extended) {
-		pb_imap_bad(s, tag, "Error in IMAP command LSUB: "
-		                    "Invalid arguments.");
+		pb_imap_bad(s, tag,
+		            "Error in IMAP command LSUB: "
+		            "Invalid arguments.");
 		return;
 	}
 	/* RFC 3501 6.3.8: an empty pattern asks for the separator */
@@ -1302,7 +1330,8 @@ literal_go_ahead(PbImapServer *s, PbImapLiteralReply r, const char *tag)
 	case PB_IMAP_LITERAL_FEED:
 		break;
 	case PB_IMAP_LITERAL_REFUSED:
-		pb_imap_bad(s, tag, "Error in IMAP command: Too long argument.");
+		pb_imap_bad(s, tag,
+		            "Error in IMAP command: Too long argument.");
 		break;
 	case PB_IMAP_LITERAL_CLOSE:
 		pb_imap_reply(s, "* BYE Too long argument.");
@@ -1326,7 +1355,8 @@ append_begin(PbImapServer *s, const PbImapCommand *cmd, guint64 size)
 	    !pb_imap_args_append(cmd->args + 1, cmd->n_args - 1,
 	                         &s->append_flags, &has_date, &s->append_date,
 	                         &error)) {
-		g_autofree char *text = g_strdup_printf("BAD %s", error->message);
+		g_autofree char *text =
+		    g_strdup_printf("BAD %s", error->message);
 		refuse_literal(s, cmd->tag, text);
 		return FALSE;
 	}
@@ -1337,14 +1367,14 @@ append_begin(PbImapServer *s, const PbImapCommand *cmd, guint64 size)
 		return FALSE;
 	}
 	if (!pb_mailfolder_name_check(name, &error)) {
-		g_autofree char *text = g_strdup_printf("NO [CANNOT] %s",
-		                                        error->message);
+		g_autofree char *text =
+		    g_strdup_printf("NO [CANNOT] %s", error->message);
 		refuse_literal(s, cmd->tag, text);
 		return FALSE;
 	}
 	g_autofree char *canon = pb_mailfolder_name_canon(name);
-	s->append = pb_append_begin(s->store, canon, s->max_message_size,
-	                            &error);
+	s->append =
+	    pb_append_begin(s->store, canon, s->max_message_size, &error);
 	if (s->append == NULL) {
 		refuse_literal(s, cmd->tag,
 		               g_error_matches(error, PB_MAILFOLDER_ERROR,
@@ -1372,8 +1402,9 @@ literal_event(PbImapServer *s)
 	    g_ascii_strcasecmp(cmd->name, "APPEND") == 0) {
 		if (s->sub == SUB_APPEND) {
 			/* MULTIAPPEND is not offered */
-			refuse_literal(s, tag, "BAD Error in IMAP command "
-			                       "APPEND: Invalid arguments.");
+			refuse_literal(s, tag,
+			               "BAD Error in IMAP command "
+			               "APPEND: Invalid arguments.");
 			append_reset(s);
 			s->sub = SUB_NONE;
 			return;
@@ -1405,9 +1436,10 @@ append_commit(PbImapServer *s, const char *tag)
 	PbAppend *a = g_steal_pointer(&s->append);
 	guint32 uidvalidity = 0, uid = 0;
 
-	for (guint k = 0; s->append_flags.keywords &&
-	                  k < s->append_flags.keywords->len; k++)
-		g_ptr_array_add(kws, g_ptr_array_index(s->append_flags.keywords, k));
+	for (guint k = 0;
+	     s->append_flags.keywords && k < s->append_flags.keywords->len; k++)
+		g_ptr_array_add(kws,
+		                g_ptr_array_index(s->append_flags.keywords, k));
 	g_ptr_array_add(kws, NULL);
 	if (!pb_append_commit(a, pb_imap_msg_flags(s->append_flags.system),
 	                      (const char *const *)kws->pdata, s->append_date,
@@ -1427,15 +1459,17 @@ cmd_append(PbImapServer *s, const char *tag, const PbImapArg *args, guint n)
 	s->sub = SUB_NONE;
 	if (!streamed || n < 2 || args[n - 1].type != PB_IMAP_ARG_STREAM) {
 		append_reset(s);
-		pb_imap_bad(s, tag, "Error in IMAP command APPEND: "
-		                    "Invalid arguments.");
+		pb_imap_bad(s, tag,
+		            "Error in IMAP command APPEND: "
+		            "Invalid arguments.");
 		return;
 	}
 	if (s->append_error != NULL || s->append == NULL) {
 		if (s->append_error != NULL)
 			pb_imap_no_error(s, tag, s->append_error);
 		else
-			pb_imap_reply(s, "%s NO [SERVERBUG] Append failed.", tag);
+			pb_imap_reply(s, "%s NO [SERVERBUG] Append failed.",
+			              tag);
 		append_reset(s);
 		return;
 	}
@@ -1498,8 +1532,9 @@ expunge(PbImapServer *s, const char *tag, const PbImapArg *args, guint n,
 	g_autoptr(GError) error = NULL;
 
 	if (n != (uid ? 1u : 0u)) {
-		pb_imap_bad(s, tag, "Error in IMAP command EXPUNGE: "
-		                    "Invalid arguments.");
+		pb_imap_bad(s, tag,
+		            "Error in IMAP command EXPUNGE: "
+		            "Invalid arguments.");
 		return;
 	}
 	if (uid && !pb_imap_message_ranges(s, tag, &args[0], TRUE, &ranges))
@@ -1508,9 +1543,9 @@ expunge(PbImapServer *s, const char *tag, const PbImapArg *args, guint n,
 		pb_imap_ok(s, tag, "Expunge completed.");
 		return;
 	}
-	if (!pb_mailfolder_expunge(s->folder,
-	                           ranges ? (PbMsgRange *)ranges->data : NULL,
-	                           ranges ? ranges->len : 0, expunged, &error)) {
+	if (!pb_mailfolder_expunge(
+	        s->folder, ranges ? (PbMsgRange *)ranges->data : NULL,
+	        ranges ? ranges->len : 0, expunged, &error)) {
 		pb_imap_no_error(s, tag, error);
 		return;
 	}
@@ -1545,8 +1580,8 @@ copy_reply(PbImapServer *s, const char *tag, gboolean move, guint32 uv,
 	if (src->len > 0)
 		pb_imap_reply(s, "* OK %sMoved UIDs.", code->str);
 	send_expunged(s, expunged);
-	pb_imap_ok(s, tag, "%s", src->len ? "Move completed."
-	                                  : "No messages found.");
+	pb_imap_ok(s, tag, "%s",
+	           src->len ? "Move completed." : "No messages found.");
 }
 
 static void
@@ -1562,10 +1597,11 @@ copy_move(PbImapServer *s, const char *tag, const PbImapArg *args, guint n,
 	guint32 uv = 0;
 
 	if (n != 2) {
-		pb_imap_bad(s, tag, move ? "Error in IMAP command MOVE: "
-		                           "Invalid arguments."
-		                         : "Error in IMAP command COPY: "
-		                           "Invalid arguments.");
+		pb_imap_bad(s, tag,
+		            move ? "Error in IMAP command MOVE: "
+		                   "Invalid arguments."
+		                 : "Error in IMAP command COPY: "
+		                   "Invalid arguments.");
 		return;
 	}
 	if (!pb_imap_message_ranges(s, tag, &args[0], uid, &ranges) ||
@@ -1577,8 +1613,10 @@ copy_move(PbImapServer *s, const char *tag, const PbImapArg *args, guint n,
 	                        expunged, &error)) {
 		if (g_error_matches(error, PB_MAILFOLDER_ERROR,
 		                    PB_MAILFOLDER_ERROR_NONEXISTENT))
-			pb_imap_reply(s, "%s NO [TRYCREATE] Mailbox doesn't "
-			                 "exist.", tag);
+			pb_imap_reply(s,
+			              "%s NO [TRYCREATE] Mailbox doesn't "
+			              "exist.",
+			              tag);
 		else
 			pb_imap_no_error(s, tag, error);
 		return;
@@ -1619,8 +1657,8 @@ cmd_search(PbImapServer *s, const char *tag, const PbImapArg *args, guint n)
 static void
 cmd_uid(PbImapServer *s, const char *tag, const PbImapArg *args, guint n)
 {
-	const char *sub = n > 0 && args[0].type == PB_IMAP_ARG_ATOM
-	                      ? args[0].str : "";
+	const char *sub =
+	    n > 0 && args[0].type == PB_IMAP_ARG_ATOM ? args[0].str : "";
 
 	if (g_ascii_strcasecmp(sub, "FETCH") == 0)
 		pb_imap_cmd_fetch(s, tag, args + 1, n - 1, TRUE);
@@ -1635,8 +1673,9 @@ cmd_uid(PbImapServer *s, const char *tag, const PbImapArg *args, guint n)
 	else if (g_ascii_strcasecmp(sub, "EXPUNGE") == 0)
 		expunge(s, tag, args + 1, n - 1, TRUE);
 	else
-		pb_imap_bad(s, tag, "Error in IMAP command UID: "
-		                    "Unknown command.");
+		pb_imap_bad(s, tag,
+		            "Error in IMAP command UID: "
+		            "Unknown command.");
 }
 
 static void
@@ -1698,7 +1737,7 @@ static void
 wrong_state(PbImapServer *s, const char *tag, const Command *cmd)
 {
 	g_autofree char *text = NULL;
-	const char *why = s->state == ST_NOT_AUTH ? "Login first"
+	const char *why = s->state == ST_NOT_AUTH      ? "Login first"
 	                  : cmd->states == ST_NOT_AUTH ? "Already logged in"
 	                                               : "No mailbox selected";
 

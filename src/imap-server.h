@@ -79,11 +79,11 @@ typedef struct {
 } PbImapHooks;
 
 typedef struct {
-	const char *hostname;   /* in the greeting (copied) */
-	gboolean plaintext_ok;  /* LOGIN/AUTHENTICATE allowed without TLS
-	                           (loopback or [tls] plaintext_auth) */
-	gboolean tls_available; /* STARTTLS may be offered */
-	gboolean tls_active;    /* implicit TLS (port 993) */
+	const char *hostname;     /* in the greeting (copied) */
+	gboolean plaintext_ok;    /* LOGIN/AUTHENTICATE allowed without TLS
+	                             (loopback or [tls] plaintext_auth) */
+	gboolean tls_available;   /* STARTTLS may be offered */
+	gboolean tls_active;      /* implicit TLS (port 993) */
 	guint64 max_message_size; /* APPEND limit, APPENDLIMIT=; 0: none */
 } PbImapSettings;
 

@@ -178,7 +178,9 @@ gboolean pb_mime_search_header(const PbMimePart *root, const char *name,
                                const char *needle);
 
 /* Streaming Content-Transfer-Encoding decoder (quoted-printable, base64;
- * anything else passes through), writing decoded octets to OUT. */
+ * anything else passes through), writing decoded octets to OUT. As in
+ * Dovecot's SEARCH, the last Content-Transfer-Encoding of PART counts,
+ * with or without MIME-Version. */
 typedef struct _PbMimeDecoder PbMimeDecoder;
 PbMimeDecoder *pb_mime_decoder_new(const PbMimePart *part);
 void pb_mime_decoder_feed(PbMimeDecoder *d, const char *buf, gsize len,
@@ -190,7 +192,8 @@ G_DEFINE_AUTOPTR_CLEANUP_FUNC(PbMimeDecoder, pb_mime_decoder_free)
  * text/... (or message/... not parsed further). */
 gboolean pb_mime_part_searchable(const PbMimePart *part);
 
-/* The charset parameter of PART's Content-Type (lowercase), or NULL. */
+/* The charset parameter of PART's last Content-Type (lowercase), or
+ * NULL: what SEARCH decodes the part with (Dovecot's rule). */
 char *pb_mime_part_charset(const PbMimePart *part);
 
 /* Appends PART's header unfolded with RFC 2047 words decoded to UTF-8

@@ -78,8 +78,8 @@ static void
 deliver(const char *maildir, guint n, const char *text)
 {
 	static const char *const subs[] = {"tmp", "new", "cur"};
-	g_autofree char *name = g_strdup_printf("1700000000.M%uP1.fuzz,S=%zu",
-	                                        n, strlen(text));
+	g_autofree char *name =
+	    g_strdup_printf("1700000000.M%uP1.fuzz,S=%zu", n, strlen(text));
 	g_autofree char *path = NULL;
 
 	for (guint k = 0; k < 3; k++) {

@@ -16,6 +16,9 @@
  *                                  (KEY: BODY, TEXT, SENTON, SENTBEFORE,
  *                                  SENTSINCE (NEEDLE: yyyy-mm-dd) or a
  *                                  header name)
+ *   mime-dump searches FILE...     the same for "KEY<TAB>NEEDLE" lines
+ *                                  read from stdin: one line of the
+ *                                  FILEs found (space separated) each
  */
 #include <fcntl.h>
 #include <stdio.h>
@@ -177,39 +180,71 @@ sent(const PbMimePart *root, const char *key, gint64 day)
 	return d >= day;
 }
 
-static int
-search(int argc, char **argv)
+static gboolean
+found_in(const char *path, const char *key, const char *needle, gboolean *found)
 {
-	for (int i = 4; i < argc; i++) {
-		int fd;
-		g_autoptr(PbMimePart) root = load(argv[i], &fd);
-		gboolean found = FALSE;
+	int fd;
+	g_autoptr(PbMimePart) root = load(path, &fd);
+	gboolean ok = TRUE;
 
-		if (g_ascii_strcasecmp(argv[2], "BODY") == 0 ||
-		    g_ascii_strcasecmp(argv[2], "TEXT") == 0) {
-			if (!pb_message_search(
-			        fd, root,
-			        g_ascii_strcasecmp(argv[2], "BODY") == 0
-			            ? PB_MESSAGE_SEARCH_BODY
-			            : PB_MESSAGE_SEARCH_TEXT,
-			        argv[3], &found, NULL))
-				return 74;
-		} else if (g_str_has_prefix(argv[2], "SENT")) {
-			int y, m, d;
-			g_autoptr(GDateTime) dt = NULL;
-			if (sscanf(argv[3], "%d-%d-%d", &y, &m, &d) != 3 ||
-			    (dt = g_date_time_new_utc(y, m, d, 0, 0, 0)) ==
-			        NULL)
-				return 64;
-			found = sent(root, argv[2],
-			             g_date_time_to_unix(dt) / 86400);
-		} else
-			found = pb_mime_search_header(root, argv[2], argv[3]);
+	*found = FALSE;
+	if (g_ascii_strcasecmp(key, "BODY") == 0 ||
+	    g_ascii_strcasecmp(key, "TEXT") == 0) {
+		ok = pb_message_search(fd, root,
+		                       g_ascii_strcasecmp(key, "BODY") == 0
+		                           ? PB_MESSAGE_SEARCH_BODY
+		                           : PB_MESSAGE_SEARCH_TEXT,
+		                       needle, found, NULL);
+	} else if (g_str_has_prefix(key, "SENT")) {
+		int y, m, d;
+		g_autoptr(GDateTime) dt = NULL;
+		if (sscanf(needle, "%d-%d-%d", &y, &m, &d) != 3 ||
+		    (dt = g_date_time_new_utc(y, m, d, 0, 0, 0)) == NULL)
+			ok = FALSE;
+		else
+			*found =
+			    sent(root, key, g_date_time_to_unix(dt) / 86400);
+	} else
+		*found = pb_mime_search_header(root, key, needle);
+	close(fd);
+	return ok;
+}
+
+static int
+search(const char *key, const char *needle, int nfiles, char **files)
+{
+	const char *sep = "";
+
+	for (int i = 0; i < nfiles; i++) {
+		gboolean found;
+		if (!found_in(files[i], key, needle, &found))
+			return 74;
 		if (found)
-			printf("%s\n", strrchr(argv[i], '/') != NULL
-			                   ? strrchr(argv[i], '/') + 1
-			                   : argv[i]);
-		close(fd);
+			printf("%s%s", sep,
+			       strrchr(files[i], '/') != NULL
+			           ? strrchr(files[i], '/') + 1
+			           : files[i]);
+		if (found)
+			sep = " ";
+	}
+	printf("\n");
+	return 0;
+}
+
+static int
+searches(int nfiles, char **files)
+{
+	char line[4096];
+
+	while (fgets(line, sizeof(line), stdin) != NULL) {
+		char *tab = strchr(line, '\t');
+		int ret;
+		if (tab == NULL)
+			return 64;
+		*tab = '\0';
+		g_strchomp(tab + 1);
+		if ((ret = search(line, tab + 1, nfiles, files)) != 0)
+			return ret;
 	}
 	return 0;
 }
@@ -220,7 +255,9 @@ main(int argc, char **argv)
 	int fd;
 
 	if (argc >= 4 && strcmp(argv[1], "search") == 0)
-		return search(argc, argv);
+		return search(argv[2], argv[3], argc - 4, argv + 4);
+	if (argc >= 2 && strcmp(argv[1], "searches") == 0)
+		return searches(argc - 2, argv + 2);
 	if (argc == 2 && strcmp(argv[1], "batch") == 0)
 		return batch();
 	if (argc < 3) {

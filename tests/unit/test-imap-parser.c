@@ -360,6 +360,19 @@ test_budget(void)
 	                PB_IMAP_PARSER_MAX_PRE_AUTH - 7, huge);
 	check(in->str, POL_ACCEPT, FALSE,
 	      "BAD a1 toobig Command too long\nCMD a2 NOOP\n");
+	/* leading zeros: the size is read whole in a line parsed, and in a
+	 * line skipped either it is or the parser closes */
+	check("a1 X {00000000000000000000000000003}\r\nabc\r\n", POL_ACCEPT,
+	      FALSE, "LIT a1 3 d0 +\nCMD a1 X {3}abc\n");
+	check("a1 X ) {0000000000003+}\r\nabc\r\na2 NOOP\r\n", POL_ACCEPT,
+	      FALSE, "BAD a1 syntax Unexpected ')'\nCMD a2 NOOP\n");
+	check("a1 X ) {00000000000000000000000000003+}\r\nabc\r\na2 NOOP\r\n",
+	      POL_ACCEPT, FALSE, "BAD a1 syntax Unexpected ')'\nCMD a2 NOOP\n");
+	g_string_printf(in, "a1 X %s {%s3+}\r\nabc\r\na2 NOOP\r\n", big,
+	                "0000000000000000000000000000");
+	check(in->str, POL_ACCEPT, FALSE,
+	      "BAD a1 toobig Command too long\n"
+	      "CLOSE Literal size unreadable\n");
 	/* a skipped line announcing a {N+} over the budget: close */
 	check("a1 X ) {9000+}\r\n", POL_ACCEPT, FALSE,
 	      "BAD a1 syntax Unexpected ')'\nCLOSE Literal too big\n");
@@ -570,13 +583,13 @@ static void
 test_strings(void)
 {
 	g_auto(Cmd) c = parse("a1 X INBOX \"a b\" {2}\r\nxy NIL inbox "
-	                      "\\bad (l)\r\n");
+	                      "\\bad (l) inbox.Foo inboxes Inbox.x.inbox\r\n");
 	const char *s;
 	gsize len;
 	char *name = NULL;
 	g_autoptr(GError) err = NULL;
 
-	g_assert_cmpuint(c.c->n_args, ==, 7);
+	g_assert_cmpuint(c.c->n_args, ==, 10);
 	g_assert_true(pb_imap_arg_astring(&c.c->args[0], &s, &len));
 	g_assert_cmpstr(s, ==, "INBOX");
 	g_assert_false(pb_imap_arg_string(&c.c->args[0], &s, &len));
@@ -592,6 +605,15 @@ test_strings(void)
 	g_free(name);
 	g_assert_true(pb_imap_arg_mailbox(&c.c->args[1], &name, &err));
 	g_assert_cmpstr(name, ==, "a b");
+	g_free(name);
+	g_assert_true(pb_imap_arg_mailbox(&c.c->args[7], &name, &err));
+	g_assert_cmpstr(name, ==, "INBOX.Foo");
+	g_free(name);
+	g_assert_true(pb_imap_arg_mailbox(&c.c->args[8], &name, &err));
+	g_assert_cmpstr(name, ==, "inboxes");
+	g_free(name);
+	g_assert_true(pb_imap_arg_mailbox(&c.c->args[9], &name, &err));
+	g_assert_cmpstr(name, ==, "INBOX.x.inbox");
 	g_free(name);
 	g_assert_false(pb_imap_arg_mailbox(&c.c->args[6], &name, &err));
 	g_assert_error(err, PB_ERROR, PB_ERROR_DATA);

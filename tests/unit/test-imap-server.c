@@ -154,16 +154,16 @@ say(F *f, const char *input)
 
 #define ASSERT_SAY(f, in, want)                                                \
 	do {                                                                   \
-		g_autofree char *got_ = say(f, in);                           \
+		g_autofree char *got_ = say(f, in);                            \
 		g_assert_cmpstr(got_, ==, want);                               \
 	} while (0)
 
 /* The reply starts with WANT (the rest is mailfolder's wording). */
 #define ASSERT_PREFIX(f, in, want)                                             \
 	do {                                                                   \
-		g_autofree char *got_ = say(f, in);                           \
+		g_autofree char *got_ = say(f, in);                            \
 		if (!g_str_has_prefix(got_, want))                             \
-			g_error("%s: \"%s\" does not start with \"%s\"",        \
+			g_error("%s: \"%s\" does not start with \"%s\"",       \
 			        G_STRLOC, got_, want);                         \
 	} while (0)
 
@@ -190,12 +190,12 @@ has(const char *hay, const char *needle)
 static char *
 deliver(F *f, const char *folder, const char *text)
 {
-	g_autofree char *dir = folder ? g_strdup_printf("%s/.%s", f->maildir,
-	                                                 folder)
-	                              : g_strdup(f->maildir);
-	g_autofree char *name = g_strdup_printf(
-	    "17000000%02u.M%uP1.test,S=%zu", f->deliveries, f->deliveries,
-	    strlen(text));
+	g_autofree char *dir =
+	    folder ? g_strdup_printf("%s/.%s", f->maildir, folder)
+	           : g_strdup(f->maildir);
+	g_autofree char *name =
+	    g_strdup_printf("17000000%02u.M%uP1.test,S=%zu", f->deliveries,
+	                    f->deliveries, strlen(text));
 	char *path;
 
 	f->deliveries++;
@@ -293,8 +293,9 @@ test_not_auth_state(F *f, gconstpointer d)
 	ASSERT_SAY(f, "g FETCH 1 FLAGS\r\n",
 	           "g BAD Error in IMAP command FETCH: No mailbox "
 	           "selected.\r\n");
-	ASSERT_SAY(f, "h CLOSE\r\n",
-	           "h BAD Error in IMAP command CLOSE: No mailbox selected.\r\n");
+	ASSERT_SAY(
+	    f, "h CLOSE\r\n",
+	    "h BAD Error in IMAP command CLOSE: No mailbox selected.\r\n");
 }
 
 static void
@@ -398,8 +399,7 @@ test_logindisabled_starttls(F *f, gconstpointer d)
 	/* STARTTLS: nothing pipelined after it is consumed */
 	used = pb_imap_server_feed(f->s, in, strlen(in));
 	g_assert_cmpuint(used, ==, strlen("a STARTTLS\r\n"));
-	g_assert_cmpint(pb_imap_server_next_action(f->s), ==,
-	                PB_IMAP_STARTTLS);
+	g_assert_cmpint(pb_imap_server_next_action(f->s), ==, PB_IMAP_STARTTLS);
 	g_free(g);
 	g = take(f);
 	g_assert_cmpstr(g, ==, "a OK Begin TLS negotiation now.\r\n");
@@ -425,8 +425,9 @@ test_auth_commands(F *f, gconstpointer d)
 	           "completed.\r\n");
 	ASSERT_SAY(f, "b ENABLE CONDSTORE\r\n",
 	           "* ENABLED\r\nb OK Enabled.\r\n");
-	ASSERT_SAY(f, "c LIST \"\" \"\"\r\n",
-	           "* LIST (\\Noselect) \".\" \"\"\r\nc OK List completed.\r\n");
+	ASSERT_SAY(
+	    f, "c LIST \"\" \"\"\r\n",
+	    "* LIST (\\Noselect) \".\" \"\"\r\nc OK List completed.\r\n");
 	ASSERT_SAY(f, "d NOOP\r\n", "d OK NOOP completed.\r\n");
 	ASSERT_SAY(f, "e CHECK\r\n",
 	           "e BAD Error in IMAP command CHECK: No mailbox "
@@ -448,7 +449,8 @@ test_list_folders(F *f, gconstpointer d)
 	ASSERT_HAS(r, "\\Junk) \".\" \"Junk\"\r\n");
 	ASSERT_HAS(r, "\\Archive) \".\" \"Archive\"\r\n");
 	ASSERT_HAS(r, "a OK List completed.\r\n");
-	ASSERT_SAY(f, "b CREATE Work.Projects.\r\n", "b OK Create completed.\r\n");
+	ASSERT_SAY(f, "b CREATE Work.Projects.\r\n",
+	           "b OK Create completed.\r\n");
 	ASSERT_SAY(f, "c CREATE Work\r\n",
 	           "c NO [ALREADYEXISTS] Mailbox already exists: Work\r\n");
 	r2 = say(f, "d LIST \"\" \"Work%\"\r\n");
@@ -512,7 +514,8 @@ test_status_list_status(F *f, gconstpointer d)
 	                "* STATUS \"INBOX\" (MESSAGES 2 RECENT 2 UNSEEN 2 "
 	                "SIZE 240)\r\na OK Status completed.\r\n");
 	ASSERT_PREFIX(f, "b STATUS Nope (MESSAGES)\r\n", "b NO [NONEXISTENT] ");
-	r2 = say(f, "c LIST \"\" \"INBOX\" RETURN (STATUS (MESSAGES UIDNEXT))\r\n");
+	r2 = say(
+	    f, "c LIST \"\" \"INBOX\" RETURN (STATUS (MESSAGES UIDNEXT))\r\n");
 	g_assert_cmpstr(r2, ==,
 	                "* LIST (\\HasNoChildren) \".\" \"INBOX\"\r\n"
 	                "* STATUS \"INBOX\" (MESSAGES 2 UIDNEXT 3)\r\n"
@@ -538,8 +541,9 @@ test_select_empty_search(F *f, gconstpointer d)
 	           "* SEARCH\r\nb OK Search completed.\r\n");
 	ASSERT_SAY(f, "c SEARCH ALL\r\n",
 	           "* SEARCH\r\nc OK Search completed.\r\n");
-	ASSERT_SAY(f, "d SEARCH RETURN (COUNT) ALL\r\n",
-	           "* ESEARCH (TAG \"d\") COUNT 0\r\nd OK Search completed.\r\n");
+	ASSERT_SAY(
+	    f, "d SEARCH RETURN (COUNT) ALL\r\n",
+	    "* ESEARCH (TAG \"d\") COUNT 0\r\nd OK Search completed.\r\n");
 	ASSERT_SAY(f, "e FETCH 1:* FLAGS\r\n",
 	           "e BAD Error in IMAP command: Invalid messageset\r\n");
 	ASSERT_SAY(f, "f UID FETCH 1:* FLAGS\r\n", "f OK Fetch completed.\r\n");
@@ -576,18 +580,21 @@ test_select_fetch(F *f, gconstpointer d)
 	ASSERT_SAY(f, "d FETCH 2 BODY.PEEK[TEXT]<0.6>\r\n",
 	           "* 2 FETCH (BODY[TEXT]<0> {6}\r\nBanana)\r\n"
 	           "d OK Fetch completed.\r\n");
-	ASSERT_SAY(f, "e FETCH 3 BODY[TEXT]\r\n",
-	           "* 3 FETCH (FLAGS (\\Seen \\Recent) BODY[TEXT] {3}\r\nx\r\n)\r\n"
-	           "e OK Fetch completed.\r\n");
-	ASSERT_SAY(f, "f FETCH 3 RFC822.HEADER\r\n",
-	           "* 3 FETCH (RFC822.HEADER {43}\r\nFrom: carol@example.org\r\n"
-	           "Subject: third\r\n\r\n)\r\nf OK Fetch completed.\r\n");
+	ASSERT_SAY(
+	    f, "e FETCH 3 BODY[TEXT]\r\n",
+	    "* 3 FETCH (FLAGS (\\Seen \\Recent) BODY[TEXT] {3}\r\nx\r\n)\r\n"
+	    "e OK Fetch completed.\r\n");
+	ASSERT_SAY(
+	    f, "f FETCH 3 RFC822.HEADER\r\n",
+	    "* 3 FETCH (RFC822.HEADER {43}\r\nFrom: carol@example.org\r\n"
+	    "Subject: third\r\n\r\n)\r\nf OK Fetch completed.\r\n");
 	r2 = say(f, "g FETCH 1 (ENVELOPE BODYSTRUCTURE INTERNALDATE)\r\n");
 	ASSERT_HAS(r2, "* 1 FETCH (INTERNALDATE \"");
 	ASSERT_HAS(r2, "ENVELOPE (\"Mon, 30 Nov 2026 10:00:00 +0000\" "
 	               "\"hello one\" ((\"Ann\" NIL \"ann\" \"example.org\"))");
-	ASSERT_HAS(r2, "BODYSTRUCTURE (\"text\" \"plain\" (\"charset\" "
-	               "\"us-ascii\") NIL NIL \"7bit\" 25 2 NIL NIL NIL NIL))\r\n");
+	ASSERT_HAS(r2,
+	           "BODYSTRUCTURE (\"text\" \"plain\" (\"charset\" "
+	           "\"us-ascii\") NIL NIL \"7bit\" 25 2 NIL NIL NIL NIL))\r\n");
 	ASSERT_HAS(r2, "g OK Fetch completed.\r\n");
 	r3 = say(f, "h FETCH 1 BODY[]\r\n");
 	ASSERT_HAS(r3, "BODY[] {138}\r\nFrom: Ann <ann@example.org>\r\n");
@@ -675,8 +682,9 @@ test_search_keys(F *f, gconstpointer d)
 	           "* SEARCH 2 3\r\ni OK Search completed.\r\n");
 	ASSERT_SAY(f, "j SEARCH CHARSET UTF-8 HEADER To alice\r\n",
 	           "* SEARCH 1\r\nj OK Search completed.\r\n");
-	ASSERT_SAY(f, "k SEARCH CHARSET KOI8-R ALL\r\n",
-	           "k NO [BADCHARSET (UTF-8 US-ASCII)] Unsupported charset.\r\n");
+	ASSERT_SAY(
+	    f, "k SEARCH CHARSET KOI8-R ALL\r\n",
+	    "k NO [BADCHARSET (UTF-8 US-ASCII)] Unsupported charset.\r\n");
 	ASSERT_SAY(f, "l UID SEARCH RETURN (MIN MAX COUNT ALL) UNSEEN\r\n",
 	           "* ESEARCH (TAG \"l\") UID MIN 1 MAX 3 COUNT 3 ALL 1:3\r\n"
 	           "l OK Search completed.\r\n");
@@ -717,6 +725,10 @@ test_untagged_rules(F *f, gconstpointer d)
 	r = say(f, "b SEARCH ALL\r\n");
 	ASSERT_HAS_NOT(r, "EXPUNGE");
 	g_free(r);
+	r = say(f, "b2 STORE 2 +FLAGS.SILENT (\\Flagged)\r\n");
+	ASSERT_HAS_NOT(r, "EXPUNGE");
+	ASSERT_HAS(r, "b2 OK Store completed.\r\n");
+	g_free(r);
 	r = say(f, "c NOOP\r\n");
 	ASSERT_HAS(r, "* 1 EXPUNGE\r\n");
 	ASSERT_HAS(r, "c OK NOOP completed.\r\n");
@@ -725,6 +737,33 @@ test_untagged_rules(F *f, gconstpointer d)
 	g_assert_cmpstr(r, ==,
 	                "* 1 FETCH (UID 2)\r\n* 2 FETCH (UID 3)\r\n"
 	                "d OK Fetch completed.\r\n");
+}
+
+/* The UID forms may carry EXPUNGE (RFC 3501 7.4.1). */
+static void
+test_untagged_uid_fetch(F *f, gconstpointer d)
+{
+	g_autofree char *r = NULL;
+	g_autofree char *cur = g_build_filename(f->maildir, "cur", NULL);
+	g_autoptr(GDir) dir = NULL;
+	const char *name;
+
+	g_free(deliver(f, NULL, msg1));
+	g_free(deliver(f, NULL, msg2));
+	g_free(take(f));
+	login_select(f);
+	dir = g_dir_open(cur, 0, NULL);
+	while ((name = g_dir_read_name(dir)) != NULL)
+		if (strstr(name, ".M0P1")) {
+			g_autofree char *p = g_build_filename(cur, name, NULL);
+			g_assert_cmpint(g_unlink(p), ==, 0);
+		}
+	r = say(f, "a UID FETCH 2 UID\r\n");
+	ASSERT_HAS(r, "* 1 EXPUNGE\r\na OK Fetch completed.\r\n");
+	g_free(r);
+	r = say(f, "b FETCH 1 UID\r\n");
+	g_assert_cmpstr(r, ==,
+	                "* 1 FETCH (UID 2)\r\nb OK Fetch completed.\r\n");
 }
 
 /* \Recent belongs to exactly one session. */
@@ -760,8 +799,9 @@ test_append(F *f, gconstpointer d)
 	ASSERT_HAS(r, " 1] Append completed.\r\n");
 	g_free(r);
 	/* LITERAL+: no continuation */
-	r = say(f, "b APPEND Sent (\\Seen $Sent) \"01-Dec-2026 10:00:00 +0100\" "
-	           "{15+}\r\nSubject: yo\r\n\r\n\r\n");
+	r = say(f,
+	        "b APPEND Sent (\\Seen $Sent) \"01-Dec-2026 10:00:00 +0100\" "
+	        "{15+}\r\nSubject: yo\r\n\r\n\r\n");
 	ASSERT_HAS(r, "b OK [APPENDUID ");
 	ASSERT_HAS_NOT(r, "+ OK");
 	g_free(r);
@@ -773,7 +813,8 @@ test_append(F *f, gconstpointer d)
 	           "e NO [TOOBIG] Mail too big.\r\n");
 	/* the refused literal is not read as a command */
 	ASSERT_SAY(f, "f NOOP\r\n", "f OK NOOP completed.\r\n");
-	ASSERT_SAY(f, "g APPEND INBOX {2000+}\r\n", "* BYE [TOOBIG] Mail too big.\r\n");
+	ASSERT_SAY(f, "g APPEND INBOX {2000+}\r\n",
+	           "* BYE [TOOBIG] Mail too big.\r\n");
 	g_assert_cmpint(f->last, ==, PB_IMAP_CLOSE);
 }
 
@@ -888,23 +929,23 @@ test_timeout(F *f, gconstpointer d)
 	pb_imap_server_timeout(f->s);
 	{
 		g_autofree char *r = take(f);
-		g_assert_cmpstr(r, ==, "* BYE Disconnected for inactivity.\r\n");
+		g_assert_cmpstr(r, ==,
+		                "* BYE Disconnected for inactivity.\r\n");
 	}
 	g_assert_cmpint(pb_imap_server_next_action(f->s), ==, PB_IMAP_CLOSE);
 }
-
 
 /* Every command outside its states. */
 static void
 test_state_table(F *f, gconstpointer d)
 {
 	static const char *const authed[] = {
-	    "ENABLE", "NAMESPACE", "SELECT", "EXAMINE", "CREATE", "DELETE",
-	    "RENAME", "SUBSCRIBE", "UNSUBSCRIBE", "LIST", "LSUB", "STATUS",
-	    "APPEND", "IDLE"};
+	    "ENABLE", "NAMESPACE", "SELECT",    "EXAMINE",     "CREATE",
+	    "DELETE", "RENAME",    "SUBSCRIBE", "UNSUBSCRIBE", "LIST",
+	    "LSUB",   "STATUS",    "APPEND",    "IDLE"};
 	static const char *const selected[] = {
-	    "CHECK", "CLOSE", "UNSELECT", "EXPUNGE", "SEARCH", "FETCH",
-	    "STORE", "COPY", "MOVE", "UID"};
+	    "CHECK", "CLOSE", "UNSELECT", "EXPUNGE", "SEARCH",
+	    "FETCH", "STORE", "COPY",     "MOVE",    "UID"};
 	static const char *const not_auth[] = {"STARTTLS", "LOGIN",
 	                                       "AUTHENTICATE"};
 
@@ -912,7 +953,8 @@ test_state_table(F *f, gconstpointer d)
 	for (guint k = 0; k < G_N_ELEMENTS(authed); k++) {
 		g_autofree char *in = g_strdup_printf("t %s x\r\n", authed[k]);
 		g_autofree char *want = g_strdup_printf(
-		    "t BAD Error in IMAP command %s: Login first.\r\n", authed[k]);
+		    "t BAD Error in IMAP command %s: Login first.\r\n",
+		    authed[k]);
 		ASSERT_SAY(f, in, want);
 	}
 	/* a fresh session: 20 BAD replies end one */
@@ -920,7 +962,8 @@ test_state_table(F *f, gconstpointer d)
 	start(f);
 	g_free(take(f));
 	for (guint k = 0; k < G_N_ELEMENTS(selected); k++) {
-		g_autofree char *in = g_strdup_printf("t %s x\r\n", selected[k]);
+		g_autofree char *in =
+		    g_strdup_printf("t %s x\r\n", selected[k]);
 		g_autofree char *want = g_strdup_printf(
 		    "t BAD Error in IMAP command %s: Login first.\r\n",
 		    selected[k]);
@@ -931,14 +974,16 @@ test_state_table(F *f, gconstpointer d)
 	g_free(take(f));
 	login(f);
 	for (guint k = 0; k < G_N_ELEMENTS(selected); k++) {
-		g_autofree char *in = g_strdup_printf("t %s x\r\n", selected[k]);
+		g_autofree char *in =
+		    g_strdup_printf("t %s x\r\n", selected[k]);
 		g_autofree char *want = g_strdup_printf(
 		    "t BAD Error in IMAP command %s: No mailbox selected.\r\n",
 		    selected[k]);
 		ASSERT_SAY(f, in, want);
 	}
 	for (guint k = 0; k < G_N_ELEMENTS(not_auth); k++) {
-		g_autofree char *in = g_strdup_printf("t %s x\r\n", not_auth[k]);
+		g_autofree char *in =
+		    g_strdup_printf("t %s x\r\n", not_auth[k]);
 		g_autofree char *want = g_strdup_printf(
 		    "t BAD Error in IMAP command %s: Already logged in.\r\n",
 		    not_auth[k]);
@@ -980,9 +1025,10 @@ test_fetch_sections(F *f, gconstpointer d)
 	           "* 1 FETCH (BODY[1.MIME] {88}\r\nContent-Type: text/plain; "
 	           "charset=utf-8\r\nContent-Transfer-Encoding: "
 	           "quoted-printable\r\n\r\n)\r\nb OK Fetch completed.\r\n");
-	ASSERT_SAY(f, "c FETCH 1 BODY.PEEK[2.HEADER]\r\n",
-	           "* 1 FETCH (BODY[2.HEADER] {18}\r\nSubject: inner\r\n\r\n)\r\n"
-	           "c OK Fetch completed.\r\n");
+	ASSERT_SAY(
+	    f, "c FETCH 1 BODY.PEEK[2.HEADER]\r\n",
+	    "* 1 FETCH (BODY[2.HEADER] {18}\r\nSubject: inner\r\n\r\n)\r\n"
+	    "c OK Fetch completed.\r\n");
 	ASSERT_SAY(f, "d FETCH 1 BODY.PEEK[2.TEXT]\r\n",
 	           "* 1 FETCH (BODY[2.TEXT] {10}\r\ninner body)\r\n"
 	           "d OK Fetch completed.\r\n");
@@ -995,14 +1041,16 @@ test_fetch_sections(F *f, gconstpointer d)
 	ASSERT_SAY(f, "g FETCH 1 BODY.PEEK[1]<100.5>\r\n",
 	           "* 1 FETCH (BODY[1]<100> {0}\r\n)\r\n"
 	           "g OK Fetch completed.\r\n");
-	ASSERT_SAY(f, "h FETCH 1 (FLAGS BODY.PEEK[HEADER.FIELDS.NOT (From "
-	              "MIME-Version Content-Type)])\r\n",
+	ASSERT_SAY(f,
+	           "h FETCH 1 (FLAGS BODY.PEEK[HEADER.FIELDS.NOT (From "
+	           "MIME-Version Content-Type)])\r\n",
 	           "* 1 FETCH (FLAGS (\\Recent) BODY[HEADER.FIELDS.NOT (FROM "
 	           "MIME-VERSION CONTENT-TYPE)] {18}\r\nSubject: parts\r\n\r\n)"
 	           "\r\nh OK Fetch completed.\r\n");
 	r = say(f, "i FETCH 1 BODYSTRUCTURE\r\n");
-	ASSERT_HAS(r, "* 1 FETCH (BODYSTRUCTURE ((\"text\" \"plain\" "
-	              "(\"charset\" \"utf-8\") NIL NIL \"quoted-printable\" 17 ");
+	ASSERT_HAS(r,
+	           "* 1 FETCH (BODYSTRUCTURE ((\"text\" \"plain\" "
+	           "(\"charset\" \"utf-8\") NIL NIL \"quoted-printable\" 17 ");
 	ASSERT_HAS(r, "\"mixed\" (\"boundary\" \"b1\") NIL NIL NIL))\r\n");
 	ASSERT_SAY(f, "j SEARCH BODY \"CAFÉ\"\r\n",
 	           "* SEARCH 1\r\nj OK Search completed.\r\n");
@@ -1042,8 +1090,8 @@ test_append_large(F *f, gconstpointer d)
 	g_free(want);
 	want = g_strdup_printf("* 1 FETCH (RFC822.SIZE %zu)\r\n", size);
 	ASSERT_SAY(f, "b FETCH 1 RFC822.SIZE\r\n",
-	           (g_free(r), r = g_strconcat(want, "b OK Fetch completed.\r\n",
-	                                       NULL)));
+	           (g_free(r),
+	            r = g_strconcat(want, "b OK Fetch completed.\r\n", NULL)));
 }
 
 static void
@@ -1091,7 +1139,8 @@ static void
 add(const char *name, void (*fn)(F *, gconstpointer))
 {
 	g_autofree char *whole = g_strdup_printf("/imap-server/%s", name);
-	g_autofree char *bytes = g_strdup_printf("/imap-server/bytewise/%s", name);
+	g_autofree char *bytes =
+	    g_strdup_printf("/imap-server/bytewise/%s", name);
 
 	g_test_add(whole, F, GINT_TO_POINTER(0), setup, fn, teardown);
 	g_test_add(bytes, F, GINT_TO_POINTER(1), setup, fn, teardown);
@@ -1126,6 +1175,7 @@ main(int argc, char **argv)
 	add("store-expunge", test_store_expunge);
 	add("search-keys", test_search_keys);
 	add("untagged-rules", test_untagged_rules);
+	add("untagged-uid-fetch", test_untagged_uid_fetch);
 	add("recent-once", test_recent_once);
 	add("append", test_append);
 	add("copy-move", test_copy_move);

@@ -11,7 +11,9 @@
 #include <glib/gstdio.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/time.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 typedef struct {
@@ -1115,6 +1117,39 @@ test_pop3d_alongside(F *f, gconstpointer data)
 	g_assert_false(pb_mailfolder_flags(mf, 0) & PB_MSG_SEEN);
 }
 
+/* A lock left by a dead session (its pid gone on this host) or untouched
+ * for over 2 minutes (a host that died) is broken. */
+static void
+test_stale_locks(F *f, gconstpointer data)
+{
+	g_autofree char *lock = path(f, "dovecot-uidlist.lock", NULL, NULL);
+	g_autofree char *n1 = deliver(f, ".", 1, "a\n");
+	g_autofree char *n2 = NULL;
+	g_autoptr(PbMailFolder) mf = NULL;
+	char host[256] = "";
+	g_autofree char *dead = NULL;
+	struct timeval old[2] = {{time(NULL) - 180, 0}, {time(NULL) - 180, 0}};
+	pid_t pid = fork();
+
+	if (pid == 0)
+		_exit(0);
+	g_assert_cmpint(waitpid(pid, NULL, 0), ==, pid);
+	gethostname(host, sizeof host - 1);
+	dead = g_strdup_printf("%ld:%s\n", (long)pid, host);
+	g_assert_true(g_file_set_contents(lock, dead, -1, NULL));
+	mf = open_folder(f, "INBOX", FALSE);
+	g_assert_cmpuint(pb_mailfolder_count(mf), ==, 1);
+	g_assert_false(g_file_test(lock, G_FILE_TEST_EXISTS));
+	/* another host's lock, old */
+	g_assert_true(g_file_set_contents(lock, "1:elsewhere\n", -1, NULL));
+	g_assert_cmpint(utimes(lock, old), ==, 0);
+	n2 = deliver(f, ".", 2, "b\n");
+	sync_ok(mf, 0, NULL);
+	g_assert_cmpuint(pb_mailfolder_count(mf), ==, 2);
+	g_assert_cmpuint(pb_mailfolder_uid(mf, 1), ==, 2);
+	g_assert_false(g_file_test(lock, G_FILE_TEST_EXISTS));
+}
+
 #define ADD(name, fn) g_test_add(name, F, NULL, setup, fn, teardown)
 #define ADD_FROM(name, tree, fn) g_test_add(name, F, tree, setup, fn, teardown)
 
@@ -1148,5 +1183,6 @@ main(int argc, char **argv)
 	ADD("/mailfolder/odd-files", test_odd_files);
 	ADD("/mailfolder/rename-storm", test_rename_storm);
 	ADD("/mailfolder/pop3d-alongside", test_pop3d_alongside);
+	ADD("/mailfolder/stale-locks", test_stale_locks);
 	return g_test_run();
 }
