@@ -75,11 +75,11 @@ def test_renames_by_each_side(imap):
 
 
 def test_both_at_work_with_deliveries(imap):
-    """Two seconds of both servers and deliver on one mailbox: nobody
+    """A second of both servers and deliver on one mailbox: nobody
     crashes, every answer is well-formed, and afterwards both agree."""
     imap.start_pop3d()
     errors = []
-    stop = time.monotonic() + 2.0
+    stop = time.monotonic() + 1.0
 
     def imap_worker():
         try:
