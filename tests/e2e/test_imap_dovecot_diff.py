@@ -6,15 +6,19 @@ private configuration, on a copy of the corpus as a Maildir) answers,
 apart from the differences listed in DOCUMENTED (the README's section
 "IMAP messages: structure and Dovecot compatibility" explains each).
 
-Ours is asked through tests/unit/mime-dump (build/tests/mime-dump), which
-prints mime.c/message.c's answers as FETCH responses. When imapd can be
-run the same way, switching is the one line OURS = ... below."""
+Ours is the built imapd, run as inetd runs it (the session on its stdin
+and stdout), logged in to an account whose INBOX is the same corpus:
+the same commands, pipelined the same way, go to both servers.
+tests/unit/mime-dump (mime.c/message.c without the session) only lists
+the sections of each message that the requests cover."""
 import os
 import re
 import shutil
 import subprocess
 import tempfile
 from pathlib import Path
+
+from imap_support import add_fast_user, own
 
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -100,36 +104,6 @@ def the_value(items):
     vals = [v for k, v in items.items() if k not in ("UID", "FLAGS")]
     assert len(vals) == 1, items
     return vals[0]
-
-
-class DumpBackend:
-    """mime.c/message.c through build/tests/mime-dump."""
-
-    def __init__(self, files):
-        self.files = files
-
-    def fetch(self, requests):
-        lines = "".join(f"{CORPUS / f}\t{item.replace('.PEEK', '')}\n"
-                        for f, item in requests)
-        data = subprocess.run([str(BUILD / "tests" / "mime-dump"), "batch"],
-                              input=lines.encode(), capture_output=True,
-                              check=True, timeout=120).stdout
-        out, pos = {}, 0
-        for key in requests:
-            resp, pos = read_response(data, pos)
-            out[key] = the_value(fetch_items(resp))
-        return out
-
-
-def dump_search(files, queries):
-    """{query: set of files} as mime.c/message.c answer SEARCH."""
-    lines = "".join(f"{key}\t{needle}\n" for key, needle in queries)
-    res = subprocess.run(
-        [str(BUILD / "tests" / "mime-dump"), "searches"]
-        + [str(CORPUS / f) for f in files], input=lines.encode(),
-        capture_output=True, check=True, timeout=60).stdout.decode()
-    found = res.split("\n")
-    return {q: set(found[n].split()) for n, q in enumerate(queries)}
 
 
 class ImapStdioBackend:
@@ -245,11 +219,23 @@ def dovecot_backend(files, folder):
     return ImapStdioBackend(files, [str(DOVECOT), "-c", str(conf)], env, md)
 
 
-# the one line to switch to imapd: a class taking the file names whose
-# fetch(requests) answers them, e.g. one that makes an account's Maildir
-# of the corpus and returns ImapStdioBackend(files, [imapd, "-c", conf],
-# env, maildir, login=b"l LOGIN user pass\r\n")
-OURS = DumpBackend
+IMAPD_USER, IMAPD_PW = "corpus@example.org", "corpus"
+
+
+def imapd_backend(files, inst):
+    """The built imapd on stdin/stdout (inetd's style) for an account of
+    INST whose INBOX holds FILES; plaintext login allowed (the peer is a
+    pipe, not loopback)."""
+    inst.configure(tls={"plaintext_auth": "yes"})
+    add_fast_user(inst, IMAPD_USER, IMAPD_PW)
+    md = inst.maildir(IMAPD_USER)
+    for f in files:
+        shutil.copy(CORPUS / f, md / "cur" / (f + ":2,"))
+    own(md)
+    login = b'l LOGIN "%s" "%s"\r\n' % (IMAPD_USER.encode(),
+                                         IMAPD_PW.encode())
+    return ImapStdioBackend(files, [inst.bin("imapd"), "-c", str(inst.conf)],
+                            inst.env(), md, login=login)
 
 
 def requests_for(files):
@@ -269,14 +255,14 @@ def requests_for(files):
     return reqs
 
 
-def test_corpus_matches_dovecot():
+def test_corpus_matches_dovecot(inst):
     files = sorted(p.name for p in CORPUS.iterdir() if p.suffix == ".eml")
     assert len(files) >= 50
     reqs = requests_for(files)
     folder = Path(tempfile.mkdtemp(prefix="pb-dovecot-"))
     try:
         theirs = dovecot_backend(files, folder).fetch(reqs)
-        ours = OURS(files).fetch(reqs)
+        ours = imapd_backend(files, inst).fetch(reqs)
     finally:
         shutil.rmtree(folder, ignore_errors=True)
     diffs = []
@@ -336,17 +322,17 @@ SEARCH_DOCUMENTED = {
 }
 
 
-def test_search_matches_dovecot():
+def test_search_matches_dovecot(inst):
     files = sorted(p.name for p in CORPUS.iterdir() if p.suffix == ".eml")
     folder = Path(tempfile.mkdtemp(prefix="pb-dovecot-"))
     try:
         theirs = dovecot_backend(files, folder).search(SEARCHES)
     finally:
         shutil.rmtree(folder, ignore_errors=True)
-    ours = dump_search(files, [(k.split()[-1], n) for k, n in SEARCHES])
+    ours = imapd_backend(files, inst).search(SEARCHES)
     diffs = []
     for (key, needle) in SEARCHES:
-        o = ours[(key.split()[-1], needle)]
+        o = ours[(key, needle)]
         t = theirs[(key, needle)]
         if (key, needle) in SEARCH_DOCUMENTED:
             assert o != t, f"{key} {needle!r} now agrees: drop it"
