@@ -45,6 +45,7 @@ typedef enum {
 	T_BOOL,
 	T_DURATION,
 	T_SIZE,
+	T_OPTSIZE, /* a size; empty: 0 (a default computed in finish()) */
 	T_COUNT, /* a positive integer */
 	T_LIMIT, /* a count, or 0 for no limit */
 	T_PORT,
@@ -110,6 +111,13 @@ static const KeySpec keys[] = {
     {"pop3d", "max_connections", T_COUNT, F(pop3d_max_connections), "100"},
     {"pop3d", "max_connections_per_ip", T_LIMIT,
      F(pop3d_max_connections_per_ip), "10"},
+    {"imapd", "timeout", T_DURATION, F(imapd_timeout), "30m"},
+    {"imapd", "max_connections", T_COUNT, F(imapd_max_connections), "100"},
+    {"imapd", "max_user_connections", T_COUNT,
+     F(imapd_max_user_connections), "20"},
+    {"imapd", "max_message_size", T_OPTSIZE, F(imapd_max_message_size), ""},
+    {"imapd", "max_connections_per_ip", T_LIMIT,
+     F(imapd_max_connections_per_ip), "10"},
 };
 
 /* Where each "[group] key" sits in the file: "group\nkey" -> line. */
@@ -598,6 +606,18 @@ set_number_value(PbConfig *cfg, const KeySpec *spec, const char *value,
 			           "not a duration (N, Ns, Nm, Nh or Nd): %s",
 			           value);
 		return TRUE;
+	case T_OPTSIZE:
+		if (*value == '\0') {
+			*MEMBER(cfg, spec, guint64) = 0;
+			return TRUE;
+		}
+		if (!pb_parse_size(value, MEMBER(cfg, spec, guint64)) ||
+		    *MEMBER(cfg, spec, guint64) == 0)
+			return bad(error, w, spec->group, spec->key,
+			           "not a size (N, NK, NM or NG; empty: the "
+			           "default): %s",
+			           value);
+		return TRUE;
 	case T_SIZE:
 		if (!pb_parse_size(value, MEMBER(cfg, spec, guint64)))
 			return bad(error, w, spec->group, spec->key,
@@ -685,6 +705,7 @@ set_value(PbConfig *cfg, const KeySpec *spec, const char *value,
 		return set_list_value(cfg, spec, value, w, error);
 	case T_DURATION:
 	case T_SIZE:
+	case T_OPTSIZE:
 	case T_COUNT:
 	case T_LIMIT:
 	case T_PORT:
@@ -782,7 +803,8 @@ known_group(const char *group)
 {
 	return g_str_equal(group, "routes") || g_str_equal(group, "main") ||
 	       g_str_equal(group, "smtpd") || g_str_equal(group, "delivery") ||
-	       g_str_equal(group, "tls") || g_str_equal(group, "pop3d");
+	       g_str_equal(group, "tls") || g_str_equal(group, "pop3d") ||
+	       g_str_equal(group, "imapd");
 }
 
 static PbConfig *
@@ -855,6 +877,12 @@ finish(PbConfig *cfg, const Where *w, GError **error)
 		return bad(error, w, "tls",
 		           cfg->tls_certificate ? "certificate" : "key",
 		           "certificate and key go together");
+	/* RFC 3501 5.4: an autologout timer of at least 30 minutes */
+	if (cfg->imapd_timeout < 30 * 60)
+		return bad(error, w, "imapd", "timeout",
+		           "shorter than 30m (RFC 3501 5.4)");
+	if (cfg->imapd_max_message_size == 0)
+		cfg->imapd_max_message_size = cfg->max_message_size;
 	return TRUE;
 }
 

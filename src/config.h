@@ -94,6 +94,16 @@ typedef struct {
 	gint64 pop3d_timeout;        /* seconds; default 10m */
 	guint pop3d_max_connections; /* extension; default 100 */
 	guint pop3d_max_connections_per_ip; /* extension; 10; 0: none */
+
+	/* [imapd] */
+	gint64 imapd_timeout;         /* autologout after login, seconds;
+	                                 default 30m, never below 30m */
+	guint imapd_max_connections;  /* default 100 */
+	guint imapd_max_user_connections; /* sessions of one account at
+	                                     once; default 20 */
+	guint64 imapd_max_message_size; /* APPEND; default (empty): [smtpd]
+	                                   max_message_size */
+	guint imapd_max_connections_per_ip; /* extension; 10; 0: none */
 } PbConfig;
 
 #define PB_CONFIG_DEFAULT SYSCONFDIR "/pillarbox/pillarbox.conf"

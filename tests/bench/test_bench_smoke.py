@@ -12,7 +12,9 @@ ROOT = Path(__file__).resolve().parents[2]
 FIGURES = ["1 intake+delivery msg/s", "1 server CPU ms/msg", "2 relay msg/s",
            "3 latency median ms", "3 latency p90 ms", "4 RETR MB/s",
            "4 big login+STAT+LIST first s", "4 big login+STAT+LIST second s",
-           "6 mailq s", "b 50-connect burst s"]
+           "6 mailq s", "b 50-connect burst s",
+           "7 IMAP login+SELECT first s", "7 IMAP login+SELECT second s",
+           "7 IMAP UID FETCH 1:* FLAGS s"]
 PILLARBOX_ONLY = ["5 smtpd peak RSS MB", "5 runq peak RSS MB",
                   "5 pop3d peak RSS MB", "5 pop3d peak RSS MB, SHA-512 hash",
                   "6 idle runq s"]

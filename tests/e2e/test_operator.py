@@ -345,7 +345,7 @@ def test_systemd_units_verify(tmp_path):
         target = tmp_path / name.removesuffix(".in")
         target.write_text(text.replace("@SBINDIR@", "/usr/sbin"))
     files = sorted(str(p) for p in tmp_path.iterdir())
-    assert len(files) == 12
+    assert len(files) == 16
     proc = subprocess.run(["systemd-analyze", "verify", "--man=no", *files],
                           capture_output=True, text=True)
     # the programs are not installed under /usr/sbin on a test machine

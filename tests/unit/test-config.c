@@ -481,6 +481,76 @@ test_table_read(void)
 	g_assert_cmpint(g_rmdir(dir), ==, 0);
 }
 
+/* [imapd]: defaults, values, the 30-minute floor of the autologout
+ * timer (RFC 3501 5.4), and max_message_size following [smtpd]'s. */
+static void
+test_imapd(void)
+{
+	static const struct {
+		const char *text;
+		const char *message;
+	} bad[] = {
+	    {"[imapd]\ntimeout = 29m\n",
+	     "/etc/pb/test.conf:2: [imapd] timeout: shorter than 30m"},
+	    {"[imapd]\ntimeout = 1799\n", "/etc/pb/test.conf:2: [imapd] timeout"},
+	    {"[imapd]\nmax_connections = 0\n",
+	     "/etc/pb/test.conf:2: [imapd] max_connections: not a positive"},
+	    {"[imapd]\nmax_user_connections = 0\n",
+	     "/etc/pb/test.conf:2: [imapd] max_user_connections: not a "
+	     "positive"},
+	    {"[imapd]\nmax_user_connections = x\n",
+	     "/etc/pb/test.conf:2: [imapd] max_user_connections"},
+	    {"[imapd]\nmax_message_size = 0\n",
+	     "/etc/pb/test.conf:2: [imapd] max_message_size: not a size"},
+	    {"[imapd]\nmax_message_size = 5T\n",
+	     "/etc/pb/test.conf:2: [imapd] max_message_size: not a size"},
+	    {"[imapd]\nmax_connections_per_ip = -1\n",
+	     "/etc/pb/test.conf:2: [imapd] max_connections_per_ip"},
+	    {"[imapd]\nidle = 5m\n",
+	     "/etc/pb/test.conf:2: [imapd] idle: unknown key"},
+	};
+	g_autoptr(GError) error = NULL;
+	g_autoptr(PbConfig) dflt = load("", &error);
+	g_autoptr(PbConfig) set = NULL;
+	g_autoptr(PbConfig) follow = NULL;
+
+	g_assert_no_error(error);
+	g_assert_cmpint(dflt->imapd_timeout, ==, 30 * 60);
+	g_assert_cmpuint(dflt->imapd_max_connections, ==, 100);
+	g_assert_cmpuint(dflt->imapd_max_user_connections, ==, 20);
+	g_assert_cmpuint(dflt->imapd_max_connections_per_ip, ==, 10);
+	g_assert_cmpuint(dflt->imapd_max_message_size, ==, 50 * 1024 * 1024);
+
+	set = load("[imapd]\ntimeout = 2h\nmax_connections = 7\n"
+	           "max_user_connections = 3\nmax_message_size = 10M\n"
+	           "max_connections_per_ip = 0\n",
+	           &error);
+	g_assert_no_error(error);
+	g_assert_cmpint(set->imapd_timeout, ==, 7200);
+	g_assert_cmpuint(set->imapd_max_connections, ==, 7);
+	g_assert_cmpuint(set->imapd_max_user_connections, ==, 3);
+	g_assert_cmpuint(set->imapd_max_message_size, ==, 10 * 1024 * 1024);
+	g_assert_cmpuint(set->imapd_max_connections_per_ip, ==, 0);
+
+	/* empty (as in DESIGN.md's example): [smtpd]'s, wherever it is set */
+	follow = load("[imapd]\nmax_message_size =\ntimeout = 30m\n"
+	              "[smtpd]\nmax_message_size = 1K\n",
+	              &error);
+	g_assert_no_error(error);
+	g_assert_cmpuint(follow->imapd_max_message_size, ==, 1024);
+	g_assert_cmpint(follow->imapd_timeout, ==, 1800);
+
+	for (gsize i = 0; i < G_N_ELEMENTS(bad); i++) {
+		g_autoptr(GError) e = NULL;
+		g_autoptr(PbConfig) cfg = load(bad[i].text, &e);
+
+		g_assert_null(cfg);
+		g_assert_error(e, PB_ERROR, PB_ERROR_CONFIG);
+		if (!g_str_has_prefix(e->message, bad[i].message))
+			g_error("for %s got: %s", bad[i].text, e->message);
+	}
+}
+
 int
 main(int argc, char **argv)
 {
@@ -496,5 +566,6 @@ main(int argc, char **argv)
 	g_test_add_func("/config/load-trusted", test_load_trusted);
 	g_test_add_func("/config/table-read", test_table_read);
 	g_test_add_func("/config/endpoint", test_endpoint);
+	g_test_add_func("/config/imapd", test_imapd);
 	return g_test_run();
 }
