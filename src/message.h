@@ -52,13 +52,21 @@ gboolean pb_message_section_send(PbMessageSection *ms, int fd, PbLineOut *out,
                                  GError **error);
 
 typedef enum {
-	PB_MESSAGE_SEARCH_BODY, /* decoded bodies of the text parts */
-	PB_MESSAGE_SEARCH_TEXT, /* the headers (decoded) and BODY */
+	/* the decoded bodies of the text/* parts (and of message/* parts
+	 * not parsed further), each on its own; not attachments */
+	PB_MESSAGE_SEARCH_BODY,
+	/* BODY and the headers of the message and of the messages inside,
+	 * unfolded and RFC 2047 decoded */
+	PB_MESSAGE_SEARCH_TEXT,
 } PbMessageSearchKind;
 
 /* SEARCH BODY/TEXT: sets *FOUND if NEEDLE occurs (case-insensitive, see
- * PbMimeMatcher) in the message ROOT parsed from FD. For SEARCH HEADER
- * use pb_mime_search_header (no I/O). */
+ * PbMimeMatcher) in the message ROOT parsed from FD; reads only the
+ * parts it needs, a chunk at a time, and stops at the first match. For
+ * SEARCH HEADER use pb_mime_search_header (no I/O); for SENT*, the first
+ * Date (pb_mime_header_get) with pb_mime_date_parse, a message without
+ * a valid one counting as sent on 1970-01-01 (Dovecot). The answers are
+ * compared with Dovecot's by tests/e2e/test_imap_dovecot_diff.py. */
 gboolean pb_message_search(int fd, const PbMimePart *root,
                            PbMessageSearchKind kind, const char *needle,
                            gboolean *found, GError **error);

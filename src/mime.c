@@ -918,15 +918,17 @@ parse_content_type(const char *value, GString *type, GString *subtype,
 	ret = rfc_mime_token(&r, type);
 	if (ret <= 0 || type->len == 0)
 		return FALSE;
-	if (*r.p != '/' || (r.p++, !rfc_skip_lwsp(&r)) ||
-	    rfc_mime_token(&r, subtype) < 0 || subtype->len == 0 ||
-	    (r.p < r.end && *r.p != ';')) {
-		g_string_truncate(type, 0);
-		g_string_truncate(subtype, 0);
-		return FALSE;
+	if (*r.p == '/') {
+		r.p++;
+		if (rfc_skip_lwsp(&r) && rfc_mime_token(&r, subtype) >= 0 &&
+		    subtype->len > 0 && (r.p >= r.end || *r.p == ';')) {
+			*params = parse_params(&r);
+			return TRUE;
+		}
 	}
-	*params = parse_params(&r);
-	return TRUE;
+	g_string_truncate(type, 0);
+	g_string_truncate(subtype, 0);
+	return FALSE;
 }
 
 static gboolean
@@ -2169,8 +2171,8 @@ struct _PbMimeDecoder {
 	/* quoted-printable: "=" and up to one hex digit held */
 	char qp[3];
 	guint nqp;
-	gint b64_state;
-	guint b64_save;
+	guint b64_bits, b64_n; /* sextets held, how many */
+	gboolean b64_end;      /* padding or a stray octet seen: done */
 };
 
 /* The value of the last field NAME, unfolded ("" if none): what
@@ -2239,18 +2241,56 @@ qp_feed(PbMimeDecoder *d, const char *buf, gsize len, GString *out)
 	}
 }
 
+static int
+b64val(char c)
+{
+	if (c >= 'A' && c <= 'Z')
+		return c - 'A';
+	if (c >= 'a' && c <= 'z')
+		return c - 'a' + 26;
+	if (c >= '0' && c <= '9')
+		return c - '0' + 52;
+	return c == '+' ? 62 : c == '/' ? 63 : -1;
+}
+
+/* base64; white space skipped; padding or any other octet ends the
+ * decoding of the part (Dovecot's search does not read past an error) */
+static void
+b64_feed(PbMimeDecoder *d, const char *buf, gsize len, GString *out)
+{
+	for (gsize i = 0; i < len && !d->b64_end; i++) {
+		int v = b64val(buf[i]);
+		if (v < 0) {
+			d->b64_end = buf[i] != ' ' && buf[i] != '\t' &&
+			             buf[i] != '\r' && buf[i] != '\n';
+			continue;
+		}
+		d->b64_bits = (d->b64_bits << 6) | (guint)v;
+		if (++d->b64_n == 4) {
+			g_string_append_c(out, (char)(d->b64_bits >> 16));
+			g_string_append_c(out, (char)(d->b64_bits >> 8));
+			g_string_append_c(out, (char)d->b64_bits);
+			d->b64_bits = d->b64_n = 0;
+		}
+	}
+	/* at "=" the octets of an incomplete quartet are still written */
+	if (d->b64_end && d->b64_n >= 2) {
+		guint bits = d->b64_bits << (6 * (4 - d->b64_n));
+		g_string_append_c(out, (char)(bits >> 16));
+		if (d->b64_n == 3)
+			g_string_append_c(out, (char)(bits >> 8));
+		d->b64_n = 0;
+	}
+}
+
 void
 pb_mime_decoder_feed(PbMimeDecoder *d, const char *buf, gsize len, GString *out)
 {
 	if (d->enc == ENC_QP)
 		qp_feed(d, buf, len, out);
-	else if (d->enc == ENC_BASE64) {
-		gsize at = out->len;
-		g_string_set_size(out, at + (len / 4) * 3 + 3);
-		at += g_base64_decode_step(buf, len, (guchar *)out->str + at,
-		                           &d->b64_state, &d->b64_save);
-		g_string_truncate(out, at);
-	} else
+	else if (d->enc == ENC_BASE64)
+		b64_feed(d, buf, len, out);
+	else
 		g_string_append_len(out, buf, len);
 }
 

@@ -242,7 +242,7 @@ searches(int nfiles, char **files)
 		if (tab == NULL)
 			return 64;
 		*tab = '\0';
-		g_strchomp(tab + 1);
+		tab[1 + strcspn(tab + 1, "\n")] = '\0';
 		if ((ret = search(line, tab + 1, nfiles, files)) != 0)
 			return ret;
 	}

@@ -110,6 +110,40 @@ test_chunks(void)
 	g_rand_free(rand);
 }
 
+/* the same message stored with CRLF line ends: the same IMAP sizes,
+ * line counts and strings */
+static void
+test_crlf_stored(void)
+{
+	g_autoptr(GPtrArray) files = corpus_files();
+
+	for (guint i = 0; i < files->len; i++) {
+		g_autofree char *data = NULL;
+		gsize len;
+		g_autoptr(GString) crlf = g_string_new(NULL);
+
+		g_assert_true(
+		    g_file_get_contents(files->pdata[i], &data, &len, NULL));
+		if (memchr(data, '\r', len) != NULL)
+			continue; /* mixed line ends are their own case */
+		for (gsize k = 0; k < len; k++) {
+			if (data[k] == '\n')
+				g_string_append_c(crlf, '\r');
+			g_string_append_c(crlf, data[k]);
+		}
+		g_autoptr(PbMimePart) a = pb_mime_parse(data, len);
+		g_autoptr(PbMimePart) b = pb_mime_parse(crlf->str, crlf->len);
+		g_autoptr(GString) sa = g_string_new(NULL);
+		g_autoptr(GString) sb = g_string_new(NULL);
+		pb_mime_append_envelope(sa, a);
+		pb_mime_append_bodystructure(sa, a, TRUE);
+		pb_mime_append_envelope(sb, b);
+		pb_mime_append_bodystructure(sb, b, TRUE);
+		g_assert_cmpstr(sa->str, ==, sb->str);
+		g_assert_cmpuint(pb_mime_part_crlf_size(b), ==, crlf->len);
+	}
+}
+
 static guint64
 crlf_len(const char *s, gsize len)
 {
@@ -548,6 +582,7 @@ main(int argc, char **argv)
 	g_test_init(&argc, &argv, NULL);
 	g_test_add_func("/mime/chunks", test_chunks);
 	g_test_add_func("/mime/sizes", test_sizes);
+	g_test_add_func("/mime/crlf-stored", test_crlf_stored);
 	g_test_add_func("/mime/sections", test_sections);
 	g_test_add_func("/mime/section-parse", test_section_parse);
 	g_test_add_func("/mime/boundary-line-ends", test_boundary_line_ends);
