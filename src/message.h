@@ -52,7 +52,7 @@ gboolean pb_message_section_send(PbMessageSection *ms, int fd, PbLineOut *out,
                                  GError **error);
 
 typedef enum {
-	/* the decoded bodies of the text/* parts (and of message/* parts
+	/* the decoded bodies of the text parts (and of the message parts
 	 * not parsed further), each on its own; not attachments */
 	PB_MESSAGE_SEARCH_BODY,
 	/* BODY and the headers of the message and of the messages inside,
