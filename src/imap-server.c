@@ -1301,16 +1301,20 @@ pb_imap_msg_flags(guint imap_flags)
 	return f;
 }
 
-/* The literal announced is refused: the client gets "TAG TEXT" (a {N}
- * one) or BYE (a {N+} one, whose octets are on their way). TEXT is
+/* APPEND's literal announced is refused: the client gets "TAG TEXT"
+ * (a {N} one, or a {N+} one of at most max_message_size, whose octets
+ * the parser discards, RFC 7888 4) or BYE (a larger {N+}). TEXT is
  * "NO ..." or "BAD ...". */
 static void
 refuse_literal(PbImapServer *s, const char *tag_arg, const char *text)
 {
 	/* the refusal frees the command the tag may belong to */
 	g_autofree char *tag = g_strdup(tag_arg);
+	guint64 max = s->max_message_size > 0 ? s->max_message_size
+	                                      : G_MAXUINT32;
 
-	if (pb_imap_parser_literal_refuse(s->parser) == PB_IMAP_LITERAL_CLOSE) {
+	if (pb_imap_parser_literal_skip(s->parser, max) ==
+	    PB_IMAP_LITERAL_CLOSE) {
 		/* "NO [TOOBIG] text" becomes "* BYE [TOOBIG] text" */
 		pb_imap_reply(s, "* BYE %s", strchr(text, ' ') + 1);
 		close_session(s);

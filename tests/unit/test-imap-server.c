@@ -854,6 +854,30 @@ test_append(F *f, gconstpointer d)
 	           "e NO [TOOBIG] Mail too big.\r\n");
 	/* the refused literal is not read as a command */
 	ASSERT_SAY(f, "f NOOP\r\n", "f OK NOOP completed.\r\n");
+	/* LITERAL+ refused for its folder or arguments (RFC 7888 4, as
+	 * mbsync sends it): the octets are read and dropped, the tag gets
+	 * its NO or BAD and the session goes on */
+	ASSERT_SAY(f,
+	           "h APPEND Nope {11+}\r\nh2 LOGOUT\r\n\r\n"
+	           "i NOOP\r\n",
+	           "h NO [TRYCREATE] Mailbox doesn't exist.\r\n"
+	           "i OK NOOP completed.\r\n");
+	g_assert_cmpint(f->last, !=, PB_IMAP_CLOSE);
+	ASSERT_SAY(f,
+	           "j APPEND INBOX (\\Bogus) {5+}\r\nj2 LOGOUT\r\n"
+	           "k NOOP\r\n",
+	           "j BAD Unknown system flag\r\n"
+	           "k OK NOOP completed.\r\n");
+	/* ... up to max_message_size (1000 here, over it: BYE) */
+	{
+		g_autofree char *big = g_strnfill(1000, 'x');
+		g_autofree char *in = g_strdup_printf(
+		    "l APPEND Nope {1000+}\r\n%s\r\nm NOOP\r\n", big);
+
+		ASSERT_SAY(f, in,
+		           "l NO [TRYCREATE] Mailbox doesn't exist.\r\n"
+		           "m OK NOOP completed.\r\n");
+	}
 	ASSERT_SAY(f, "g APPEND INBOX {2000+}\r\n",
 	           "* BYE [TOOBIG] Mail too big.\r\n");
 	g_assert_cmpint(f->last, ==, PB_IMAP_CLOSE);
