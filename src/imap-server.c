@@ -456,25 +456,31 @@ add_range(GArray *ranges, guint first, guint last)
 
 /* A UID set: "*" is the highest UID in the folder; numbers are not
  * clamped (UID 100 of a folder whose last UID is 3 is no message, but
- * 5:* there is 3:5). Each range maps to the indexes of the UIDs in it. */
+ * 5:* there is 3:5). The set is resolved first (sorted, merged), so each
+ * message is in at most one range however the ranges overlap, and the
+ * ranges ascend. Each range maps to the indexes of the UIDs in it. */
 static GArray *
 uid_ranges(PbImapServer *s, const PbImapSeqSet *set)
 {
 	GArray *ranges = g_array_new(FALSE, FALSE, sizeof(PbMsgRange));
 	guint count = pb_mailfolder_count(s->folder);
 	guint32 last = count ? pb_mailfolder_uid(s->folder, count - 1) : 0;
+	PbImapSeqSet stars = {g_new(PbImapRange, MAX(set->n, 1)), set->n};
+	g_autoptr(PbImapSeqSet) resolved = NULL;
 
-	for (guint k = 0; k < set->n && count > 0; k++) {
-		guint32 lo = set->ranges[k].lo ? set->ranges[k].lo : last;
-		guint32 hi = set->ranges[k].hi ? set->ranges[k].hi : last;
+	for (guint k = 0; k < set->n; k++) {
+		stars.ranges[k].lo = set->ranges[k].lo ? set->ranges[k].lo : last;
+		stars.ranges[k].hi = set->ranges[k].hi ? set->ranges[k].hi : last;
+	}
+	resolved = pb_imap_seqset_resolve(&stars, count ? G_MAXUINT32 : 0);
+	g_free(stars.ranges);
+	for (guint k = 0; k < resolved->n; k++) {
 		guint first, end;
-		if (lo > hi) {
-			guint32 t = lo;
-			lo = hi;
-			hi = t;
-		}
-		pb_mailfolder_find_uid(s->folder, lo, &first);
-		if (pb_mailfolder_find_uid(s->folder, hi, &end))
+
+		pb_mailfolder_find_uid(s->folder, resolved->ranges[k].lo,
+		                       &first);
+		if (pb_mailfolder_find_uid(s->folder, resolved->ranges[k].hi,
+		                           &end))
 			end++;
 		if (first < end)
 			add_range(ranges, first, end - 1);

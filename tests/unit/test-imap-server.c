@@ -883,6 +883,41 @@ test_append(F *f, gconstpointer d)
 	g_assert_cmpint(f->last, ==, PB_IMAP_CLOSE);
 }
 
+/* Overlapping or reversed ranges: each message once, in order (a line
+ * of "1:*,1:*,..." must not multiply the answers). */
+static void
+test_overlapping_sets(F *f, gconstpointer d)
+{
+	g_autofree char *r = NULL;
+
+	g_free(deliver(f, NULL, msg1));
+	g_free(deliver(f, NULL, msg2));
+	g_free(deliver(f, NULL, msg3));
+	g_free(take(f));
+	login_select(f);
+	ASSERT_SAY(f, "a UID FETCH 4294967295:1,1:*,2,3:2 (UID)\r\n",
+	           "* 1 FETCH (UID 1)\r\n* 2 FETCH (UID 2)\r\n"
+	           "* 3 FETCH (UID 3)\r\na OK Fetch completed.\r\n");
+	ASSERT_SAY(f, "b UID FETCH 3,1:2,2:*,* (UID)\r\n",
+	           "* 1 FETCH (UID 1)\r\n* 2 FETCH (UID 2)\r\n"
+	           "* 3 FETCH (UID 3)\r\nb OK Fetch completed.\r\n");
+	ASSERT_SAY(f, "c FETCH 3,1:*,2:1 (UID)\r\n",
+	           "* 1 FETCH (UID 1)\r\n* 2 FETCH (UID 2)\r\n"
+	           "* 3 FETCH (UID 3)\r\nc OK Fetch completed.\r\n");
+	ASSERT_SAY(f, "d UID STORE 2:3,3:2,* +FLAGS (\\Flagged)\r\n",
+	           "* 2 FETCH (UID 2 FLAGS (\\Flagged \\Recent))\r\n"
+	           "* 3 FETCH (UID 3 FLAGS (\\Flagged \\Recent))\r\n"
+	           "d OK Store completed.\r\n");
+	/* copied once each: three new UIDs, not five */
+	r = say(f, "e UID COPY 1:*,2:3,4294967295 Archive\r\n");
+	ASSERT_HAS(r, " 1:3 1:3] Copy completed.\r\n");
+	ASSERT_SAY(f, "f STATUS Archive (MESSAGES)\r\n",
+	           "* STATUS \"Archive\" (MESSAGES 3)\r\n"
+	           "f OK Status completed.\r\n");
+	ASSERT_SAY(f, "g UID SEARCH UID 3:1,2,1:*\r\n",
+	           "* SEARCH 1 2 3\r\ng OK Search completed.\r\n");
+}
+
 static void
 test_copy_move(F *f, gconstpointer d)
 {
@@ -1287,6 +1322,7 @@ main(int argc, char **argv)
 	add("recent-once", test_recent_once);
 	add("append", test_append);
 	add("copy-move", test_copy_move);
+	add("overlapping-sets", test_overlapping_sets);
 	add("idle", test_idle);
 	add("literals-budget", test_literals_budget);
 	add("literal-minus", test_literal_minus);
