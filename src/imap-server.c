@@ -360,7 +360,6 @@ pb_imap_append_flags(PbImapServer *s, GString *out, guint i)
 	    {PB_MSG_DRAFT, "\\Draft"},       {PB_MSG_RECENT, "\\Recent"}};
 	guint flags = pb_mailfolder_flags(s->folder, i);
 	guint32 kws = pb_mailfolder_keywords(s->folder, i);
-	const char *const *names = pb_mailfolder_keyword_names(s->folder);
 	gsize start = out->len;
 
 	g_string_append_c(out, '(');
@@ -370,12 +369,18 @@ pb_imap_append_flags(PbImapServer *s, GString *out, guint i)
 				g_string_append_c(out, ' ');
 			g_string_append(out, sys[k].name);
 		}
-	for (guint k = 0; names[k] != NULL && k < 32; k++)
-		if (kws & (1u << k)) {
-			if (out->len > start + 1)
-				g_string_append_c(out, ' ');
-			g_string_append(out, names[k]);
-		}
+	/* bit K is named by dovecot-keywords' line K, which may have gaps:
+	 * never by the rank in pb_mailfolder_keyword_names() */
+	for (guint k = 0; k < 32; k++) {
+		const char *name = (kws & (1u << k))
+		                       ? pb_mailfolder_keyword_name(s->folder, k)
+		                       : NULL;
+		if (name == NULL)
+			continue;
+		if (out->len > start + 1)
+			g_string_append_c(out, ' ');
+		g_string_append(out, name);
+	}
 	g_string_append_c(out, ')');
 }
 

@@ -918,6 +918,42 @@ test_overlapping_sets(F *f, gconstpointer d)
 	           "* SEARCH 1 2 3\r\ng OK Search completed.\r\n");
 }
 
+/* dovecot-keywords with a gap (hand-edited, or Dovecot's after a
+ * removal): bit K is named by its line "K name", not by its rank. */
+static void
+test_keyword_gaps(F *f, gconstpointer d)
+{
+	g_autofree char *p1 = deliver(f, NULL, msg1);
+	g_autofree char *p2 = deliver(f, NULL, msg2);
+	g_autofree char *kw = g_build_filename(f->maildir, "dovecot-keywords",
+	                                       NULL);
+	g_autofree char *r = NULL, *r2 = NULL;
+	const char *letters[] = {"c", "b"};
+	const char *paths[] = {p1, p2};
+
+	for (guint k = 0; k < 2; k++) {
+		g_autofree char *base = g_path_get_basename(paths[k]);
+		g_autofree char *cur = g_strdup_printf(
+		    "%s/cur/%s:2,%s", f->maildir, base, letters[k]);
+		g_assert_cmpint(g_rename(paths[k], cur), ==, 0);
+	}
+	g_assert_true(g_file_set_contents(kw, "0 $Junk\n2 Work\n", -1, NULL));
+	g_free(take(f));
+	login(f);
+	r = say(f, "a SELECT INBOX\r\n");
+	ASSERT_HAS(r, "* FLAGS (\\Answered \\Flagged \\Deleted \\Seen "
+	              "\\Draft $Junk Work)\r\n");
+	/* "c" is Work; "b" has no name: kept on disk, not shown */
+	r2 = say(f, "b FETCH 1:2 (FLAGS)\r\n");
+	ASSERT_HAS(r2, "* 1 FETCH (FLAGS (Work))\r\n");
+	ASSERT_HAS(r2, "* 2 FETCH (FLAGS ())\r\n");
+	ASSERT_SAY(f, "c STORE 2 +FLAGS ($Junk Work)\r\n",
+	           "* 2 FETCH (FLAGS ($Junk Work))\r\n"
+	           "c OK Store completed.\r\n");
+	ASSERT_SAY(f, "d SEARCH KEYWORD Work\r\n",
+	           "* SEARCH 1 2\r\nd OK Search completed.\r\n");
+}
+
 static void
 test_copy_move(F *f, gconstpointer d)
 {
@@ -1323,6 +1359,7 @@ main(int argc, char **argv)
 	add("append", test_append);
 	add("copy-move", test_copy_move);
 	add("overlapping-sets", test_overlapping_sets);
+	add("keyword-gaps", test_keyword_gaps);
 	add("idle", test_idle);
 	add("literals-budget", test_literals_budget);
 	add("literal-minus", test_literal_minus);
