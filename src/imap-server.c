@@ -372,9 +372,9 @@ pb_imap_append_flags(PbImapServer *s, GString *out, guint i)
 	/* bit K is named by dovecot-keywords' line K, which may have gaps:
 	 * never by the rank in pb_mailfolder_keyword_names() */
 	for (guint k = 0; k < 32; k++) {
-		const char *name = (kws & (1u << k))
-		                       ? pb_mailfolder_keyword_name(s->folder, k)
-		                       : NULL;
+		const char *name =
+		    (kws & (1u << k)) ? pb_mailfolder_keyword_name(s->folder, k)
+		                      : NULL;
 		if (name == NULL)
 			continue;
 		if (out->len > start + 1)
@@ -474,8 +474,10 @@ uid_ranges(PbImapServer *s, const PbImapSeqSet *set)
 	g_autoptr(PbImapSeqSet) resolved = NULL;
 
 	for (guint k = 0; k < set->n; k++) {
-		stars.ranges[k].lo = set->ranges[k].lo ? set->ranges[k].lo : last;
-		stars.ranges[k].hi = set->ranges[k].hi ? set->ranges[k].hi : last;
+		stars.ranges[k].lo =
+		    set->ranges[k].lo ? set->ranges[k].lo : last;
+		stars.ranges[k].hi =
+		    set->ranges[k].hi ? set->ranges[k].hi : last;
 	}
 	resolved = pb_imap_seqset_resolve(&stars, count ? G_MAXUINT32 : 0);
 	g_free(stars.ranges);
@@ -1321,8 +1323,8 @@ refuse_literal(PbImapServer *s, const char *tag_arg, const char *text)
 {
 	/* the refusal frees the command the tag may belong to */
 	g_autofree char *tag = g_strdup(tag_arg);
-	guint64 max = s->max_message_size > 0 ? s->max_message_size
-	                                      : G_MAXUINT32;
+	guint64 max =
+	    s->max_message_size > 0 ? s->max_message_size : G_MAXUINT32;
 
 	if (pb_imap_parser_literal_skip(s->parser, max) ==
 	    PB_IMAP_LITERAL_CLOSE) {

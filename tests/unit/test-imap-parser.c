@@ -341,10 +341,10 @@ test_refused_skip(void)
 	g_autofree char *big = g_strnfill(100000, 'x');
 
 	/* the caller's bound instead of the budget: up to it, dropped */
-	check("a1 APPEND box {8+}\r\na2 NOOP\r\na3 NOOP\r\n", POL_SKIP8,
-	      TRUE, "LIT a1 8+ d0 refused\nCMD a3 NOOP\n");
-	check("a1 APPEND box {9+}\r\na2 NOOP\r\na3 NOOP\r\n", POL_SKIP8,
-	      TRUE, "LIT a1 9+ d0 close\nCLOSE Literal too big\n");
+	check("a1 APPEND box {8+}\r\na2 NOOP\r\na3 NOOP\r\n", POL_SKIP8, TRUE,
+	      "LIT a1 8+ d0 refused\nCMD a3 NOOP\n");
+	check("a1 APPEND box {9+}\r\na2 NOOP\r\na3 NOOP\r\n", POL_SKIP8, TRUE,
+	      "LIT a1 9+ d0 close\nCLOSE Literal too big\n");
 	/* a {N} is never invited, whatever its size */
 	check("a1 APPEND box {9}\r\na2 NOOP\r\n", POL_SKIP8, TRUE,
 	      "LIT a1 9 d0 refused\nCMD a2 NOOP\n");

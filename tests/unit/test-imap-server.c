@@ -925,8 +925,8 @@ test_keyword_gaps(F *f, gconstpointer d)
 {
 	g_autofree char *p1 = deliver(f, NULL, msg1);
 	g_autofree char *p2 = deliver(f, NULL, msg2);
-	g_autofree char *kw = g_build_filename(f->maildir, "dovecot-keywords",
-	                                       NULL);
+	g_autofree char *kw =
+	    g_build_filename(f->maildir, "dovecot-keywords", NULL);
 	g_autofree char *r = NULL, *r2 = NULL;
 	const char *letters[] = {"c", "b"};
 	const char *paths[] = {p1, p2};
