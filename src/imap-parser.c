@@ -830,11 +830,36 @@ refuse(PbImapParser *p, const char *why)
 	return p->lit_sync ? PB_IMAP_LITERAL_REFUSED : PB_IMAP_LITERAL_CLOSE;
 }
 
+/* A {N+} refused for what the command means, not for its size: its
+ * octets and the rest of its line are discarded (RFC 7888 4), unless N
+ * is over MAX or, before login, over LITERAL-'s 4096. */
+static PbImapLiteralReply
+refuse_skip(PbImapParser *p, guint64 max, const char *why)
+{
+	if (p->lit_sync || p->lit_size > max ||
+	    (!p->authenticated &&
+	     p->lit_size > PB_IMAP_PARSER_MAX_LITERAL_MINUS))
+		return refuse(p, p->lit_sync ? why : "Literal too big");
+	set_bad(p, PB_IMAP_BAD_SYNTAX, why, TRUE);
+	p->left = p->lit_size;
+	p->tail_len = 0;
+	p->skip_literals = TRUE;
+	p->state = p->left > 0 ? S_SKIP_LITERAL : S_SKIP_LINE;
+	return PB_IMAP_LITERAL_REFUSED;
+}
+
 PbImapLiteralReply
 pb_imap_parser_literal_refuse(PbImapParser *p)
 {
 	g_return_val_if_fail(p->state == S_LITERAL_WAIT, PB_IMAP_LITERAL_CLOSE);
-	return refuse(p, "Literal refused");
+	return refuse_skip(p, p->max, "Literal refused");
+}
+
+PbImapLiteralReply
+pb_imap_parser_literal_skip(PbImapParser *p, guint64 max)
+{
+	g_return_val_if_fail(p->state == S_LITERAL_WAIT, PB_IMAP_LITERAL_CLOSE);
+	return refuse_skip(p, max, "Literal refused");
 }
 
 PbImapLiteralReply

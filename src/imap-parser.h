@@ -17,9 +17,11 @@
  *   pb_imap_parser_literal_accept(), before the caller sends "+".
  *   Literals the caller streams (APPEND's message) are not buffered and
  *   not counted: the caller bounds them (max_message_size).
- * - A non-synchronising literal ({N+}) that is refused or over the
- *   budget makes the parser close (PB_IMAP_PARSE_CLOSE): its octets are
- *   already on their way and are never read as commands. Before
+ * - A non-synchronising literal ({N+}) over the budget makes the
+ *   parser close (PB_IMAP_PARSE_CLOSE): its octets are already on their
+ *   way and are never read as commands. One within the budget that the
+ *   caller refuses (APPEND to a missing folder) is read and discarded,
+ *   so the session goes on (RFC 7888 4). Before
  *   authentication a {N+} larger than 4096 octets is over the budget
  *   (LITERAL-, RFC 7888 5). So is a {N+} ending a line skipped after
  *   an error when N is over the budget (skipping it would take long).
@@ -130,12 +132,13 @@ typedef enum {
 	PB_IMAP_LITERAL_SEND_PLUS, /* synchronising {N}: write "+ OK\r\n",
 	                              flush, feed on */
 	PB_IMAP_LITERAL_FEED,      /* non-synchronising {N+}: feed on */
-	PB_IMAP_LITERAL_REFUSED,   /* {N} refused (or over the budget):
-	                              answer the tag (NO [TOOBIG] or BAD);
-	                              the client abandons the command and
-	                              the parser waits for the next one */
-	PB_IMAP_LITERAL_CLOSE,     /* {N+} refused or over the budget: "* BYE"
-	                              and close (PB_IMAP_PARSE_CLOSE from now) */
+	PB_IMAP_LITERAL_REFUSED,   /* {N} refused (or over the budget), or a
+	                              refused {N+} the parser discards:
+	                              answer the tag (NO or BAD); the
+	                              parser waits for the next command */
+	PB_IMAP_LITERAL_CLOSE,     /* {N+} over the budget (or over the bound
+	                              given to _skip): "* BYE" and close
+	                              (PB_IMAP_PARSE_CLOSE from now) */
 } PbImapLiteralReply;
 
 typedef struct _PbImapParser PbImapParser;
@@ -181,11 +184,19 @@ PbImapLiteralReply pb_imap_parser_literal_accept(PbImapParser *p);
  * COMMAND: a BAD after STREAM_END (e.g. junk after the literal) means
  * the command failed, and what was streamed is to be thrown away. */
 PbImapLiteralReply pb_imap_parser_literal_stream(PbImapParser *p);
-/* Refuse it (e.g. APPEND over max_message_size): REFUSED or CLOSE.
- * The partial command is dropped (pb_imap_parser_command() is NULL);
- * pb_imap_parser_tag() keeps its tag for the answer. (accept refuses by
- * itself when the budget is exceeded, the same way.) */
+/* Refuse it (the command cannot be done, e.g. APPEND to a folder that
+ * does not exist): REFUSED or CLOSE. The partial command is dropped
+ * (pb_imap_parser_command() is NULL); pb_imap_parser_tag() keeps its tag
+ * for the answer. A {N} is simply not invited. A {N+} (RFC 7888 4) of
+ * at most the command budget (4096 octets before login) is REFUSED
+ * too: its octets and the rest of its line are read and discarded,
+ * never buffered, never taken as commands; the caller answers the tag
+ * at once. A larger {N+} gives CLOSE. (accept refuses by itself when the
+ * budget is exceeded: a {N+} over it gives CLOSE.) */
 PbImapLiteralReply pb_imap_parser_literal_refuse(PbImapParser *p);
+/* The same with MAX instead of the command budget as the largest {N+}
+ * discarded (APPEND: max_message_size, G_MAXUINT32 for no limit). */
+PbImapLiteralReply pb_imap_parser_literal_skip(PbImapParser *p, guint64 max);
 /* Octets of the streamed literal still to come. */
 guint64 pb_imap_parser_stream_left(PbImapParser *p);
 

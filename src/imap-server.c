@@ -360,7 +360,6 @@ pb_imap_append_flags(PbImapServer *s, GString *out, guint i)
 	    {PB_MSG_DRAFT, "\\Draft"},       {PB_MSG_RECENT, "\\Recent"}};
 	guint flags = pb_mailfolder_flags(s->folder, i);
 	guint32 kws = pb_mailfolder_keywords(s->folder, i);
-	const char *const *names = pb_mailfolder_keyword_names(s->folder);
 	gsize start = out->len;
 
 	g_string_append_c(out, '(');
@@ -370,12 +369,18 @@ pb_imap_append_flags(PbImapServer *s, GString *out, guint i)
 				g_string_append_c(out, ' ');
 			g_string_append(out, sys[k].name);
 		}
-	for (guint k = 0; names[k] != NULL && k < 32; k++)
-		if (kws & (1u << k)) {
-			if (out->len > start + 1)
-				g_string_append_c(out, ' ');
-			g_string_append(out, names[k]);
-		}
+	/* bit K is named by dovecot-keywords' line K, which may have gaps:
+	 * never by the rank in pb_mailfolder_keyword_names() */
+	for (guint k = 0; k < 32; k++) {
+		const char *name =
+		    (kws & (1u << k)) ? pb_mailfolder_keyword_name(s->folder, k)
+		                      : NULL;
+		if (name == NULL)
+			continue;
+		if (out->len > start + 1)
+			g_string_append_c(out, ' ');
+		g_string_append(out, name);
+	}
 	g_string_append_c(out, ')');
 }
 
@@ -456,25 +461,33 @@ add_range(GArray *ranges, guint first, guint last)
 
 /* A UID set: "*" is the highest UID in the folder; numbers are not
  * clamped (UID 100 of a folder whose last UID is 3 is no message, but
- * 5:* there is 3:5). Each range maps to the indexes of the UIDs in it. */
+ * 5:* there is 3:5). The set is resolved first (sorted, merged), so each
+ * message is in at most one range however the ranges overlap, and the
+ * ranges ascend. Each range maps to the indexes of the UIDs in it. */
 static GArray *
 uid_ranges(PbImapServer *s, const PbImapSeqSet *set)
 {
 	GArray *ranges = g_array_new(FALSE, FALSE, sizeof(PbMsgRange));
 	guint count = pb_mailfolder_count(s->folder);
 	guint32 last = count ? pb_mailfolder_uid(s->folder, count - 1) : 0;
+	PbImapSeqSet stars = {g_new(PbImapRange, MAX(set->n, 1)), set->n};
+	g_autoptr(PbImapSeqSet) resolved = NULL;
 
-	for (guint k = 0; k < set->n && count > 0; k++) {
-		guint32 lo = set->ranges[k].lo ? set->ranges[k].lo : last;
-		guint32 hi = set->ranges[k].hi ? set->ranges[k].hi : last;
+	for (guint k = 0; k < set->n; k++) {
+		stars.ranges[k].lo =
+		    set->ranges[k].lo ? set->ranges[k].lo : last;
+		stars.ranges[k].hi =
+		    set->ranges[k].hi ? set->ranges[k].hi : last;
+	}
+	resolved = pb_imap_seqset_resolve(&stars, count ? G_MAXUINT32 : 0);
+	g_free(stars.ranges);
+	for (guint k = 0; k < resolved->n; k++) {
 		guint first, end;
-		if (lo > hi) {
-			guint32 t = lo;
-			lo = hi;
-			hi = t;
-		}
-		pb_mailfolder_find_uid(s->folder, lo, &first);
-		if (pb_mailfolder_find_uid(s->folder, hi, &end))
+
+		pb_mailfolder_find_uid(s->folder, resolved->ranges[k].lo,
+		                       &first);
+		if (pb_mailfolder_find_uid(s->folder, resolved->ranges[k].hi,
+		                           &end))
 			end++;
 		if (first < end)
 			add_range(ranges, first, end - 1);
@@ -1301,16 +1314,20 @@ pb_imap_msg_flags(guint imap_flags)
 	return f;
 }
 
-/* The literal announced is refused: the client gets "TAG TEXT" (a {N}
- * one) or BYE (a {N+} one, whose octets are on their way). TEXT is
+/* APPEND's literal announced is refused: the client gets "TAG TEXT"
+ * (a {N} one, or a {N+} one of at most max_message_size, whose octets
+ * the parser discards, RFC 7888 4) or BYE (a larger {N+}). TEXT is
  * "NO ..." or "BAD ...". */
 static void
 refuse_literal(PbImapServer *s, const char *tag_arg, const char *text)
 {
 	/* the refusal frees the command the tag may belong to */
 	g_autofree char *tag = g_strdup(tag_arg);
+	guint64 max =
+	    s->max_message_size > 0 ? s->max_message_size : G_MAXUINT32;
 
-	if (pb_imap_parser_literal_refuse(s->parser) == PB_IMAP_LITERAL_CLOSE) {
+	if (pb_imap_parser_literal_skip(s->parser, max) ==
+	    PB_IMAP_LITERAL_CLOSE) {
 		/* "NO [TOOBIG] text" becomes "* BYE [TOOBIG] text" */
 		pb_imap_reply(s, "* BYE %s", strchr(text, ' ') + 1);
 		close_session(s);

@@ -4,7 +4,8 @@
  *
  * Input: one octet of options (bit 0: authenticated; bit 1: APPEND's
  * top-level literals are streamed; bit 2: literals over 100 octets are
- * refused; bits 3-5: the chunk size), then the client's bytes.
+ * refused; bits 3-5: the chunk size; bit 6: refused with a bound of
+ * 300 octets instead of the budget), then the client's bytes.
  *
  * Checked besides the sanitizers: the input fed in chunks and fed whole
  * give the same events; a command never exceeds its budget; what the
@@ -178,7 +179,8 @@ on_literal(PbImapParser *p, Run *run)
 	g_string_append_printf(run->log, "L %" G_GUINT64_FORMAT " %d %u\n",
 	                       size, sync, depth);
 	if ((run->opts & 4) && size > 100)
-		return pb_imap_parser_literal_refuse(p);
+		return (run->opts & 64) ? pb_imap_parser_literal_skip(p, 300)
+		                        : pb_imap_parser_literal_refuse(p);
 	if ((run->opts & 2) && depth == 0 &&
 	    g_ascii_strcasecmp(c->name, "APPEND") == 0)
 		return pb_imap_parser_literal_stream(p);

@@ -17,6 +17,7 @@ typedef enum {
 	POL_ACCEPT, /* accept every literal */
 	POL_STREAM, /* APPEND: stream top-level literals; others: accept */
 	POL_REFUSE, /* refuse every literal */
+	POL_SKIP8,  /* refuse every literal, discarding a {N+} of <= 8 */
 } Policy;
 
 typedef struct {
@@ -93,6 +94,8 @@ on_literal(Drv *d)
 	tag = g_strdup(c->tag);
 	if (d->policy == POL_REFUSE)
 		r = pb_imap_parser_literal_refuse(d->p);
+	else if (d->policy == POL_SKIP8)
+		r = pb_imap_parser_literal_skip(d->p, 8);
 	else if (d->policy == POL_STREAM && depth == 0 && c->n_args >= 1 &&
 	         g_ascii_strcasecmp(c->name, "APPEND") == 0)
 		r = pb_imap_parser_literal_stream(d->p);
@@ -310,9 +313,77 @@ test_refused(void)
 	/* a synchronising literal refused: the client does not send it */
 	check("a1 APPEND box {5}\r\na2 NOOP\r\n", POL_REFUSE, TRUE,
 	      "LIT a1 5 d0 refused\nCMD a2 NOOP\n");
-	/* a non-synchronising one: its octets are coming, close */
+	/* a non-synchronising one within the budget (RFC 7888 4): its
+	 * octets and the rest of its line are read and dropped, never taken
+	 * as commands, and the parser goes on */
 	check("a1 APPEND box {5+}\r\na2 NO\r\na3 NOOP\r\n", POL_REFUSE, TRUE,
-	      "LIT a1 5+ d0 close\nCLOSE Literal refused\n");
+	      "LIT a1 5+ d0 refused\nCMD a3 NOOP\n");
+	check("a1 APPEND box {14+}\r\na2 LOGOUT\r\n x\r\na3 NOOP\r\n",
+	      POL_REFUSE, TRUE, "LIT a1 14+ d0 refused\nCMD a3 NOOP\n");
+	/* the rest of the line announces another {N+}: dropped too */
+	check("a1 APPEND box {3+}\r\nabc {4+}\r\nwxyz\r\na2 NOOP\r\n",
+	      POL_REFUSE, TRUE, "LIT a1 3+ d0 refused\nCMD a2 NOOP\n");
+	check("a1 APPEND box {0+}\r\n\r\na2 NOOP\r\n", POL_REFUSE, TRUE,
+	      "LIT a1 0+ d0 refused\nCMD a2 NOOP\n");
+	/* over the budget (64 KiB; 4096 before login, LITERAL-): close */
+	check("a1 APPEND box {70000+}\r\na2 NOOP\r\n", POL_REFUSE, TRUE,
+	      "LIT a1 70000+ d0 close\nCLOSE Literal too big\n");
+	check("a1 LOGIN {4097+}\r\na2 NOOP\r\n", POL_REFUSE, FALSE,
+	      "LIT a1 4097+ d0 close\nCLOSE Literal too big\n");
+	check("a1 LOGIN {5+}\r\nabcde\r\na2 NOOP\r\n", POL_REFUSE, FALSE,
+	      "LIT a1 5+ d0 refused\nCMD a2 NOOP\n");
+}
+
+static void
+test_refused_skip(void)
+{
+	g_autoptr(GString) in = g_string_new(NULL);
+	g_autofree char *big = g_strnfill(100000, 'x');
+
+	/* the caller's bound instead of the budget: up to it, dropped */
+	check("a1 APPEND box {8+}\r\na2 NOOP\r\na3 NOOP\r\n", POL_SKIP8, TRUE,
+	      "LIT a1 8+ d0 refused\nCMD a3 NOOP\n");
+	check("a1 APPEND box {9+}\r\na2 NOOP\r\na3 NOOP\r\n", POL_SKIP8, TRUE,
+	      "LIT a1 9+ d0 close\nCLOSE Literal too big\n");
+	/* a {N} is never invited, whatever its size */
+	check("a1 APPEND box {9}\r\na2 NOOP\r\n", POL_SKIP8, TRUE,
+	      "LIT a1 9 d0 refused\nCMD a2 NOOP\n");
+	/* a bound over the budget: 100000 octets dropped without buffering */
+	g_string_printf(in, "a1 APPEND box {100000+}\r\n%s\r\na2 NOOP\r\n",
+	                big);
+	{
+		g_autoptr(PbImapParser) p = pb_imap_parser_new();
+		gsize n, off = 0;
+		guint64 size;
+		gboolean sync, l8;
+		guint depth;
+
+		pb_imap_parser_set_authenticated(p, TRUE);
+		g_assert_cmpint(pb_imap_parser_feed(p, in->str, in->len, &n),
+		                ==, PB_IMAP_PARSE_LITERAL);
+		pb_imap_parser_literal(p, &size, &sync, &l8, &depth);
+		g_assert_cmpuint(size, ==, 100000);
+		g_assert_cmpint(pb_imap_parser_literal_skip(p, 200000), ==,
+		                PB_IMAP_LITERAL_REFUSED);
+		g_assert_cmpstr(pb_imap_parser_tag(p), ==, "a1");
+		g_assert_null(pb_imap_parser_command(p));
+		off = n;
+		while (off < in->len) {
+			PbImapParseResult r = pb_imap_parser_feed(
+			    p, in->str + off, MIN(in->len - off, 4096), &n);
+
+			off += n;
+			if (r == PB_IMAP_PARSE_MORE)
+				continue;
+			g_assert_cmpint(r, ==, PB_IMAP_PARSE_COMMAND);
+			g_assert_cmpstr(pb_imap_parser_command(p)->tag, ==,
+			                "a2");
+			g_assert_cmpuint(pb_imap_parser_command(p)->size, <,
+			                 100);
+			break;
+		}
+		g_assert_cmpuint(off, ==, in->len);
+	}
 }
 
 static void
@@ -1491,6 +1562,7 @@ main(int argc, char **argv)
 	g_test_add_func("/imap-parser/frame/literals", test_literals);
 	g_test_add_func("/imap-parser/frame/stream", test_stream);
 	g_test_add_func("/imap-parser/frame/refused", test_refused);
+	g_test_add_func("/imap-parser/frame/refused-skip", test_refused_skip);
 	g_test_add_func("/imap-parser/frame/budget", test_budget);
 	g_test_add_func("/imap-parser/frame/resync", test_resync);
 	g_test_add_func("/imap-parser/frame/nesting", test_nesting);

@@ -854,9 +854,104 @@ test_append(F *f, gconstpointer d)
 	           "e NO [TOOBIG] Mail too big.\r\n");
 	/* the refused literal is not read as a command */
 	ASSERT_SAY(f, "f NOOP\r\n", "f OK NOOP completed.\r\n");
+	/* LITERAL+ refused for its folder or arguments (RFC 7888 4, as
+	 * mbsync sends it): the octets are read and dropped, the tag gets
+	 * its NO or BAD and the session goes on */
+	ASSERT_SAY(f,
+	           "h APPEND Nope {11+}\r\nh2 LOGOUT\r\n\r\n"
+	           "i NOOP\r\n",
+	           "h NO [TRYCREATE] Mailbox doesn't exist.\r\n"
+	           "i OK NOOP completed.\r\n");
+	g_assert_cmpint(f->last, !=, PB_IMAP_CLOSE);
+	ASSERT_SAY(f,
+	           "j APPEND INBOX (\\Bogus) {5+}\r\nj2 LOGOUT\r\n"
+	           "k NOOP\r\n",
+	           "j BAD Unknown system flag\r\n"
+	           "k OK NOOP completed.\r\n");
+	/* ... up to max_message_size (1000 here, over it: BYE) */
+	{
+		g_autofree char *big = g_strnfill(1000, 'x');
+		g_autofree char *in = g_strdup_printf(
+		    "l APPEND Nope {1000+}\r\n%s\r\nm NOOP\r\n", big);
+
+		ASSERT_SAY(f, in,
+		           "l NO [TRYCREATE] Mailbox doesn't exist.\r\n"
+		           "m OK NOOP completed.\r\n");
+	}
 	ASSERT_SAY(f, "g APPEND INBOX {2000+}\r\n",
 	           "* BYE [TOOBIG] Mail too big.\r\n");
 	g_assert_cmpint(f->last, ==, PB_IMAP_CLOSE);
+}
+
+/* Overlapping or reversed ranges: each message once, in order (a line
+ * of "1:*,1:*,..." must not multiply the answers). */
+static void
+test_overlapping_sets(F *f, gconstpointer d)
+{
+	g_autofree char *r = NULL;
+
+	g_free(deliver(f, NULL, msg1));
+	g_free(deliver(f, NULL, msg2));
+	g_free(deliver(f, NULL, msg3));
+	g_free(take(f));
+	login_select(f);
+	ASSERT_SAY(f, "a UID FETCH 4294967295:1,1:*,2,3:2 (UID)\r\n",
+	           "* 1 FETCH (UID 1)\r\n* 2 FETCH (UID 2)\r\n"
+	           "* 3 FETCH (UID 3)\r\na OK Fetch completed.\r\n");
+	ASSERT_SAY(f, "b UID FETCH 3,1:2,2:*,* (UID)\r\n",
+	           "* 1 FETCH (UID 1)\r\n* 2 FETCH (UID 2)\r\n"
+	           "* 3 FETCH (UID 3)\r\nb OK Fetch completed.\r\n");
+	ASSERT_SAY(f, "c FETCH 3,1:*,2:1 (UID)\r\n",
+	           "* 1 FETCH (UID 1)\r\n* 2 FETCH (UID 2)\r\n"
+	           "* 3 FETCH (UID 3)\r\nc OK Fetch completed.\r\n");
+	ASSERT_SAY(f, "d UID STORE 2:3,3:2,* +FLAGS (\\Flagged)\r\n",
+	           "* 2 FETCH (UID 2 FLAGS (\\Flagged \\Recent))\r\n"
+	           "* 3 FETCH (UID 3 FLAGS (\\Flagged \\Recent))\r\n"
+	           "d OK Store completed.\r\n");
+	/* copied once each: three new UIDs, not five */
+	r = say(f, "e UID COPY 1:*,2:3,4294967295 Archive\r\n");
+	ASSERT_HAS(r, " 1:3 1:3] Copy completed.\r\n");
+	ASSERT_SAY(f, "f STATUS Archive (MESSAGES)\r\n",
+	           "* STATUS \"Archive\" (MESSAGES 3)\r\n"
+	           "f OK Status completed.\r\n");
+	ASSERT_SAY(f, "g UID SEARCH UID 3:1,2,1:*\r\n",
+	           "* SEARCH 1 2 3\r\ng OK Search completed.\r\n");
+}
+
+/* dovecot-keywords with a gap (hand-edited, or Dovecot's after a
+ * removal): bit K is named by its line "K name", not by its rank. */
+static void
+test_keyword_gaps(F *f, gconstpointer d)
+{
+	g_autofree char *p1 = deliver(f, NULL, msg1);
+	g_autofree char *p2 = deliver(f, NULL, msg2);
+	g_autofree char *kw =
+	    g_build_filename(f->maildir, "dovecot-keywords", NULL);
+	g_autofree char *r = NULL, *r2 = NULL;
+	const char *letters[] = {"c", "b"};
+	const char *paths[] = {p1, p2};
+
+	for (guint k = 0; k < 2; k++) {
+		g_autofree char *base = g_path_get_basename(paths[k]);
+		g_autofree char *cur = g_strdup_printf(
+		    "%s/cur/%s:2,%s", f->maildir, base, letters[k]);
+		g_assert_cmpint(g_rename(paths[k], cur), ==, 0);
+	}
+	g_assert_true(g_file_set_contents(kw, "0 $Junk\n2 Work\n", -1, NULL));
+	g_free(take(f));
+	login(f);
+	r = say(f, "a SELECT INBOX\r\n");
+	ASSERT_HAS(r, "* FLAGS (\\Answered \\Flagged \\Deleted \\Seen "
+	              "\\Draft $Junk Work)\r\n");
+	/* "c" is Work; "b" has no name: kept on disk, not shown */
+	r2 = say(f, "b FETCH 1:2 (FLAGS)\r\n");
+	ASSERT_HAS(r2, "* 1 FETCH (FLAGS (Work))\r\n");
+	ASSERT_HAS(r2, "* 2 FETCH (FLAGS ())\r\n");
+	ASSERT_SAY(f, "c STORE 2 +FLAGS ($Junk Work)\r\n",
+	           "* 2 FETCH (FLAGS ($Junk Work))\r\n"
+	           "c OK Store completed.\r\n");
+	ASSERT_SAY(f, "d SEARCH KEYWORD Work\r\n",
+	           "* SEARCH 1 2\r\nd OK Search completed.\r\n");
 }
 
 static void
@@ -1263,6 +1358,8 @@ main(int argc, char **argv)
 	add("recent-once", test_recent_once);
 	add("append", test_append);
 	add("copy-move", test_copy_move);
+	add("overlapping-sets", test_overlapping_sets);
+	add("keyword-gaps", test_keyword_gaps);
 	add("idle", test_idle);
 	add("literals-budget", test_literals_budget);
 	add("literal-minus", test_literal_minus);
