@@ -179,3 +179,17 @@ def inst():
     finally:
         instance.stop()
         shutil.rmtree(folder, ignore_errors=True)
+
+
+# scripts/test runs these tests on two pytest-xdist workers (-n 2 --dist
+# loadgroup). The files below load both cores for a minute or more, or
+# measure time and CPU under a load of their own; they share one group, so
+# they run one after the other on one worker, never beside each other.
+HEAVY = {"test_crash.py", "test_flood.py", "test_probes.py"}
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(items):
+    for item in items:
+        if item.path.name in HEAVY:
+            item.add_marker(pytest.mark.xdist_group("heavy"))
