@@ -181,15 +181,29 @@ def inst():
         shutil.rmtree(folder, ignore_errors=True)
 
 
-# scripts/test runs these tests on two pytest-xdist workers (-n 2 --dist
-# loadgroup). The files below load both cores for a minute or more, or
-# measure time and CPU under a load of their own; they share one group, so
-# they run one after the other on one worker, never beside each other.
-HEAVY = {"test_crash.py", "test_flood.py", "test_probes.py"}
+# scripts/test runs these tests on three pytest-xdist workers (-n 3
+# --dist loadgroup): most tests wait on timers and sockets, not on the CPU.
+# HEAVY names files (or single tests) that load both cores for a minute
+# or more, or measure time or CPU under a load of their own: they share
+# one group, so they run one after the other on one worker, never beside
+# each other. The longest units go first (the group, then testssl's four
+# runs, which go at nice 10 beside the rest), so that none of them is
+# left to run alone at the end.
+HEAVY = {"test_crash.py", "test_flood.py",
+         "test_pop3d.py::test_big_maildir_login_stat_list"}
+FIRST = ["test_probes.py::test_tls_ports"]
+
+
+def _rank(item):
+    name = f"{item.path.name}::{item.originalname}"
+    if item.path.name in HEAVY or name in HEAVY:
+        return 0
+    return 1 + FIRST.index(name) if name in FIRST else 1 + len(FIRST)
 
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(items):
     for item in items:
-        if item.path.name in HEAVY:
+        if _rank(item) == 0:
             item.add_marker(pytest.mark.xdist_group("heavy"))
+    items.sort(key=_rank)  # stable: the files' order otherwise
