@@ -186,24 +186,22 @@ def inst():
 # HEAVY names files (or single tests) that load both cores for a minute
 # or more, or measure time or CPU under a load of their own: they share
 # one group, so they run one after the other on one worker, never beside
-# each other. The longest units go first (the group, then testssl's four
-# runs, which go at nice 10 beside the rest), so that none of them is
-# left to run alone at the end.
-HEAVY = {"test_crash.py", "test_flood.py",
-         "test_pop3d.py::test_big_maildir_login_stat_list"}
-FIRST = ["test_probes.py::test_tls_ports"]
+# each other, in this order (testssl's four runs first), and the group
+# is scheduled before everything else: it is the longest unit of work.
+HEAVY = ["test_probes.py::test_tls_ports", "test_crash.py", "test_flood.py",
+         "test_pop3d.py::test_big_maildir_login_stat_list"]
 
 
 def _rank(item):
-    name = f"{item.path.name}::{item.originalname}"
-    if item.path.name in HEAVY or name in HEAVY:
-        return 0
-    return 1 + FIRST.index(name) if name in FIRST else 1 + len(FIRST)
+    for rank, name in enumerate(HEAVY):
+        if name in (item.path.name, f"{item.path.name}::{item.originalname}"):
+            return rank
+    return len(HEAVY)
 
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(items):
     for item in items:
-        if _rank(item) == 0:
+        if _rank(item) < len(HEAVY):
             item.add_marker(pytest.mark.xdist_group("heavy"))
     items.sort(key=_rank)  # stable: the files' order otherwise

@@ -7,7 +7,6 @@ trusted network is given), and testssl's JSON findings must hold no weak
 protocol, cipher, renegotiation or compression."""
 import contextlib
 import json
-import os
 import poplib
 import shutil
 import smtplib
@@ -123,10 +122,8 @@ def start_testssl(name, args, port, out):
            "batch", "--nodns", "none", "--connect-timeout", "10",
            "--openssl-timeout", "10", *args, "-p", "-s", "-R", "-C",
            "--jsonfile", str(out), f"127.0.0.1:{port}"]
-    # at nice 10: CPU the tests beside it leave idle, not what they need
     return name, out, subprocess.Popen(cmd, stdout=subprocess.PIPE,
-                                       stderr=subprocess.STDOUT,
-                                       preexec_fn=lambda: os.nice(10))
+                                       stderr=subprocess.STDOUT)
 
 
 def handshake(connect, port, tls11=False, ciphers=None):
