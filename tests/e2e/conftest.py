@@ -189,7 +189,8 @@ def inst():
 # each other, in this order (testssl's four runs first), and the group
 # is scheduled before everything else: it is the longest unit of work.
 HEAVY = ["test_probes.py::test_tls_ports", "test_crash.py", "test_flood.py",
-         "test_pop3d.py::test_big_maildir_login_stat_list"]
+         "test_pop3d.py::test_big_maildir_login_stat_list",
+         "test_pop3d.py::test_wrong_password_and_unknown_user_look_the_same"]
 
 
 def _rank(item):
