@@ -179,3 +179,30 @@ def inst():
     finally:
         instance.stop()
         shutil.rmtree(folder, ignore_errors=True)
+
+
+# scripts/test runs these tests on three pytest-xdist workers (-n 3
+# --dist loadgroup): most tests wait on timers and sockets, not on the CPU.
+# HEAVY names files (or single tests) that load both cores for a minute
+# or more, or measure time or CPU under a load of their own: they share
+# one group, so they run one after the other on one worker, never beside
+# each other, in this order (testssl's four runs first), and the group
+# is scheduled before everything else: it is the longest unit of work.
+HEAVY = ["test_probes.py::test_tls_ports", "test_crash.py", "test_flood.py",
+         "test_pop3d.py::test_big_maildir_login_stat_list",
+         "test_pop3d.py::test_wrong_password_and_unknown_user_look_the_same"]
+
+
+def _rank(item):
+    for rank, name in enumerate(HEAVY):
+        if name in (item.path.name, f"{item.path.name}::{item.originalname}"):
+            return rank
+    return len(HEAVY)
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(items):
+    for item in items:
+        if _rank(item) < len(HEAVY):
+            item.add_marker(pytest.mark.xdist_group("heavy"))
+    items.sort(key=_rank)  # stable: the files' order otherwise

@@ -1,7 +1,7 @@
 """Outside probes, run as an attacker would run them: nmap's
-smtp-open-relay script against smtpd, and testssl.sh against smtpd's
-STARTTLS port and pop3d's implicit TLS port (with Python's ssl on all four
-TLS ports). Their verdicts are parsed, not trusted blindly: the relay
+smtp-open-relay script against smtpd, and testssl.sh (and Python's ssl)
+against the four TLS ports: smtpd's STARTTLS, smtpd --tls, pop3d's STLS
+and pop3d --tls. Their verdicts are parsed, not trusted blindly: the relay
 probe must have run its tests and been refused (and find the relay a
 trusted network is given), and testssl's JSON findings must hold no weak
 protocol, cipher, renegotiation or compression."""
@@ -188,14 +188,19 @@ CBC_ONLY = "ECDHE-ECDSA-AES128-SHA:ECDHE-ECDSA-AES256-SHA:" \
 
 def test_tls_ports(inst, tmp_path):
     """testssl.sh (-p protocols, -s cipher categories, -R renegotiation,
-    -C compression) on smtpd's STARTTLS and pop3d's implicit TLS port.
-    The four ports share one TLS set-up (src/tls.c); testssl spends 30 to
-    60 s of CPU per port, so the other two, smtpd --tls and pop3d
-    STLS, get the same verdicts from Python's ssl: TLS 1.1 and CBC-only
-    clients refused, TLS 1.2 (AEAD) and 1.3 agreed, no compression."""
+    -C compression) on each of the four TLS ports, the same verdicts
+    required of each. The four runs go at once: each is 40 to 50 s of
+    CPU, half of it testssl's own start-up, and together they keep both
+    cores busy. Meanwhile Python's ssl checks the same ports: TLS 1.1
+    and CBC-only clients refused by the server's alert, TLS 1.2 (AEAD)
+    and 1.3 agreed, no compression."""
     smtps, pop3s = tls_ports(inst)
     runs = [start_testssl("smtp STARTTLS", ["--starttls", "smtp"],
                           inst.smtp_port, tmp_path / "smtp.json"),
+            start_testssl("smtp implicit TLS", [], smtps,
+                          tmp_path / "smtps.json"),
+            start_testssl("pop3 STLS", ["--starttls", "pop3"],
+                          inst.pop3_port, tmp_path / "pop3.json"),
             start_testssl("pop3 implicit TLS", [], pop3s,
                           tmp_path / "pop3s.json")]
     try:

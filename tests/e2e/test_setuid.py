@@ -176,8 +176,10 @@ def test_alarm_of_the_caller_is_cleared(inst, local_user):
         stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
         env=env, user=local_user.pw_uid, group=local_user.pw_gid,
         extra_groups=[],
-        preexec_fn=lambda: signal.setitimer(signal.ITIMER_REAL, 0.3))
-    time.sleep(0.8)
+        # sendmail waits for its input meanwhile; a second is the time it
+        # may take to clear the timer on a loaded machine
+        preexec_fn=lambda: signal.setitimer(signal.ITIMER_REAL, 1.0))
+    time.sleep(1.5)
     out, err = proc.communicate(MSG, timeout=30)
     assert proc.returncode == 0, (proc.returncode, err)
     assert wait_for(lambda: inst.messages("alice@example.org"))
