@@ -21,6 +21,7 @@
 #include "error.h"
 #include "imap-server.h"
 #include "log.h"
+#include "login.h"
 #include "ratelimit.h"
 
 #include <errno.h>
@@ -48,20 +49,6 @@ typedef struct {
 	char *user;  /* canonical, once the account is open */
 	int slot_fd; /* the per-user connection slot, -1 */
 } Serve;
-
-/* "alice@example.org" (any case) -> its Maildir; NULL if not local. */
-static char *
-maildir_of(const PbConfig *cfg, const char *user)
-{
-	g_autofree char *local = NULL;
-	g_autofree char *domain = NULL;
-
-	if (!pb_address_split(user, &local, &domain) ||
-	    !pb_config_is_local_domain(cfg, domain) || strchr(local, '/') ||
-	    g_str_equal(local, ".") || g_str_equal(local, ".."))
-		return NULL;
-	return g_build_filename(cfg->spool, domain, local, NULL);
-}
 
 /* TRUE when slot I of FD was free and is ours now. */
 static gboolean
@@ -118,15 +105,9 @@ static gboolean
 hook_authenticate(void *data, const char *user, const char *pass)
 {
 	Serve *sv = data;
-	g_autofree char *canonical = pb_address_canonical(user, "");
-	/* the session asked hook_blocked just before */
-	gboolean ok = pb_accounts_verify(sv->accounts, canonical, pass);
 
-	pb_log_info(NULL, "login %s for <%s> from [%s]", ok ? "ok" : "failed",
-	            canonical, sv->peer->ip);
-	if (!ok)
-		pb_ratelimit_failed(sv->cfg, sv->peer->ip);
-	return ok;
+	/* the session asked hook_blocked just before */
+	return pb_login_verify(sv->cfg, sv->accounts, user, pass, sv->peer->ip);
 }
 
 static gboolean
@@ -142,7 +123,7 @@ hook_open_account(void *data, const char *user, char **maildir)
 {
 	Serve *sv = data;
 	g_autofree char *canonical = pb_address_canonical(user, "");
-	g_autofree char *dir = maildir_of(sv->cfg, canonical);
+	g_autofree char *dir = pb_login_maildir(sv->cfg, canonical);
 	g_autoptr(GError) error = NULL;
 	gboolean full = FALSE;
 
@@ -183,14 +164,6 @@ static const PbImapHooks hooks = {
     .open_account = hook_open_account,
     .log = hook_log,
 };
-
-/* A peer without an IP address (a Unix-domain socket, a pipe) is not
- * loopback: a local proxy may relay anyone. */
-static gboolean
-is_loopback(const char *ip)
-{
-	return g_str_has_prefix(ip, "127.") || g_str_equal(ip, "::1");
-}
 
 /* What ended an IDLE wait. */
 typedef enum {
@@ -463,7 +436,8 @@ pb_imap_serve(const PbImapServe *how, int rfd, int wfd, const PbPeer *peer)
 	Serve sv = {.cfg = cfg, .how = how, .peer = peer, .slot_fd = -1};
 	PbImapSettings settings = {
 	    .hostname = cfg->hostname,
-	    .plaintext_ok = cfg->plaintext_auth || is_loopback(peer->ip),
+	    .plaintext_ok =
+	        cfg->plaintext_auth || pb_login_is_loopback(peer->ip),
 	    .tls_available = how->tls != NULL,
 	    .tls_active = how->implicit_tls,
 	    .max_message_size = cfg->imapd_max_message_size,

@@ -13,6 +13,7 @@
 #include "conn.h"
 #include "error.h"
 #include "log.h"
+#include "login.h"
 #include "mailbox.h"
 #include "pop3-server.h"
 #include "ratelimit.h"
@@ -31,33 +32,13 @@ typedef struct {
 	char *user;
 } Serve;
 
-/* "alice@example.org" (any case) -> its Maildir; NULL if not local. */
-static char *
-maildir_of(const PbConfig *cfg, const char *user)
-{
-	g_autofree char *local = NULL;
-	g_autofree char *domain = NULL;
-
-	if (!pb_address_split(user, &local, &domain) ||
-	    !pb_config_is_local_domain(cfg, domain) || strchr(local, '/') ||
-	    g_str_equal(local, ".") || g_str_equal(local, ".."))
-		return NULL;
-	return g_build_filename(cfg->spool, domain, local, NULL);
-}
-
 static gboolean
 hook_authenticate(void *data, const char *user, const char *pass)
 {
 	Serve *sv = data;
-	g_autofree char *canonical = pb_address_canonical(user, "");
-	/* the session asked hook_blocked just before */
-	gboolean ok = pb_accounts_verify(sv->accounts, canonical, pass);
 
-	pb_log_info(NULL, "login %s for <%s> from [%s]", ok ? "ok" : "failed",
-	            canonical, sv->peer->ip);
-	if (!ok)
-		pb_ratelimit_failed(sv->cfg, sv->peer->ip);
-	return ok;
+	/* the session asked hook_blocked just before */
+	return pb_login_verify(sv->cfg, sv->accounts, user, pass, sv->peer->ip);
 }
 
 static gboolean
@@ -73,7 +54,7 @@ hook_open(void *data, const char *user)
 {
 	Serve *sv = data;
 	g_autofree char *canonical = pb_address_canonical(user, "");
-	g_autofree char *dir = maildir_of(sv->cfg, canonical);
+	g_autofree char *dir = pb_login_maildir(sv->cfg, canonical);
 	g_autoptr(GError) error = NULL;
 
 	if (dir == NULL)
@@ -142,14 +123,6 @@ static const PbPop3Hooks hooks = {
     .commit = hook_commit,
     .blocked = hook_blocked,
 };
-
-/* A peer without an IP address (a Unix-domain socket, a pipe) is not
- * loopback: a local proxy may relay anyone. */
-static gboolean
-is_loopback(const char *ip)
-{
-	return g_str_has_prefix(ip, "127.") || g_str_equal(ip, "::1");
-}
 
 static void
 converse(Serve *sv, PbConn *conn, PbPop3Server *s)
@@ -224,7 +197,8 @@ pb_pop3_serve(const PbPop3Serve *how, int rfd, int wfd, const PbPeer *peer)
 		return;
 	}
 	s = pb_pop3_server_new(&hooks, &sv, &out, cfg->hostname,
-	                       cfg->plaintext_auth || is_loopback(peer->ip));
+	                       cfg->plaintext_auth ||
+	                           pb_login_is_loopback(peer->ip));
 	pb_pop3_server_set_tls_available(s, how->tls != NULL);
 	converse(&sv, conn, s);
 	if (sv.user)
