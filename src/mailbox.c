@@ -177,23 +177,12 @@ scan(PbMailbox *mb, const char *sub, GError **error)
 	return TRUE;
 }
 
-/* Delivery order: a Maildir name starts "SECONDS.M<usec>", numbers that
- * are not zero-padded, so they are compared as numbers; then the rest. */
+/* Delivery order (pb_maildir_name_compare). */
 static gint
 by_uid(gconstpointer a, gconstpointer b)
 {
-	const char *x = ((const Msg *)a)->uid, *y = ((const Msg *)b)->uid;
-	guint64 xs = g_ascii_strtoull(x, NULL, 10);
-	guint64 ys = g_ascii_strtoull(y, NULL, 10);
-	const char *xm = strstr(x, ".M"), *ym = strstr(y, ".M");
-	guint64 xu = xm ? g_ascii_strtoull(xm + 2, NULL, 10) : 0;
-	guint64 yu = ym ? g_ascii_strtoull(ym + 2, NULL, 10) : 0;
-
-	if (xs != ys)
-		return xs < ys ? -1 : 1;
-	if (xu != yu)
-		return xu < yu ? -1 : 1;
-	return strcmp(x, y);
+	return pb_maildir_name_compare(((const Msg *)a)->uid,
+	                               ((const Msg *)b)->uid);
 }
 
 PbMailbox *

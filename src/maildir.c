@@ -511,3 +511,19 @@ pb_maildir_name_sizes(const char *name, guint64 *s, guint64 *w)
 	return size_field(name, end, ",S=", s) &&
 	       size_field(name, end, ",W=", w);
 }
+
+gint
+pb_maildir_name_compare(const char *x, const char *y)
+{
+	guint64 xs = g_ascii_strtoull(x, NULL, 10);
+	guint64 ys = g_ascii_strtoull(y, NULL, 10);
+	const char *xm = strstr(x, ".M"), *ym = strstr(y, ".M");
+	guint64 xu = xm ? g_ascii_strtoull(xm + 2, NULL, 10) : 0;
+	guint64 yu = ym ? g_ascii_strtoull(ym + 2, NULL, 10) : 0;
+
+	if (xs != ys)
+		return xs < ys ? -1 : 1;
+	if (xu != yu)
+		return xu < yu ? -1 : 1;
+	return strcmp(x, y);
+}

@@ -62,6 +62,11 @@ void pb_maildir_settle(const char *dir, const char *stable);
  * tmp/: for a reader opening the mailbox). */
 void pb_maildir_clean_tmp(const char *dir, gint64 now);
 
+/* Delivery order of two Maildir names: a name starts "SECONDS.M<usec>",
+ * numbers that are not zero-padded, so they are compared as numbers;
+ * then the rest of the name (strcmp). */
+gint pb_maildir_name_compare(const char *x, const char *y);
+
 /* Sizes encoded in a Maildir file name: S= (file octets) and W= (octets
  * with CRLF line ends); FALSE when either is missing. */
 gboolean pb_maildir_name_sizes(const char *name, guint64 *s, guint64 *w);

@@ -1131,23 +1131,12 @@ keywords_reload(PbMailFolder *f)
 
 /* ---- UIDs ---- */
 
-/* Delivery order of unique names "SECONDS.M<usec>...": the numbers are
- * not zero-padded, so they are compared as numbers; then the rest. */
+/* Delivery order (pb_maildir_name_compare). */
 static gint
 by_delivery(gconstpointer a, gconstpointer b)
 {
-	const char *x = (*(Ent *const *)a)->name, *y = (*(Ent *const *)b)->name;
-	guint64 xs = g_ascii_strtoull(x, NULL, 10);
-	guint64 ys = g_ascii_strtoull(y, NULL, 10);
-	const char *xm = strstr(x, ".M"), *ym = strstr(y, ".M");
-	guint64 xu = xm ? g_ascii_strtoull(xm + 2, NULL, 10) : 0;
-	guint64 yu = ym ? g_ascii_strtoull(ym + 2, NULL, 10) : 0;
-
-	if (xs != ys)
-		return xs < ys ? -1 : 1;
-	if (xu != yu)
-		return xu < yu ? -1 : 1;
-	return strcmp(x, y);
+	return pb_maildir_name_compare((*(Ent *const *)a)->name,
+	                               (*(Ent *const *)b)->name);
 }
 
 static gint

@@ -414,12 +414,31 @@ test_modes(void)
 	close(fd);
 }
 
+/* Delivery order: seconds and microseconds compared as numbers (they
+ * are not zero-padded), then the rest of the name. */
+static void
+test_name_compare(void)
+{
+	const char *order[] = {"999.M999999P1.h",  "1000.M5P1.h",
+	                       "1000.M40P1.h",     "1000.M40P2.h",
+	                       "1000.M40P2.h:2,S", "1001.h"};
+
+	for (guint i = 0; i < G_N_ELEMENTS(order); i++)
+		for (guint j = 0; j < G_N_ELEMENTS(order); j++) {
+			gint c = pb_maildir_name_compare(order[i], order[j]);
+
+			g_assert_cmpint(c < 0, ==, i < j);
+			g_assert_cmpint(c == 0, ==, i == j);
+		}
+}
+
 int
 main(int argc, char **argv)
 {
 	g_test_init(&argc, &argv, NULL);
 	g_test_add_func("/maildir/unique", test_unique);
 	g_test_add_func("/maildir/name-sizes", test_name_sizes);
+	g_test_add_func("/maildir/name-compare", test_name_compare);
 	g_test_add_func("/maildir/deliver/crlf", test_deliver);
 	g_test_add_func("/maildir/deliver/pipe", test_deliver_pipe);
 	g_test_add_func("/maildir/deliver/fails", test_deliver_fails);
