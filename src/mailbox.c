@@ -292,23 +292,29 @@ msg_path(PbMailbox *mb, const Msg *m)
 	                        NULL);
 }
 
-/* Opens message M for reading, following it if it moved. */
+/* Opens message M for reading, following it if it moved. Another reader
+ * (imapd storing flags, a MUA) may rename it again between our scan and
+ * our open, and a readdir(3) racing renames can miss the entry, so the
+ * message is taken for deleted only after RELOCATE_TRIES scans missed
+ * it or lost the race. */
+#define RELOCATE_TRIES 5
+
 static int
 open_msg(PbMailbox *mb, Msg *m)
 {
-	g_autofree char *path = msg_path(mb, m);
-	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+	for (int attempt = 0; attempt <= RELOCATE_TRIES; attempt++) {
+		g_autofree char *path = NULL;
+		int fd;
 
-	if (fd < 0 && errno == ENOENT) {
-		g_autofree char *moved = NULL;
-		if (!relocate(mb, m)) {
-			errno = ENOENT; /* deleted by another reader */
-			return -1;
-		}
-		moved = msg_path(mb, m);
-		fd = open(moved, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+		if (attempt > 0 && !relocate(mb, m))
+			continue;
+		path = msg_path(mb, m);
+		fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+		if (fd >= 0 || errno != ENOENT)
+			return fd;
 	}
-	return fd;
+	errno = ENOENT; /* deleted by another reader */
+	return -1;
 }
 
 /* ---- RETR and TOP ---- */

@@ -4,7 +4,10 @@
 #include "mailbox.h"
 
 #include <glib/gstdio.h>
+#include <signal.h>
 #include <string.h>
+#include <sys/prctl.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 #include <utime.h>
@@ -214,6 +217,51 @@ test_moved_by_another_reader(F *f, gconstpointer data)
 	g_assert_no_error(error);
 }
 
+/* A second process (imapd storing flags, a MUA) renames a message back
+ * and forth, new/ and cur/ and flag after flag, every 10 microseconds
+ * (far more than STORE commands do): every RETR still finds it, though a
+ * scan and an open can each lose a race with a rename. */
+static void
+test_rename_storm(F *f, gconstpointer data)
+{
+	g_autoptr(GError) error = NULL;
+	g_autoptr(PbMailbox) mb = pb_mailbox_open(f->dir, &error);
+	const char *names[] = {"new/1000.M1P1Q1.host,S=23,W=28",
+	                       "cur/1000.M1P1Q1.host,S=23,W=28:2,",
+	                       "cur/1000.M1P1Q1.host,S=23,W=28:2,F",
+	                       "cur/1000.M1P1Q1.host,S=23,W=28:2,Fa"};
+	pid_t pid;
+	int status;
+
+	g_assert_no_error(error);
+	pid = fork();
+	g_assert_cmpint(pid, >=, 0);
+	if (pid == 0) {
+		/* a failed assertion in the parent must not leave it behind */
+		prctl(PR_SET_PDEATHSIG, SIGKILL);
+		for (guint i = 0;; i++) {
+			g_autofree char *from = g_build_filename(
+			    f->dir, names[i % G_N_ELEMENTS(names)], NULL);
+			g_autofree char *to = g_build_filename(
+			    f->dir, names[(i + 1) % G_N_ELEMENTS(names)], NULL);
+			if (g_rename(from, to) < 0)
+				_exit(1);
+			g_usleep(10);
+		}
+	}
+	for (guint i = 0; i < 20000; i++) {
+		g_autoptr(GString) got = g_string_new(NULL);
+		PbLineOut out = {out_write, got};
+
+		g_assert_true(pb_mailbox_send(mb, 1, -1, &out, &error));
+		g_assert_no_error(error);
+		g_assert_cmpstr(got->str, ==,
+		                "Subject: a\r\n\r\n..dot\r\nl2\r\nl3\r\n.\r\n");
+	}
+	g_assert_cmpint(kill(pid, SIGKILL), ==, 0);
+	g_assert_cmpint(waitpid(pid, &status, 0), ==, pid);
+}
+
 /* A foreign message with Dovecot's S= alone gets W= when it moves to cur/,
  * and a message without either gets both. */
 static void
@@ -296,6 +344,7 @@ main(int argc, char **argv)
 	ADD("/mailbox/commit", test_commit);
 	ADD("/mailbox/order", test_order);
 	ADD("/mailbox/moved-by-another-reader", test_moved_by_another_reader);
+	ADD("/mailbox/rename-storm", test_rename_storm);
 	ADD("/mailbox/sizes-added", test_sizes_added);
 	ADD("/mailbox/keep-locked", test_keep_locked);
 	ADD("/mailbox/stale-tmp-removed", test_stale_tmp_removed);
