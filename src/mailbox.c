@@ -427,11 +427,16 @@ static gboolean
 commit_one(PbMailbox *mb, Msg *m, gboolean deleted, gboolean *new_changed,
            gboolean *cur_changed, GError **error)
 {
-	for (int attempt = 0; attempt < 2; attempt++) {
-		g_autofree char *from = msg_path(mb, m);
+	/* as open_msg: a message another reader renames meanwhile is
+	 * followed; it is gone only when several scans miss it */
+	for (int attempt = 0; attempt <= RELOCATE_TRIES; attempt++) {
+		g_autofree char *from = NULL;
 		g_autofree char *name = NULL;
 		g_autofree char *to = NULL;
 		int r;
+		if (attempt > 0 && !relocate(mb, m))
+			continue;
+		from = msg_path(mb, m);
 		if (!deleted && !(m->seen && m->in_new))
 			return TRUE; /* nothing to do, or moved to cur/ by now
 			              */
@@ -451,10 +456,8 @@ commit_one(PbMailbox *mb, Msg *m, gboolean deleted, gboolean *new_changed,
 			return pb_throw_errno(error, "cannot %s %s",
 			                      deleted ? "delete" : "move",
 			                      m->name);
-		if (attempt == 0 && !relocate(mb, m))
-			return TRUE;
 	}
-	return TRUE;
+	return TRUE; /* deleted by another reader */
 }
 
 gboolean
