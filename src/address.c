@@ -304,7 +304,9 @@ pb_address_parse_path(const char *text, gsize len, PbAddressFlags flags,
 		c.p++;
 	else if (c.p < c.end && *c.p != ' ')
 		return fail(error, "Syntax error in address");
-	if (c.p - text > PB_ADDRESS_MAX_PATH)
+	/* RFC 5321 4.5.3.1.3: 256 octets with the brackets, so a bare
+	 * address has two fewer (it is written bracketed later) */
+	if (c.p - text + (bracketed ? 0 : 2) > PB_ADDRESS_MAX_PATH)
 		return fail(error, "Address too long");
 	if ((flags & PB_ADDRESS_UTF8) && !g_utf8_validate(text, c.p - text, NULL))
 		return fail(error, "Invalid UTF-8 in address");

@@ -164,6 +164,33 @@ test_bounds(void)
 	g_assert_error(error, PB_ERROR, PB_ERROR_DATA);
 }
 
+/* A path is at most 256 octets with its brackets (RFC 5321 4.5.3.1.3): a
+ * bare address (sendmail, aliases) at most 254, so that what it is
+ * written as later, bracketed, parses again (found by fuzz-address). */
+static void
+test_path_length(void)
+{
+	g_autoptr(GString) bare = g_string_new("1@");
+	g_autofree char *bracketed = NULL;
+	g_autoptr(GError) error = NULL;
+	g_autoptr(PbAddress) a = NULL;
+
+	while (bare->len < PB_ADDRESS_MAX_PATH - 2)
+		g_string_append(bare, bare->len % 50 == 49 ? "." : "d");
+	g_assert_cmpuint(bare->len, ==, 254);
+	a = parse(bare->str, PB_ADDRESS_NO_BRACKETS, NULL, &error);
+	g_assert_no_error(error);
+	g_clear_pointer(&a, pb_address_free);
+	bracketed = g_strdup_printf("<%s>", bare->str);
+	a = parse(bracketed, 0, NULL, &error);
+	g_assert_no_error(error);
+	g_clear_pointer(&a, pb_address_free);
+	g_string_append_c(bare, 'd'); /* 255 bare, 257 bracketed */
+	a = parse(bare->str, PB_ADDRESS_NO_BRACKETS, NULL, &error);
+	g_assert_null(a);
+	g_assert_error(error, PB_ERROR, PB_ERROR_DATA);
+}
+
 static void
 test_canonical(void)
 {
@@ -192,6 +219,7 @@ main(int argc, char **argv)
 	g_test_add_func("/address/bad", test_bad);
 	g_test_add_func("/address/literal-nul", test_literal_nul);
 	g_test_add_func("/address/bounds", test_bounds);
+	g_test_add_func("/address/path-length", test_path_length);
 	g_test_add_func("/address/canonical", test_canonical);
 	return g_test_run();
 }
