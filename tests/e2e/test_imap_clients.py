@@ -21,14 +21,22 @@ def flags_of(name):
 
 
 def server_flags(inst, folder="INBOX"):
-    """{Subject number: Maildir flags} of a server folder, from disk."""
-    out = {}
+    """{Subject number: Maildir flags} of a server folder, from disk. A
+    client may be changing it (a flag is a rename): a file renamed
+    between the listing and the read makes the folder be read again."""
     path = folder_path(inst, ALICE, folder)
-    for sub in ("new", "cur"):
-        for p in (path / sub).iterdir():
-            m = re.search(rb"^Subject: message (\d+)", p.read_bytes(), re.M)
-            out[int(m.group(1))] = flags_of(p.name)
-    return out
+    for _ in range(20):
+        out = {}
+        try:
+            for sub in ("new", "cur"):
+                for p in (path / sub).iterdir():
+                    m = re.search(rb"^Subject: message (\d+)",
+                                  p.read_bytes(), re.M)
+                    out[int(m.group(1))] = flags_of(p.name)
+            return out
+        except FileNotFoundError:
+            time.sleep(0.05)
+    raise AssertionError(f"{path} kept changing under the reads")
 
 
 def local_files(root, folder):
