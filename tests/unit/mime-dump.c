@@ -1,24 +1,15 @@
 /*
  * mime-dump - prints what mime.c and message.c answer for a stored
- * message, in the form of an IMAP FETCH response, so that
- * tests/e2e/test_imap_dovecot_diff.py can compare it with Dovecot before
- * imapd exists. A test tool: built, not installed.
+ * message, in the form of an IMAP FETCH response: the sections that
+ * tests/e2e/test_imap_dovecot_diff.py asks imapd and Dovecot for, and a
+ * message's structure by hand (the README's memory figures). A test
+ * tool: built, not installed.
  *
  *   mime-dump sections FILE...     "FILE NUMBER KIND" for every part
  *                                  (KIND: leaf, multipart, message)
  *   mime-dump fetch FILE ITEM...   "* 1 FETCH (ITEM VALUE)" per ITEM, ITEM
  *                                  one of ENVELOPE, BODY, BODYSTRUCTURE,
  *                                  RFC822.SIZE, BODY[section]<start.count>
- *   mime-dump batch                the same for "FILE<TAB>ITEM" lines read
- *                                  from stdin (one process for a corpus)
- *   mime-dump search KEY NEEDLE FILE...
- *                                  the FILEs that SEARCH KEY NEEDLE finds
- *                                  (KEY: BODY, TEXT, SENTON, SENTBEFORE,
- *                                  SENTSINCE (NEEDLE: yyyy-mm-dd) or a
- *                                  header name)
- *   mime-dump searches FILE...     the same for "KEY<TAB>NEEDLE" lines
- *                                  read from stdin: one line of the
- *                                  FILEs found (space separated) each
  */
 #include <fcntl.h>
 #include <stdio.h>
@@ -135,134 +126,14 @@ load(const char *path, int *fd)
 	return root;
 }
 
-static int
-batch(void)
-{
-	char line[4096];
-
-	while (fgets(line, sizeof(line), stdin) != NULL) {
-		char *tab = strchr(line, '\t');
-		g_autoptr(PbMimePart) root = NULL;
-		int fd;
-
-		if (tab == NULL)
-			return 64;
-		*tab = '\0';
-		g_strchomp(tab + 1);
-		root = load(line, &fd);
-		if (!fetch(root, fd, tab + 1)) {
-			fprintf(stderr, "mime-dump: bad item %s\n", tab + 1);
-			return 64;
-		}
-		close(fd);
-	}
-	return 0;
-}
-
-/* SENT*: the Date's day where it was written, compared with DAY (days
- * since the epoch); no Date, or one that does not parse, is 1970-01-01
- * (as in Dovecot) */
-static gboolean
-sent(const PbMimePart *root, const char *key, gint64 day)
-{
-	g_autofree char *date = pb_mime_header_get(root, "Date");
-	gint64 utc = 0, d;
-	int tz = 0;
-
-	if (date == NULL || !pb_mime_date_parse(date, &utc, &tz))
-		utc = tz = 0;
-	d = (utc + (gint64)tz * 60);
-	d = d >= 0 ? d / 86400 : -((-d + 86399) / 86400);
-	if (g_ascii_strcasecmp(key, "SENTON") == 0)
-		return d == day;
-	if (g_ascii_strcasecmp(key, "SENTBEFORE") == 0)
-		return d < day;
-	return d >= day;
-}
-
-static gboolean
-found_in(const char *path, const char *key, const char *needle, gboolean *found)
-{
-	int fd;
-	g_autoptr(PbMimePart) root = load(path, &fd);
-	gboolean ok = TRUE;
-
-	*found = FALSE;
-	if (g_ascii_strcasecmp(key, "BODY") == 0 ||
-	    g_ascii_strcasecmp(key, "TEXT") == 0) {
-		ok = pb_message_search(fd, root,
-		                       g_ascii_strcasecmp(key, "BODY") == 0
-		                           ? PB_MESSAGE_SEARCH_BODY
-		                           : PB_MESSAGE_SEARCH_TEXT,
-		                       needle, found, NULL);
-	} else if (g_str_has_prefix(key, "SENT")) {
-		int y, m, d;
-		g_autoptr(GDateTime) dt = NULL;
-		if (sscanf(needle, "%d-%d-%d", &y, &m, &d) != 3 ||
-		    (dt = g_date_time_new_utc(y, m, d, 0, 0, 0)) == NULL)
-			ok = FALSE;
-		else
-			*found =
-			    sent(root, key, g_date_time_to_unix(dt) / 86400);
-	} else
-		*found = pb_mime_search_header(root, key, needle);
-	close(fd);
-	return ok;
-}
-
-static int
-search(const char *key, const char *needle, int nfiles, char **files)
-{
-	const char *sep = "";
-
-	for (int i = 0; i < nfiles; i++) {
-		gboolean found;
-		if (!found_in(files[i], key, needle, &found))
-			return 74;
-		if (found)
-			printf("%s%s", sep,
-			       strrchr(files[i], '/') != NULL
-			           ? strrchr(files[i], '/') + 1
-			           : files[i]);
-		if (found)
-			sep = " ";
-	}
-	printf("\n");
-	return 0;
-}
-
-static int
-searches(int nfiles, char **files)
-{
-	char line[4096];
-
-	while (fgets(line, sizeof(line), stdin) != NULL) {
-		char *tab = strchr(line, '\t');
-		int ret;
-		if (tab == NULL)
-			return 64;
-		*tab = '\0';
-		tab[1 + strcspn(tab + 1, "\n")] = '\0';
-		if ((ret = search(line, tab + 1, nfiles, files)) != 0)
-			return ret;
-	}
-	return 0;
-}
-
 int
 main(int argc, char **argv)
 {
 	int fd;
 
-	if (argc >= 4 && strcmp(argv[1], "search") == 0)
-		return search(argv[2], argv[3], argc - 4, argv + 4);
-	if (argc >= 2 && strcmp(argv[1], "searches") == 0)
-		return searches(argc - 2, argv + 2);
-	if (argc == 2 && strcmp(argv[1], "batch") == 0)
-		return batch();
 	if (argc < 3) {
 		fprintf(stderr, "usage: mime-dump sections FILE... | fetch FILE"
-		                " ITEM... | batch\n");
+		                " ITEM...\n");
 		return 64;
 	}
 	if (strcmp(argv[1], "sections") == 0) {
