@@ -1985,7 +1985,8 @@ pb_imap_args_search(const PbImapArg *args, guint n, PbImapSearch **search,
 		s->charset = g_strndup(cs, len);
 		i += 2;
 	}
-	s->root = search_group(args + i, n - i, 0, error);
+	/* "SEARCH" alone has no argument array at all (args NULL) */
+	s->root = search_group(i < n ? args + i : NULL, n - i, 0, error);
 	if (s->root == NULL)
 		return FALSE;
 	*search = g_steal_pointer(&s);
