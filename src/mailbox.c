@@ -254,11 +254,16 @@ pb_mailbox_uid(PbMailbox *mb, guint i)
 
 /* Another Maildir reader (a local MUA, which knows nothing of our lock)
  * may have moved message M from new/ to cur/ or changed its flags since
- * the login: find it again by its unique name. One scan, only then. */
+ * the login: find it again by its unique name. With OPENED not NULL the
+ * file found is opened at once, by the name just read, so that a rename
+ * right after the scan cannot take it away again (-1 and errno set if
+ * that open failed). */
 static gboolean
-relocate(PbMailbox *mb, Msg *m)
+relocate(PbMailbox *mb, Msg *m, int *opened)
 {
-	static const char *const subs[] = {"cur", "new"};
+	/* new/ before cur/: readers move messages from new/ to cur/, never
+	 * back, so one moved between the two reads is found in cur/ */
+	static const char *const subs[] = {"new", "cur"};
 
 	for (guint k = 0; k < G_N_ELEMENTS(subs); k++) {
 		g_autofree char *path =
@@ -274,9 +279,16 @@ relocate(PbMailbox *mb, Msg *m)
 			uid = uid_of(de->d_name);
 			if (!g_str_equal(uid, m->uid))
 				continue;
+			if (opened != NULL) {
+				*opened = openat(dirfd(d), de->d_name,
+				                 O_RDONLY | O_CLOEXEC |
+				                     O_NOFOLLOW);
+				if (*opened < 0 && errno == ENOENT)
+					break; /* renamed again: scan again */
+			}
 			g_free(m->name);
 			m->name = g_strdup(de->d_name);
-			m->in_new = k == 1;
+			m->in_new = k == 0;
 			closedir(d);
 			return TRUE;
 		}
@@ -296,20 +308,21 @@ msg_path(PbMailbox *mb, const Msg *m)
  * (imapd storing flags, a MUA) may rename it again between our scan and
  * our open, and a readdir(3) racing renames can miss the entry, so the
  * message is taken for deleted only after RELOCATE_TRIES scans missed
- * it or lost the race. */
-#define RELOCATE_TRIES 5
+ * it or lost the race. A scan costs two short folder reads and happens
+ * only when a rename got in the way. */
+#define RELOCATE_TRIES 20
 
 static int
 open_msg(PbMailbox *mb, Msg *m)
 {
-	for (int attempt = 0; attempt <= RELOCATE_TRIES; attempt++) {
-		g_autofree char *path = NULL;
-		int fd;
+	g_autofree char *path = msg_path(mb, m);
+	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
 
-		if (attempt > 0 && !relocate(mb, m))
+	if (fd >= 0 || errno != ENOENT)
+		return fd;
+	for (int attempt = 0; attempt < RELOCATE_TRIES; attempt++) {
+		if (!relocate(mb, m, &fd))
 			continue;
-		path = msg_path(mb, m);
-		fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
 		if (fd >= 0 || errno != ENOENT)
 			return fd;
 	}
@@ -434,7 +447,7 @@ commit_one(PbMailbox *mb, Msg *m, gboolean deleted, gboolean *new_changed,
 		g_autofree char *name = NULL;
 		g_autofree char *to = NULL;
 		int r;
-		if (attempt > 0 && !relocate(mb, m))
+		if (attempt > 0 && !relocate(mb, m, NULL))
 			continue;
 		from = msg_path(mb, m);
 		if (!deleted && !(m->seen && m->in_new))
