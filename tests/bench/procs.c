@@ -6,6 +6,10 @@
  *
  *   procs fork N     N times fork + _exit, each waited for
  *   procs exec N     N times fork + exec /bin/true, each waited for
+ *   procs run N PROG [ARG...]
+ *                    N times fork + exec PROG with /dev/null as its
+ *                    stdin, stdout and stderr (an inetd service that gets
+ *                    EOF at once: the cost of starting and ending it)
  *       prints "cpu_ms FAULTS": CPU (user + system, parent and child) and
  *       minor page faults (parent and child) per operation, from
  *       getrusage(RUSAGE_SELF) and getrusage(RUSAGE_CHILDREN) around the
@@ -22,6 +26,7 @@
  * Guarantees: no output but the one line (fork, exec); exit status 0 on
  * success, 2 on a usage error, 1 when a system call fails. */
 #include <errno.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -42,8 +47,27 @@ ms(const struct rusage *a, const struct rusage *b)
 	           1e3;
 }
 
+/* The child: _exit at once (ARGV NULL), or exec ARGV on /dev/null. */
+static void
+child_exec(char **argv)
+{
+	int null;
+
+	if (argv == NULL)
+		_exit(0);
+	if ((null = open("/dev/null", O_RDWR)) < 0)
+		_exit(126);
+	dup2(null, 0);
+	dup2(null, 1);
+	dup2(null, 2);
+	if (null > 2)
+		close(null);
+	execv(argv[0], argv);
+	_exit(127);
+}
+
 static int
-baseline(long n, int do_exec)
+baseline(long n, char **argv)
 {
 	struct rusage s0, s1, c0, c1;
 
@@ -57,11 +81,8 @@ baseline(long n, int do_exec)
 			perror("fork");
 			return 1;
 		}
-		if (pid == 0) {
-			if (do_exec)
-				execl("/bin/true", "true", (char *)NULL);
-			_exit(do_exec ? 127 : 0);
-		}
+		if (pid == 0)
+			child_exec(argv);
 		while (waitpid(pid, &status, 0) < 0)
 			if (errno != EINTR) {
 				perror("waitpid");
@@ -125,12 +146,17 @@ reap(char **argv)
 int
 main(int argc, char **argv)
 {
+	static char *true_argv[] = {"/bin/true", NULL};
+
 	if (argc == 3 && strcmp(argv[1], "fork") == 0)
-		return baseline(atol(argv[2]), 0);
+		return baseline(atol(argv[2]), NULL);
 	if (argc == 3 && strcmp(argv[1], "exec") == 0)
-		return baseline(atol(argv[2]), 1);
+		return baseline(atol(argv[2]), true_argv);
+	if (argc >= 4 && strcmp(argv[1], "run") == 0)
+		return baseline(atol(argv[2]), argv + 3);
 	if (argc >= 3 && strcmp(argv[1], "reap") == 0)
 		return reap(argv + 2);
-	fprintf(stderr, "usage: procs fork N | procs exec N | procs reap CMD...\n");
+	fprintf(stderr, "usage: procs fork N | procs exec N | "
+	                "procs run N PROG [ARG...] | procs reap CMD...\n");
 	return 2;
 }
