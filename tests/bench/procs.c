@@ -137,7 +137,8 @@ reap(char **argv)
 	child = pid;
 	while ((pid = wait(&status)) != -1 || errno == EINTR)
 		if (pid == child) {
-			main_status = WIFEXITED(status) ? WEXITSTATUS(status) : 0;
+			main_status =
+			    WIFEXITED(status) ? WEXITSTATUS(status) : 0;
 			child = 0;
 		}
 	return main_status;
