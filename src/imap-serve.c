@@ -45,7 +45,7 @@ typedef struct {
 	const PbConfig *cfg;
 	const PbImapServe *how;
 	const PbPeer *peer;
-	PbAccounts *accounts;
+	PbAccounts *accounts; /* read by the first login: see below */
 	char *user;  /* canonical, once the account is open */
 	int slot_fd; /* the per-user connection slot, -1 */
 } Serve;
@@ -105,7 +105,17 @@ static gboolean
 hook_authenticate(void *data, const char *user, const char *pass)
 {
 	Serve *sv = data;
+	g_autoptr(GError) error = NULL;
 
+	/* read on the first login, not per connection (most connections
+	 * of a client that keeps one session open per folder log in once;
+	 * a probe never does); unreadable: logged, and the login fails */
+	if (sv->accounts == NULL &&
+	    (sv->accounts = pb_accounts_load(sv->cfg->accounts, &error)) ==
+	        NULL) {
+		pb_log_error(NULL, "%s", error->message);
+		return FALSE;
+	}
 	/* the session asked hook_blocked just before */
 	return pb_login_verify(sv->cfg, sv->accounts, user, pass, sv->peer->ip);
 }
@@ -430,7 +440,6 @@ void
 pb_imap_serve(const PbImapServe *how, int rfd, int wfd, const PbPeer *peer)
 {
 	const PbConfig *cfg = how->cfg;
-	g_autoptr(GError) error = NULL;
 	g_autoptr(PbConn) conn = pb_conn_new(rfd, wfd);
 	PbLineOut out = pb_conn_line_out(conn);
 	Serve sv = {.cfg = cfg, .how = how, .peer = peer, .slot_fd = -1};
@@ -445,15 +454,6 @@ pb_imap_serve(const PbImapServe *how, int rfd, int wfd, const PbPeer *peer)
 	g_autoptr(PbImapServer) s = NULL;
 
 	pb_log_info(NULL, "connect from [%s]:%u", peer->ip, peer->port);
-	sv.accounts = pb_accounts_load(cfg->accounts, &error);
-	if (sv.accounts == NULL) {
-		pb_log_error(NULL, "%s", error->message);
-		(void)pb_conn_printf(
-		    conn, NULL,
-		    "* BYE [UNAVAILABLE] Service not available\r\n");
-		(void)pb_conn_flush(conn, pb_deadline_in(5), NULL);
-		return;
-	}
 	if (implicit_tls(&sv, conn)) {
 		s = pb_imap_server_new(&hooks, &sv, &out, &settings);
 		pb_imap_server_greet(s);
@@ -465,5 +465,5 @@ pb_imap_serve(const PbImapServe *how, int rfd, int wfd, const PbPeer *peer)
 	g_clear_pointer(&s, pb_imap_server_free);
 	pb_fd_clear(&sv.slot_fd);
 	g_free(sv.user);
-	pb_accounts_free(sv.accounts);
+	g_clear_pointer(&sv.accounts, pb_accounts_free);
 }
