@@ -31,7 +31,6 @@
 
 #include <errno.h>
 #include <fcntl.h>
-#include <malloc.h>
 #include <signal.h>
 #include <string.h>
 #include <sys/wait.h>
@@ -477,9 +476,6 @@ pb_smtp_serve(const PbSmtpServe *how, int rfd, int wfd, const PbPeer *peer)
 {
 	const PbConfig *cfg = how->cfg;
 	Serve sv = {.cfg = cfg, .how = how, .peer = peer};
-	/* this process is the session's: what it frees is reused by its next
-	 * message or goes with it at exit, never handed back with a brk */
-	(void)mallopt(M_TRIM_THRESHOLD, 64 * 1024 * 1024);
 	PbSmtpOptions opts = {.tls_available = how->tls != NULL,
 	                      .submission = how->submission,
 	                      .user = how->user};
