@@ -31,9 +31,11 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <signal.h>
 #include <string.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #define AUTH_DELAY_MS 1000 /* after a failed AUTH */
@@ -391,51 +393,71 @@ take_slot(const PbConfig *cfg)
 	return -1;
 }
 
-static volatile sig_atomic_t deadline_passed;
-static volatile pid_t attempt_group;
+/* The deadline of an attempt: a thread of the attempt's own process
+ * (not a second process: a fork and an exit less a message) that sleeps
+ * until immediate_timeout has passed, says so and kills the attempt's
+ * process group, the attempt and the remote children it started with
+ * it. The attempt ends at once either way (_exit), and the thread with
+ * it. */
+typedef struct {
+	gint64 timeout;
+	char *qid;
+} Deadline;
 
-/* The kill is done here, not after waitpid() returns EINTR: an alarm that
- * came before waitpid() was entered would otherwise be missed. */
-static void
-on_alarm(int sig)
+static void *
+deadline_thread(void *data)
 {
-	deadline_passed = 1;
-	if (attempt_group > 0)
-		(void)kill(-attempt_group, SIGKILL);
+	const Deadline *d = data;
+	struct timespec at;
+
+	clock_gettime(CLOCK_MONOTONIC, &at);
+	at.tv_sec += (time_t)MIN(d->timeout, G_MAXINT32);
+	while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &at, NULL) != 0)
+		continue; /* EINTR: every signal is blocked here anyway */
+	pb_log_warn(d->qid,
+	            "immediate delivery stopped after %" G_GINT64_FORMAT
+	            "s; left for runq",
+	            d->timeout);
+	(void)kill(-getpgrp(), SIGKILL);
+	return NULL;
 }
 
-/* Runs the attempt in a child with a process group of its own (its
- * remote children join it) and kills that group at the deadline. */
-static void
-supervise(const PbConfig *cfg, PbQueue *q, PbLocal *local, char **ids)
+/* Starts the deadline; FALSE (logged): the attempt must not run. This
+ * process leads a process group of its own first (its remote children
+ * join it), or is already the leader of one (sendmail's, detached):
+ * never the listener's group. A plain thread with a small stack: it
+ * allocates nothing until the deadline (no malloc arena of its own). */
+static gboolean
+arm_deadline(const PbConfig *cfg, char **ids)
 {
-	struct sigaction sa = {.sa_handler = on_alarm}; /* no SA_RESTART */
-	int status;
-	pid_t pid = fork();
+	static Deadline d; /* read by the thread until the process ends */
+	sigset_t all, old;
+	pthread_attr_t attr;
+	pthread_t t;
+	int err;
 
-	if (pid < 0) {
-		pb_log_warn(NULL, "immediate delivery: fork: %s; left for runq",
-		            g_strerror(errno));
-		return;
+	(void)setpgid(0, 0);
+	if (getpgrp() != getpid()) {
+		pb_log_warn(ids[0], "immediate delivery: no process group of "
+		                    "its own; left for runq");
+		return FALSE;
 	}
-	if (pid == 0) {
-		(void)setpgid(0, 0);
-		deliver_now(cfg, q, local, ids);
-		_exit(0);
+	d.timeout = cfg->immediate_timeout;
+	d.qid = g_strdup(ids[0]);
+	sigfillset(&all);
+	pthread_attr_init(&attr);
+	pthread_attr_setstacksize(&attr, 256 * 1024);
+	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+	pthread_sigmask(SIG_BLOCK, &all, &old);
+	err = pthread_create(&t, &attr, deadline_thread, &d);
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	pthread_attr_destroy(&attr);
+	if (err != 0) {
+		pb_log_warn(ids[0], "immediate delivery: thread: %s; left for "
+		            "runq", g_strerror(err));
+		return FALSE;
 	}
-	(void)setpgid(pid, pid); /* whichever of us comes first */
-	sigemptyset(&sa.sa_mask);
-	sigaction(SIGALRM, &sa, NULL);
-	attempt_group = pid;
-	alarm((guint)MIN(cfg->immediate_timeout, G_MAXUINT));
-	while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
-		continue;
-	alarm(0);
-	if (deadline_passed)
-		pb_log_warn(ids[0],
-		            "immediate delivery stopped after %" G_GINT64_FORMAT
-		            "s; left for runq",
-		            cfg->immediate_timeout);
+	return TRUE;
 }
 
 void
@@ -452,9 +474,9 @@ pb_smtp_attempt_detached(const PbConfig *cfg, PbQueue *q, PbLocal *local,
 		return;
 	if (detach)
 		pb_program_detach();
-	if ((slot = take_slot(cfg)) < 0)
+	if ((slot = take_slot(cfg)) < 0 || !arm_deadline(cfg, ids))
 		_exit(0);
-	supervise(cfg, q, local, ids);
+	deliver_now(cfg, q, local, ids);
 	_exit(0);
 }
 
