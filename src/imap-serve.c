@@ -46,8 +46,8 @@ typedef struct {
 	const PbImapServe *how;
 	const PbPeer *peer;
 	PbAccounts *accounts; /* read by the first login: see below */
-	char *user;  /* canonical, once the account is open */
-	int slot_fd; /* the per-user connection slot, -1 */
+	char *user;           /* canonical, once the account is open */
+	int slot_fd;          /* the per-user connection slot, -1 */
 } Serve;
 
 /* TRUE when slot I of FD was free and is ours now. */
@@ -110,9 +110,8 @@ hook_authenticate(void *data, const char *user, const char *pass)
 	/* read on the first login, not per connection (most connections
 	 * of a client that keeps one session open per folder log in once;
 	 * a probe never does); unreadable: logged, and the login fails */
-	if (sv->accounts == NULL &&
-	    (sv->accounts = pb_accounts_load(sv->cfg->accounts, &error)) ==
-	        NULL) {
+	if (sv->accounts == NULL && (sv->accounts = pb_accounts_load(
+	                                 sv->cfg->accounts, &error)) == NULL) {
 		pb_log_error(NULL, "%s", error->message);
 		return FALSE;
 	}

@@ -92,8 +92,8 @@ hook_tx_begin(void *data, const char **qid, GError **error)
 	PbQueueTx *qtx;
 	Tx *tx;
 
-	if (sv->q == NULL && (sv->q = pb_queue_open(sv->cfg->queue, error)) ==
-	                         NULL) {
+	if (sv->q == NULL &&
+	    (sv->q = pb_queue_open(sv->cfg->queue, error)) == NULL) {
 		pb_log_error(NULL, "%s", (*error)->message);
 		return NULL;
 	}
@@ -452,8 +452,9 @@ arm_deadline(const PbConfig *cfg, char **ids)
 	pthread_sigmask(SIG_SETMASK, &old, NULL);
 	pthread_attr_destroy(&attr);
 	if (err != 0) {
-		pb_log_warn(ids[0], "immediate delivery: thread: %s; left for "
-		            "runq", g_strerror(err));
+		pb_log_warn(ids[0],
+		            "immediate delivery: thread: %s; left for runq",
+		            g_strerror(err));
 		return FALSE;
 	}
 	return TRUE;
