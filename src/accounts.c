@@ -34,7 +34,8 @@ typedef struct {
 struct _PbAccounts {
 	GPtrArray *lines;   /* Line*, in file order; new accounts at the end */
 	GHashTable *hashes; /* address -> hash */
-	char *dummy;        /* for unknown users: dummy_setting() */
+	char *dummy;        /* for unknown users: dummy_setting(), made by
+	                       the first verify (known user or not) */
 };
 
 static void
@@ -201,9 +202,14 @@ dummy_setting(const PbAccounts *a)
 	return (char *)model;
 }
 
+/* Made on first use, not at load: most sessions that read the table
+ * never check a password, and the setting costs a crypt_gensalt (with
+ * getrandom) and a pass over every account. */
 const char *
-pb_accounts_dummy(const PbAccounts *a)
+pb_accounts_dummy(PbAccounts *a)
 {
+	if (a->dummy == NULL)
+		a->dummy = dummy_setting(a);
 	return a->dummy;
 }
 
@@ -223,7 +229,6 @@ pb_accounts_load(const char *path, GError **error)
 			return NULL;
 		}
 	}
-	a->dummy = dummy_setting(a);
 	return g_steal_pointer(&a);
 }
 
@@ -247,16 +252,19 @@ same(const char *got, const char *want)
 	return diff == 0;
 }
 
+/* The dummy is made (on the first call) before the lookup, whoever the
+ * user is: the first login costs the same for a known and an unknown
+ * name. */
 gboolean
-pb_accounts_verify(const PbAccounts *a, const char *address,
-                   const char *password)
+pb_accounts_verify(PbAccounts *a, const char *address, const char *password)
 {
+	const char *dummy = pb_accounts_dummy(a);
 	g_autofree char *key = g_ascii_strdown(address, -1);
 	const char *stored = g_hash_table_lookup(a->hashes, key);
 	struct crypt_data *cd = g_new0(struct crypt_data, 1);
-	const char *got = crypt_r(password, stored ? stored : a->dummy, cd);
-	gboolean ok = got != NULL && got[0] != '*' &&
-	              same(got, stored ? stored : a->dummy);
+	const char *got = crypt_r(password, stored ? stored : dummy, cd);
+	gboolean ok =
+	    got != NULL && got[0] != '*' && same(got, stored ? stored : dummy);
 
 	explicit_bzero(cd, sizeof(*cd));
 	g_free(cd);

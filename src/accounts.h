@@ -22,12 +22,14 @@ void pb_accounts_free(PbAccounts *a);
 G_DEFINE_AUTOPTR_CLEANUP_FUNC(PbAccounts, pb_accounts_free)
 
 gboolean pb_accounts_exists(const PbAccounts *a, const char *address);
-gboolean pb_accounts_verify(const PbAccounts *a, const char *address,
+/* The dummy setting is made by the first call, whoever USER is. */
+gboolean pb_accounts_verify(PbAccounts *a, const char *address,
                             const char *password);
 /* The setting an unknown user is checked against: the method and cost
  * (e.g. "$6$rounds=N$", "$y$j9T$") most accounts' hashes use, with a
- * fresh salt; with no accounts, those of new hashes. */
-const char *pb_accounts_dummy(const PbAccounts *a);
+ * fresh salt; with no accounts, those of new hashes. Made on the first
+ * call (not by pb_accounts_load), then kept. */
+const char *pb_accounts_dummy(PbAccounts *a);
 
 /* Sorted addresses. */
 GPtrArray *pb_accounts_list(const PbAccounts *a);

@@ -91,9 +91,10 @@ pb_conn_new(int rfd, int wfd)
 	PlainCtx *plain = g_new0(PlainCtx, 1);
 	int fds[2] = {rfd, wfd};
 
-	for (guint i = 0; i < 2; i++) {
+	/* a socket is both fds: its flags are set once */
+	for (guint i = 0; i < (rfd == wfd ? 1 : 2); i++) {
 		int fl = fcntl(fds[i], F_GETFL);
-		if (fl >= 0)
+		if (fl >= 0 && !(fl & O_NONBLOCK))
 			(void)fcntl(fds[i], F_SETFL, fl | O_NONBLOCK);
 	}
 	plain->rfd = rfd;

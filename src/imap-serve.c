@@ -45,9 +45,9 @@ typedef struct {
 	const PbConfig *cfg;
 	const PbImapServe *how;
 	const PbPeer *peer;
-	PbAccounts *accounts;
-	char *user;  /* canonical, once the account is open */
-	int slot_fd; /* the per-user connection slot, -1 */
+	PbAccounts *accounts; /* read by the first login: see below */
+	char *user;           /* canonical, once the account is open */
+	int slot_fd;          /* the per-user connection slot, -1 */
 } Serve;
 
 /* TRUE when slot I of FD was free and is ours now. */
@@ -105,7 +105,16 @@ static gboolean
 hook_authenticate(void *data, const char *user, const char *pass)
 {
 	Serve *sv = data;
+	g_autoptr(GError) error = NULL;
 
+	/* read on the first login, not per connection (most connections
+	 * of a client that keeps one session open per folder log in once;
+	 * a probe never does); unreadable: logged, and the login fails */
+	if (sv->accounts == NULL && (sv->accounts = pb_accounts_load(
+	                                 sv->cfg->accounts, &error)) == NULL) {
+		pb_log_error(NULL, "%s", error->message);
+		return FALSE;
+	}
 	/* the session asked hook_blocked just before */
 	return pb_login_verify(sv->cfg, sv->accounts, user, pass, sv->peer->ip);
 }
@@ -430,7 +439,6 @@ void
 pb_imap_serve(const PbImapServe *how, int rfd, int wfd, const PbPeer *peer)
 {
 	const PbConfig *cfg = how->cfg;
-	g_autoptr(GError) error = NULL;
 	g_autoptr(PbConn) conn = pb_conn_new(rfd, wfd);
 	PbLineOut out = pb_conn_line_out(conn);
 	Serve sv = {.cfg = cfg, .how = how, .peer = peer, .slot_fd = -1};
@@ -445,15 +453,6 @@ pb_imap_serve(const PbImapServe *how, int rfd, int wfd, const PbPeer *peer)
 	g_autoptr(PbImapServer) s = NULL;
 
 	pb_log_info(NULL, "connect from [%s]:%u", peer->ip, peer->port);
-	sv.accounts = pb_accounts_load(cfg->accounts, &error);
-	if (sv.accounts == NULL) {
-		pb_log_error(NULL, "%s", error->message);
-		(void)pb_conn_printf(
-		    conn, NULL,
-		    "* BYE [UNAVAILABLE] Service not available\r\n");
-		(void)pb_conn_flush(conn, pb_deadline_in(5), NULL);
-		return;
-	}
 	if (implicit_tls(&sv, conn)) {
 		s = pb_imap_server_new(&hooks, &sv, &out, &settings);
 		pb_imap_server_greet(s);
@@ -465,5 +464,5 @@ pb_imap_serve(const PbImapServe *how, int rfd, int wfd, const PbPeer *peer)
 	g_clear_pointer(&s, pb_imap_server_free);
 	pb_fd_clear(&sv.slot_fd);
 	g_free(sv.user);
-	pb_accounts_free(sv.accounts);
+	g_clear_pointer(&sv.accounts, pb_accounts_free);
 }

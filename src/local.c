@@ -29,23 +29,48 @@
 
 struct _PbLocal {
 	const PbConfig *cfg;
-	PbAccounts *accounts;
+	PbAccounts *accounts; /* both NULL until pb_local_load() */
 	PbAliases *aliases;
 };
 
 PbLocal *
-pb_local_new(const PbConfig *cfg, GError **error)
+pb_local_new_unloaded(const PbConfig *cfg)
 {
-	g_autoptr(PbLocal) l = g_new0(PbLocal, 1);
+	PbLocal *l = g_new0(PbLocal, 1);
 
 	l->cfg = cfg;
-	l->accounts = pb_accounts_load(cfg->accounts, error);
-	if (l->accounts == NULL)
-		return NULL;
-	l->aliases = pb_aliases_load(cfg->aliases, error);
-	if (l->aliases == NULL)
+	return l;
+}
+
+gboolean
+pb_local_load(PbLocal *l, GError **error)
+{
+	g_autoptr(PbAccounts) accounts = NULL;
+
+	if (l->aliases != NULL)
+		return TRUE;
+	if ((accounts = pb_accounts_load(l->cfg->accounts, error)) == NULL ||
+	    (l->aliases = pb_aliases_load(l->cfg->aliases, error)) == NULL)
+		return FALSE;
+	l->accounts = g_steal_pointer(&accounts);
+	return TRUE;
+}
+
+PbLocal *
+pb_local_new(const PbConfig *cfg, GError **error)
+{
+	g_autoptr(PbLocal) l = pb_local_new_unloaded(cfg);
+
+	if (!pb_local_load(l, error))
 		return NULL;
 	return g_steal_pointer(&l);
+}
+
+PbAccounts *
+pb_local_accounts(PbLocal *l)
+{
+	g_return_val_if_fail(l->accounts != NULL, NULL);
+	return l->accounts;
 }
 
 void
@@ -68,6 +93,7 @@ pb_local_exists(PbLocal *l, const char *address)
 	g_autofree char *local = NULL;
 	g_autofree char *domain = NULL;
 
+	g_return_val_if_fail(l->aliases != NULL, FALSE);
 	if (pb_accounts_exists(l->accounts, canon) ||
 	    pb_aliases_has(l->aliases, canon))
 		return TRUE;
@@ -82,6 +108,11 @@ pb_local_resolve(PbLocal *l, const char *address, GPtrArray *out,
 	g_autofree char *canon =
 	    pb_address_canonical(address, l->cfg->recipient_delimiter);
 
+	if (l->aliases == NULL) {
+		g_set_error(error, PB_ERROR, PB_ERROR_TEMP,
+		            "4.3.0 the tables are not loaded");
+		g_return_val_if_reached(FALSE);
+	}
 	if (pb_aliases_has(l->aliases, canon))
 		return pb_aliases_expand(l->aliases, l->accounts, l->cfg, canon,
 		                         out, error);

@@ -10,12 +10,22 @@
 
 #include <glib.h>
 
+#include "accounts.h"
 #include "config.h"
 
 typedef struct _PbLocal PbLocal;
 
 /* Loads the accounts and aliases files named by CFG. */
 PbLocal *pb_local_new(const PbConfig *cfg, GError **error);
+/* The same, the files read only by pb_local_load(): a session reads them
+ * when it first needs them (never for a connection that only says QUIT).
+ * Every lookup below wants them loaded. */
+PbLocal *pb_local_new_unloaded(const PbConfig *cfg);
+/* Reads the tables unless they are loaded already; FALSE: they could not
+ * be read (PB_ERROR_CONFIG: a bad line), and stay unloaded. */
+gboolean pb_local_load(PbLocal *l, GError **error);
+/* The accounts table (loaded). */
+PbAccounts *pb_local_accounts(PbLocal *l);
 void pb_local_free(PbLocal *l);
 G_DEFINE_AUTOPTR_CLEANUP_FUNC(PbLocal, pb_local_free)
 

@@ -68,6 +68,9 @@ struct _PbQueue {
 	char *msg;
 	char *env;
 	char *tmp;
+	int msg_fd, env_fd; /* the folders, held open for their fsyncs */
+	char *buf;          /* BUF_SIZE, the transactions' (one at a time) */
+	gboolean buf_busy;
 };
 
 struct _PbQueueTx {
@@ -76,7 +79,7 @@ struct _PbQueueTx {
 	int fd;
 	int env_fd;    /* tmp/ID.PID, made early: see pb_queue_tx_begin */
 	char *env_tmp; /* its name, while it is there */
-	char *buf;
+	char *buf;     /* the queue's, or its own when that one is busy */
 	gsize used;
 	guint64 size;
 	gboolean failed;
@@ -561,24 +564,51 @@ pb_queue_new_id(void)
 
 /* ---- the queue folders ---- */
 
+static gboolean
+not_a_folder(const char *path, GError **error)
+{
+	g_set_error(error, PB_ERROR, PB_ERROR_CONFIG,
+	            "%s is not a folder (a symbolic link?): refused", path);
+	return FALSE;
+}
+
 /* QUEUE/SUB, made 0700 when missing; it must be a folder of its own, not
- * a symbolic link to one. */
+ * a symbolic link to one. The common case, a folder that is there, costs
+ * one lstat. */
 static gboolean
 make_folder(const char *path, GError **error)
 {
 	struct stat st;
 
+	if (lstat(path, &st) == 0)
+		return S_ISDIR(st.st_mode) || not_a_folder(path, error);
+	if (errno != ENOENT)
+		return pb_throw_errno(error, "lstat %s", path);
 	if (!pb_mkdirs(path, 0700, error))
 		return FALSE;
 	if (lstat(path, &st) < 0)
 		return pb_throw_errno(error, "lstat %s", path);
-	if (!S_ISDIR(st.st_mode)) {
-		g_set_error(error, PB_ERROR, PB_ERROR_CONFIG,
-		            "%s is not a folder (a symbolic link?): refused",
-		            path);
-		return FALSE;
+	return S_ISDIR(st.st_mode) || not_a_folder(path, error);
+}
+
+/* QUEUE/SUB as an fd (made when missing, as above): held for the fsyncs
+ * after every create and rename in it, which then open nothing. */
+static int
+open_folder(const char *path, GError **error)
+{
+	int flags = O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC;
+	int fd = open(path, flags);
+
+	if (fd < 0 && errno == ENOENT) {
+		if (!make_folder(path, error))
+			return -1;
+		fd = open(path, flags);
 	}
-	return TRUE;
+	if (fd < 0 && (errno == ELOOP || errno == ENOTDIR))
+		not_a_folder(path, error);
+	else if (fd < 0)
+		pb_throw_errno(error, "open %s", path);
+	return fd;
 }
 
 PbQueue *
@@ -590,7 +620,9 @@ pb_queue_open(const char *dir, GError **error)
 	q->msg = g_build_filename(dir, "msg", NULL);
 	q->env = g_build_filename(dir, "env", NULL);
 	q->tmp = g_build_filename(dir, "tmp", NULL);
-	if (!make_folder(q->msg, error) || !make_folder(q->env, error) ||
+	q->env_fd = -1;
+	if ((q->msg_fd = open_folder(q->msg, error)) < 0 ||
+	    (q->env_fd = open_folder(q->env, error)) < 0 ||
 	    !make_folder(q->tmp, error)) {
 		pb_queue_free(q);
 		return NULL;
@@ -603,11 +635,23 @@ pb_queue_free(PbQueue *q)
 {
 	if (q == NULL)
 		return;
+	pb_fd_clear(&q->msg_fd);
+	pb_fd_clear(&q->env_fd);
 	g_free(q->dir);
 	g_free(q->msg);
 	g_free(q->env);
 	g_free(q->tmp);
+	g_free(q->buf);
 	g_free(q);
+}
+
+/* fsync of a held folder fd; PATH names it in the error. */
+static gboolean
+fsync_folder(int fd, const char *path, GError **error)
+{
+	if (fsync(fd) < 0)
+		return pb_throw_errno(error, "fsync %s", path);
+	return TRUE;
 }
 
 const char *
@@ -793,7 +837,7 @@ finish_envelope(PbQueue *q, const PbEnvelope *env, int fd, const char *tmp,
 		(void)unlink(tmp);
 		return FALSE;
 	}
-	return pb_fsync_dir(q->env, error);
+	return fsync_folder(q->env_fd, q->env, error);
 }
 
 /* Writes ENV as env/ID: tmp/ID.PID, fsync, rename, fsync env/. */
@@ -807,6 +851,20 @@ write_envelope(PbQueue *q, const PbEnvelope *env, GError **error)
 }
 
 /* ---- a new message ---- */
+
+/* The queue's buffer, made once and reused by each transaction (a session
+ * of many messages, a runq pass sending bounces: no heap growth, no brk,
+ * per message); a second transaction at the same time gets its own. */
+static char *
+tx_buffer(PbQueue *q)
+{
+	if (q->buf_busy)
+		return g_malloc(BUF_SIZE);
+	if (q->buf == NULL)
+		q->buf = g_malloc(BUF_SIZE);
+	q->buf_busy = TRUE;
+	return q->buf;
+}
 
 PbQueueTx *
 pb_queue_tx_begin(PbQueue *q, GError **error)
@@ -836,14 +894,14 @@ pb_queue_tx_begin(PbQueue *q, GError **error)
 		/* msg/ is fsync'ed and the envelope's file made now, while
 		 * the client sends the data: neither waits after its final
 		 * dot. A crash leaves only what clean_stale removes. */
-		if (!pb_fsync_dir(q->msg, error) ||
+		if (!fsync_folder(q->msg_fd, q->msg, error) ||
 		    (tx->env_fd = create_envelope_tmp(q, tx->id, &tx->env_tmp,
 		                                      error)) < 0) {
 			temp_failure(error);
 			pb_queue_tx_abort(tx);
 			return NULL;
 		}
-		tx->buf = g_malloc(BUF_SIZE);
+		tx->buf = tx_buffer(q);
 		return tx;
 	}
 	g_set_error(error, PB_ERROR, PB_ERROR_TEMP, "no free queue id");
@@ -901,7 +959,10 @@ tx_free(PbQueueTx *tx)
 		(void)unlink(tx->env_tmp);
 	g_free(tx->env_tmp);
 	g_free(tx->id);
-	g_free(tx->buf);
+	if (tx->buf == tx->q->buf)
+		tx->q->buf_busy = FALSE;
+	else
+		g_free(tx->buf);
 	g_free(tx);
 }
 
@@ -1072,7 +1133,7 @@ pb_queue_entry_remove(PbQueueEntry *e, GError **error)
 
 	if (unlink(env) < 0 && errno != ENOENT)
 		return pb_throw_errno(error, "queue %s: unlink", e->id);
-	if (!pb_fsync_dir(e->q->env, error))
+	if (!fsync_folder(e->q->env_fd, e->q->env, error))
 		return temp_failure(error);
 	/* a msg/ file left by a crash here is garbage for clean_stale */
 	if (unlink(msg) < 0 && errno != ENOENT)
@@ -1187,7 +1248,8 @@ move_to_corrupt(PbQueue *q, const char *id, GError **error)
 		return FALSE;
 	if (rename(env, env_to) < 0 && errno != ENOENT)
 		return pb_throw_errno(error, "rename %s", env);
-	if (!pb_fsync_dir(dir, error) || !pb_fsync_dir(q->env, error))
+	if (!pb_fsync_dir(dir, error) ||
+	    !fsync_folder(q->env_fd, q->env, error))
 		return FALSE;
 	/* left behind by a crash, msg/ID is an orphan clean_stale removes:
 	 * its data has a name in corrupt/ already */

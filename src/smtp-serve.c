@@ -31,9 +31,10 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <signal.h>
 #include <string.h>
-#include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #define AUTH_DELAY_MS 1000 /* after a failed AUTH */
@@ -42,17 +43,40 @@ typedef struct {
 	const PbConfig *cfg;
 	const PbSmtpServe *how;
 	const PbPeer *peer;
-	PbQueue *q;
-	PbLocal *local;
-	PbAccounts *accounts; /* loaded for AUTH */
+	PbQueue *q;     /* opened by the first transaction */
+	PbLocal *local; /* its tables read when first needed: tables() */
+	gboolean tables_failed;
 } Serve;
+
+/* The recipient tables, read on the first lookup or AUTH (a connection
+ * that only says QUIT, or relays, reads no file). FALSE (logged once; the
+ * session answers 451 4.3.0 from then on): they cannot be read. */
+static gboolean
+tables(Serve *sv)
+{
+	g_autoptr(GError) error = NULL;
+
+	if (sv->tables_failed)
+		return FALSE;
+	if (pb_local_load(sv->local, &error))
+		return TRUE;
+	pb_log_error(NULL, "%s", error->message);
+	sv->tables_failed = TRUE;
+	return FALSE;
+}
 
 static gboolean
 hook_recipient_exists(void *data, const char *address)
 {
 	Serve *sv = data;
 
-	return pb_local_exists(sv->local, address);
+	return tables(sv) && pb_local_exists(sv->local, address);
+}
+
+static gboolean
+hook_lookup_failed(void *data)
+{
+	return ((Serve *)data)->tables_failed;
 }
 
 /* The session's transaction: the queue's, plus who we are serving. */
@@ -64,10 +88,16 @@ typedef struct {
 static void *
 hook_tx_begin(void *data, const char **qid, GError **error)
 {
-	PbQueueTx *qtx = pb_queue_tx_begin(((Serve *)data)->q, error);
+	Serve *sv = data;
+	PbQueueTx *qtx;
 	Tx *tx;
 
-	if (qtx == NULL)
+	if (sv->q == NULL &&
+	    (sv->q = pb_queue_open(sv->cfg->queue, error)) == NULL) {
+		pb_log_error(NULL, "%s", (*error)->message);
+		return NULL;
+	}
+	if ((qtx = pb_queue_tx_begin(sv->q, error)) == NULL)
 		return NULL;
 	tx = g_new0(Tx, 1);
 	tx->tx = qtx;
@@ -118,18 +148,15 @@ hook_authenticate(void *data, const char *user, const char *pass)
 {
 	Serve *sv = data;
 	g_autofree char *canonical = pb_address_canonical(user, "");
-	g_autoptr(GError) error = NULL;
 	gboolean ok;
 
 	/* checked again: other sessions may have failed meanwhile */
 	if (pb_ratelimit_blocked(sv->cfg, sv->peer->ip))
 		return FALSE;
-	/* loaded on the first AUTH only: most sessions never need it */
-	if (sv->accounts == NULL && (sv->accounts = pb_accounts_load(
-	                                 sv->cfg->accounts, &error)) == NULL)
-		pb_log_warn(NULL, "AUTH: %s", error->message);
-	ok = sv->accounts != NULL &&
-	     pb_accounts_verify(sv->accounts, canonical, pass);
+	/* read on the first AUTH (or lookup) only: most sessions never
+	 * need them; the dummy hash is made by the first verify */
+	ok = tables(sv) &&
+	     pb_accounts_verify(pb_local_accounts(sv->local), canonical, pass);
 
 	pb_log_info(NULL, "AUTH %s for <%s> from [%s]", ok ? "ok" : "failed",
 	            canonical, sv->peer->ip[0] ? sv->peer->ip : "local");
@@ -158,7 +185,7 @@ hook_sender_allowed(void *data, const char *user, const char *sender)
 
 	if (g_str_equal(canonical, me))
 		return TRUE;
-	if (!pb_local_exists(sv->local, canonical) ||
+	if (!tables(sv) || !pb_local_exists(sv->local, canonical) ||
 	    !pb_local_resolve(sv->local, canonical, targets, NULL))
 		return FALSE;
 	for (guint i = 0; i < targets->len; i++)
@@ -183,6 +210,7 @@ static const PbSmtpHooks hooks = {
     .authenticate = hook_authenticate,
     .sender_allowed = hook_sender_allowed,
     .auth_blocked = hook_auth_blocked,
+    .lookup_failed = hook_lookup_failed,
 };
 
 /* Feeds buffered DATA to the session; FALSE on a read error. */
@@ -275,8 +303,8 @@ converse(Serve *sv, PbConn *conn, PbSmtpServer *s)
 		            error->message);
 }
 
-/* With the session's queue and tables: the attempt loads nothing again
- * (LOCAL NULL: the tables are loaded here). */
+/* With the session's queue and tables: the attempt reads the tables only
+ * when the session has not (LOCAL NULL: they are loaded here). */
 static void
 deliver_now(const PbConfig *cfg, PbQueue *q, PbLocal *local, char **ids)
 {
@@ -284,8 +312,9 @@ deliver_now(const PbConfig *cfg, PbQueue *q, PbLocal *local, char **ids)
 	g_autoptr(PbLocal) own = NULL;
 	PbRunqStats stats;
 
-	if ((local == NULL &&
-	     (local = own = pb_local_new(cfg, &error)) == NULL) ||
+	if (local == NULL)
+		local = own = pb_local_new_unloaded(cfg);
+	if (!pb_local_load(local, &error) ||
 	    !pb_runq_attempt(cfg, q, local, ids, &stats, &error))
 		pb_log_warn(NULL, "immediate delivery: %s", error->message);
 }
@@ -363,51 +392,72 @@ take_slot(const PbConfig *cfg)
 	return -1;
 }
 
-static volatile sig_atomic_t deadline_passed;
-static volatile pid_t attempt_group;
+/* The deadline of an attempt: a thread of the attempt's own process
+ * (not a second process: a fork and an exit less a message) that sleeps
+ * until immediate_timeout has passed, says so and kills the attempt's
+ * process group, the attempt and the remote children it started with
+ * it. The attempt ends at once either way (_exit), and the thread with
+ * it. */
+typedef struct {
+	gint64 timeout;
+	char *qid;
+} Deadline;
 
-/* The kill is done here, not after waitpid() returns EINTR: an alarm that
- * came before waitpid() was entered would otherwise be missed. */
-static void
-on_alarm(int sig)
+static void *
+deadline_thread(void *data)
 {
-	deadline_passed = 1;
-	if (attempt_group > 0)
-		(void)kill(-attempt_group, SIGKILL);
+	const Deadline *d = data;
+	struct timespec at;
+
+	clock_gettime(CLOCK_MONOTONIC, &at);
+	at.tv_sec += (time_t)MIN(d->timeout, G_MAXINT32);
+	while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &at, NULL) != 0)
+		continue; /* EINTR: every signal is blocked here anyway */
+	pb_log_warn(d->qid,
+	            "immediate delivery stopped after %" G_GINT64_FORMAT
+	            "s; left for runq",
+	            d->timeout);
+	(void)kill(-getpgrp(), SIGKILL);
+	return NULL;
 }
 
-/* Runs the attempt in a child with a process group of its own (its
- * remote children join it) and kills that group at the deadline. */
-static void
-supervise(const PbConfig *cfg, PbQueue *q, PbLocal *local, char **ids)
+/* Starts the deadline; FALSE (logged): the attempt must not run. This
+ * process leads a process group of its own first (its remote children
+ * join it), or is already the leader of one (sendmail's, detached):
+ * never the listener's group. A plain thread with a small stack: it
+ * allocates nothing until the deadline (no malloc arena of its own). */
+static gboolean
+arm_deadline(const PbConfig *cfg, char **ids)
 {
-	struct sigaction sa = {.sa_handler = on_alarm}; /* no SA_RESTART */
-	int status;
-	pid_t pid = fork();
+	static Deadline d; /* read by the thread until the process ends */
+	sigset_t all, old;
+	pthread_attr_t attr;
+	pthread_t t;
+	int err;
 
-	if (pid < 0) {
-		pb_log_warn(NULL, "immediate delivery: fork: %s; left for runq",
-		            g_strerror(errno));
-		return;
+	(void)setpgid(0, 0);
+	if (getpgrp() != getpid()) {
+		pb_log_warn(ids[0], "immediate delivery: no process group of "
+		                    "its own; left for runq");
+		return FALSE;
 	}
-	if (pid == 0) {
-		(void)setpgid(0, 0);
-		deliver_now(cfg, q, local, ids);
-		_exit(0);
-	}
-	(void)setpgid(pid, pid); /* whichever of us comes first */
-	sigemptyset(&sa.sa_mask);
-	sigaction(SIGALRM, &sa, NULL);
-	attempt_group = pid;
-	alarm((guint)MIN(cfg->immediate_timeout, G_MAXUINT));
-	while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
-		continue;
-	alarm(0);
-	if (deadline_passed)
+	d.timeout = cfg->immediate_timeout;
+	d.qid = g_strdup(ids[0]);
+	sigfillset(&all);
+	pthread_attr_init(&attr);
+	pthread_attr_setstacksize(&attr, 256 * 1024);
+	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+	pthread_sigmask(SIG_BLOCK, &all, &old);
+	err = pthread_create(&t, &attr, deadline_thread, &d);
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	pthread_attr_destroy(&attr);
+	if (err != 0) {
 		pb_log_warn(ids[0],
-		            "immediate delivery stopped after %" G_GINT64_FORMAT
-		            "s; left for runq",
-		            cfg->immediate_timeout);
+		            "immediate delivery: thread: %s; left for runq",
+		            g_strerror(err));
+		return FALSE;
+	}
+	return TRUE;
 }
 
 void
@@ -424,9 +474,9 @@ pb_smtp_attempt_detached(const PbConfig *cfg, PbQueue *q, PbLocal *local,
 		return;
 	if (detach)
 		pb_program_detach();
-	if ((slot = take_slot(cfg)) < 0)
+	if ((slot = take_slot(cfg)) < 0 || !arm_deadline(cfg, ids))
 		_exit(0);
-	supervise(cfg, q, local, ids);
+	deliver_now(cfg, q, local, ids);
 	_exit(0);
 }
 
@@ -447,13 +497,11 @@ void
 pb_smtp_serve(const PbSmtpServe *how, int rfd, int wfd, const PbPeer *peer)
 {
 	const PbConfig *cfg = how->cfg;
-	g_autoptr(GError) error = NULL;
 	Serve sv = {.cfg = cfg, .how = how, .peer = peer};
 	PbSmtpOptions opts = {.tls_available = how->tls != NULL,
 	                      .submission = how->submission,
 	                      .user = how->user};
-	g_autoptr(PbQueue) q = pb_queue_open(cfg->queue, &error);
-	g_autoptr(PbLocal) local = q ? pb_local_new(cfg, &error) : NULL;
+	g_autoptr(PbLocal) local = pb_local_new_unloaded(cfg);
 	g_autoptr(PbConn) conn = pb_conn_new(rfd, wfd);
 	/* no IP address (a Unix-domain socket, a pipe): not loopback, and
 	 * trusted only when sendmail -bs or the configuration says so */
@@ -466,15 +514,6 @@ pb_smtp_serve(const PbSmtpServe *how, int rfd, int wfd, const PbPeer *peer)
 	g_autoptr(GPtrArray) accepted = g_ptr_array_new_with_free_func(g_free);
 
 	pb_log_info(NULL, "connect from [%s]:%u", speer.ip, peer->port);
-	if (local == NULL) {
-		pb_log_error(NULL, "%s", error->message);
-		(void)pb_conn_printf(conn, NULL,
-		                     "421 4.3.0 %s Service not available\r\n",
-		                     cfg->hostname);
-		(void)pb_conn_flush(conn, pb_deadline_in(5), NULL);
-		return;
-	}
-	sv.q = q;
 	sv.local = local;
 	s = pb_smtp_server_new(cfg, &hooks, &sv, &speer, &out);
 	pb_smtp_server_set_options(s, &opts);
@@ -484,11 +523,11 @@ pb_smtp_serve(const PbSmtpServe *how, int rfd, int wfd, const PbPeer *peer)
 		g_ptr_array_add(accepted, g_strdup(g_ptr_array_index(
 		                              pb_smtp_server_accepted(s), i)));
 	g_clear_pointer(&s, pb_smtp_server_free);
-	g_clear_pointer(&sv.accounts, pb_accounts_free);
 	g_clear_pointer(&conn, pb_conn_free);
 	close(rfd);
 	if (wfd != rfd)
 		close(wfd);
 	if (accepted->len > 0 && !cfg->delivery_queue)
-		deliver_detached(cfg, q, local, accepted);
+		deliver_detached(cfg, sv.q, local, accepted);
+	g_clear_pointer(&sv.q, pb_queue_free);
 }

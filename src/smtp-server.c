@@ -481,6 +481,13 @@ is_ascii(const char *text)
 	return TRUE;
 }
 
+static gboolean
+lookup_failed(PbSmtpServer *s)
+{
+	return s->hooks->lookup_failed != NULL &&
+	       s->hooks->lookup_failed(s->hook_data);
+}
+
 static void
 cmd_mail(PbSmtpServer *s, const char *arg)
 {
@@ -528,6 +535,11 @@ cmd_mail(PbSmtpServer *s, const char *arg)
 	if (s->opts.submission &&
 	    (s->hooks->sender_allowed == NULL ||
 	     !s->hooks->sender_allowed(s->hook_data, s->auth_user, text))) {
+		if (lookup_failed(s)) {
+			fail(s, "451 4.3.0 <%s>: Temporary lookup failure",
+			     text);
+			return;
+		}
 		fail(s,
 		     "553 5.7.1 <%s>: Sender address rejected: not owned "
 		     "by user %s",
@@ -556,6 +568,11 @@ rcpt_allowed(PbSmtpServer *s, const PbAddress *addr, const char *text)
 		    pb_address_canonical(text, s->cfg->recipient_delimiter);
 		if (s->hooks->recipient_exists(s->hook_data, canonical))
 			return TRUE;
+		if (lookup_failed(s)) {
+			fail(s, "451 4.3.0 <%s>: Temporary lookup failure",
+			     text);
+			return FALSE;
+		}
 		fail(s,
 		     "550 5.1.1 <%s>: Recipient address rejected: User "
 		     "unknown",

@@ -69,6 +69,10 @@ typedef struct {
 	/* TRUE if the client may not try a password now (too many failures
 	 * lately): AUTH gets 454 4.7.0 at once. NULL: never. */
 	gboolean (*auth_blocked)(void *data);
+	/* TRUE if the tables behind recipient_exists and sender_allowed
+	 * could not be read (their FALSE means nothing then): the session
+	 * answers 451 4.3.0 instead of refusing. NULL: never. */
+	gboolean (*lookup_failed)(void *data);
 } PbSmtpHooks;
 
 /* What the listener offers (all FALSE by default). */

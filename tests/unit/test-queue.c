@@ -122,6 +122,52 @@ test_commit(Fixture *f, gconstpointer data)
 	g_assert_cmpuint(count_files(f->dir, "tmp"), ==, 0);
 }
 
+/* Commits TX; returns the data it stored. */
+static char *
+commit_read(Fixture *f, PbQueueTx *tx)
+{
+	g_autoptr(GError) error = NULL;
+	g_autoptr(PbEnvelope) env = pb_envelope_new();
+	g_autofree char *id = g_strdup(pb_queue_tx_id(tx));
+	g_autofree char *msg = g_build_filename(f->dir, "msg", id, NULL);
+	char *contents = NULL;
+
+	pb_envelope_add_rcpt(env, "bob@example.net");
+	g_assert_true(pb_queue_tx_commit(tx, env, &error));
+	g_assert_no_error(error);
+	g_assert_true(g_file_get_contents(msg, &contents, NULL, NULL));
+	return contents;
+}
+
+/* The queue's buffer is reused by the next transaction; two at once
+ * keep their data apart. */
+static void
+test_two_transactions(Fixture *f, gconstpointer data)
+{
+	g_autoptr(GError) error = NULL;
+	PbQueueTx *a = pb_queue_tx_begin(f->q, &error);
+	PbQueueTx *b = pb_queue_tx_begin(f->q, &error);
+	g_autofree char *got_a = NULL;
+	g_autofree char *got_b = NULL;
+	g_autofree char *got_c = NULL;
+	PbQueueTx *c;
+
+	g_assert_no_error(error);
+	g_assert_true(pb_queue_tx_write(a, "A1 ", 3, &error));
+	g_assert_true(pb_queue_tx_write(b, "B1 ", 3, &error));
+	g_assert_true(pb_queue_tx_write(a, "A2", 2, &error));
+	g_assert_true(pb_queue_tx_write(b, "B2", 2, &error));
+	got_a = commit_read(f, a);
+	c = pb_queue_tx_begin(f->q, &error);
+	g_assert_no_error(error);
+	g_assert_true(pb_queue_tx_write(c, "C", 1, &error));
+	got_b = commit_read(f, b);
+	got_c = commit_read(f, c);
+	g_assert_cmpstr(got_a, ==, "A1 A2");
+	g_assert_cmpstr(got_b, ==, "B1 B2");
+	g_assert_cmpstr(got_c, ==, "C");
+}
+
 static void
 test_abort(Fixture *f, gconstpointer data)
 {
@@ -857,6 +903,7 @@ main(int argc, char **argv)
 	g_test_init(&argc, &argv, NULL);
 #define ADD(path, fn) g_test_add(path, Fixture, NULL, setup, fn, teardown)
 	ADD("/queue/tx/commit", test_commit);
+	ADD("/queue/tx/two-at-once", test_two_transactions);
 	ADD("/queue/tx/abort", test_abort);
 	ADD("/queue/tx/commit-fails", test_commit_fails);
 	g_test_add_func("/queue/envelope/roundtrip", test_roundtrip);

@@ -587,6 +587,44 @@ test_starttls_keeps_local_user(F *f, gconstpointer data)
 	EXPECT(f, "MAIL FROM:<alice@example.org>\r\n", "250 2.1.0 Ok\r\n");
 }
 
+static gboolean
+nothing_exists(void *data, const char *address)
+{
+	return FALSE;
+}
+
+static gboolean
+tables_unreadable(void *data)
+{
+	return TRUE;
+}
+
+/* Unreadable tables: a local recipient is not refused (it may exist)
+ * but deferred; postmaster and relaying need no table. */
+static void
+test_lookup_failed(F *f, gconstpointer data)
+{
+	static const PbSmtpHooks broken = {.recipient_exists = nothing_exists,
+	                                   .tx_begin = tx_begin,
+	                                   .tx_write = tx_write,
+	                                   .tx_commit = tx_commit,
+	                                   .tx_abort = tx_abort,
+	                                   .now = now,
+	                                   .lookup_failed = tables_unreadable};
+
+	pb_smtp_server_free(f->s);
+	f->s = pb_smtp_server_new(f->cfg, &broken, f, &f->peer, &f->out);
+	EXPECT(f,
+	       "EHLO c\r\nMAIL FROM:<b@example.com>\r\n"
+	       "RCPT TO:<alice@example.org>\r\n"
+	       "RCPT TO:<postmaster@example.org>\r\n",
+	       "250-mx.example.org\r\n250-PIPELINING\r\n250-SIZE 1024\r\n"
+	       "250-8BITMIME\r\n250-ENHANCEDSTATUSCODES\r\n250 SMTPUTF8\r\n"
+	       "250 2.1.0 Ok\r\n"
+	       "451 4.3.0 <alice@example.org>: Temporary lookup failure\r\n"
+	       "250 2.1.5 Ok\r\n");
+}
+
 #define ADD(path, fn, ip) g_test_add(path, F, ip, setup, fn, teardown)
 
 int
@@ -596,6 +634,7 @@ main(int argc, char **argv)
 	ADD("/smtp-server/ehlo", test_ehlo, NULL);
 	ADD("/smtp-server/transaction", test_transaction, NULL);
 	ADD("/smtp-server/pipelined", test_pipelined, NULL);
+	ADD("/smtp-server/lookup-failed", test_lookup_failed, NULL);
 	ADD("/smtp-server/relay-denied", test_relay, NULL);
 	ADD("/smtp-server/relay-allowed", test_relay_allowed, "192.0.2.9");
 	ADD("/smtp-server/params", test_params, NULL);
