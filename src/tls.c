@@ -164,8 +164,8 @@ library_open(void)
 missing:
 	/* the table stays half filled, but unused: every entry point
 	 * calls library_load() first, which fails again */
-	return g_strdup_printf("TLS is not available: %s: %s",
-	                       PB_GNUTLS_SONAME, dlerror());
+	return g_strdup_printf("TLS is not available: %s: %s", PB_GNUTLS_SONAME,
+	                       dlerror());
 }
 
 /* Loads GnuTLS on the first call; later calls say how that went. */
@@ -382,25 +382,32 @@ server_check(PbTlsServer *srv, GError **error)
 	gsize len = 0;
 	ssize_t n;
 	int fds[2], status = 0;
+	gboolean bad_files;
 	pid_t pid;
 
 	if (pipe2(fds, O_CLOEXEC) < 0)
 		return pb_throw_errno(error, "pipe");
-	if ((pid = fork()) == 0)
+	if ((pid = fork()) < 0) {
+		pb_throw_errno(error, "fork");
+		close(fds[0]);
+		close(fds[1]);
+		return FALSE;
+	}
+	if (pid == 0)
 		check_child(srv, fds[1]);
 	close(fds[1]);
-	while (pid > 0 && len < sizeof msg - 1 &&
+	while (len < sizeof msg - 1 &&
 	       ((n = read(fds[0], msg + len, sizeof msg - 1 - len)) > 0 ||
 	        (n < 0 && errno == EINTR)))
 		len += n > 0 ? (gsize)n : 0;
 	msg[len] = '\0';
 	close(fds[0]);
-	if (pid < 0)
-		return pb_throw_errno(error, "fork");
 	while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
 		;
 	if (WIFEXITED(status) && WEXITSTATUS(status) == 0)
 		return TRUE;
+	/* check_child's exit code 2: the files are at fault */
+	bad_files = WIFEXITED(status) && WEXITSTATUS(status) == 2;
 	if (len == 0)
 		g_set_error(error, PB_ERROR, PB_ERROR_TEMP,
 		            "[tls] checking %s and %s: the checker failed "
@@ -408,9 +415,7 @@ server_check(PbTlsServer *srv, GError **error)
 		            srv->crt_file, srv->key_file, status);
 	else
 		g_set_error_literal(error, PB_ERROR,
-		                    WIFEXITED(status) && WEXITSTATUS(status) == 2
-		                        ? PB_ERROR_CONFIG
-		                        : PB_ERROR_TEMP,
+		                    bad_files ? PB_ERROR_CONFIG : PB_ERROR_TEMP,
 		                    msg);
 	return FALSE;
 }
@@ -509,7 +514,7 @@ tls_read(void *ctx, void *buf, size_t len)
 
 		if (n == GNUTLS_E_REHANDSHAKE)
 			(void)gt.alert_send(s, GNUTLS_AL_WARNING,
-			                        GNUTLS_A_NO_RENEGOTIATION);
+			                    GNUTLS_A_NO_RENEGOTIATION);
 		else if (n != GNUTLS_E_WARNING_ALERT_RECEIVED)
 			return io_result(n);
 	}
@@ -661,8 +666,7 @@ session_new(gnutls_session_t *s, unsigned flags, GError **error)
 
 	if (!library_load(error))
 		return FALSE;
-	if ((r = gt.init(s, flags | GNUTLS_NONBLOCK | GNUTLS_NO_SIGNAL)) <
-	    0) {
+	if ((r = gt.init(s, flags | GNUTLS_NONBLOCK | GNUTLS_NO_SIGNAL)) < 0) {
 		*s = NULL;
 		g_set_error(error, PB_ERROR, PB_ERROR_TEMP, "GnuTLS: %s",
 		            gt.strerror(r));
@@ -694,7 +698,7 @@ pb_tls_server_start(PbConn *conn, PbTlsServer *srv, gint64 deadline,
 		return FALSE;
 	}
 	if ((r = gt.credentials_set(t->session, GNUTLS_CRD_CERTIFICATE,
-	                                srv->cred)) < 0) {
+	                            srv->cred)) < 0) {
 		g_set_error(error, PB_ERROR, PB_ERROR_TEMP, "GnuTLS: %s",
 		            gt.strerror(r));
 		tls_discard(t);
@@ -720,10 +724,9 @@ client_setup(Tls *t, const char *server_name, const char *ca_file,
 
 	if (!session_new(&t->session, GNUTLS_CLIENT, error))
 		return FALSE;
-	if ((r = gt.certificate_allocate_credentials(&t->client_cred)) <
-	        0 ||
+	if ((r = gt.certificate_allocate_credentials(&t->client_cred)) < 0 ||
 	    (r = gt.credentials_set(t->session, GNUTLS_CRD_CERTIFICATE,
-	                                t->client_cred)) < 0) {
+	                            t->client_cred)) < 0) {
 		g_set_error(error, PB_ERROR, PB_ERROR_TEMP, "GnuTLS: %s",
 		            gt.strerror(r));
 		return FALSE;
@@ -739,9 +742,8 @@ client_setup(Tls *t, const char *server_name, const char *ca_file,
 	}
 	/* SNI names a host; an address literal is not sent (RFC 6066 3) */
 	if (!g_hostname_is_ip_address(server_name) &&
-	    (r = gt.server_name_set(t->session, GNUTLS_NAME_DNS,
-	                                server_name, strlen(server_name))) <
-	        0) {
+	    (r = gt.server_name_set(t->session, GNUTLS_NAME_DNS, server_name,
+	                            strlen(server_name))) < 0) {
 		g_set_error(error, PB_ERROR, PB_ERROR_TEMP, "TLS SNI %s: %s",
 		            server_name, gt.strerror(r));
 		return FALSE;
@@ -796,7 +798,7 @@ pb_tls_client_start(PbConn *conn, const char *server_name, const char *ca_file,
 		            "TLS certificate of %s not verified: %s",
 		            server_name, why);
 		(void)gt.alert_send(t->session, GNUTLS_AL_FATAL,
-		                        GNUTLS_A_BAD_CERTIFICATE);
+		                    GNUTLS_A_BAD_CERTIFICATE);
 		tls_discard(t);
 		return FALSE;
 	}
@@ -814,8 +816,7 @@ pb_tls_describe(PbConn *conn)
 
 	if (t == NULL)
 		return NULL;
-	version =
-	    gt.protocol_get_name(gt.protocol_get_version(t->session));
+	version = gt.protocol_get_name(gt.protocol_get_version(t->session));
 	/* GnuTLS says "TLS1.3", Postfix and OpenSSL "TLSv1.3" */
 	if (version != NULL && g_str_has_prefix(version, "TLS1"))
 		v = g_strconcat("TLSv", version + 3, NULL);
