@@ -3,15 +3,15 @@
  *
  * Owns the GnuTLS library, credentials and sessions. GnuTLS is not
  * linked: it is loaded with dlopen() by its soname (the system's search
- * path; never a path of ours) the first time TLS is used, and called
+ * path; never a path of ours) the first time it is needed, and called
  * through the table gt, whose entries are typed from GnuTLS's own header.
- * So a process that does no TLS does not map libgnutls and the eight
+ * So a process that needs no TLS does not map libgnutls and the eight
  * libraries it pulls in (p11-kit, nettle, hogweed, gmp, tasn1, idn2,
- * unistring, ffi): 40 mappings fewer for every fork to copy, ~4.8 ms less
- * for every exec (README, "Cost of a connection: gnutls's part").
+ * unistring, ffi): 40 mappings fewer for every fork to copy, a few ms
+ * less for every exec (README, "Cost of a connection: gnutls's part").
  *
  * The server's certificate and key are read whole at start (as root),
- * and parsed when TLS is first used or at once (PbTlsLoad). They are
+ * and parsed at once or at the first handshake (PbTlsLoad). They are
  * checked one file at a time, so that an error names the file at fault
  * (GnuTLS's own errors name none).
  *
@@ -33,7 +33,6 @@
 #include <poll.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 /* meson.build reads it from the library the headers belong to */
@@ -346,80 +345,6 @@ server_parse(PbTlsServer *srv, GError **error)
 	return TRUE;
 }
 
-/* Writes all of MSG to FD, best effort (the checker's report). */
-static void
-write_all(int fd, const char *msg)
-{
-	gsize len = strlen(msg);
-	ssize_t n;
-
-	while (len > 0 && ((n = write(fd, msg, len)) > 0 || errno == EINTR))
-		if (n > 0) {
-			msg += n;
-			len -= (gsize)n;
-		}
-}
-
-/* The checker, a child: parses a copy of the files and says what is
- * wrong through FD. Never returns. */
-static G_GNUC_NORETURN void
-check_child(PbTlsServer *srv, int fd)
-{
-	g_autoptr(GError) e = NULL;
-
-	if (server_parse(srv, &e))
-		_exit(0);
-	write_all(fd, e->message);
-	_exit(e->code == PB_ERROR_CONFIG ? 2 : 1);
-}
-
-/* Parses the files in a short-lived child, so that this process (a
- * listener: its children would inherit it) maps no GnuTLS. */
-static gboolean
-server_check(PbTlsServer *srv, GError **error)
-{
-	char msg[1024];
-	gsize len = 0;
-	ssize_t n;
-	int fds[2], status = 0;
-	gboolean bad_files;
-	pid_t pid;
-
-	if (pipe2(fds, O_CLOEXEC) < 0)
-		return pb_throw_errno(error, "pipe");
-	if ((pid = fork()) < 0) {
-		pb_throw_errno(error, "fork");
-		close(fds[0]);
-		close(fds[1]);
-		return FALSE;
-	}
-	if (pid == 0)
-		check_child(srv, fds[1]);
-	close(fds[1]);
-	while (len < sizeof msg - 1 &&
-	       ((n = read(fds[0], msg + len, sizeof msg - 1 - len)) > 0 ||
-	        (n < 0 && errno == EINTR)))
-		len += n > 0 ? (gsize)n : 0;
-	msg[len] = '\0';
-	close(fds[0]);
-	while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
-		;
-	if (WIFEXITED(status) && WEXITSTATUS(status) == 0)
-		return TRUE;
-	/* check_child's exit code 2: the files are at fault */
-	bad_files = WIFEXITED(status) && WEXITSTATUS(status) == 2;
-	if (len == 0)
-		g_set_error(error, PB_ERROR, PB_ERROR_TEMP,
-		            "[tls] checking %s and %s: the checker failed "
-		            "(status %d)",
-		            srv->crt_file, srv->key_file, status);
-	else
-		g_set_error_literal(error, PB_ERROR,
-		                    bad_files ? PB_ERROR_CONFIG : PB_ERROR_TEMP,
-		                    msg);
-	return FALSE;
-}
-
 PbTlsServer *
 pb_tls_server_new_from_files(const char *certificate, const char *key,
                              PbTlsLoad when, GError **error)
@@ -434,8 +359,6 @@ pb_tls_server_new_from_files(const char *certificate, const char *key,
 	    (srv->key = read_pem("key", key, error)) == NULL)
 		return NULL;
 	if (when == PB_TLS_PARSE_NOW && !server_parse(srv, error))
-		return NULL;
-	if (when == PB_TLS_CHECK_NOW && !server_check(srv, error))
 		return NULL;
 	return g_steal_pointer(&srv);
 }
@@ -455,15 +378,16 @@ pb_tls_server_new(const PbConfig *cfg, PbTlsLoad when, GError **error)
 PbTlsLoad
 pb_tls_load_for(gboolean implicit_tls, char **listen)
 {
-	/* every connection will need GnuTLS: parse once, before forking */
-	if (implicit_tls)
-		return PB_TLS_PARSE_NOW;
-	/* one session per process (inetd style, listener.h's rule): a
-	 * check at start would cost each connection what laziness saves */
-	if ((listen == NULL || listen[0] == NULL) &&
+	/* one session per process (inetd style, listener.h's rule) that
+	 * may never say STARTTLS: GnuTLS waits for it */
+	if (!implicit_tls && (listen == NULL || listen[0] == NULL) &&
 	    g_getenv("LISTEN_FDS") == NULL)
 		return PB_TLS_PARSE_LATER;
-	return PB_TLS_CHECK_NOW;
+	/* a listener: parsed once, before forking, for all its children.
+	 * Measured (README): a child that loads GnuTLS at STARTTLS pays
+	 * ~15 times what a child without it saves by not copying its
+	 * mappings; most clients of a TLS-configured server say STARTTLS */
+	return PB_TLS_PARSE_NOW;
 }
 
 void

@@ -24,10 +24,11 @@
  *   forking: the key is often readable by root only. The sessions are
  *   made per connection.
  *
- * GnuTLS itself is loaded (dlopen by soname) at the first use of TLS in
- * a process, not at start: a process that does no TLS never maps it.
- * When the library cannot be loaded, TLS fails with PB_ERROR_TEMP saying
- * so; everything else works.
+ * GnuTLS itself is loaded (dlopen by soname) when a process first needs
+ * it, not at start: a server without [tls], an inetd-style session whose
+ * client does not say STARTTLS, a runq that meets no STARTTLS, never map
+ * it. When the library cannot be loaded, TLS fails with PB_ERROR_TEMP
+ * saying so; everything else works.
  */
 #ifndef PB_TLS_H
 #define PB_TLS_H
@@ -46,22 +47,19 @@ gboolean pb_tls_configured(const PbConfig *cfg);
 /* When the server's files are parsed (which loads GnuTLS). They are
  * always read at once. */
 typedef enum {
-	/* now, in this process: for implicit TLS, where every connection
-	 * needs them (a listener's children inherit the parsed files) */
+	/* now, in this process: a listener's children inherit the parsed
+	 * files (and GnuTLS); bad files are reported at start */
 	PB_TLS_PARSE_NOW,
-	/* at the first handshake, but checked now in a short-lived child:
-	 * for a listener offering STARTTLS, which maps no GnuTLS, nor do
-	 * its children until a client says STARTTLS */
-	PB_TLS_CHECK_NOW,
-	/* at the first handshake, which reports a bad file: for one
-	 * session per process (inetd), where a check at start would cost
-	 * every connection what not loading GnuTLS saves */
+	/* at the first handshake, which reports bad files: for one session
+	 * per process (inetd style), which maps no GnuTLS unless its client
+	 * says STARTTLS */
 	PB_TLS_PARSE_LATER,
 } PbTlsLoad;
 
 /* The PbTlsLoad for a server with IMPLICIT_TLS or not, given the LISTEN
  * addresses of pb_listener_run (which with none and no $LISTEN_FDS
- * serves one session: listener.h). */
+ * serves one session: listener.h): later only for one session without
+ * implicit TLS. */
 PbTlsLoad pb_tls_load_for(gboolean implicit_tls, char **listen);
 
 /* Reads [tls] certificate (PEM: the server's certificate first, then its

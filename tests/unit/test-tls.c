@@ -77,7 +77,7 @@ make_certs(void)
 	put("unsorted.pem", chain);
 }
 
-/* the servers of the tests take turns with the three PbTlsLoad */
+/* the servers of the tests take turns with the two PbTlsLoad */
 static PbTlsLoad next_load;
 
 static PbTlsServer *
@@ -86,7 +86,7 @@ load_server(const char *cert)
 	g_autofree char *c = path(cert);
 	g_autofree char *k = path("srv.key");
 	g_autoptr(GError) error = NULL;
-	PbTlsLoad when = next_load++ % 3;
+	PbTlsLoad when = next_load++ % 2;
 	PbTlsServer *srv = pb_tls_server_new_from_files(c, k, when, &error);
 
 	g_assert_no_error(error);
@@ -563,9 +563,8 @@ start_error(PbTlsServer *srv)
 }
 
 /* CERT and KEY are refused, with an error that SAYS what and NAMES the
- * file: at once with PB_TLS_PARSE_NOW and PB_TLS_CHECK_NOW (the checker
- * child's report), or when unreadable; else, with PB_TLS_PARSE_LATER, at
- * the handshake. */
+ * file: at once with PB_TLS_PARSE_NOW, or when unreadable; else, with
+ * PB_TLS_PARSE_LATER, at the handshake. */
 static void
 assert_load_error(const char *cert, const char *key, const char *says,
                   const char *names)
@@ -612,8 +611,8 @@ test_load_errors(void)
 	                  "unsorted.pem");
 }
 
-/* pb_tls_load_for: parse now for implicit TLS, check now for a listener,
- * later for the one session of the inetd style. */
+/* pb_tls_load_for: later only for the one session of the inetd style
+ * without implicit TLS. */
 static void
 test_load_for(void)
 {
@@ -622,11 +621,11 @@ test_load_for(void)
 	g_unsetenv("LISTEN_FDS");
 	g_assert_cmpint(pb_tls_load_for(TRUE, addr), ==, PB_TLS_PARSE_NOW);
 	g_assert_cmpint(pb_tls_load_for(TRUE, NULL), ==, PB_TLS_PARSE_NOW);
-	g_assert_cmpint(pb_tls_load_for(FALSE, addr), ==, PB_TLS_CHECK_NOW);
+	g_assert_cmpint(pb_tls_load_for(FALSE, addr), ==, PB_TLS_PARSE_NOW);
 	g_assert_cmpint(pb_tls_load_for(FALSE, NULL), ==, PB_TLS_PARSE_LATER);
 	g_assert_cmpint(pb_tls_load_for(FALSE, none), ==, PB_TLS_PARSE_LATER);
 	g_setenv("LISTEN_FDS", "1", TRUE);
-	g_assert_cmpint(pb_tls_load_for(FALSE, NULL), ==, PB_TLS_CHECK_NOW);
+	g_assert_cmpint(pb_tls_load_for(FALSE, NULL), ==, PB_TLS_PARSE_NOW);
 	g_unsetenv("LISTEN_FDS");
 }
 
@@ -640,14 +639,14 @@ test_config(void)
 	g_autoptr(PbTlsServer) srv = NULL;
 
 	g_assert_false(pb_tls_configured(&cfg));
-	g_assert_null(pb_tls_server_new(&cfg, PB_TLS_CHECK_NOW, &error));
+	g_assert_null(pb_tls_server_new(&cfg, PB_TLS_PARSE_NOW, &error));
 	g_assert_error(error, PB_ERROR, PB_ERROR_CONFIG);
 	g_clear_error(&error);
 	cfg.tls_certificate = c;
 	g_assert_false(pb_tls_configured(&cfg));
 	cfg.tls_key = k;
 	g_assert_true(pb_tls_configured(&cfg));
-	srv = pb_tls_server_new(&cfg, PB_TLS_CHECK_NOW, &error);
+	srv = pb_tls_server_new(&cfg, PB_TLS_PARSE_NOW, &error);
 	g_assert_no_error(error);
 	g_assert_nonnull(srv);
 }
