@@ -24,6 +24,9 @@
  */
 #include "tls.h"
 #include "error.h"
+/* PB_GNUTLS_SONAME, read by src/meson.build from the library the headers
+ * belong to */
+#include "gnutls-soname.h"
 
 #include <dlfcn.h>
 #include <errno.h>
@@ -34,11 +37,6 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
-
-/* meson.build reads it from the library the headers belong to */
-#ifndef PB_GNUTLS_SONAME
-#error "PB_GNUTLS_SONAME is not defined (src/meson.build)"
-#endif
 
 /* appended to the default priorities: TLS 1.2 is the minimum */
 #define MIN_VERSION "-VERS-SSL3.0:-VERS-TLS1.0:-VERS-TLS1.1"
