@@ -22,7 +22,8 @@
  *   the clear either;
  * - make the server's PbTlsServer before dropping privileges and before
  *   forking: the key is often readable by root only. The sessions are
- *   made per connection.
+ *   made per connection. A PB_TLS_PARSE_LATER server changes at its
+ *   first handshake: use it from one thread at a time.
  *
  * GnuTLS itself is loaded (dlopen by soname) when a process first needs
  * it, not at start: a server without [tls], an inetd-style session whose
