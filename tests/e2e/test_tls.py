@@ -320,6 +320,18 @@ def test_inetd_session_maps_gnutls_at_starttls(tls):
     assert s.recv(4096).startswith(b"250-")
     s.sendall(b"QUIT\r\n")
     assert proc.wait(timeout=30) == 0
+    proc, sock = inetd(inst, "pop3d")
+    f = sock.makefile("rb")
+    assert f.readline().startswith(b"+OK")
+    sock.sendall(b"CAPA\r\n")
+    capa = [f.readline()]
+    while capa[-1] != b".\r\n":
+        capa.append(f.readline())
+    assert b"STLS\r\n" in capa
+    assert not maps_gnutls(proc.pid)
+    sock.sendall(b"QUIT\r\n")
+    assert f.readline().startswith(b"+OK")
+    assert proc.wait(timeout=30) == 0
 
 
 def test_inetd_bad_key_reported_at_starttls(inst):
