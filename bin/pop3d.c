@@ -62,7 +62,8 @@ main(int argc, char **argv)
 		(void)pb_log_open("pop3d", "syslog", NULL);
 	/* the key is read before privileges are dropped */
 	if ((tls || pb_tls_configured(cfg)) &&
-	    (creds = pb_tls_server_new(cfg, &error)) == NULL)
+	    (creds = pb_tls_server_new(cfg, pb_tls_load_for(tls, listen),
+	                               &error)) == NULL)
 		return pb_program_fail("pop3d", error);
 	how.cfg = cfg;
 	how.tls = creds;

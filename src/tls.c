@@ -1,9 +1,19 @@
 /*
  * tls.c - TLS with GnuTLS under a PbConn (see tls.h).
  *
- * Owns the GnuTLS credentials and sessions. The server's certificate and
- * key are read and checked here, one file at a time, so that a start-up
- * error names the file at fault (GnuTLS's own errors name none).
+ * Owns the GnuTLS library, credentials and sessions. GnuTLS is not
+ * linked: it is loaded with dlopen() by its soname (the system's search
+ * path; never a path of ours) the first time it is needed, and called
+ * through the table gt, whose entries are typed from GnuTLS's own header.
+ * So a process that needs no TLS does not map libgnutls and the eight
+ * libraries it pulls in (p11-kit, nettle, hogweed, gmp, tasn1, idn2,
+ * unistring, ffi): 40 mappings fewer for every fork to copy, a few ms
+ * less for every exec (README, "Cost of a connection: gnutls's part").
+ *
+ * The server's certificate and key are read whole at start (as root),
+ * and parsed at once or at the first handshake (PbTlsLoad). They are
+ * checked one file at a time, so that an error names the file at fault
+ * (GnuTLS's own errors name none).
  *
  * A session is non-blocking like the connection's fds: a handshake polls
  * in the direction GnuTLS asks for (gnutls_record_get_direction) until
@@ -14,7 +24,11 @@
  */
 #include "tls.h"
 #include "error.h"
+/* PB_GNUTLS_SONAME, read by src/meson.build from the library the headers
+ * belong to */
+#include "gnutls-soname.h"
 
+#include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <gnutls/gnutls.h>
@@ -40,7 +54,66 @@
  * tls_read past every deadline */
 #define MAX_EMPTY_RECORDS 16
 
+/* GnuTLS's functions and the one variable (free) that we use. */
+#define GNUTLS_SYMBOLS(X)                                                      \
+	X(alert_get)                                                           \
+	X(alert_get_name)                                                      \
+	X(alert_send)                                                          \
+	X(alert_send_appropriate)                                              \
+	X(bye)                                                                 \
+	X(certificate_allocate_credentials)                                    \
+	X(certificate_free_credentials)                                        \
+	X(certificate_server_set_request)                                      \
+	X(certificate_set_x509_key_mem2)                                       \
+	X(certificate_set_x509_system_trust)                                   \
+	X(certificate_set_x509_trust_file)                                     \
+	X(certificate_type_get)                                                \
+	X(certificate_verification_status_print)                               \
+	X(certificate_verify_peers3)                                           \
+	X(check_version)                                                       \
+	X(cipher_get)                                                          \
+	X(cipher_get_key_size)                                                 \
+	X(ciphersuite_get)                                                     \
+	X(credentials_set)                                                     \
+	X(deinit)                                                              \
+	X(error_is_fatal)                                                      \
+	X(free)                                                                \
+	X(global_init)                                                         \
+	X(handshake)                                                           \
+	X(handshake_set_timeout)                                               \
+	X(init)                                                                \
+	X(priority_set_direct)                                                 \
+	X(protocol_get_name)                                                   \
+	X(protocol_get_version)                                                \
+	X(record_check_pending)                                                \
+	X(record_get_direction)                                                \
+	X(record_recv)                                                         \
+	X(record_send)                                                         \
+	X(server_name_set)                                                     \
+	X(set_default_priority_append)                                         \
+	X(strerror)                                                            \
+	X(transport_set_int2)                                                  \
+	X(x509_crt_deinit)                                                     \
+	X(x509_crt_list_import2)                                               \
+	X(x509_privkey_deinit)                                                 \
+	X(x509_privkey_import2)                                                \
+	X(x509_privkey_init)
+
+/* gt.NAME points at gnutls_NAME, typed by the header we compile against:
+ * a function's pointer for a function; for the variable gnutls_free, its
+ * address (so it is called as (*gt.free)(p)). Filled once by
+ * library_load(), never changed after. */
+#define GT_FIELD(name) __typeof__(gnutls_##name) *name;
+static struct {
+	GNUTLS_SYMBOLS(GT_FIELD)
+} gt;
+#undef GT_FIELD
+
+/* The server's files, as read at start; the parsed credentials from the
+ * first use on. */
 struct _PbTlsServer {
+	char *crt_file, *key_file;
+	GString *crt, *key; /* NULL once parsed; the key wiped then */
 	gnutls_certificate_credentials_t cred;
 };
 
@@ -56,19 +129,55 @@ pb_tls_configured(const PbConfig *cfg)
 	       cfg->tls_key != NULL && *cfg->tls_key;
 }
 
+/* ---- the library ---- */
+
+/* Fills gt from the library named by its soname: the dynamic linker's
+ * search of the system's folders (for a set-user-id process glibc ignores
+ * LD_LIBRARY_PATH; we never give a path). NULL, or why it failed. */
+static char *
+library_open(void)
+{
+	void *lib = dlopen(PB_GNUTLS_SONAME, RTLD_NOW | RTLD_LOCAL);
+	int r;
+
+	if (lib == NULL)
+		return g_strdup_printf("TLS is not available: %s", dlerror());
+#define GT_LOAD(name)                                                          \
+	if ((gt.name = (__typeof__(gt.name))dlsym(lib, "gnutls_" #name)) ==    \
+	    NULL)                                                              \
+		goto missing;
+	GNUTLS_SYMBOLS(GT_LOAD)
+#undef GT_LOAD
+	/* an older library than the headers may lack what they promise */
+	if (gt.check_version(GNUTLS_VERSION) == NULL)
+		return g_strdup_printf("TLS is not available: %s is GnuTLS "
+		                       "%s, pillarbox was built for %s",
+		                       PB_GNUTLS_SONAME, gt.check_version(NULL),
+		                       GNUTLS_VERSION);
+	if ((r = gt.global_init()) < 0)
+		return g_strdup_printf("TLS is not available: GnuTLS: %s",
+		                       gt.strerror(r));
+	return NULL;
+missing:
+	/* the table stays half filled, but unused: every entry point
+	 * calls library_load() first, which fails again */
+	return g_strdup_printf("TLS is not available: %s: %s", PB_GNUTLS_SONAME,
+	                       dlerror());
+}
+
+/* Loads GnuTLS on the first call; later calls say how that went. */
 static gboolean
-global_init(GError **error)
+library_load(GError **error)
 {
 	static gsize done = 0;
-	static int status = 0;
+	static char *failure = NULL;
 
 	if (g_once_init_enter(&done)) {
-		status = gnutls_global_init();
+		failure = library_open();
 		g_once_init_leave(&done, 1);
 	}
-	if (status < 0) {
-		g_set_error(error, PB_ERROR, PB_ERROR_TEMP, "GnuTLS: %s",
-		            gnutls_strerror(status));
+	if (failure != NULL) {
+		g_set_error_literal(error, PB_ERROR, PB_ERROR_TEMP, failure);
 		return FALSE;
 	}
 	return TRUE;
@@ -85,37 +194,51 @@ config_error(GError **error, const char *what, const char *file,
 	return FALSE;
 }
 
-/* Reads FILE (the [tls] WHAT) whole, bounded by MAX_PEM, straight into
- * TEXT sized beforehand: no copy of a key is left behind in freed
- * memory (wipe() clears TEXT). */
-static gboolean
-read_pem(const char *what, const char *file, GString *text, GError **error)
+static void
+wipe(GString *s)
+{
+	if (s == NULL)
+		return;
+	explicit_bzero(s->str, s->allocated_len);
+	g_string_free(s, TRUE);
+}
+
+/* Reads FILE (the [tls] WHAT) whole, bounded by MAX_PEM, straight into a
+ * string sized beforehand: no copy of a key is left behind in freed
+ * memory (wipe() clears it). NULL on error. */
+static GString *
+read_pem(const char *what, const char *file, GError **error)
 {
 	g_auto(PbFd) fd = open(file, O_RDONLY | O_CLOEXEC | O_NOCTTY);
 	struct stat st;
+	GString *text;
+	gsize room;
 	ssize_t n;
 
 	if (fd < 0 || fstat(fd, &st) < 0)
-		return config_error(error, what, file, g_strerror(errno));
+		return config_error(error, what, file, g_strerror(errno)), NULL;
 	if (!S_ISREG(st.st_mode))
-		return config_error(error, what, file, "not a regular file");
+		return config_error(error, what, file, "not a regular file"),
+		       NULL;
 	if (st.st_size > MAX_PEM)
-		return config_error(error, what, file, "too large");
-	g_string_set_size(text, MAX_PEM + 1);
-	g_string_truncate(text, 0);
-	while ((n = read(fd, text->str + text->len, MAX_PEM + 1 - text->len)) !=
-	       0) {
+		return config_error(error, what, file, "too large"), NULL;
+	/* one byte more than the file: it must not have grown since fstat */
+	room = (gsize)st.st_size + 1;
+	text = g_string_sized_new(room);
+	while ((n = read(fd, text->str + text->len, room - text->len)) != 0) {
 		if (n < 0 && errno == EINTR)
 			continue;
-		if (n < 0)
-			return config_error(error, what, file,
-			                    g_strerror(errno));
+		if (n < 0 || text->len + (gsize)n == room) {
+			config_error(error, what, file,
+			             n < 0 ? g_strerror(errno)
+			                   : "it changed while being read");
+			wipe(text);
+			return NULL;
+		}
 		text->len += (gsize)n;
-		if (text->len > MAX_PEM) /* it grew since fstat */
-			return config_error(error, what, file, "too large");
 	}
 	text->str[text->len] = '\0';
-	return TRUE;
+	return text;
 }
 
 static gnutls_datum_t
@@ -132,8 +255,7 @@ check_chain(const char *file, GString *pem, GError **error)
 	gnutls_datum_t d = datum(pem);
 	gnutls_x509_crt_t *crts = NULL;
 	unsigned n = 0;
-	int r =
-	    gnutls_x509_crt_list_import2(&crts, &n, &d, GNUTLS_X509_FMT_PEM,
+	int r = gt.x509_crt_list_import2(&crts, &n, &d, GNUTLS_X509_FMT_PEM,
 	                                 GNUTLS_X509_CRT_LIST_FAIL_IF_UNSORTED);
 
 	if (r < 0)
@@ -142,10 +264,10 @@ check_chain(const char *file, GString *pem, GError **error)
 		                        ? "the chain is not in order (the "
 		                          "server's certificate first, then "
 		                          "each issuer)"
-		                        : gnutls_strerror(r));
+		                        : gt.strerror(r));
 	for (unsigned i = 0; i < n; i++)
-		gnutls_x509_crt_deinit(crts[i]);
-	gnutls_free(crts);
+		gt.x509_crt_deinit(crts[i]);
+	(*gt.free)(crts);
 	return TRUE;
 }
 
@@ -156,11 +278,11 @@ check_key(const char *file, GString *pem, GError **error)
 	gnutls_x509_privkey_t key;
 	int r;
 
-	if ((r = gnutls_x509_privkey_init(&key)) < 0)
-		return config_error(error, "key", file, gnutls_strerror(r));
-	r = gnutls_x509_privkey_import2(key, &d, GNUTLS_X509_FMT_PEM, NULL,
-	                                GNUTLS_PKCS_PLAIN);
-	gnutls_x509_privkey_deinit(key);
+	if ((r = gt.x509_privkey_init(&key)) < 0)
+		return config_error(error, "key", file, gt.strerror(r));
+	r = gt.x509_privkey_import2(key, &d, GNUTLS_X509_FMT_PEM, NULL,
+	                            GNUTLS_PKCS_PLAIN);
+	gt.x509_privkey_deinit(key);
 	if (r == GNUTLS_E_DECRYPTION_FAILED)
 		return config_error(error, "key", file,
 		                    "an encrypted key (pillarbox needs it "
@@ -170,73 +292,77 @@ check_key(const char *file, GString *pem, GError **error)
 		return config_error(error, "key", file,
 		                    "no PEM private key found");
 	if (r < 0)
-		return config_error(error, "key", file, gnutls_strerror(r));
+		return config_error(error, "key", file, gt.strerror(r));
 	return TRUE;
 }
 
-static void
-wipe(GString *s)
+/* Hands both files to GnuTLS, which also checks that the key is the
+ * certificate's. */
+static gboolean
+set_pair(PbTlsServer *srv, GError **error)
 {
-	explicit_bzero(s->str, s->allocated_len);
-	g_string_free(s, TRUE);
+	gnutls_datum_t dc = datum(srv->crt), dk = datum(srv->key);
+	int r;
+
+	if ((r = gt.certificate_allocate_credentials(&srv->cred)) < 0) {
+		srv->cred = NULL;
+		g_set_error(error, PB_ERROR, PB_ERROR_TEMP, "GnuTLS: %s",
+		            gt.strerror(r));
+		return FALSE;
+	}
+	r = gt.certificate_set_x509_key_mem2(srv->cred, &dc, &dk,
+	                                     GNUTLS_X509_FMT_PEM, NULL, 0);
+	if (r >= 0)
+		return TRUE;
+	gt.certificate_free_credentials(srv->cred);
+	srv->cred = NULL;
+	if (r == GNUTLS_E_CERTIFICATE_KEY_MISMATCH)
+		g_set_error(error, PB_ERROR, PB_ERROR_CONFIG,
+		            "[tls] key %s does not match certificate %s",
+		            srv->key_file, srv->crt_file);
+	else
+		g_set_error(error, PB_ERROR, PB_ERROR_CONFIG,
+		            "[tls] certificate %s and key %s: %s",
+		            srv->crt_file, srv->key_file, gt.strerror(r));
+	return FALSE;
 }
 
-/* Checks both files, then hands them to GnuTLS, which also checks that
- * the key is the certificate's. */
+/* Loads GnuTLS and parses the files read at start, once; then the key
+ * lives on in GnuTLS only. */
 static gboolean
-load_pair(PbTlsServer *srv, const char *certificate, const char *key,
-          GError **error)
+server_parse(PbTlsServer *srv, GError **error)
 {
-	g_autoptr(GString) crt = g_string_new(NULL);
-	GString *k = g_string_new(NULL);
-	gnutls_datum_t dc, dk;
-	int r = 0;
-	gboolean ok;
-
-	ok = read_pem("certificate", certificate, crt, error) &&
-	     check_chain(certificate, crt, error) &&
-	     read_pem("key", key, k, error) && check_key(key, k, error);
-	if (ok) {
-		dc = datum(crt);
-		dk = datum(k);
-		r = gnutls_certificate_set_x509_key_mem2(
-		    srv->cred, &dc, &dk, GNUTLS_X509_FMT_PEM, NULL, 0);
-	}
-	wipe(k); /* the key lives on in GnuTLS only */
-	if (ok && r == GNUTLS_E_CERTIFICATE_KEY_MISMATCH)
-		g_set_error(error, PB_ERROR, PB_ERROR_CONFIG,
-		            "[tls] key %s does not match certificate %s", key,
-		            certificate);
-	else if (ok && r < 0)
-		g_set_error(error, PB_ERROR, PB_ERROR_CONFIG,
-		            "[tls] certificate %s and key %s: %s", certificate,
-		            key, gnutls_strerror(r));
-	return ok && r >= 0;
+	if (srv->cred != NULL)
+		return TRUE;
+	if (!library_load(error) ||
+	    !check_chain(srv->crt_file, srv->crt, error) ||
+	    !check_key(srv->key_file, srv->key, error) || !set_pair(srv, error))
+		return FALSE;
+	wipe(g_steal_pointer(&srv->key));
+	g_string_free(g_steal_pointer(&srv->crt), TRUE);
+	return TRUE;
 }
 
 PbTlsServer *
 pb_tls_server_new_from_files(const char *certificate, const char *key,
-                             GError **error)
+                             PbTlsLoad when, GError **error)
 {
 	g_autoptr(PbTlsServer) srv = NULL;
-	int r;
 
 	g_return_val_if_fail(certificate != NULL && key != NULL, NULL);
-	if (!global_init(error))
-		return NULL;
 	srv = g_new0(PbTlsServer, 1);
-	if ((r = gnutls_certificate_allocate_credentials(&srv->cred)) < 0) {
-		g_set_error(error, PB_ERROR, PB_ERROR_TEMP, "GnuTLS: %s",
-		            gnutls_strerror(r));
+	srv->crt_file = g_strdup(certificate);
+	srv->key_file = g_strdup(key);
+	if ((srv->crt = read_pem("certificate", certificate, error)) == NULL ||
+	    (srv->key = read_pem("key", key, error)) == NULL)
 		return NULL;
-	}
-	if (!load_pair(srv, certificate, key, error))
+	if (when == PB_TLS_PARSE_NOW && !server_parse(srv, error))
 		return NULL;
 	return g_steal_pointer(&srv);
 }
 
 PbTlsServer *
-pb_tls_server_new(const PbConfig *cfg, GError **error)
+pb_tls_server_new(const PbConfig *cfg, PbTlsLoad when, GError **error)
 {
 	if (!pb_tls_configured(cfg)) {
 		g_set_error(error, PB_ERROR, PB_ERROR_CONFIG,
@@ -244,7 +370,22 @@ pb_tls_server_new(const PbConfig *cfg, GError **error)
 		return NULL;
 	}
 	return pb_tls_server_new_from_files(cfg->tls_certificate, cfg->tls_key,
-	                                    error);
+	                                    when, error);
+}
+
+PbTlsLoad
+pb_tls_load_for(gboolean implicit_tls, char **listen)
+{
+	/* one session per process (inetd style, listener.h's rule) that
+	 * may never say STARTTLS: GnuTLS waits for it */
+	if (!implicit_tls && (listen == NULL || listen[0] == NULL) &&
+	    g_getenv("LISTEN_FDS") == NULL)
+		return PB_TLS_PARSE_LATER;
+	/* a listener: parsed once, before forking, for all its children.
+	 * Measured (README): a child that loads GnuTLS at STARTTLS pays
+	 * ~15 times what a child without it saves by not copying its
+	 * mappings; most clients of a TLS-configured server say STARTTLS */
+	return PB_TLS_PARSE_NOW;
 }
 
 void
@@ -253,7 +394,12 @@ pb_tls_server_free(PbTlsServer *srv)
 	if (srv == NULL)
 		return;
 	if (srv->cred)
-		gnutls_certificate_free_credentials(srv->cred);
+		gt.certificate_free_credentials(srv->cred);
+	wipe(srv->key);
+	if (srv->crt != NULL)
+		g_string_free(srv->crt, TRUE);
+	g_free(srv->crt_file);
+	g_free(srv->key_file);
 	g_free(srv);
 }
 
@@ -286,11 +432,11 @@ tls_read(void *ctx, void *buf, size_t len)
 	gnutls_session_t s = ((Tls *)ctx)->session;
 
 	for (int i = 0; i < MAX_EMPTY_RECORDS; i++) {
-		ssize_t n = gnutls_record_recv(s, buf, len);
+		ssize_t n = gt.record_recv(s, buf, len);
 
 		if (n == GNUTLS_E_REHANDSHAKE)
-			(void)gnutls_alert_send(s, GNUTLS_AL_WARNING,
-			                        GNUTLS_A_NO_RENEGOTIATION);
+			(void)gt.alert_send(s, GNUTLS_AL_WARNING,
+			                    GNUTLS_A_NO_RENEGOTIATION);
 		else if (n != GNUTLS_E_WARNING_ALERT_RECEIVED)
 			return io_result(n);
 	}
@@ -303,19 +449,19 @@ tls_write(void *ctx, const void *buf, size_t len)
 {
 	/* after EAGAIN, conn.c calls again with the same bytes, as GnuTLS
 	 * requires */
-	return io_result(gnutls_record_send(((Tls *)ctx)->session, buf, len));
+	return io_result(gt.record_send(((Tls *)ctx)->session, buf, len));
 }
 
 static gsize
 tls_pending(void *ctx)
 {
-	return gnutls_record_check_pending(((Tls *)ctx)->session);
+	return gt.record_check_pending(((Tls *)ctx)->session);
 }
 
 static gboolean
 tls_want_write(void *ctx)
 {
-	return gnutls_record_get_direction(((Tls *)ctx)->session) == 1;
+	return gt.record_get_direction(((Tls *)ctx)->session) == 1;
 }
 
 /* Frees a session that never became a transport. */
@@ -323,9 +469,9 @@ static void
 tls_discard(Tls *t)
 {
 	if (t->session)
-		gnutls_deinit(t->session);
+		gt.deinit(t->session);
 	if (t->client_cred)
-		gnutls_certificate_free_credentials(t->client_cred);
+		gt.certificate_free_credentials(t->client_cred);
 	g_free(t);
 }
 
@@ -335,7 +481,7 @@ tls_free(void *ctx)
 	Tls *t = ctx;
 
 	/* close_notify, best effort: never wait for the peer's */
-	(void)gnutls_bye(t->session, GNUTLS_SHUT_WR);
+	(void)gt.bye(t->session, GNUTLS_SHUT_WR);
 	tls_discard(t);
 }
 
@@ -367,7 +513,7 @@ handshake_error(gnutls_session_t s, int r, GError **error)
 	case GNUTLS_E_FATAL_ALERT_RECEIVED:
 		g_set_error(error, PB_ERROR, PB_ERROR_TEMP,
 		            "TLS handshake failed: the peer sent alert \"%s\"",
-		            gnutls_alert_get_name(gnutls_alert_get(s)));
+		            gt.alert_get_name(gt.alert_get(s)));
 		return FALSE;
 	case GNUTLS_E_UNEXPECTED_PACKET_LENGTH:
 	case GNUTLS_E_UNSUPPORTED_VERSION_PACKET:
@@ -376,14 +522,14 @@ handshake_error(gnutls_session_t s, int r, GError **error)
 		    error, PB_ERROR, PB_ERROR_TEMP,
 		    "TLS handshake failed: the peer does not seem to speak TLS "
 		    "(%s)",
-		    gnutls_strerror(r));
+		    gt.strerror(r));
 		break;
 	default:
 		g_set_error(error, PB_ERROR, PB_ERROR_TEMP,
-		            "TLS handshake failed: %s", gnutls_strerror(r));
+		            "TLS handshake failed: %s", gt.strerror(r));
 	}
 	/* tell the peer why, best effort */
-	(void)gnutls_alert_send_appropriate(s, r);
+	(void)gt.alert_send_appropriate(s, r);
 	return FALSE;
 }
 
@@ -392,7 +538,7 @@ static gboolean
 handshake_wait(PbConn *conn, gnutls_session_t s, gint64 deadline,
                GError **error)
 {
-	gboolean out = gnutls_record_get_direction(s) == 1;
+	gboolean out = gt.record_get_direction(s) == 1;
 	struct pollfd pfd = {.fd = out ? pb_conn_wfd(conn) : pb_conn_rfd(conn),
 	                     .events = out ? POLLOUT : POLLIN};
 	gint64 left = deadline - g_get_monotonic_time() / 1000;
@@ -415,17 +561,17 @@ handshake(PbConn *conn, gnutls_session_t s, gint64 deadline, GError **error)
 	gint64 left = deadline - g_get_monotonic_time() / 1000;
 
 	/* GnuTLS keeps its own clock too (40 s by default): make it ours */
-	gnutls_handshake_set_timeout(s, (unsigned)CLAMP(left, 1, G_MAXINT));
-	gnutls_transport_set_int2(s, pb_conn_rfd(conn), pb_conn_wfd(conn));
+	gt.handshake_set_timeout(s, (unsigned)CLAMP(left, 1, G_MAXINT));
+	gt.transport_set_int2(s, pb_conn_rfd(conn), pb_conn_wfd(conn));
 	for (;;) {
-		int r = gnutls_handshake(s);
+		int r = gt.handshake(s);
 
 		if (r == GNUTLS_E_SUCCESS)
 			return TRUE;
 		if (r == GNUTLS_E_AGAIN || r == GNUTLS_E_INTERRUPTED) {
 			if (!handshake_wait(conn, s, deadline, error))
 				return FALSE;
-		} else if (gnutls_error_is_fatal(r)) {
+		} else if (gt.error_is_fatal(r)) {
 			return handshake_error(s, r, error);
 		}
 		/* else a warning alert: go on */
@@ -440,20 +586,19 @@ session_new(gnutls_session_t *s, unsigned flags, GError **error)
 	g_autofree char *fallback = g_strconcat("NORMAL:", extra, NULL);
 	int r;
 
-	if (!global_init(error))
+	if (!library_load(error))
 		return FALSE;
-	if ((r = gnutls_init(s, flags | GNUTLS_NONBLOCK | GNUTLS_NO_SIGNAL)) <
-	    0) {
+	if ((r = gt.init(s, flags | GNUTLS_NONBLOCK | GNUTLS_NO_SIGNAL)) < 0) {
 		*s = NULL;
 		g_set_error(error, PB_ERROR, PB_ERROR_TEMP, "GnuTLS: %s",
-		            gnutls_strerror(r));
+		            gt.strerror(r));
 		return FALSE;
 	}
 	/* the system's policy; if it cannot be used, GnuTLS's own default */
-	if (gnutls_set_default_priority_append(*s, extra, NULL, 0) < 0 &&
-	    (r = gnutls_priority_set_direct(*s, fallback, NULL)) < 0) {
+	if (gt.set_default_priority_append(*s, extra, NULL, 0) < 0 &&
+	    (r = gt.priority_set_direct(*s, fallback, NULL)) < 0) {
 		g_set_error(error, PB_ERROR, PB_ERROR_TEMP,
-		            "GnuTLS priorities: %s", gnutls_strerror(r));
+		            "GnuTLS priorities: %s", gt.strerror(r));
 		return FALSE;
 	}
 	return TRUE;
@@ -467,20 +612,22 @@ pb_tls_server_start(PbConn *conn, PbTlsServer *srv, gint64 deadline,
 	int r;
 
 	g_return_val_if_fail(srv != NULL, FALSE);
+	if (!server_parse(srv, error))
+		return FALSE;
 	t = g_new0(Tls, 1);
 	if (!session_new(&t->session, GNUTLS_SERVER, error)) {
 		tls_discard(t);
 		return FALSE;
 	}
-	if ((r = gnutls_credentials_set(t->session, GNUTLS_CRD_CERTIFICATE,
-	                                srv->cred)) < 0) {
+	if ((r = gt.credentials_set(t->session, GNUTLS_CRD_CERTIFICATE,
+	                            srv->cred)) < 0) {
 		g_set_error(error, PB_ERROR, PB_ERROR_TEMP, "GnuTLS: %s",
-		            gnutls_strerror(r));
+		            gt.strerror(r));
 		tls_discard(t);
 		return FALSE;
 	}
 	/* client certificates are not used for anything */
-	gnutls_certificate_server_set_request(t->session, GNUTLS_CERT_IGNORE);
+	gt.certificate_server_set_request(t->session, GNUTLS_CERT_IGNORE);
 	if (!handshake(conn, t->session, deadline, error)) {
 		tls_discard(t);
 		return FALSE;
@@ -499,30 +646,28 @@ client_setup(Tls *t, const char *server_name, const char *ca_file,
 
 	if (!session_new(&t->session, GNUTLS_CLIENT, error))
 		return FALSE;
-	if ((r = gnutls_certificate_allocate_credentials(&t->client_cred)) <
-	        0 ||
-	    (r = gnutls_credentials_set(t->session, GNUTLS_CRD_CERTIFICATE,
-	                                t->client_cred)) < 0) {
+	if ((r = gt.certificate_allocate_credentials(&t->client_cred)) < 0 ||
+	    (r = gt.credentials_set(t->session, GNUTLS_CRD_CERTIFICATE,
+	                            t->client_cred)) < 0) {
 		g_set_error(error, PB_ERROR, PB_ERROR_TEMP, "GnuTLS: %s",
-		            gnutls_strerror(r));
+		            gt.strerror(r));
 		return FALSE;
 	}
-	r = ca_file ? gnutls_certificate_set_x509_trust_file(
+	r = ca_file ? gt.certificate_set_x509_trust_file(
 	                  t->client_cred, ca_file, GNUTLS_X509_FMT_PEM)
-	            : gnutls_certificate_set_x509_system_trust(t->client_cred);
+	            : gt.certificate_set_x509_system_trust(t->client_cred);
 	if (r < 0) {
 		g_set_error(error, PB_ERROR, PB_ERROR_TEMP,
 		            "TLS trust store %s: %s",
-		            ca_file ? ca_file : "(system)", gnutls_strerror(r));
+		            ca_file ? ca_file : "(system)", gt.strerror(r));
 		return FALSE;
 	}
 	/* SNI names a host; an address literal is not sent (RFC 6066 3) */
 	if (!g_hostname_is_ip_address(server_name) &&
-	    (r = gnutls_server_name_set(t->session, GNUTLS_NAME_DNS,
-	                                server_name, strlen(server_name))) <
-	        0) {
+	    (r = gt.server_name_set(t->session, GNUTLS_NAME_DNS, server_name,
+	                            strlen(server_name))) < 0) {
 		g_set_error(error, PB_ERROR, PB_ERROR_TEMP, "TLS SNI %s: %s",
-		            server_name, gnutls_strerror(r));
+		            server_name, gt.strerror(r));
 		return FALSE;
 	}
 	return TRUE;
@@ -535,18 +680,18 @@ client_verify(gnutls_session_t s, const char *server_name, char **why)
 {
 	unsigned status = 0;
 	gnutls_datum_t text = {NULL, 0};
-	int r = gnutls_certificate_verify_peers3(s, server_name, &status);
+	int r = gt.certificate_verify_peers3(s, server_name, &status);
 
 	if (r < 0) {
-		*why = g_strdup(gnutls_strerror(r));
+		*why = g_strdup(gt.strerror(r));
 		return FALSE;
 	}
 	if (status == 0)
 		return TRUE;
-	if (gnutls_certificate_verification_status_print(
-	        status, gnutls_certificate_type_get(s), &text, 0) == 0) {
+	if (gt.certificate_verification_status_print(
+	        status, gt.certificate_type_get(s), &text, 0) == 0) {
 		*why = g_strdup((const char *)text.data);
-		gnutls_free(text.data);
+		(*gt.free)(text.data);
 	} else {
 		*why = g_strdup("verification failed");
 	}
@@ -574,8 +719,8 @@ pb_tls_client_start(PbConn *conn, const char *server_name, const char *ca_file,
 		g_set_error(error, PB_ERROR, PB_ERROR_TEMP,
 		            "TLS certificate of %s not verified: %s",
 		            server_name, why);
-		(void)gnutls_alert_send(t->session, GNUTLS_AL_FATAL,
-		                        GNUTLS_A_BAD_CERTIFICATE);
+		(void)gt.alert_send(t->session, GNUTLS_AL_FATAL,
+		                    GNUTLS_A_BAD_CERTIFICATE);
 		tls_discard(t);
 		return FALSE;
 	}
@@ -593,15 +738,14 @@ pb_tls_describe(PbConn *conn)
 
 	if (t == NULL)
 		return NULL;
-	version =
-	    gnutls_protocol_get_name(gnutls_protocol_get_version(t->session));
+	version = gt.protocol_get_name(gt.protocol_get_version(t->session));
 	/* GnuTLS says "TLS1.3", Postfix and OpenSSL "TLSv1.3" */
 	if (version != NULL && g_str_has_prefix(version, "TLS1"))
 		v = g_strconcat("TLSv", version + 3, NULL);
 	else
 		v = g_strdup(version ? version : "TLS");
-	suite = gnutls_ciphersuite_get(t->session);
-	bits = gnutls_cipher_get_key_size(gnutls_cipher_get(t->session)) * 8;
+	suite = gt.ciphersuite_get(t->session);
+	bits = gt.cipher_get_key_size(gt.cipher_get(t->session)) * 8;
 	return g_strdup_printf("%s with cipher %s (%zu/%zu bits)", v,
 	                       suite ? suite : "unknown", bits, bits);
 }

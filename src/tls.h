@@ -20,9 +20,16 @@
  * - when a start fails, close the connection: the handshake may have
  *   consumed part of the peer's data, so the stream is no longer usable in
  *   the clear either;
- * - load the server's credentials before dropping privileges and before
- *   forking: the key is often readable by root only. A PbTlsServer is
- *   read-only once made; the sessions are made per connection.
+ * - make the server's PbTlsServer before dropping privileges and before
+ *   forking: the key is often readable by root only. The sessions are
+ *   made per connection. A PB_TLS_PARSE_LATER server changes at its
+ *   first handshake: use it from one thread at a time.
+ *
+ * GnuTLS itself is loaded (dlopen by soname) when a process first needs
+ * it, not at start: a server without [tls], an inetd-style session whose
+ * client does not say STARTTLS, a runq that meets no STARTTLS, never map
+ * it. When the library cannot be loaded, TLS fails with PB_ERROR_TEMP
+ * saying so; everything else works.
  */
 #ifndef PB_TLS_H
 #define PB_TLS_H
@@ -38,20 +45,45 @@ typedef struct _PbTlsServer PbTlsServer;
 /* TRUE when [tls] certificate and key are set. */
 gboolean pb_tls_configured(const PbConfig *cfg);
 
-/* Loads [tls] certificate (PEM: the server's certificate first, then its
- * chain) and key (PEM, not encrypted). PB_ERROR_CONFIG naming the file
- * when one is missing, unreadable, not PEM, or they do not match. */
-PbTlsServer *pb_tls_server_new(const PbConfig *cfg, GError **error);
+/* When the server's files are parsed (which loads GnuTLS). They are
+ * always read at once. */
+typedef enum {
+	/* now, in this process: a listener's children inherit the parsed
+	 * files (and GnuTLS); bad files are reported at start */
+	PB_TLS_PARSE_NOW,
+	/* at the first handshake, which reports bad files: for one session
+	 * per process (inetd style), which maps no GnuTLS unless its client
+	 * says STARTTLS */
+	PB_TLS_PARSE_LATER,
+} PbTlsLoad;
+
+/* The PbTlsLoad for a server with IMPLICIT_TLS or not, given the LISTEN
+ * addresses of pb_listener_run (which with none and no $LISTEN_FDS
+ * serves one session: listener.h): later only for one session without
+ * implicit TLS. */
+PbTlsLoad pb_tls_load_for(gboolean implicit_tls, char **listen);
+
+/* Reads [tls] certificate (PEM: the server's certificate first, then its
+ * chain) and key (PEM, not encrypted), and parses them WHEN says.
+ * PB_ERROR_CONFIG naming the file when one is missing, unreadable, not
+ * PEM, or they do not match (for PB_TLS_PARSE_LATER, the last two are
+ * found by pb_tls_server_start); PB_ERROR_TEMP when GnuTLS cannot be
+ * loaded. */
+PbTlsServer *pb_tls_server_new(const PbConfig *cfg, PbTlsLoad when,
+                               GError **error);
 /* The same from explicit files. */
 PbTlsServer *pb_tls_server_new_from_files(const char *certificate,
-                                          const char *key, GError **error);
+                                          const char *key, PbTlsLoad when,
+                                          GError **error);
 void pb_tls_server_free(PbTlsServer *srv);
 G_DEFINE_AUTOPTR_CLEANUP_FUNC(PbTlsServer, pb_tls_server_free)
 
 /* The server handshake on CONN's fds, until DEADLINE (pb_deadline_in);
  * on success CONN speaks TLS. Errors: PB_ERROR_TIMEOUT, PB_ERROR_CLOSED
  * (the peer left), PB_ERROR_TEMP (anything else, e.g. a peer that does
- * not speak TLS); then the caller closes the connection. */
+ * not speak TLS, or GnuTLS cannot be loaded), PB_ERROR_CONFIG (the files
+ * of a PB_TLS_PARSE_LATER server are bad); then the caller closes the
+ * connection. */
 gboolean pb_tls_server_start(PbConn *conn, PbTlsServer *srv, gint64 deadline,
                              GError **error);
 

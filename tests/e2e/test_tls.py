@@ -2,6 +2,7 @@
 submission, with smtplib, poplib, swaks and curl; outbound STARTTLS from
 runq to an aiosmtpd that offers it."""
 import base64
+import os
 import smtplib
 import socket
 import ssl
@@ -231,6 +232,127 @@ def test_bad_certificate_files_are_config_errors(inst, tmp_path):
     proc = subprocess.run([inst.bin("pop3d"), "--listen", "127.0.0.1:%d" % free_port()],
                           env=inst.env(), capture_output=True, timeout=30)
     assert proc.returncode == 78 and b"[tls]" in proc.stderr
+
+
+def children(pid):
+    """The pids whose parent is PID."""
+    kids = []
+    for d in os.listdir("/proc"):
+        try:
+            stat = open(f"/proc/{d}/stat").read()
+        except (OSError, ValueError):
+            continue
+        if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+            kids.append(int(d))
+    return kids
+
+
+def maps_gnutls(pid):
+    """Does process PID map libgnutls (or one of the libraries only it
+    pulls in)?"""
+    maps = open(f"/proc/{pid}/maps").read()
+    return any(lib in maps for lib in ("libgnutls", "libp11-kit", "libhogweed"))
+
+
+def session_child(listener):
+    """The one session child of LISTENER (wait_port's probe has gone)."""
+    return wait_for(lambda: len(children(listener.pid)) == 1
+                    and children(listener.pid))[0]
+
+
+def test_gnutls_not_mapped_without_tls(inst):
+    """Issue 14: without [tls], neither a listener nor its sessions map
+    GnuTLS (it is not linked: tls.c loads it when TLS is needed)."""
+    listener = inst.start_smtpd()
+    assert not maps_gnutls(listener.pid)
+    with smtplib.SMTP("127.0.0.1", inst.smtp_port, timeout=30) as s:
+        assert b"STARTTLS" not in s.ehlo("client.example.com")[1]
+        assert not maps_gnutls(session_child(listener))
+    pop3d = inst.start_pop3d()
+    p = poplib.POP3("127.0.0.1", inst.pop3_port, timeout=30)
+    assert "STLS" not in p.capa()
+    assert not maps_gnutls(session_child(pop3d))
+    p.quit()
+    assert not maps_gnutls(pop3d.pid)
+
+
+def test_tls_listener_loads_gnutls_once(tls):
+    """With [tls], a listener parses the files at start, so its children
+    inherit GnuTLS instead of each loading it at STARTTLS (README: that
+    would cost a STARTTLS session ~15 times what a plain one saves)."""
+    inst = tls
+    listener = inst.start_smtpd()
+    assert maps_gnutls(listener.pid)
+    with smtplib.SMTP("127.0.0.1", inst.smtp_port, timeout=30) as s:
+        s.starttls(context=client_context(inst.ca))
+        assert s.noop()[0] == 250
+
+
+def inetd(inst, name, *args):
+    """NAME started as inetd would: one session on a socket as fds 0
+    and 1. Returns the process and our end of the socket."""
+    ours, theirs = socket.socketpair()
+    proc = subprocess.Popen([inst.bin(name), *args], stdin=theirs,
+                            stdout=theirs, stderr=subprocess.PIPE,
+                            env=inst.env())
+    theirs.close()
+    inst.procs.append(proc)
+    return proc, ours
+
+
+def test_inetd_session_maps_gnutls_at_starttls(tls):
+    """The inetd style: GnuTLS is loaded at STARTTLS, not at start, and
+    the key read at start (as root) is parsed then."""
+    inst = tls
+    proc, sock = inetd(inst, "smtpd")
+    f = sock.makefile("rb")
+    assert f.readline().startswith(b"220 ")
+    assert not maps_gnutls(proc.pid)
+    sock.sendall(b"EHLO x\r\n")
+    while not f.readline().startswith(b"250 "):
+        pass
+    sock.sendall(b"STARTTLS\r\n")
+    assert f.readline().startswith(b"220 ")
+    f.close()
+    s = client_context(inst.ca).wrap_socket(sock, server_hostname="localhost")
+    assert maps_gnutls(proc.pid)
+    s.sendall(b"EHLO x\r\n")
+    assert s.recv(4096).startswith(b"250-")
+    s.sendall(b"QUIT\r\n")
+    assert proc.wait(timeout=30) == 0
+    proc, sock = inetd(inst, "pop3d")
+    f = sock.makefile("rb")
+    assert f.readline().startswith(b"+OK")
+    sock.sendall(b"CAPA\r\n")
+    capa = [f.readline()]
+    while capa[-1] != b".\r\n":
+        capa.append(f.readline())
+    assert b"STLS\r\n" in capa
+    assert not maps_gnutls(proc.pid)
+    sock.sendall(b"QUIT\r\n")
+    assert f.readline().startswith(b"+OK")
+    assert proc.wait(timeout=30) == 0
+
+
+def test_inetd_bad_key_reported_at_starttls(inst):
+    """In the inetd style a key that does not parse is found at STARTTLS:
+    the plain session works, STARTTLS fails and the log names the file."""
+    d, _, cert, _ = tls_certs.make()
+    inst.configure(tls={"certificate": str(cert), "key": str(d / "ca.key")})
+    proc, sock = inetd(inst, "smtpd")
+    f = sock.makefile("rb")
+    assert f.readline().startswith(b"220 ")
+    sock.sendall(b"EHLO x\r\nSTARTTLS\r\n")
+    while not f.readline().startswith(b"250 "):
+        pass
+    assert f.readline().startswith(b"220 ")
+    sock.sendall(b"\x16\x03\x01\x00\x05hello")
+    try:
+        assert f.read() == b""  # closed
+    except ConnectionResetError:  # closed, our hello unread
+        pass
+    proc.wait(timeout=30)
+    assert wait_for(lambda: "ca.key does not match" in inst.log_text())
 
 
 class Sink:

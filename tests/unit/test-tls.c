@@ -77,13 +77,17 @@ make_certs(void)
 	put("unsorted.pem", chain);
 }
 
+/* the servers of the tests take turns with the two PbTlsLoad */
+static PbTlsLoad next_load;
+
 static PbTlsServer *
 load_server(const char *cert)
 {
 	g_autofree char *c = path(cert);
 	g_autofree char *k = path("srv.key");
 	g_autoptr(GError) error = NULL;
-	PbTlsServer *srv = pb_tls_server_new_from_files(c, k, &error);
+	PbTlsLoad when = next_load++ % 2;
+	PbTlsServer *srv = pb_tls_server_new_from_files(c, k, when, &error);
 
 	g_assert_no_error(error);
 	g_assert_nonnull(srv);
@@ -374,7 +378,8 @@ test_forward_secrecy(void)
 	g_autofree char *c = path("rsa.pem");
 	g_autofree char *k = path("rsa.key");
 	g_autoptr(GError) error = NULL;
-	g_autoptr(PbTlsServer) srv = pb_tls_server_new_from_files(c, k, &error);
+	g_autoptr(PbTlsServer) srv =
+	    pb_tls_server_new_from_files(c, k, PB_TLS_PARSE_NOW, &error);
 	const char *tls12 = "NORMAL:-VERS-ALL:+VERS-TLS1.2:-KX-ALL:";
 	g_autofree char *rsa = g_strconcat(tls12, "+RSA", NULL);
 	g_autofree char *ecdhe = g_strconcat(tls12, "+ECDHE-RSA", NULL);
@@ -539,6 +544,27 @@ test_hang_up(void)
 
 /* ---- loading the server's files ---- */
 
+/* A start on a socketpair with SRV: it must fail before any I/O. */
+static GError *
+start_error(PbTlsServer *srv)
+{
+	int fds[2];
+	GError *error = NULL;
+	PbConn *conn;
+
+	g_assert_cmpint(socketpair(AF_UNIX, SOCK_STREAM, 0, fds), ==, 0);
+	conn = pb_conn_new(fds[0], fds[0]);
+	g_assert_false(
+	    pb_tls_server_start(conn, srv, pb_deadline_in(5), &error));
+	pb_conn_free(conn);
+	close(fds[0]);
+	close(fds[1]);
+	return error;
+}
+
+/* CERT and KEY are refused, with an error that SAYS what and NAMES the
+ * file: at once with PB_TLS_PARSE_NOW, or when unreadable; else, with
+ * PB_TLS_PARSE_LATER, at the handshake. */
 static void
 assert_load_error(const char *cert, const char *key, const char *says,
                   const char *names)
@@ -546,14 +572,22 @@ assert_load_error(const char *cert, const char *key, const char *says,
 	g_autofree char *c = path(cert);
 	g_autofree char *k = path(key);
 	g_autofree char *n = path(names);
-	g_autoptr(GError) error = NULL;
-	PbTlsServer *srv = pb_tls_server_new_from_files(c, k, &error);
 
-	g_assert_null(srv);
-	g_assert_error(error, PB_ERROR, PB_ERROR_CONFIG);
-	g_test_message("%s", error->message);
-	g_assert_nonnull(strstr(error->message, says));
-	g_assert_nonnull(strstr(error->message, n));
+	for (PbTlsLoad when = 0; when <= PB_TLS_PARSE_LATER; when++) {
+		g_autoptr(GError) error = NULL;
+		g_autoptr(PbTlsServer) srv =
+		    pb_tls_server_new_from_files(c, k, when, &error);
+
+		if (srv != NULL) {
+			g_assert_cmpint(when, ==, PB_TLS_PARSE_LATER);
+			g_assert_no_error(error);
+			error = start_error(srv);
+		}
+		g_assert_error(error, PB_ERROR, PB_ERROR_CONFIG);
+		g_test_message("%d: %s", when, error->message);
+		g_assert_nonnull(strstr(error->message, says));
+		g_assert_nonnull(strstr(error->message, n));
+	}
 }
 
 static void
@@ -577,6 +611,24 @@ test_load_errors(void)
 	                  "unsorted.pem");
 }
 
+/* pb_tls_load_for: later only for the one session of the inetd style
+ * without implicit TLS. */
+static void
+test_load_for(void)
+{
+	char *addr[] = {"127.0.0.1:25", NULL}, *none[] = {NULL};
+
+	g_unsetenv("LISTEN_FDS");
+	g_assert_cmpint(pb_tls_load_for(TRUE, addr), ==, PB_TLS_PARSE_NOW);
+	g_assert_cmpint(pb_tls_load_for(TRUE, NULL), ==, PB_TLS_PARSE_NOW);
+	g_assert_cmpint(pb_tls_load_for(FALSE, addr), ==, PB_TLS_PARSE_NOW);
+	g_assert_cmpint(pb_tls_load_for(FALSE, NULL), ==, PB_TLS_PARSE_LATER);
+	g_assert_cmpint(pb_tls_load_for(FALSE, none), ==, PB_TLS_PARSE_LATER);
+	g_setenv("LISTEN_FDS", "1", TRUE);
+	g_assert_cmpint(pb_tls_load_for(FALSE, NULL), ==, PB_TLS_PARSE_NOW);
+	g_unsetenv("LISTEN_FDS");
+}
+
 static void
 test_config(void)
 {
@@ -587,14 +639,14 @@ test_config(void)
 	g_autoptr(PbTlsServer) srv = NULL;
 
 	g_assert_false(pb_tls_configured(&cfg));
-	g_assert_null(pb_tls_server_new(&cfg, &error));
+	g_assert_null(pb_tls_server_new(&cfg, PB_TLS_PARSE_NOW, &error));
 	g_assert_error(error, PB_ERROR, PB_ERROR_CONFIG);
 	g_clear_error(&error);
 	cfg.tls_certificate = c;
 	g_assert_false(pb_tls_configured(&cfg));
 	cfg.tls_key = k;
 	g_assert_true(pb_tls_configured(&cfg));
-	srv = pb_tls_server_new(&cfg, &error);
+	srv = pb_tls_server_new(&cfg, PB_TLS_PARSE_NOW, &error);
 	g_assert_no_error(error);
 	g_assert_nonnull(srv);
 }
@@ -609,6 +661,8 @@ main(int argc, char **argv)
 	dir = g_dir_make_tmp("pbtls-XXXXXX", NULL);
 	g_assert_nonnull(dir);
 	make_certs();
+	/* first: it sets the environment, which is safe before threads */
+	g_test_add_func("/tls/load/for", test_load_for);
 	g_test_add_func("/tls/handshake/verified", test_verified);
 	g_test_add_func("/tls/handshake/system-trust", test_system_trust);
 	g_test_add_func("/tls/handshake/require-verified",
