@@ -251,7 +251,7 @@ test_rename_storm(F *f, gconstpointer data)
 			g_usleep(10);
 		}
 	}
-	for (guint i = 0; i < 20000; i++) {
+	for (guint i = 0; i < 3000; i++) {
 		g_autoptr(GString) got = g_string_new(NULL);
 		PbLineOut out = {out_write, got};
 
