@@ -292,7 +292,10 @@ refuse(Acceptor *a, int fd, const PbPeer *peer)
 	close(fd);
 }
 
-/* The child: no listeners, default signals, serve, exit. */
+/* The child: no listeners, no blocked signals, serve, exit. SIGTERM,
+ * SIGINT and SIGCHLD keep their default dispositions here (the parent
+ * takes them through its signalfd, never a handler, and
+ * pb_program_sanitize() undid any SIG_IGN): unblocking them is enough. */
 static void G_GNUC_NORETURN
 child(Acceptor *a, int fd, const PbPeer *peer)
 {
@@ -301,9 +304,6 @@ child(Acceptor *a, int fd, const PbPeer *peer)
 	for (guint i = 0; i < a->fds->len; i++)
 		close(g_array_index(a->fds, int, i));
 	close(a->sigfd);
-	signal(SIGTERM, SIG_DFL);
-	signal(SIGINT, SIG_DFL);
-	signal(SIGCHLD, SIG_DFL);
 	sigemptyset(&none);
 	sigprocmask(SIG_SETMASK, &none, NULL);
 	a->serve(a->ctx, fd, fd, peer);
