@@ -227,7 +227,7 @@ private_pages(Acceptor *a, GError **error)
 
 	size = (size + 4095) & ~(gsize)4095;
 	p = mmap(NULL, size, PROT_READ | PROT_WRITE,
-		 MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+		 MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
 	if (p == MAP_FAILED)
 		return pb_throw_errno(error, "mmap");
 	if (madvise(p, size, MADV_DONTFORK) < 0) {
