@@ -29,7 +29,10 @@ main(int argc, char **argv)
 	GOptionEntry entries[] = {
 	    {"config", 'c', 0, G_OPTION_ARG_FILENAME, &conf,
 	     "Configuration file", "FILE"},
-	    {"listen", 0, 0, G_OPTION_ARG_STRING_ARRAY, &listen,
+	    /* taken as bytes (FILENAME): a STRING is converted from the
+	     * locale's charset, iconv and a gconv mapping the listener
+	     * would then carry into every fork */
+	    {"listen", 0, 0, G_OPTION_ARG_FILENAME_ARRAY, &listen,
 	     "Bind and accept on ADDR:PORT or [IPv6]:PORT (repeatable)",
 	     "ADDR:PORT"},
 	    {"tls", 0, 0, G_OPTION_ARG_NONE, &tls, "Implicit TLS (port 995)",

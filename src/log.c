@@ -97,6 +97,12 @@ pb_log_give(uid_t uid, gid_t gid)
 	return fchown(logger.fd, uid, gid) == 0;
 }
 
+gboolean
+pb_log_created(void)
+{
+	return logger.fd >= 0 && logger.created;
+}
+
 void
 pb_log_set_verbose(gboolean verbose)
 {

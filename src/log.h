@@ -19,6 +19,9 @@ gboolean pb_log_open(const char *ident, const char *target, GError **error);
  * started as root, for the programs that run as [main] user). */
 gboolean pb_log_give(uid_t uid, gid_t gid);
 
+/* TRUE if pb_log_open() created the log file (pb_log_give has work). */
+gboolean pb_log_created(void);
+
 /* Also echo every line to stderr (runq -v). */
 void pb_log_set_verbose(gboolean verbose);
 

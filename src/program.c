@@ -185,13 +185,17 @@ pb_program_detach(void)
 	pb_program_ignore_terminal();
 }
 
-/* A log file root creates belongs to USER, who runs runq and sendmail. */
+/* A log file root creates belongs to USER, who runs runq and sendmail.
+ * The user is looked up only then: every start of smtpd, pop3d and imapd
+ * under inetd would otherwise pay a second passwd lookup (NSS, nscd's
+ * socket, /etc/passwd) for nothing. */
 static gboolean
 give_log(const char *user, GError **error)
 {
 	struct passwd *pw;
 
-	if (geteuid() != 0 || (pw = getpwnam(user)) == NULL)
+	if (geteuid() != 0 || !pb_log_created() ||
+	    (pw = getpwnam(user)) == NULL)
 		return TRUE; /* pb_privs_drop() says what is wrong */
 	if (pb_log_give(pw->pw_uid, pw->pw_gid))
 		return TRUE;

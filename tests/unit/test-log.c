@@ -1,0 +1,96 @@
+/* test-log: one whole line per event, control characters escaped, at
+ * every length (the line is built on the stack up to 2 KB, then on the
+ * heap: both sides of that edge). */
+#include "log.h"
+
+#include <string.h>
+#include <unistd.h>
+
+static char *
+log_path(char **dir)
+{
+	*dir = g_dir_make_tmp("test-log-XXXXXX", NULL);
+	g_assert_nonnull(*dir);
+	return g_build_filename(*dir, "log", NULL);
+}
+
+static char *
+read_log(const char *path, const char *dir)
+{
+	char *text = NULL;
+
+	g_assert_true(g_file_get_contents(path, &text, NULL, NULL));
+	unlink(path);
+	rmdir(dir);
+	return text;
+}
+
+static void
+test_escaped(void)
+{
+	g_autofree char *dir = NULL;
+	g_autofree char *path = log_path(&dir);
+	g_autofree char *text = NULL;
+	g_autofree char *want = NULL;
+
+	g_assert_true(pb_log_open("test", path, NULL));
+	pb_log_info("QID1", "from=<%s>, n=%d", "a\r\nb\x7f\x01", 7);
+	text = read_log(path, dir);
+	want = g_strdup_printf(" test[%ld]: QID1: from=<a\\x0d\\x0ab\\x7f"
+			       "\\x01>, n=7\n",
+			       (long)getpid());
+	g_assert_true(g_str_has_suffix(text, want));
+	/* the file's date in front, then the rest: one line */
+	g_assert_true(g_ascii_isdigit(text[0]));
+	g_assert_cmpint(strchr(text, '\n') - text + 1, ==, strlen(text));
+}
+
+/* Lengths around the stack buffer's size, escapes included (each
+ * control character grows fourfold) and far beyond. */
+static void
+test_every_length(void)
+{
+	static const gsize lengths[] = {0,    1,    500,  511,  512,
+					513,  1990, 2000, 2010, 2020,
+					2030, 2040, 2047, 2048, 2049,
+					2100, 4096, 100000};
+	g_autofree char *dir = NULL;
+	g_autofree char *path = log_path(&dir);
+	g_autofree char *text = NULL;
+	g_auto(GStrv) lines = NULL;
+	gsize i;
+
+	g_assert_true(pb_log_open("test", path, NULL));
+	for (i = 0; i < G_N_ELEMENTS(lengths); i++) {
+		g_autofree char *arg = g_strnfill(lengths[i], 'x');
+		if (i % 2 == 1 && lengths[i] > 0)
+			arg[lengths[i] / 2] = '\t';
+		pb_log_warn(NULL, "%zu:%s.", lengths[i], arg);
+	}
+	text = read_log(path, dir);
+	lines = g_strsplit(text, "\n", -1);
+	g_assert_cmpuint(g_strv_length(lines), ==,
+			 G_N_ELEMENTS(lengths) + 1);
+	for (i = 0; i < G_N_ELEMENTS(lengths); i++) {
+		g_autofree char *head =
+		    g_strdup_printf("]: %zu:", lengths[i]);
+		const char *body = strstr(lines[i], head);
+		gsize escapes = i % 2 == 1 && lengths[i] > 0;
+		g_assert_nonnull(body);
+		body += strlen(head);
+		g_assert_cmpuint(strlen(body), ==,
+				 lengths[i] + 3 * escapes + 1);
+		g_assert_true(g_str_has_suffix(body, "."));
+		g_assert_true(escapes == 0 || strstr(body, "\\x09") != NULL);
+	}
+	g_assert_cmpstr(lines[G_N_ELEMENTS(lengths)], ==, "");
+}
+
+int
+main(int argc, char **argv)
+{
+	g_test_init(&argc, &argv, NULL);
+	g_test_add_func("/log/escaped", test_escaped);
+	g_test_add_func("/log/every-length", test_every_length);
+	return g_test_run();
+}
