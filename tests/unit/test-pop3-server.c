@@ -369,6 +369,74 @@ test_stls_forgets_user(F *f, gconstpointer data)
 
 #define ADD(path, fn, arg) g_test_add(path, F, arg, setup, fn, teardown)
 
+/* ---- a big mailbox: LIST and UIDL written in pieces ---- */
+
+#define BIG 30000 /* LIST's lines fill several 64 KB pieces */
+
+static guint
+big_count(void *data)
+{
+	return BIG;
+}
+
+static guint64
+big_size(void *data, guint i)
+{
+	return (guint64)i * 1000003 * 1000; /* past 2^32 too */
+}
+
+static const char *
+big_uid(void *data, guint i)
+{
+	static char uid[32];
+
+	g_snprintf(uid, sizeof uid, "%u.M%uP1Q1.host", 1700000000 + i, i);
+	return uid;
+}
+
+static void
+test_list_big(void)
+{
+	static const PbPop3Hooks big = {h_auth, h_open, big_count, big_size,
+	                                big_uid, h_send, h_commit, NULL};
+	F f = {0};
+	g_autoptr(GString) want_list = g_string_new("+OK\r\n");
+	g_autoptr(GString) want_uidl = g_string_new("+OK\r\n");
+	g_autoptr(GString) replies = g_string_new(NULL);
+	g_autoptr(PbPop3Server) s = NULL;
+	PbLineOut out = {out_write, replies};
+	guint64 total = 0;
+	const char *lines[] = {"USER alice@example.org", "PASS s3cret word",
+	                       "DELE 2", "STAT", "LIST", "UIDL"};
+
+	s = pb_pop3_server_new(&big, &f, &out, "mx.example.org", TRUE);
+	for (guint i = 0; i < BIG; i++) {
+		if (i == 1)
+			continue; /* deleted */
+		total += big_size(NULL, i);
+		g_string_append_printf(want_list, "%u %" G_GUINT64_FORMAT "\r\n",
+		                       i + 1, big_size(NULL, i));
+		g_string_append_printf(want_uidl, "%u %s\r\n", i + 1,
+		                       big_uid(NULL, i));
+	}
+	g_string_append(want_list, ".\r\n");
+	g_string_append(want_uidl, ".\r\n");
+	for (guint k = 0; k < G_N_ELEMENTS(lines); k++) {
+		g_autofree char *want = NULL;
+		g_string_truncate(replies, 0);
+		pb_pop3_server_line(s, lines[k], strlen(lines[k]), 0);
+		if (k == 3) {
+			want = g_strdup_printf("+OK %u %" G_GUINT64_FORMAT "\r\n",
+			                       BIG - 1, total);
+			g_assert_cmpstr(replies->str, ==, want);
+		}
+	}
+	g_assert_cmpstr(replies->str, ==, want_uidl->str);
+	g_string_truncate(replies, 0);
+	pb_pop3_server_line(s, "LIST", 4, 0);
+	g_assert_cmpstr(replies->str, ==, want_list->str);
+}
+
 int
 main(int argc, char **argv)
 {
@@ -386,5 +454,6 @@ main(int argc, char **argv)
 	ADD("/pop3-server/timeout-no-update", test_timeout_no_update, NULL);
 	ADD("/pop3-server/stls", test_stls, "no");
 	ADD("/pop3-server/stls-forgets-user", test_stls_forgets_user, NULL);
+	g_test_add_func("/pop3-server/list-big", test_list_big);
 	return g_test_run();
 }
