@@ -195,6 +195,12 @@ login(PbPop3Server *s, const char *user, const char *pass)
 		close_session(s);
 		return;
 	}
+	if (s->hooks->accounts_ready != NULL &&
+	    !s->hooks->accounts_ready(s->data)) {
+		reply(s, "-ERR [SYS/TEMP] Service not available");
+		close_session(s);
+		return;
+	}
 	if (!s->hooks->authenticate(s->data, user, pass)) {
 		login_failed(s);
 		return;

@@ -15,6 +15,7 @@ typedef struct {
 	guint count;      /* messages in the fake mailbox (3 or fewer) */
 	gboolean blocked; /* the client has failed too often lately */
 	guint checks;     /* passwords checked */
+	gboolean no_accounts; /* the accounts cannot be read */
 } F;
 
 static const char *const bodies[] = {"Subject: one\r\n\r\nbody one\r\n",
@@ -80,8 +81,15 @@ h_blocked(void *data)
 	return ((F *)data)->blocked;
 }
 
-static const PbPop3Hooks hooks = {h_auth, h_open, h_count,  h_size,
-                                  h_uid,  h_send, h_commit, h_blocked};
+static gboolean
+h_accounts_ready(void *data)
+{
+	return !((F *)data)->no_accounts;
+}
+
+static const PbPop3Hooks hooks = {h_auth,   h_open,    h_count,
+                                  h_size,   h_uid,     h_send,
+                                  h_commit, h_blocked, h_accounts_ready};
 
 static void
 out_write(void *ctx, const char *data, gsize len)
@@ -297,6 +305,23 @@ test_blocked(F *f, gconstpointer data)
 	g_assert_null(pb_pop3_server_user(f->s));
 }
 
+/* Accounts that cannot be read (read at the first login, not at the
+ * connection): a temporary failure, not a wrong password, no pause, no
+ * password check. */
+static void
+test_accounts_unavailable(F *f, gconstpointer data)
+{
+	f->no_accounts = TRUE;
+	EXPECT(f, "CAPA\r\nUSER alice@example.org\r\nPASS s3cret word\r\n",
+	       "+OK Capability list follows\r\nTOP\r\nUIDL\r\nRESP-CODES\r\n"
+	       "AUTH-RESP-CODE\r\nPIPELINING\r\nUTF8\r\nUSER\r\n"
+	       "SASL PLAIN\r\nIMPLEMENTATION pillarbox\r\n.\r\n+OK\r\n"
+	       "-ERR [SYS/TEMP] Service not available\r\n");
+	g_assert_cmpint(pb_pop3_server_next_action(f->s), ==, PB_POP3_CLOSE);
+	g_assert_cmpuint(f->checks, ==, 0);
+	g_assert_null(pb_pop3_server_user(f->s));
+}
+
 static void
 test_in_use(F *f, gconstpointer data)
 {
@@ -455,5 +480,7 @@ main(int argc, char **argv)
 	ADD("/pop3-server/stls", test_stls, "no");
 	ADD("/pop3-server/stls-forgets-user", test_stls_forgets_user, NULL);
 	g_test_add_func("/pop3-server/list-big", test_list_big);
+	ADD("/pop3-server/accounts-unavailable", test_accounts_unavailable,
+	    NULL);
 	return g_test_run();
 }
