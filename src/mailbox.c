@@ -514,10 +514,10 @@ commit_one(PbMailbox *mb, Msg *m, gboolean deleted, gboolean *new_changed,
 		int r;
 		if (attempt > 0 && !relocate(mb, m, NULL))
 			continue;
-		from = msg_path(mb, m);
 		if (!deleted && !(m->seen && m->in_new))
 			return TRUE; /* nothing to do, or moved to cur/ by now
 			              */
+		from = msg_path(mb, m);
 		if (deleted)
 			r = unlink(from);
 		else {

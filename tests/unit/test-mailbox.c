@@ -158,14 +158,20 @@ test_order(F *f, gconstpointer data)
 	put(f, "new", "1000.M100P1Q1.host,S=2,W=3", "b\n");
 	put(f, "new", "1000.M99P1Q1.host,S=2,W=3", "a\n");
 	put(f, "new", "999.M5P1Q1.host,S=2,W=3", "z\n");
+	/* past 2^32 microseconds (a foreign name): still numeric order */
+	put(f, "new", "1001.M10000000000P1Q1.host,S=2,W=3", "d\n");
+	put(f, "new", "1001.M9999999999P1Q1.host,S=2,W=3", "c\n");
 	mb = pb_mailbox_open(f->dir, &error);
 	g_assert_no_error(error);
-	g_assert_cmpuint(pb_mailbox_count(mb), ==, 5);
+	g_assert_cmpuint(pb_mailbox_count(mb), ==, 7);
 	g_assert_cmpstr(pb_mailbox_uid(mb, 0), ==, "0999.M1P1Q1.host");
 	g_assert_cmpstr(pb_mailbox_uid(mb, 1), ==, "999.M5P1Q1.host");
 	g_assert_cmpstr(pb_mailbox_uid(mb, 2), ==, "1000.M1P1Q1.host");
 	g_assert_cmpstr(pb_mailbox_uid(mb, 3), ==, "1000.M99P1Q1.host");
 	g_assert_cmpstr(pb_mailbox_uid(mb, 4), ==, "1000.M100P1Q1.host");
+	g_assert_cmpstr(pb_mailbox_uid(mb, 5), ==, "1001.M9999999999P1Q1.host");
+	g_assert_cmpstr(pb_mailbox_uid(mb, 6), ==,
+	                "1001.M10000000000P1Q1.host");
 }
 
 static char *
