@@ -26,6 +26,7 @@
 
 #define CHUNK 65536
 #define LOCK_REFRESH 60 /* seconds between refreshes of the lock's mtime */
+#define LOCK_CHECK 1    /* seconds between looks at the lock's mtime */
 #define MAX_UID 70      /* RFC 1939 7: 1 to 70 characters */
 
 typedef struct {
@@ -44,6 +45,7 @@ struct _PbMailbox {
 	char *lock;
 	GArray *msgs;          /* Msg */
 	GStringChunk *strings; /* names and uids: no malloc per message */
+	gint64 lock_checked;   /* monotonic time of the last look, or 0 */
 };
 
 /* ---- the lock ---- */
@@ -267,7 +269,14 @@ void
 pb_mailbox_keep_locked(PbMailbox *mb)
 {
 	struct stat st;
+	gint64 now = g_get_monotonic_time();
 
+	/* looked at once a second at most, not at every command (1,000
+	 * pipelined RETRs made 1,000 stats) */
+	if (mb->lock_checked != 0 &&
+	    now - mb->lock_checked < LOCK_CHECK * G_USEC_PER_SEC)
+		return;
+	mb->lock_checked = now;
 	/* a session on another host sharing the spool can judge our lock
 	 * only by its age */
 	if (stat(mb->lock, &st) == 0 &&

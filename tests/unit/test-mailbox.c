@@ -314,6 +314,12 @@ test_keep_locked(F *f, gconstpointer data)
 	pb_mailbox_keep_locked(mb);
 	g_assert_cmpint(g_stat(lock, &st), ==, 0);
 	g_assert_cmpint(time(NULL) - st.st_mtime, <, 60);
+	/* looked at once a second at most, but still looked at */
+	g_assert_cmpint(utime(lock, &old), ==, 0);
+	g_usleep(1100 * 1000);
+	pb_mailbox_keep_locked(mb);
+	g_assert_cmpint(g_stat(lock, &st), ==, 0);
+	g_assert_cmpint(time(NULL) - st.st_mtime, <, 60);
 }
 
 /* What a delivery left in tmp/ (a crash's half-written file, or the
