@@ -26,28 +26,27 @@
 
 #define CHUNK 65536
 #define LOCK_REFRESH 60 /* seconds between refreshes of the lock's mtime */
+#define LOCK_CHECK 1    /* seconds between looks at the lock's mtime */
 #define MAX_UID 70      /* RFC 1939 7: 1 to 70 characters */
 
 typedef struct {
-	char *name; /* the file name in its folder */
+	const char *name; /* the file name in its folder (in strings) */
+	const char *uid;  /* in strings */
+	guint64 size;     /* octets with CRLF line ends */
+	/* the delivery order of the uid (pb_maildir_name_compare's first
+	 * two keys), parsed once rather than at every comparison */
+	guint64 when, micro;
 	gboolean in_new;
-	char *uid;
-	guint64 size; /* octets with CRLF line ends */
 	gboolean seen;
 } Msg;
 
 struct _PbMailbox {
 	char *dir;
 	char *lock;
-	GArray *msgs; /* Msg */
+	GArray *msgs;          /* Msg */
+	GStringChunk *strings; /* names and uids: no malloc per message */
+	gint64 lock_checked;   /* monotonic time of the last look, or 0 */
 };
-
-static void
-msg_clear(Msg *m)
-{
-	g_free(m->name);
-	g_free(m->uid);
-}
 
 /* ---- the lock ---- */
 
@@ -110,19 +109,56 @@ lock_take(const char *dir, const char *lock, GError **error)
 
 /* ---- the scan ---- */
 
-/* The unique part of a Maildir name: before ',' (sizes) and ':' (flags). */
-static char *
-uid_of(const char *name)
+/* The length of the unique part of a Maildir name: before ',' (sizes)
+ * and ':' (flags); 0 when that part cannot be a POP3 uid (the MD5 of the
+ * name is then). */
+static gsize
+uid_len(const char *name)
 {
 	gsize n = strcspn(name, ",:");
 
-	if (n == 0 || n > MAX_UID)
-		return g_compute_checksum_for_string(G_CHECKSUM_MD5, name, -1);
+	if (n > MAX_UID)
+		return 0;
 	for (gsize i = 0; i < n; i++)
 		if (name[i] < 0x21 || name[i] > 0x7e)
-			return g_compute_checksum_for_string(G_CHECKSUM_MD5,
-			                                     name, -1);
-	return g_strndup(name, n);
+			return 0;
+	return n;
+}
+
+/* Does NAME have the unique part UID? */
+static gboolean
+uid_matches(const char *name, const char *uid)
+{
+	gsize n = uid_len(name);
+	g_autofree char *md5 = NULL;
+
+	if (n > 0)
+		return strncmp(name, uid, n) == 0 && uid[n] == '\0';
+	md5 = g_compute_checksum_for_string(G_CHECKSUM_MD5, name, -1);
+	return g_str_equal(md5, uid);
+}
+
+/* NAME's uid, kept in the mailbox's strings. */
+static const char *
+uid_keep(PbMailbox *mb, const char *name)
+{
+	gsize n = uid_len(name);
+	g_autofree char *md5 = NULL;
+
+	if (n > 0)
+		return g_string_chunk_insert_len(mb->strings, name, (gssize)n);
+	md5 = g_compute_checksum_for_string(G_CHECKSUM_MD5, name, -1);
+	return g_string_chunk_insert(mb->strings, md5);
+}
+
+/* The keys pb_maildir_name_compare() orders by, parsed from the uid. */
+static void
+order_keys(Msg *m)
+{
+	const char *mark = strstr(m->uid, ".M");
+
+	m->when = g_ascii_strtoull(m->uid, NULL, 10);
+	m->micro = mark ? g_ascii_strtoull(mark + 2, NULL, 10) : 0;
 }
 
 /* The CRLF size of a file without ,W=: read once. */
@@ -168,21 +204,29 @@ scan(PbMailbox *mb, const char *sub, GError **error)
 			if (!measure(file, &m.size))
 				continue; /* vanished or unreadable */
 		}
-		m.name = g_strdup(de->d_name);
+		m.name = g_string_chunk_insert(mb->strings, de->d_name);
 		m.in_new = g_str_equal(sub, "new");
-		m.uid = uid_of(de->d_name);
+		m.uid = uid_keep(mb, de->d_name);
+		order_keys(&m);
 		g_array_append_val(mb->msgs, m);
 	}
 	closedir(d);
 	return TRUE;
 }
 
-/* Delivery order (pb_maildir_name_compare). */
+/* Delivery order: pb_maildir_name_compare() of the uids, with its
+ * numbers parsed beforehand (100,000 messages take 1.7 million
+ * comparisons). */
 static gint
 by_uid(gconstpointer a, gconstpointer b)
 {
-	return pb_maildir_name_compare(((const Msg *)a)->uid,
-	                               ((const Msg *)b)->uid);
+	const Msg *x = a, *y = b;
+
+	if (x->when != y->when)
+		return x->when < y->when ? -1 : 1;
+	if (x->micro != y->micro)
+		return x->micro < y->micro ? -1 : 1;
+	return strcmp(x->uid, y->uid);
 }
 
 PbMailbox *
@@ -193,7 +237,7 @@ pb_mailbox_open(const char *dir, GError **error)
 
 	mb->dir = g_strdup(dir);
 	mb->msgs = g_array_new(FALSE, TRUE, sizeof(Msg));
-	g_array_set_clear_func(mb->msgs, (GDestroyNotify)msg_clear);
+	mb->strings = g_string_chunk_new(CHUNK);
 	if (!pb_maildir_create(dir, error))
 		return NULL;
 	lock = g_build_filename(dir, PB_MAILBOX_LOCK, NULL);
@@ -217,6 +261,7 @@ pb_mailbox_close(PbMailbox *mb)
 	g_free(mb->lock);
 	g_free(mb->dir);
 	g_array_unref(mb->msgs);
+	g_string_chunk_free(mb->strings);
 	g_free(mb);
 }
 
@@ -224,7 +269,14 @@ void
 pb_mailbox_keep_locked(PbMailbox *mb)
 {
 	struct stat st;
+	gint64 now = g_get_monotonic_time();
 
+	/* looked at once a second at most, not at every command (1,000
+	 * pipelined RETRs made 1,000 stats) */
+	if (mb->lock_checked != 0 &&
+	    now - mb->lock_checked < LOCK_CHECK * G_USEC_PER_SEC)
+		return;
+	mb->lock_checked = now;
 	/* a session on another host sharing the spool can judge our lock
 	 * only by its age */
 	if (stat(mb->lock, &st) == 0 &&
@@ -273,11 +325,8 @@ relocate(PbMailbox *mb, Msg *m, int *opened)
 		if (d == NULL)
 			continue;
 		while ((de = readdir(d)) != NULL) {
-			g_autofree char *uid = NULL;
-			if (de->d_name[0] == '.')
-				continue;
-			uid = uid_of(de->d_name);
-			if (!g_str_equal(uid, m->uid))
+			if (de->d_name[0] == '.' ||
+			    !uid_matches(de->d_name, m->uid))
 				continue;
 			if (opened != NULL) {
 				*opened = openat(dirfd(d), de->d_name,
@@ -286,8 +335,8 @@ relocate(PbMailbox *mb, Msg *m, int *opened)
 				if (*opened < 0 && errno == ENOENT)
 					break; /* renamed again: scan again */
 			}
-			g_free(m->name);
-			m->name = g_strdup(de->d_name);
+			m->name =
+			    g_string_chunk_insert(mb->strings, de->d_name);
 			m->in_new = k == 0;
 			closedir(d);
 			return TRUE;
@@ -334,49 +383,75 @@ open_msg(PbMailbox *mb, Msg *m)
 
 typedef struct {
 	PbLineOut *out;
-	GString *buf;
+	char *buf; /* CHUNK + 8 octets: what is not yet written to OUT */
+	gsize len;
 	gboolean bol, cr, header;
-	gsize line_len;
+	gboolean text;     /* the line has more than CRs so far */
 	gint64 body_lines; /* still to send; < 0: all */
 	gboolean done;
 } Sender;
 
 static void
-emit(Sender *s, char c)
+emit(Sender *s, const char *data, gsize n)
 {
-	g_string_append_c(s->buf, c);
-	if (s->buf->len >= CHUNK) {
-		pb_line_out_write(s->out, s->buf->str, s->buf->len);
-		g_string_truncate(s->buf, 0);
+	while (n > 0) {
+		gsize k = MIN(n, CHUNK - s->len);
+		memcpy(s->buf + s->len, data, k);
+		s->len += k;
+		data += k;
+		n -= k;
+		if (s->len == CHUNK) {
+			pb_line_out_write(s->out, s->buf, s->len);
+			s->len = 0;
+		}
 	}
 }
 
-/* One octet of the file: LF becomes CRLF, a leading dot is doubled. */
+/* The end of a line: LF becomes CRLF; TOP counts the body's lines. */
 static void
-send_octet(Sender *s, char c)
+send_lf(Sender *s)
 {
-	if (s->bol && c == '.')
-		emit(s, '.');
-	if (c == '\n') {
-		if (!s->cr)
-			emit(s, '\r');
-		emit(s, '\n');
-		if (s->header && s->line_len == 0)
-			s->header = FALSE;
-		else if (!s->header && s->body_lines > 0)
-			s->body_lines--;
-		if (!s->header && s->body_lines == 0)
-			s->done = TRUE;
-		s->bol = TRUE;
-		s->line_len = 0;
-		s->cr = FALSE;
-		return;
-	}
-	emit(s, c);
+	emit(s, "\r\n" + (s->cr ? 1 : 0), s->cr ? 1 : 2);
+	if (s->header && !s->text)
+		s->header = FALSE;
+	else if (!s->header && s->body_lines > 0)
+		s->body_lines--;
+	if (!s->header && s->body_lines == 0)
+		s->done = TRUE;
+	s->bol = TRUE;
+	s->text = FALSE;
+	s->cr = FALSE;
+}
+
+/* N octets of the file, up to their first LF at most: copied whole, but
+ * a leading dot is doubled (byte-stuffing). */
+static void
+send_run(Sender *s, const char *p, gsize n)
+{
+	if (s->bol && p[0] == '.')
+		emit(s, ".", 1);
+	emit(s, p, n);
 	s->bol = FALSE;
-	s->cr = c == '\r';
-	if (c != '\r')
-		s->line_len++;
+	s->cr = p[n - 1] == '\r';
+	for (gsize i = 0; i < n && !s->text; i++)
+		s->text = p[i] != '\r';
+}
+
+/* A piece of the file, as RETR or TOP sends it. */
+static void
+send_piece(Sender *s, const char *p, gsize n)
+{
+	while (n > 0 && !s->done) {
+		const char *lf = memchr(p, '\n', n);
+		gsize run = lf != NULL ? (gsize)(lf - p) : n;
+		if (run > 0)
+			send_run(s, p, run);
+		if (lf == NULL)
+			return;
+		send_lf(s);
+		p += run + 1;
+		n -= run + 1;
+	}
 }
 
 gboolean
@@ -385,9 +460,9 @@ pb_mailbox_send(PbMailbox *mb, guint i, gint64 body_lines, PbLineOut *out,
 {
 	Msg *m = &g_array_index(mb->msgs, Msg, i);
 	g_auto(PbFd) fd = open_msg(mb, m);
-	g_autoptr(GString) buf = g_string_sized_new(CHUNK + 8);
+	g_autofree char *buf = g_malloc(CHUNK + 8);
 	g_autofree char *chunk = g_malloc(CHUNK);
-	Sender s = {out, buf, TRUE, FALSE, TRUE, 0, body_lines, FALSE};
+	Sender s = {out, buf, 0, TRUE, FALSE, TRUE, FALSE, body_lines, FALSE};
 	ssize_t n;
 
 	if (fd < 0)
@@ -397,13 +472,12 @@ pb_mailbox_send(PbMailbox *mb, guint i, gint64 body_lines, PbLineOut *out,
 			continue;
 		if (n < 0)
 			return pb_throw_errno(error, "cannot read %s", m->name);
-		for (ssize_t k = 0; k < n && !s.done; k++)
-			send_octet(&s, chunk[k]);
+		send_piece(&s, chunk, (gsize)n);
 	}
 	if (!s.bol)
-		g_string_append(buf, "\r\n");
-	g_string_append(buf, ".\r\n");
-	pb_line_out_write(out, buf->str, buf->len);
+		emit(&s, "\r\n", 2);
+	emit(&s, ".\r\n", 3);
+	pb_line_out_write(out, s.buf, s.len);
 	if (body_lines < 0)
 		m->seen = TRUE;
 	return TRUE;
@@ -449,10 +523,10 @@ commit_one(PbMailbox *mb, Msg *m, gboolean deleted, gboolean *new_changed,
 		int r;
 		if (attempt > 0 && !relocate(mb, m, NULL))
 			continue;
-		from = msg_path(mb, m);
 		if (!deleted && !(m->seen && m->in_new))
 			return TRUE; /* nothing to do, or moved to cur/ by now
 			              */
+		from = msg_path(mb, m);
 		if (deleted)
 			r = unlink(from);
 		else {

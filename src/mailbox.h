@@ -31,7 +31,8 @@ typedef struct _PbMailbox PbMailbox;
  * when another session holds it. */
 PbMailbox *pb_mailbox_open(const char *dir, GError **error);
 /* Refreshes the lock's age (when over a minute old), so that a long
- * session is not taken for a dead one by a host sharing the spool. */
+ * session is not taken for a dead one by a host sharing the spool; looks
+ * at the lock at most once a second. */
 void pb_mailbox_keep_locked(PbMailbox *mb);
 /* Unlocks without changing anything (a dropped connection). */
 void pb_mailbox_close(PbMailbox *mb);

@@ -37,8 +37,25 @@ hook_authenticate(void *data, const char *user, const char *pass)
 {
 	Serve *sv = data;
 
-	/* the session asked hook_blocked just before */
+	/* the session asked hook_blocked and hook_accounts_ready just
+	 * before */
 	return pb_login_verify(sv->cfg, sv->accounts, user, pass, sv->peer->ip);
+}
+
+/* The accounts are read at the first login attempt, not at the
+ * connection: many connections (probes, a client that only asks CAPA,
+ * a QUIT) never need them. */
+static gboolean
+hook_accounts_ready(void *data)
+{
+	Serve *sv = data;
+	g_autoptr(GError) error = NULL;
+
+	if (sv->accounts == NULL)
+		sv->accounts = pb_accounts_load(sv->cfg->accounts, &error);
+	if (sv->accounts == NULL)
+		pb_log_error(NULL, "%s", error->message);
+	return sv->accounts != NULL;
 }
 
 static gboolean
@@ -122,6 +139,7 @@ static const PbPop3Hooks hooks = {
     .send = hook_send,
     .commit = hook_commit,
     .blocked = hook_blocked,
+    .accounts_ready = hook_accounts_ready,
 };
 
 static void
@@ -181,21 +199,12 @@ void
 pb_pop3_serve(const PbPop3Serve *how, int rfd, int wfd, const PbPeer *peer)
 {
 	const PbConfig *cfg = how->cfg;
-	g_autoptr(GError) error = NULL;
 	g_autoptr(PbConn) conn = pb_conn_new(rfd, wfd);
 	PbLineOut out = pb_conn_line_out(conn);
 	Serve sv = {.cfg = cfg, .how = how, .peer = peer};
 	g_autoptr(PbPop3Server) s = NULL;
 
 	pb_log_info(NULL, "connect from [%s]:%u", peer->ip, peer->port);
-	sv.accounts = pb_accounts_load(cfg->accounts, &error);
-	if (sv.accounts == NULL) {
-		pb_log_error(NULL, "%s", error->message);
-		(void)pb_conn_printf(
-		    conn, NULL, "-ERR [SYS/TEMP] Service not available\r\n");
-		(void)pb_conn_flush(conn, pb_deadline_in(5), NULL);
-		return;
-	}
 	s = pb_pop3_server_new(&hooks, &sv, &out, cfg->hostname,
 	                       cfg->plaintext_auth ||
 	                           pb_login_is_loopback(peer->ip));

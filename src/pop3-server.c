@@ -9,6 +9,8 @@
 
 #include <string.h>
 
+#define LIST_BATCH 65536
+
 typedef enum {
 	ST_AUTH,
 	ST_AUTH_PLAIN, /* waiting for the AUTH PLAIN continuation */
@@ -35,12 +37,43 @@ struct _PbPop3Server {
 static void G_GNUC_PRINTF(2, 3) reply(PbPop3Server *s, const char *fmt, ...)
 {
 	va_list ap;
-	g_autofree char *text = NULL;
+	g_autoptr(GString) text = g_string_sized_new(64);
 
 	va_start(ap, fmt);
-	text = g_strdup_vprintf(fmt, ap);
+	g_string_append_vprintf(text, fmt, ap);
 	va_end(ap);
-	pb_line_out_printf(s->out, "%s\r\n", text);
+	g_string_append(text, "\r\n");
+	pb_line_out_write(s->out, text->str, text->len);
+}
+
+/* V in decimal, written at the end of BUF; returns where it starts. */
+static const char *
+decimal(char buf[24], guint64 v)
+{
+	char *p = buf + 23;
+
+	*p = '\0';
+	do
+		*--p = (char)('0' + v % 10);
+	while ((v /= 10) > 0);
+	return p;
+}
+
+/* A LIST or UIDL line, "N VALUE\r\n", added to BATCH (100,000 of them
+ * for a big mailbox: no printf, and written out in 64 KB pieces). */
+static void
+list_line(PbPop3Server *s, GString *batch, guint n, const char *value)
+{
+	char digits[24];
+
+	g_string_append(batch, decimal(digits, n));
+	g_string_append_c(batch, ' ');
+	g_string_append(batch, value);
+	g_string_append_len(batch, "\r\n", 2);
+	if (batch->len >= LIST_BATCH) {
+		pb_line_out_write(s->out, batch->str, batch->len);
+		g_string_truncate(batch, 0);
+	}
 }
 
 static void
@@ -159,6 +192,12 @@ login(PbPop3Server *s, const char *user, const char *pass)
 	/* too many failures from this client lately: no password check */
 	if (s->hooks->blocked != NULL && s->hooks->blocked(s->data)) {
 		reply(s, "-ERR [SYS/TEMP] Too many failed logins, try later");
+		close_session(s);
+		return;
+	}
+	if (s->hooks->accounts_ready != NULL &&
+	    !s->hooks->accounts_ready(s->data)) {
+		reply(s, "-ERR [SYS/TEMP] Service not available");
 		close_session(s);
 		return;
 	}
@@ -312,6 +351,7 @@ cmd_stat(PbPop3Server *s)
 static void
 cmd_list(PbPop3Server *s, const char *arg, gboolean uidl)
 {
+	g_autoptr(GString) batch = NULL;
 	guint i;
 
 	if (*arg != '\0') {
@@ -325,16 +365,17 @@ cmd_list(PbPop3Server *s, const char *arg, gboolean uidl)
 		return;
 	}
 	reply(s, "+OK");
+	batch = g_string_sized_new(LIST_BATCH + 128);
 	for (i = 0; i < s->count; i++) {
+		char size[24];
 		if (s->deleted[i])
 			continue;
-		if (uidl)
-			reply(s, "%u %s", i + 1, s->hooks->uid(s->data, i));
-		else
-			reply(s, "%u %" G_GUINT64_FORMAT, i + 1,
-			      s->hooks->size(s->data, i));
+		list_line(s, batch, i + 1,
+		          uidl ? s->hooks->uid(s->data, i)
+		               : decimal(size, s->hooks->size(s->data, i)));
 	}
-	reply(s, ".");
+	g_string_append(batch, ".\r\n");
+	pb_line_out_write(s->out, batch->str, batch->len);
 }
 
 static void

@@ -54,6 +54,10 @@ typedef struct {
 	 * failures lately): the login gets -ERR [SYS/TEMP] and the session
 	 * ends, without a password check. NULL: never. */
 	gboolean (*blocked)(void *data);
+	/* FALSE if the accounts cannot be read now (asked before every
+	 * password check): the login gets -ERR [SYS/TEMP] and the session
+	 * ends. NULL: always readable. */
+	gboolean (*accounts_ready)(void *data);
 } PbPop3Hooks;
 
 typedef struct _PbPop3Server PbPop3Server;

@@ -158,14 +158,20 @@ test_order(F *f, gconstpointer data)
 	put(f, "new", "1000.M100P1Q1.host,S=2,W=3", "b\n");
 	put(f, "new", "1000.M99P1Q1.host,S=2,W=3", "a\n");
 	put(f, "new", "999.M5P1Q1.host,S=2,W=3", "z\n");
+	/* past 2^32 microseconds (a foreign name): still numeric order */
+	put(f, "new", "1001.M10000000000P1Q1.host,S=2,W=3", "d\n");
+	put(f, "new", "1001.M9999999999P1Q1.host,S=2,W=3", "c\n");
 	mb = pb_mailbox_open(f->dir, &error);
 	g_assert_no_error(error);
-	g_assert_cmpuint(pb_mailbox_count(mb), ==, 5);
+	g_assert_cmpuint(pb_mailbox_count(mb), ==, 7);
 	g_assert_cmpstr(pb_mailbox_uid(mb, 0), ==, "0999.M1P1Q1.host");
 	g_assert_cmpstr(pb_mailbox_uid(mb, 1), ==, "999.M5P1Q1.host");
 	g_assert_cmpstr(pb_mailbox_uid(mb, 2), ==, "1000.M1P1Q1.host");
 	g_assert_cmpstr(pb_mailbox_uid(mb, 3), ==, "1000.M99P1Q1.host");
 	g_assert_cmpstr(pb_mailbox_uid(mb, 4), ==, "1000.M100P1Q1.host");
+	g_assert_cmpstr(pb_mailbox_uid(mb, 5), ==, "1001.M9999999999P1Q1.host");
+	g_assert_cmpstr(pb_mailbox_uid(mb, 6), ==,
+	                "1001.M10000000000P1Q1.host");
 }
 
 static char *
@@ -308,6 +314,12 @@ test_keep_locked(F *f, gconstpointer data)
 	pb_mailbox_keep_locked(mb);
 	g_assert_cmpint(g_stat(lock, &st), ==, 0);
 	g_assert_cmpint(time(NULL) - st.st_mtime, <, 60);
+	/* looked at once a second at most, but still looked at */
+	g_assert_cmpint(utime(lock, &old), ==, 0);
+	g_usleep(1100 * 1000);
+	pb_mailbox_keep_locked(mb);
+	g_assert_cmpint(g_stat(lock, &st), ==, 0);
+	g_assert_cmpint(time(NULL) - st.st_mtime, <, 60);
 }
 
 /* What a delivery left in tmp/ (a crash's half-written file, or the
@@ -335,6 +347,91 @@ test_stale_tmp_removed(F *f, gconstpointer data)
 	g_assert_cmpuint(pb_mailbox_count(mb), ==, 2);
 }
 
+/* What RETR and TOP send, octet by octet (RFC 1939 3 and 7): LF becomes
+ * CRLF, a CR before LF stays one, a line's leading dot is doubled; TOP
+ * sends the header, the empty line and BODY_LINES lines (< 0: all). */
+static GString *
+reference_send(const char *text, gsize len, gint64 body_lines)
+{
+	GString *out = g_string_new(NULL);
+	gboolean bol = TRUE, cr = FALSE, header = TRUE, empty = TRUE;
+
+	for (gsize i = 0; i < len && (header || body_lines != 0); i++) {
+		char c = text[i];
+		if (bol && c == '.')
+			g_string_append_c(out, '.');
+		bol = c == '\n';
+		if (c != '\n') {
+			g_string_append_c(out, c);
+			cr = c == '\r';
+			empty &= c == '\r';
+			continue;
+		}
+		g_string_append(out, cr ? "\n" : "\r\n");
+		if (header && empty)
+			header = FALSE;
+		else if (!header && body_lines > 0)
+			body_lines--;
+		cr = FALSE;
+		empty = TRUE;
+	}
+	if (!bol && len > 0)
+		g_string_append(out, "\r\n");
+	g_string_append(out, ".\r\n");
+	return out;
+}
+
+/* A message of 200 KB (three of pb_mailbox_send's 64 KB reads) with
+ * dots, CRs, bare CRs and empty lines, some of them exactly at the read
+ * boundaries: RETR and TOP send what the octet-by-octet reference does,
+ * and RETR's size (measured: the name has no W=) is what it sends. */
+static void
+test_send_across_reads(F *f, gconstpointer data)
+{
+	g_autoptr(GError) error = NULL;
+	g_autoptr(PbMailbox) mb = NULL;
+	g_autoptr(GRand) rand = g_rand_new_with_seed(14);
+	const char alphabet[] = "..\r\n\n\naaaaaaaaaaaaaaaaaaaa  ";
+	gsize len = 200 * 1024;
+	g_autofree char *text = g_malloc(len);
+	g_autofree char *path = path_of(f, "new", "3000.M1P1Q1.host");
+	const gint64 tops[] = {0, 1, 7, 1000, 100000, -1};
+
+	const char head[] = "Subject: big\r\n\r\n";
+
+	memcpy(text, head, sizeof head - 1);
+	for (gsize i = sizeof head - 1; i < len; i++)
+		text[i] = alphabet[g_rand_int_range(rand, 0,
+		                                    sizeof alphabet - 1)];
+	/* a CRLF split by the first boundary, a dot just after the second */
+	memcpy(text + 65535, "\r\n", 2);
+	memcpy(text + 131071, "\n.", 2);
+	text[len - 1] = 'z'; /* no final LF: one is added */
+	g_assert_true(g_file_set_contents(path, text, (gssize)len, NULL));
+	mb = pb_mailbox_open(f->dir, &error);
+	g_assert_no_error(error);
+	g_assert_cmpstr(pb_mailbox_uid(mb, 2), ==, "3000.M1P1Q1.host");
+	for (guint k = 0; k < G_N_ELEMENTS(tops); k++) {
+		g_autoptr(GString) got = g_string_new(NULL);
+		g_autoptr(GString) want = reference_send(text, len, tops[k]);
+		PbLineOut out = {out_write, got};
+		g_assert_true(pb_mailbox_send(mb, 2, tops[k], &out, &error));
+		g_assert_no_error(error);
+		g_assert_cmpuint(got->len, ==, want->len);
+		g_assert_true(memcmp(got->str, want->str, got->len) == 0);
+	}
+	{
+		g_autoptr(GString) unstuffed = reference_send(text, len, -1);
+		gsize dots = 0;
+		for (gsize i = 0; i < len; i++)
+			dots += text[i] == '.' && (i == 0 || text[i - 1] == '\n');
+		/* the size counts neither the stuffing, nor the CRLF added
+		 * after the last line, nor the final "." */
+		g_assert_cmpuint(pb_mailbox_size(mb, 2), ==,
+		                 unstuffed->len - dots - 2 - 3);
+	}
+}
+
 #define ADD(path, fn) g_test_add(path, F, NULL, setup, fn, teardown)
 
 int
@@ -347,6 +444,7 @@ main(int argc, char **argv)
 	ADD("/mailbox/order", test_order);
 	ADD("/mailbox/moved-by-another-reader", test_moved_by_another_reader);
 	ADD("/mailbox/rename-storm", test_rename_storm);
+	ADD("/mailbox/send-across-reads", test_send_across_reads);
 	ADD("/mailbox/sizes-added", test_sizes_added);
 	ADD("/mailbox/keep-locked", test_keep_locked);
 	ADD("/mailbox/stale-tmp-removed", test_stale_tmp_removed);

@@ -15,6 +15,7 @@ typedef struct {
 	guint count;      /* messages in the fake mailbox (3 or fewer) */
 	gboolean blocked; /* the client has failed too often lately */
 	guint checks;     /* passwords checked */
+	gboolean no_accounts; /* the accounts cannot be read */
 } F;
 
 static const char *const bodies[] = {"Subject: one\r\n\r\nbody one\r\n",
@@ -80,8 +81,15 @@ h_blocked(void *data)
 	return ((F *)data)->blocked;
 }
 
-static const PbPop3Hooks hooks = {h_auth, h_open, h_count,  h_size,
-                                  h_uid,  h_send, h_commit, h_blocked};
+static gboolean
+h_accounts_ready(void *data)
+{
+	return !((F *)data)->no_accounts;
+}
+
+static const PbPop3Hooks hooks = {h_auth,   h_open,    h_count,
+                                  h_size,   h_uid,     h_send,
+                                  h_commit, h_blocked, h_accounts_ready};
 
 static void
 out_write(void *ctx, const char *data, gsize len)
@@ -297,6 +305,23 @@ test_blocked(F *f, gconstpointer data)
 	g_assert_null(pb_pop3_server_user(f->s));
 }
 
+/* Accounts that cannot be read (read at the first login, not at the
+ * connection): a temporary failure, not a wrong password, no pause, no
+ * password check. */
+static void
+test_accounts_unavailable(F *f, gconstpointer data)
+{
+	f->no_accounts = TRUE;
+	EXPECT(f, "CAPA\r\nUSER alice@example.org\r\nPASS s3cret word\r\n",
+	       "+OK Capability list follows\r\nTOP\r\nUIDL\r\nRESP-CODES\r\n"
+	       "AUTH-RESP-CODE\r\nPIPELINING\r\nUTF8\r\nUSER\r\n"
+	       "SASL PLAIN\r\nIMPLEMENTATION pillarbox\r\n.\r\n+OK\r\n"
+	       "-ERR [SYS/TEMP] Service not available\r\n");
+	g_assert_cmpint(pb_pop3_server_next_action(f->s), ==, PB_POP3_CLOSE);
+	g_assert_cmpuint(f->checks, ==, 0);
+	g_assert_null(pb_pop3_server_user(f->s));
+}
+
 static void
 test_in_use(F *f, gconstpointer data)
 {
@@ -369,6 +394,74 @@ test_stls_forgets_user(F *f, gconstpointer data)
 
 #define ADD(path, fn, arg) g_test_add(path, F, arg, setup, fn, teardown)
 
+/* ---- a big mailbox: LIST and UIDL written in pieces ---- */
+
+#define BIG 30000 /* LIST's lines fill several 64 KB pieces */
+
+static guint
+big_count(void *data)
+{
+	return BIG;
+}
+
+static guint64
+big_size(void *data, guint i)
+{
+	return (guint64)i * 1000003 * 1000; /* past 2^32 too */
+}
+
+static const char *
+big_uid(void *data, guint i)
+{
+	static char uid[32];
+
+	g_snprintf(uid, sizeof uid, "%u.M%uP1Q1.host", 1700000000 + i, i);
+	return uid;
+}
+
+static void
+test_list_big(void)
+{
+	static const PbPop3Hooks big = {h_auth, h_open, big_count, big_size,
+	                                big_uid, h_send, h_commit, NULL};
+	F f = {0};
+	g_autoptr(GString) want_list = g_string_new("+OK\r\n");
+	g_autoptr(GString) want_uidl = g_string_new("+OK\r\n");
+	g_autoptr(GString) replies = g_string_new(NULL);
+	g_autoptr(PbPop3Server) s = NULL;
+	PbLineOut out = {out_write, replies};
+	guint64 total = 0;
+	const char *lines[] = {"USER alice@example.org", "PASS s3cret word",
+	                       "DELE 2", "STAT", "LIST", "UIDL"};
+
+	s = pb_pop3_server_new(&big, &f, &out, "mx.example.org", TRUE);
+	for (guint i = 0; i < BIG; i++) {
+		if (i == 1)
+			continue; /* deleted */
+		total += big_size(NULL, i);
+		g_string_append_printf(want_list, "%u %" G_GUINT64_FORMAT "\r\n",
+		                       i + 1, big_size(NULL, i));
+		g_string_append_printf(want_uidl, "%u %s\r\n", i + 1,
+		                       big_uid(NULL, i));
+	}
+	g_string_append(want_list, ".\r\n");
+	g_string_append(want_uidl, ".\r\n");
+	for (guint k = 0; k < G_N_ELEMENTS(lines); k++) {
+		g_autofree char *want = NULL;
+		g_string_truncate(replies, 0);
+		pb_pop3_server_line(s, lines[k], strlen(lines[k]), 0);
+		if (k == 3) {
+			want = g_strdup_printf("+OK %u %" G_GUINT64_FORMAT "\r\n",
+			                       BIG - 1, total);
+			g_assert_cmpstr(replies->str, ==, want);
+		}
+	}
+	g_assert_cmpstr(replies->str, ==, want_uidl->str);
+	g_string_truncate(replies, 0);
+	pb_pop3_server_line(s, "LIST", 4, 0);
+	g_assert_cmpstr(replies->str, ==, want_list->str);
+}
+
 int
 main(int argc, char **argv)
 {
@@ -386,5 +479,8 @@ main(int argc, char **argv)
 	ADD("/pop3-server/timeout-no-update", test_timeout_no_update, NULL);
 	ADD("/pop3-server/stls", test_stls, "no");
 	ADD("/pop3-server/stls-forgets-user", test_stls_forgets_user, NULL);
+	g_test_add_func("/pop3-server/list-big", test_list_big);
+	ADD("/pop3-server/accounts-unavailable", test_accounts_unavailable,
+	    NULL);
 	return g_test_run();
 }
