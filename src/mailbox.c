@@ -411,7 +411,7 @@ emit(Sender *s, const char *data, gsize n)
 static void
 send_lf(Sender *s)
 {
-	emit(s, "\r\n" + (s->cr ? 1 : 0), s->cr ? 1 : 2);
+	emit(s, s->cr ? "\n" : "\r\n", s->cr ? 1 : 2);
 	if (s->header && !s->text)
 		s->header = FALSE;
 	else if (!s->header && s->body_lines > 0)

@@ -133,6 +133,12 @@ class Instance:
     def free_port(self):
         return free_port()
 
+    def queued(self):
+        """The envelopes waiting in the queue (the queue's folders are
+        made by the first transaction: none yet is none queued)."""
+        env = self.queue / "env"
+        return sorted(env.iterdir()) if env.is_dir() else []
+
     def maildir(self, address):
         local, domain = address.rsplit("@", 1)
         return self.spool / domain / local

@@ -91,7 +91,7 @@ def test_starttls_forgets_auth(tls):
         code, text = s.rcpt("someone@elsewhere.test")
         assert code == 554 and text.startswith(b"5.7.1 ")
         s.rset()
-    assert not list((inst.queue / "env").iterdir())
+    assert not inst.queued()
 
 
 def test_implicit_tls_smtp(tls):
