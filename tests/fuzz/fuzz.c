@@ -144,9 +144,9 @@ fuzz_write_file(const char *path, const void *data, size_t size)
 }
 
 /* Removes the files in the folder open as DIRFD and in its folders;
- * RMDIR_SUBS: the folders too. Reads the entries with getdents64 into a stack buffer:
- * opendir() would malloc 32 KiB per folder, which ASan fills and
- * quarantines (a page fault or more per folder and input). */
+ * RMDIR_SUBS: the folders too. Reads the entries with getdents64 into a
+ * stack buffer: opendir() would malloc 32 KiB per folder, which ASan
+ * fills and quarantines (a page fault or more per folder and input). */
 static void
 empty_at(int dirfd, gboolean rmdir_subs)
 {
