@@ -78,10 +78,10 @@ make_maildir(const char *maildir)
 		g_autofree char *p = g_build_filename(maildir, subs[k], NULL);
 		g_assert_cmpint(g_mkdir(p, 0700), ==, 0);
 	}
-	g_autofree char *a = g_strdup_printf("%s/new/1700000000.M1P1.fuzz,S=%zu",
-	                                     maildir, strlen(msg_a));
-	g_autofree char *b = g_strdup_printf("%s/new/1700000000.M2P1.fuzz,S=%zu",
-	                                     maildir, strlen(msg_b));
+	g_autofree char *a = g_strdup_printf(
+	    "%s/new/1700000000.M1P1.fuzz,S=%zu", maildir, strlen(msg_a));
+	g_autofree char *b = g_strdup_printf(
+	    "%s/new/1700000000.M2P1.fuzz,S=%zu", maildir, strlen(msg_b));
 	g_assert_cmpint(link(msg_a_path, a), ==, 0);
 	g_assert_cmpint(link(msg_b_path, b), ==, 0);
 }

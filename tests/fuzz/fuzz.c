@@ -2,8 +2,8 @@
 #include "fuzz.h"
 #include "log.h"
 
-#include <errno.h>
 #include <dirent.h>
+#include <errno.h>
 #include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
