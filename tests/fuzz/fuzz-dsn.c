@@ -20,12 +20,15 @@ static const char conf[] = "[main]\nhostname = mx.example.org\n"
 static PbConfig *cfg;
 static PbQueue *queue;
 static char *qdir;
+static int msg_fd = -1; /* the original message, written again per input */
 
 void
 fuzz_setup(void)
 {
 	cfg = fuzz_config(conf);
 	queue = fuzz_queue(&qdir);
+	msg_fd = memfd_create("msg", MFD_CLOEXEC);
+	g_assert_cmpint(msg_fd, >=, 0);
 }
 
 static PbEnvelope *
@@ -67,15 +70,14 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	g_autoptr(PbEnvelope) env = NULL;
 	g_autoptr(GError) error = NULL;
 	g_autofree char *id = NULL;
-	int fd;
+	int fd = msg_fd;
 
 	if (elen > 0)
 		env = pb_envelope_parse((const char *)data, elen, NULL);
 	if (env == NULL)
 		env = fixed_envelope();
-	fd = memfd_create("msg", MFD_CLOEXEC);
-	g_assert_cmpint(fd, >=, 0);
-	g_assert_cmpint(write(fd, nul ? nul + 1 : data, mlen), ==,
+	g_assert_cmpint(ftruncate(fd, 0), ==, 0);
+	g_assert_cmpint(pwrite(fd, nul ? nul + 1 : data, mlen, 0), ==,
 	                (ssize_t)mlen);
 	for (int kind = PB_DSN_FAILED; kind <= PB_DSN_DELAYED; kind++) {
 		g_clear_pointer(&id, g_free);
@@ -85,7 +87,6 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		if (id)
 			check_report(id);
 	}
-	close(fd);
 	fuzz_empty_dir(qdir);
 	return 0;
 }

@@ -14,6 +14,7 @@
 
 #include <glib/gstdio.h>
 #include <string.h>
+#include <unistd.h>
 
 static const char msg_a[] =
     "From: A <a@example.org>\nTo: b@example.org\nSubject: =?utf-8?q?h=C3=A9?=\n"
@@ -52,42 +53,37 @@ drop(void *ctx, const char *data, gsize len)
 	*(gsize *)ctx += len;
 }
 
-static void
-rm_rf(const char *path)
-{
-	GDir *d = g_dir_open(path, 0, NULL);
-	const char *name;
+static char *msg_a_path, *msg_b_path;
 
-	if (d == NULL) {
-		g_unlink(path);
-		return;
-	}
-	while ((name = g_dir_read_name(d)) != NULL) {
-		g_autofree char *p = g_build_filename(path, name, NULL);
-		if (g_file_test(p, G_FILE_TEST_IS_DIR) &&
-		    !g_file_test(p, G_FILE_TEST_IS_SYMLINK))
-			rm_rf(p);
-		else
-			g_unlink(p);
-	}
-	g_dir_close(d);
-	g_rmdir(path);
+void
+fuzz_setup(void)
+{
+	msg_a_path = g_build_filename(fuzz_scratch(), "msg-a", NULL);
+	msg_b_path = g_build_filename(fuzz_scratch(), "msg-b", NULL);
+	fuzz_write_file(msg_a_path, msg_a, strlen(msg_a));
+	fuzz_write_file(msg_b_path, msg_b, strlen(msg_b));
 }
 
+/* MAILDIR with tmp, new and cur and the two messages (written once, in
+ * fuzz_setup) linked into new/: a link is one call where writing a file
+ * is three, and Maildir files are never written again (a session
+ * renames and unlinks them, which leaves the originals). */
 static void
-deliver(const char *maildir, guint n, const char *text)
+make_maildir(const char *maildir)
 {
 	static const char *const subs[] = {"tmp", "new", "cur"};
-	g_autofree char *name =
-	    g_strdup_printf("1700000000.M%uP1.fuzz,S=%zu", n, strlen(text));
-	g_autofree char *path = NULL;
 
+	g_assert_cmpint(g_mkdir(maildir, 0700), ==, 0);
 	for (guint k = 0; k < 3; k++) {
 		g_autofree char *p = g_build_filename(maildir, subs[k], NULL);
-		g_mkdir_with_parents(p, 0700);
+		g_assert_cmpint(g_mkdir(p, 0700), ==, 0);
 	}
-	path = g_build_filename(maildir, "new", name, NULL);
-	fuzz_write_file(path, text, strlen(text));
+	g_autofree char *a = g_strdup_printf(
+	    "%s/new/1700000000.M1P1.fuzz,S=%zu", maildir, strlen(msg_a));
+	g_autofree char *b = g_strdup_printf(
+	    "%s/new/1700000000.M2P1.fuzz,S=%zu", maildir, strlen(msg_b));
+	g_assert_cmpint(link(msg_a_path, a), ==, 0);
+	g_assert_cmpint(link(msg_b_path, b), ==, 0);
 }
 
 /* Feeds DATA as imap-serve does; FALSE once the session is over. */
@@ -136,10 +132,8 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	set.plaintext_ok = data[0] & 1;
 	set.tls_available = (data[0] & 2) != 0;
 	chunk = data[0] >> 4;
-	if (data[0] & 8) {
-		deliver(maildir, 1, msg_a);
-		deliver(maildir, 2, msg_b);
-	}
+	if (data[0] & 8)
+		make_maildir(maildir);
 	s = pb_imap_server_new(&hooks, &acct, &out, &set);
 	pb_imap_server_greet(s);
 	if (data[0] & 4)
@@ -154,6 +148,6 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	}
 	pb_imap_server_timeout(s);
 	pb_imap_server_free(s);
-	rm_rf(maildir);
+	fuzz_remove_tree(maildir);
 	return 0;
 }

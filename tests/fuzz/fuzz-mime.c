@@ -3,8 +3,9 @@
  * one piece and in chunks (the trees must agree), then ENVELOPE, BODY,
  * BODYSTRUCTURE, every section of every part (whole and partial: the
  * octets written must be the length announced), SEARCH BODY/TEXT/HEADER
- * and the Date parser. The message is written to a scratch file so that
- * message.c reads it through an fd as imapd does.
+ * and the Date parser. The message is written to a file (a memfd,
+ * truncated and written again for each input) so that message.c reads
+ * it through an fd (pread) as imapd does.
  */
 #include "fuzz.h"
 #include "message.h"
@@ -12,14 +13,16 @@
 
 #include <fcntl.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
-static char *path;
+static int msg_fd = -1;
 
 void
 fuzz_setup(void)
 {
-	path = g_build_filename(fuzz_scratch(), "message", NULL);
+	msg_fd = memfd_create("message", MFD_CLOEXEC);
+	g_assert_cmpint(msg_fd, >=, 0);
 }
 
 static void
@@ -97,11 +100,10 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	guint budget = 40;
 	gboolean found;
 	gint64 t;
-	int tz, fd;
+	int tz, fd = msg_fd;
 
-	fuzz_write_file(path, data, size);
-	fd = open(path, O_RDONLY | O_CLOEXEC);
-	g_assert_cmpint(fd, >=, 0);
+	g_assert_cmpint(ftruncate(fd, 0), ==, 0);
+	g_assert_cmpint(pwrite(fd, data, size, 0), ==, (ssize_t)size);
 	root = pb_message_parse_fd(fd, NULL);
 	g_assert_nonnull(root);
 	/* chunks of sizes taken from the input itself */
@@ -129,6 +131,5 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	date = pb_mime_header_get(root, "Date");
 	if (date != NULL)
 		(void)pb_mime_date_parse(date, &t, &tz);
-	close(fd);
 	return 0;
 }

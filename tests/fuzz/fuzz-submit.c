@@ -24,12 +24,15 @@ static const char conf[] = "[main]\nhostname = mx.example.org\n"
 static PbConfig *cfg;
 static PbQueue *queue;
 static char *qdir;
+static int in_fd = -1; /* sendmail's stdin, written again per input */
 
 void
 fuzz_setup(void)
 {
 	cfg = fuzz_config(conf);
 	queue = fuzz_queue(&qdir);
+	in_fd = memfd_create("stdin", MFD_CLOEXEC);
+	g_assert_cmpint(in_fd, >=, 0);
 }
 
 /* The stored message has CRLF line ends only (no bare LF, no bare CR)
@@ -77,7 +80,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	                    rcpts, FALSE, FALSE};
 	g_autoptr(GError) error = NULL;
 	g_autofree char *id = NULL;
-	int in;
+	int in = in_fd;
 
 	if (size < 1)
 		return 0;
@@ -85,16 +88,15 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	sub.dot_ends = (data[0] & 2) != 0;
 	if (sub.extract && (data[0] & 4))
 		sub.recipients = NULL;
-	in = memfd_create("stdin", MFD_CLOEXEC);
-	g_assert_cmpint(in, >=, 0);
-	g_assert_cmpint(write(in, data + 1, size - 1), ==, (ssize_t)size - 1);
-	(void)lseek(in, 0, SEEK_SET);
+	g_assert_cmpint(ftruncate(in, 0), ==, 0);
+	g_assert_cmpint(pwrite(in, data + 1, size - 1, 0), ==,
+	                (ssize_t)size - 1);
+	g_assert_cmpint(lseek(in, 0, SEEK_SET), ==, 0);
 	if (pb_submit(cfg, queue, &sub, in, &id, &error)) {
 		check_message(id);
 		check_envelope(id);
 	} else
 		g_assert_nonnull(error);
-	close(in);
 	fuzz_empty_dir(qdir);
 	return 0;
 }

@@ -45,10 +45,13 @@ PbConfig *fuzz_config(const char *text);
  * through exit(), so the atexit removal is best effort). */
 const char *fuzz_scratch(void);
 
-/* Writes DATA to PATH (replacing it). */
+/* Writes DATA to PATH (truncating it in place). */
 void fuzz_write_file(const char *path, const void *data, size_t size);
 
 /* Removes every file in the folder DIR and its subfolders (not DIR). */
 void fuzz_empty_dir(const char *dir);
+
+/* Removes DIR and everything in it (symbolic links are not followed). */
+void fuzz_remove_tree(const char *dir);
 
 #endif
