@@ -1822,12 +1822,17 @@ pb_mailfolder_keyword_name(PbMailFolder *f, guint k)
 
 /* ---- reading messages ---- */
 
-/* Opens message M (following a rename by another process once); marks
- * it expunged and fails with EXPUNGED when it is gone. */
+/* Opens message M, following renames by other processes (pop3d moving
+ * it to cur/, another session storing flags); marks it expunged and fails
+ * with EXPUNGED only when OPEN_TRIES reads of the folder in a row lost it:
+ * each rename between a read and the open would otherwise pass for an
+ * expunge (seen with two sessions storing flags and pop3d at once). */
+#define OPEN_TRIES 20
+
 static int
 msg_open(PbMailFolder *f, Msg *m, GError **error)
 {
-	for (int attempt = 0; attempt < 2; attempt++) {
+	for (int attempt = 0; attempt < OPEN_TRIES; attempt++) {
 		int fd = openat(msg_dirfd(f, m), m->name,
 		                O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK);
 		struct stat st;
@@ -1844,7 +1849,7 @@ msg_open(PbMailFolder *f, Msg *m, GError **error)
 		}
 		if (errno != ENOENT)
 			return pb_throw_errno(error, "open %s", m->name), -1;
-		if (attempt == 0 && !refresh_names(f, error))
+		if (attempt < OPEN_TRIES - 1 && !refresh_names(f, error))
 			return -1;
 	}
 	m->expunged = TRUE;
@@ -2024,7 +2029,7 @@ rename_flags(PbMailFolder *f, Msg *m, guint flags, guint32 kw,
 		}
 		if (errno != ENOENT)
 			return pb_throw_errno(error, "rename %s", m->name);
-		if (attempt == 0 && !refresh_names(f, error))
+		if (attempt < OPEN_TRIES - 1 && !refresh_names(f, error))
 			return FALSE;
 	}
 	m->expunged = TRUE; /* gone meanwhile */
@@ -2111,7 +2116,7 @@ unlink_msg(PbMailFolder *f, Msg *m, gboolean *in_new, GError **error)
 		}
 		if (errno != ENOENT)
 			return pb_throw_errno(error, "unlink %s", m->name);
-		if (attempt == 0 && !refresh_names(f, error))
+		if (attempt < OPEN_TRIES - 1 && !refresh_names(f, error))
 			return FALSE;
 	}
 	m->expunged = TRUE;
