@@ -51,6 +51,8 @@ typedef enum {
 	T_PORT,
 	T_CIDRS,
 	T_NAMESERVERS,
+	T_SELECTOR, /* a DKIM selector (a domain name's labels); empty: NULL */
+	T_FIELDS,   /* a list of header field names, lower-cased */
 } KeyType;
 
 typedef struct {
@@ -118,6 +120,11 @@ static const KeySpec keys[] = {
     {"imapd", "max_message_size", T_OPTSIZE, F(imapd_max_message_size), ""},
     {"imapd", "max_connections_per_ip", T_LIMIT,
      F(imapd_max_connections_per_ip), "10"},
+    {"dkim", "selector", T_SELECTOR, F(dkim_selector), ""},
+    {"dkim", "key", T_OPTPATH, F(dkim_key), ""},
+    {"dkim", "ed25519_key", T_OPTPATH, F(dkim_ed25519_key), ""},
+    {"dkim", "domains", T_DOMAINS, F(dkim_domains), ""},
+    {"dkim", "headers", T_FIELDS, F(dkim_headers), ""},
 };
 
 /* Where each "[group] key" sits in the file: "group\nkey" -> line. */
@@ -551,6 +558,19 @@ absolute_path(const char *dir, const char *value)
 	return g_canonicalize_filename(value, dir);
 }
 
+/* RFC 5322 2.2: printable ASCII but the colon; DKIM-Signature itself
+ * is never signed by us (it cannot be, RFC 6376 3.5). */
+static gboolean
+valid_field_name(const char *name)
+{
+	if (*name == '\0' || g_ascii_strcasecmp(name, "dkim-signature") == 0)
+		return FALSE;
+	for (const char *p = name; *p; p++)
+		if (*p <= ' ' || *p >= 0x7f || *p == ':')
+			return FALSE;
+	return TRUE;
+}
+
 #define MEMBER(cfg, spec, type) ((type *)((char *)(cfg) + (spec)->offset))
 
 static gboolean
@@ -573,7 +593,15 @@ set_list_value(PbConfig *cfg, const KeySpec *spec, const char *value,
 	}
 	for (guint i = 0; items[i]; i++) {
 		struct sockaddr_storage ss; /* T_NAMESERVERS: checked here */
-		if (spec->type == T_DOMAINS) {
+		if (spec->type == T_FIELDS) {
+			char *lower = g_ascii_strdown(items[i], -1);
+			g_free(items[i]);
+			items[i] = lower;
+			if (!valid_field_name(lower))
+				return bad(error, w, spec->group, spec->key,
+				           "not a header field name: %s",
+				           lower);
+		} else if (spec->type == T_DOMAINS) {
 			char *lower = g_ascii_strdown(items[i], -1);
 			g_free(items[i]);
 			items[i] = lower; /* "*" (every domain) in the TLS
@@ -656,6 +684,14 @@ set_text_value(PbConfig *cfg, const KeySpec *spec, const char *value,
 	case T_OPTSTR:
 		v = *value ? g_strdup(value) : NULL;
 		break;
+	case T_SELECTOR:
+		if (*value && !valid_hostname(value))
+			return bad(error, w, spec->group, spec->key,
+			           "not a selector (letters, digits, hyphens, "
+			           "dots): %s",
+			           value);
+		v = *value ? g_ascii_strdown(value, -1) : NULL;
+		break;
 	case T_HOSTNAME:
 		if (*value && !valid_hostname(value))
 			return bad(error, w, spec->group, spec->key,
@@ -702,6 +738,7 @@ set_value(PbConfig *cfg, const KeySpec *spec, const char *value,
 	case T_DOMAINS:
 	case T_CIDRS:
 	case T_NAMESERVERS:
+	case T_FIELDS:
 		return set_list_value(cfg, spec, value, w, error);
 	case T_DURATION:
 	case T_SIZE:
@@ -804,7 +841,7 @@ known_group(const char *group)
 	return g_str_equal(group, "routes") || g_str_equal(group, "main") ||
 	       g_str_equal(group, "smtpd") || g_str_equal(group, "delivery") ||
 	       g_str_equal(group, "tls") || g_str_equal(group, "pop3d") ||
-	       g_str_equal(group, "imapd");
+	       g_str_equal(group, "imapd") || g_str_equal(group, "dkim");
 }
 
 static PbConfig *
@@ -817,6 +854,8 @@ config_new(void)
 	cfg->require_tls = g_new0(char *, 1);
 	cfg->require_verified_tls = g_new0(char *, 1);
 	cfg->nameservers = g_new0(char *, 1);
+	cfg->dkim_domains = g_new0(char *, 1);
+	cfg->dkim_headers = g_new0(char *, 1);
 	cfg->routes = g_hash_table_new_full(g_str_hash, g_str_equal, g_free,
 	                                    (GDestroyNotify)route_free);
 	return cfg;
@@ -854,6 +893,27 @@ apply_group(PbConfig *cfg, GKeyFile *kf, const char *group, const char *dir,
 	return TRUE;
 }
 
+/* [dkim]: a selector needs the RSA key (RFC 8463 signatures come in
+ * addition, several receivers verify RSA only); From must be signed. */
+static gboolean
+dkim_finish(PbConfig *cfg, const Where *w, GError **error)
+{
+	if (cfg->dkim_selector == NULL) {
+		if (cfg->dkim_key || cfg->dkim_ed25519_key)
+			return bad(error, w, "dkim", "selector",
+			           "must be set when a key is");
+		return TRUE;
+	}
+	if (cfg->dkim_key == NULL)
+		return bad(error, w, "dkim", "key",
+		           "an RSA key is required with a selector");
+	if (cfg->dkim_headers[0] &&
+	    !g_strv_contains((const char *const *)cfg->dkim_headers, "from"))
+		return bad(error, w, "dkim", "headers",
+		           "must include From (RFC 6376 5.4)");
+	return TRUE;
+}
+
 /* Rules between keys, and the computed defaults. */
 static gboolean
 finish(PbConfig *cfg, const Where *w, GError **error)
@@ -881,6 +941,8 @@ finish(PbConfig *cfg, const Where *w, GError **error)
 	if (cfg->imapd_timeout < 30 * 60)
 		return bad(error, w, "imapd", "timeout",
 		           "shorter than 30m (RFC 3501 5.4)");
+	if (!dkim_finish(cfg, w, error))
+		return FALSE;
 	if (cfg->imapd_max_message_size == 0)
 		cfg->imapd_max_message_size = cfg->max_message_size;
 	return TRUE;
@@ -1084,6 +1146,7 @@ pb_config_free(PbConfig *cfg)
 		switch (keys[i].type) {
 		case T_DOMAINS:
 		case T_NAMESERVERS:
+		case T_FIELDS:
 			g_strfreev(*MEMBER(cfg, &keys[i], char **));
 			break;
 		case T_CIDRS:
@@ -1096,6 +1159,7 @@ pb_config_free(PbConfig *cfg)
 		case T_OPTPATH:
 		case T_LOG:
 		case T_DELIMITER:
+		case T_SELECTOR:
 			g_free(*MEMBER(cfg, &keys[i], char *));
 			break;
 		default:

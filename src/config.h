@@ -104,6 +104,13 @@ typedef struct {
 	guint64 imapd_max_message_size; /* APPEND; default (empty): [smtpd]
 	                                   max_message_size */
 	guint imapd_max_connections_per_ip; /* extension; 10; 0: none */
+
+	/* [dkim] (README "DKIM") */
+	char *dkim_selector;    /* NULL: no signing */
+	char *dkim_key;         /* absolute path of the RSA key (PEM) */
+	char *dkim_ed25519_key; /* absolute path, or NULL */
+	char **dkim_domains;    /* lower case; empty: [main] domains */
+	char **dkim_headers;    /* lower case; empty: the default list */
 } PbConfig;
 
 #define PB_CONFIG_DEFAULT SYSCONFDIR "/pillarbox/pillarbox.conf"

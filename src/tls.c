@@ -31,6 +31,7 @@
 #include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <gnutls/abstract.h>
 #include <gnutls/gnutls.h>
 #include <gnutls/x509.h>
 #include <poll.h>
@@ -83,8 +84,26 @@
 	X(handshake_set_timeout)                                               \
 	X(init)                                                                \
 	X(priority_set_direct)                                                 \
+	X(privkey_deinit)                                                      \
+	X(privkey_export_x509)                                                 \
+	X(privkey_generate)                                                    \
+	X(privkey_get_pk_algorithm)                                            \
+	X(privkey_import_x509_raw)                                             \
+	X(privkey_init)                                                        \
+	X(privkey_sign_data2)                                                  \
+	X(privkey_sign_hash)                                                   \
 	X(protocol_get_name)                                                   \
 	X(protocol_get_version)                                                \
+	X(pubkey_deinit)                                                       \
+	X(pubkey_export2)                                                      \
+	X(pubkey_export_ecc_raw)                                               \
+	X(pubkey_get_pk_algorithm)                                             \
+	X(pubkey_import)                                                       \
+	X(pubkey_import_ecc_raw)                                               \
+	X(pubkey_import_privkey)                                               \
+	X(pubkey_init)                                                         \
+	X(pubkey_verify_data2)                                                 \
+	X(pubkey_verify_hash2)                                                 \
 	X(record_check_pending)                                                \
 	X(record_get_direction)                                                \
 	X(record_recv)                                                         \
@@ -96,6 +115,7 @@
 	X(x509_crt_deinit)                                                     \
 	X(x509_crt_list_import2)                                               \
 	X(x509_privkey_deinit)                                                 \
+	X(x509_privkey_export2_pkcs8)                                          \
 	X(x509_privkey_import2)                                                \
 	X(x509_privkey_init)
 
@@ -748,4 +768,253 @@ pb_tls_describe(PbConn *conn)
 	bits = gt.cipher_get_key_size(gt.cipher_get(t->session)) * 8;
 	return g_strdup_printf("%s with cipher %s (%zu/%zu bits)", v,
 	                       suite ? suite : "unknown", bits, bits);
+}
+
+/* ---- keys for signatures (DKIM) ---- */
+
+struct _PbPrivKey {
+	gnutls_privkey_t key;
+	PbKeyType type;
+	guint bits;
+};
+
+static gboolean
+key_error(GError **error, int code, const char *what, int r)
+{
+	g_set_error(error, PB_ERROR, code, "%s: %s", what, gt.strerror(r));
+	return FALSE;
+}
+
+/* Fills in the type and size; FALSE for anything but RSA and Ed25519. */
+static gboolean
+privkey_describe(PbPrivKey *k, GError **error)
+{
+	unsigned bits = 0;
+	int alg = gt.privkey_get_pk_algorithm(k->key, &bits);
+
+	k->bits = bits;
+	if (alg == GNUTLS_PK_RSA)
+		k->type = PB_KEY_RSA;
+	else if (alg == GNUTLS_PK_EDDSA_ED25519)
+		k->type = PB_KEY_ED25519;
+	else {
+		g_set_error(error, PB_ERROR, PB_ERROR_DATA,
+		            "neither an RSA nor an Ed25519 key");
+		return FALSE;
+	}
+	return TRUE;
+}
+
+PbPrivKey *
+pb_privkey_import_pem(const char *pem, gsize len, GError **error)
+{
+	g_autoptr(PbPrivKey) k = NULL;
+	gnutls_datum_t d = {(unsigned char *)pem, (unsigned)len};
+	int r;
+
+	if (!library_load(error))
+		return NULL;
+	k = g_new0(PbPrivKey, 1);
+	if ((r = gt.privkey_init(&k->key)) < 0) {
+		k->key = NULL;
+		return key_error(error, PB_ERROR_TEMP, "GnuTLS", r), NULL;
+	}
+	r = gt.privkey_import_x509_raw(k->key, &d, GNUTLS_X509_FMT_PEM, NULL,
+	                               GNUTLS_PKCS_PLAIN);
+	if (r == GNUTLS_E_DECRYPTION_FAILED) {
+		g_set_error(error, PB_ERROR, PB_ERROR_DATA,
+		            "an encrypted key (it must be unencrypted)");
+		return NULL;
+	}
+	if (r < 0)
+		return key_error(error, PB_ERROR_DATA, "no PEM private key", r),
+		       NULL;
+	if (!privkey_describe(k, error))
+		return NULL;
+	return g_steal_pointer(&k);
+}
+
+PbPrivKey *
+pb_privkey_generate(PbKeyType type, guint bits, GError **error)
+{
+	g_autoptr(PbPrivKey) k = NULL;
+	int r;
+
+	if (!library_load(error))
+		return NULL;
+	k = g_new0(PbPrivKey, 1);
+	if ((r = gt.privkey_init(&k->key)) < 0) {
+		k->key = NULL;
+		return key_error(error, PB_ERROR_TEMP, "GnuTLS", r), NULL;
+	}
+	r = type == PB_KEY_RSA
+	        ? gt.privkey_generate(k->key, GNUTLS_PK_RSA, bits, 0)
+	        : gt.privkey_generate(k->key, GNUTLS_PK_EDDSA_ED25519, 256, 0);
+	if (r < 0)
+		return key_error(error, PB_ERROR_TEMP, "key generation", r),
+		       NULL;
+	if (!privkey_describe(k, error))
+		return NULL;
+	return g_steal_pointer(&k);
+}
+
+void
+pb_privkey_free(PbPrivKey *k)
+{
+	if (k == NULL)
+		return;
+	if (k->key != NULL)
+		gt.privkey_deinit(k->key);
+	g_free(k);
+}
+
+PbKeyType
+pb_privkey_type(const PbPrivKey *k)
+{
+	return k->type;
+}
+
+guint
+pb_privkey_bits(const PbPrivKey *k)
+{
+	return k->bits;
+}
+
+char *
+pb_privkey_export_pem(PbPrivKey *k, GError **error)
+{
+	gnutls_x509_privkey_t x = NULL;
+	gnutls_datum_t out = {NULL, 0};
+	char *pem;
+	int r;
+
+	if ((r = gt.privkey_export_x509(k->key, &x)) < 0)
+		return key_error(error, PB_ERROR_TEMP, "key export", r), NULL;
+	r = gt.x509_privkey_export2_pkcs8(x, GNUTLS_X509_FMT_PEM, NULL,
+	                                  GNUTLS_PKCS_PLAIN, &out);
+	gt.x509_privkey_deinit(x);
+	if (r < 0)
+		return key_error(error, PB_ERROR_TEMP, "key export", r), NULL;
+	pem = g_strndup((const char *)out.data, out.size);
+	explicit_bzero(out.data, out.size);
+	(*gt.free)(out.data);
+	return pem;
+}
+
+/* D (allocated by GnuTLS) as GBytes; D freed. */
+static GBytes *
+datum_bytes(gnutls_datum_t *d)
+{
+	GBytes *b = g_bytes_new(d->data, d->size);
+
+	(*gt.free)(d->data);
+	return b;
+}
+
+GBytes *
+pb_privkey_public(PbPrivKey *k, GError **error)
+{
+	gnutls_pubkey_t pub = NULL;
+	gnutls_datum_t out = {NULL, 0};
+	gnutls_ecc_curve_t curve;
+	int r;
+
+	if ((r = gt.pubkey_init(&pub)) < 0)
+		return key_error(error, PB_ERROR_TEMP, "GnuTLS", r), NULL;
+	r = gt.pubkey_import_privkey(pub, k->key, 0, 0);
+	if (r >= 0)
+		r = k->type == PB_KEY_RSA
+		        ? gt.pubkey_export2(pub, GNUTLS_X509_FMT_DER, &out)
+		        : gt.pubkey_export_ecc_raw(pub, &curve, &out, NULL);
+	gt.pubkey_deinit(pub);
+	if (r < 0)
+		return key_error(error, PB_ERROR_TEMP, "public key", r), NULL;
+	return datum_bytes(&out);
+}
+
+GBytes *
+pb_privkey_sign_sha256(PbPrivKey *k, const guint8 *digest, GError **error)
+{
+	gnutls_datum_t d = {(unsigned char *)digest, 32};
+	gnutls_datum_t sig = {NULL, 0};
+	int r = k->type == PB_KEY_RSA
+	            ? gt.privkey_sign_hash(k->key, GNUTLS_DIG_SHA256, 0, &d,
+	                                   &sig)
+	            : gt.privkey_sign_data2(k->key, GNUTLS_SIGN_EDDSA_ED25519,
+	                                    0, &d, &sig);
+
+	if (r < 0)
+		return key_error(error, PB_ERROR_TEMP, "signing", r), NULL;
+	return datum_bytes(&sig);
+}
+
+/* Imports the public KEY of TYPE into PUB; PB_ERROR_PERM when unusable. */
+static gboolean
+pubkey_import(gnutls_pubkey_t pub, PbKeyType type, const guint8 *key,
+              gsize keylen, guint *bits, GError **error)
+{
+	gnutls_datum_t d = {(unsigned char *)key, (unsigned)keylen};
+	unsigned b = 0;
+	int r, alg;
+
+	if (type == PB_KEY_ED25519) {
+		if (keylen != 32) {
+			g_set_error(error, PB_ERROR, PB_ERROR_PERM,
+			            "an Ed25519 key is 32 octets, not %zu",
+			            keylen);
+			return FALSE;
+		}
+		r = gt.pubkey_import_ecc_raw(pub, GNUTLS_ECC_CURVE_ED25519, &d,
+		                             NULL);
+	} else
+		r = gt.pubkey_import(pub, &d, GNUTLS_X509_FMT_DER);
+	if (r < 0)
+		return key_error(error, PB_ERROR_PERM, "bad public key", r);
+	alg = gt.pubkey_get_pk_algorithm(pub, &b);
+	*bits = b;
+	if (alg != (type == PB_KEY_RSA ? GNUTLS_PK_RSA
+	                               : GNUTLS_PK_EDDSA_ED25519)) {
+		g_set_error(error, PB_ERROR, PB_ERROR_PERM,
+		            "the public key is not of the signature's type");
+		return FALSE;
+	}
+	return TRUE;
+}
+
+gboolean
+pb_pubkey_verify_sha256(PbKeyType type, const guint8 *key, gsize keylen,
+                        guint min_bits, const guint8 *digest,
+                        const guint8 *sig, gsize siglen, guint *bits,
+                        GError **error)
+{
+	gnutls_pubkey_t pub = NULL;
+	gnutls_datum_t d = {(unsigned char *)digest, 32};
+	gnutls_datum_t s = {(unsigned char *)sig, (unsigned)siglen};
+	gboolean ok;
+	int r;
+
+	*bits = 0;
+	if (!library_load(error))
+		return FALSE;
+	if ((r = gt.pubkey_init(&pub)) < 0)
+		return key_error(error, PB_ERROR_TEMP, "GnuTLS", r);
+	ok = pubkey_import(pub, type, key, keylen, bits, error);
+	if (ok && type == PB_KEY_RSA && *bits < min_bits) {
+		g_set_error(error, PB_ERROR, PB_ERROR_PERM,
+		            "a %u-bit key (at least %u wanted)", *bits,
+		            min_bits);
+		ok = FALSE;
+	}
+	if (ok) {
+		r = type == PB_KEY_RSA
+		        ? gt.pubkey_verify_hash2(pub, GNUTLS_SIGN_RSA_SHA256, 0,
+		                                 &d, &s)
+		        : gt.pubkey_verify_data2(pub, GNUTLS_SIGN_EDDSA_ED25519,
+		                                 0, &d, &s);
+		if (r < 0)
+			ok = key_error(error, PB_ERROR_DATA,
+			               "signature did not verify", r);
+	}
+	gt.pubkey_deinit(pub);
+	return ok;
 }

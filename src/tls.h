@@ -103,4 +103,48 @@ gboolean pb_tls_client_start(PbConn *conn, const char *server_name,
  * wording, for Received: and logs; NULL when CONN is not in TLS. */
 char *pb_tls_describe(PbConn *conn);
 
+/* ---- keys for signatures (DKIM) ----
+ * The same lazily loaded GnuTLS: a process that only hashes (GChecksum)
+ * never maps it; the first key operation does. Every function fails with
+ * PB_ERROR_TEMP when the library cannot be loaded. */
+
+typedef enum {
+	PB_KEY_RSA,
+	PB_KEY_ED25519,
+} PbKeyType;
+
+/* A private key, parsed. */
+typedef struct _PbPrivKey PbPrivKey;
+
+/* Parses PEM (PKCS#8 "PRIVATE KEY" or PKCS#1 "RSA PRIVATE KEY", not
+ * encrypted): RSA or Ed25519 only. PB_ERROR_DATA saying why when it is
+ * not such a key. */
+PbPrivKey *pb_privkey_import_pem(const char *pem, gsize len, GError **error);
+/* A new key: RSA of BITS, or Ed25519 (BITS ignored). */
+PbPrivKey *pb_privkey_generate(PbKeyType type, guint bits, GError **error);
+void pb_privkey_free(PbPrivKey *key);
+G_DEFINE_AUTOPTR_CLEANUP_FUNC(PbPrivKey, pb_privkey_free)
+PbKeyType pb_privkey_type(const PbPrivKey *key);
+guint pb_privkey_bits(const PbPrivKey *key);
+/* The key as PEM PKCS#8 (the caller wipes and frees it). */
+char *pb_privkey_export_pem(PbPrivKey *key, GError **error);
+/* The public half as DKIM publishes it (RFC 6376 3.6.1, RFC 8463 4):
+ * RSA a DER SubjectPublicKeyInfo, Ed25519 the raw 32 octets. */
+GBytes *pb_privkey_public(PbPrivKey *key, GError **error);
+/* Signs a SHA-256 DIGEST (32 octets): RSA with PKCS #1 v1.5 (the digest
+ * wrapped in its DigestInfo), Ed25519 with PureEdDSA over the 32 octets
+ * themselves (RFC 8463 3). */
+GBytes *pb_privkey_sign_sha256(PbPrivKey *key, const guint8 *digest,
+                               GError **error);
+
+/* Checks SIG over the SHA-256 DIGEST with the public KEY of TYPE (encoded
+ * as pb_privkey_public makes it). TRUE: it verifies. FALSE with
+ * PB_ERROR_PERM: the key cannot be used (not one, wrong type, *BITS below
+ * MIN_BITS); PB_ERROR_DATA: the signature does not verify. *BITS is the
+ * key's size when it could be read (else 0). */
+gboolean pb_pubkey_verify_sha256(PbKeyType type, const guint8 *key,
+                                 gsize keylen, guint min_bits,
+                                 const guint8 *digest, const guint8 *sig,
+                                 gsize siglen, guint *bits, GError **error);
+
 #endif
