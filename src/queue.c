@@ -16,6 +16,8 @@
  *   notice 0|1                    the delay notice was sent
  *   held 0|1
  *   client TEXT                   optional
+ *   prepend TEXT                  optional: header fields (CRLF-ended,
+ *                                 escaped) sent before msg/ID
  *   rcpt STATE ATTEMPTS LAST NEXT ADDRESS
  *                                 STATE: pending, sent, failed, bounced
  *   orig ADDRESS                  optional, applies to the rcpt above
@@ -83,6 +85,7 @@ struct _PbQueueTx {
 	gsize used;
 	guint64 size;
 	gboolean failed;
+	char *prepend; /* for the envelope, or NULL */
 };
 
 struct _PbQueueEntry {
@@ -133,10 +136,33 @@ pb_envelope_free(PbEnvelope *env)
 	g_free(env->id);
 	g_free(env->sender);
 	g_free(env->client);
+	g_free(env->prepend);
 	for (guint i = 0; i < env->rcpts->len; i++)
 		recipient_free(g_ptr_array_index(env->rcpts, i));
 	g_ptr_array_unref(env->rcpts);
 	g_free(env);
+}
+
+guint64
+pb_envelope_wire_size(const PbEnvelope *env)
+{
+	return env->size + (env->prepend ? strlen(env->prepend) : 0);
+}
+
+gboolean
+pb_envelope_prepend_valid(const char *text)
+{
+	gsize n = text ? strlen(text) : 0;
+
+	if (n == 0 || n > PB_QUEUE_MAX_PREPEND || text[0] == ' ' ||
+	    text[0] == '\t' || text[0] == '\r' || text[n - 1] != '\n')
+		return FALSE;
+	for (gsize i = 0; i < n; i++)
+		if ((text[i] == '\r') != (i + 1 < n && text[i + 1] == '\n') ||
+		    (text[i] == '\n' && (i == 0 || text[i - 1] != '\r')) ||
+		    (text[i] == '\n' && i + 1 < n && text[i + 1] == '\r'))
+			return FALSE;
+	return TRUE;
 }
 
 PbRecipient *
@@ -302,6 +328,8 @@ pb_envelope_format(const PbEnvelope *env)
 	                       env->held ? 1 : 0);
 	if (env->client != NULL)
 		record(out, "client", env->client, PB_QUEUE_MAX_TEXT);
+	if (env->prepend != NULL)
+		record(out, "prepend", env->prepend, 0);
 	for (guint i = 0; i < env->rcpts->len; i++)
 		format_rcpt(out, g_ptr_array_index(env->rcpts, i));
 	return out;
@@ -448,9 +476,9 @@ parse_rcpt_text(Parse *p, const char *key, const char *value)
 static gboolean
 parse_header(Parse *p, const char *key, const char *value)
 {
-	static const char *const keys[] = {"id",   "arrival",  "sender",
-	                                   "size", "smtputf8", "notice",
-	                                   "held", "client"};
+	static const char *const keys[] = {
+	    "id",     "arrival", "sender", "size",   "smtputf8",
+	    "notice", "held",    "client", "prepend"};
 	PbEnvelope *env = p->env;
 	guint i;
 
@@ -476,6 +504,9 @@ parse_header(Parse *p, const char *key, const char *value)
 		return parse_bool(value, &env->notice_sent);
 	case 6:
 		return parse_bool(value, &env->held);
+	case 8:
+		return (env->prepend = unescape(value)) != NULL &&
+		       pb_envelope_prepend_valid(env->prepend);
 	default:
 		return (env->client = unescape(value)) != NULL;
 	}
@@ -914,6 +945,13 @@ pb_queue_tx_id(PbQueueTx *tx)
 	return tx->id;
 }
 
+void
+pb_queue_tx_set_prepend(PbQueueTx *tx, const char *text)
+{
+	g_free(tx->prepend);
+	tx->prepend = g_strdup(text);
+}
+
 static gboolean
 tx_flush(PbQueueTx *tx, GError **error)
 {
@@ -959,6 +997,7 @@ tx_free(PbQueueTx *tx)
 		(void)unlink(tx->env_tmp);
 	g_free(tx->env_tmp);
 	g_free(tx->id);
+	g_free(tx->prepend);
 	if (tx->buf == tx->q->buf)
 		tx->q->buf_busy = FALSE;
 	else
@@ -1034,6 +1073,15 @@ pb_queue_tx_commit(PbQueueTx *tx, PbEnvelope *env, GError **error)
 		return FALSE;
 	}
 
+	if (env->prepend == NULL && tx->prepend != NULL)
+		env->prepend = g_strdup(tx->prepend);
+	if (env->prepend != NULL && !pb_envelope_prepend_valid(env->prepend)) {
+		g_set_error(error, PB_ERROR, PB_ERROR_TEMP,
+		            "queue %s: malformed header fields to prepend",
+		            tx->id);
+		pb_queue_tx_abort(tx);
+		return FALSE;
+	}
 	g_free(env->id);
 	env->id = g_strdup(tx->id);
 	env->size = tx->size;
@@ -1474,7 +1522,7 @@ json_envelope(GString *out, const PbEnvelope *env, gint64 bounce_after)
 	g_string_append_printf(out,
 	                       ",\"size\":%" G_GUINT64_FORMAT
 	                       ",\"arrival\":%" G_GINT64_FORMAT ",\"sender\":",
-	                       env->size, env->arrival);
+	                       pb_envelope_wire_size(env), env->arrival);
 	json_string(out, env->sender);
 	g_string_append_printf(
 	    out,
@@ -1502,7 +1550,7 @@ text_envelope(GString *out, const PbEnvelope *env)
 	g_autofree char *sender = pb_sanitize_text(env->sender, 1000);
 
 	g_string_append_printf(out, "%s%c %8" G_GUINT64_FORMAT " %s  %s\n",
-	                       env->id, env->held ? '!' : ' ', env->size, when,
+	                       env->id, env->held ? '!' : ' ', pb_envelope_wire_size(env), when,
 	                       env->sender[0] ? sender : "MAILER-DAEMON");
 	for (guint i = 0; i < env->rcpts->len; i++) {
 		const PbRecipient *r = g_ptr_array_index(env->rcpts, i);
@@ -1611,7 +1659,7 @@ pb_queue_format_listing_of(PbQueue *q, gboolean json, gint64 bounce_after,
 			json_envelope(out, env, bounce_after);
 		else
 			text_envelope(out, env);
-		octets += env->size;
+		octets += pb_envelope_wire_size(env);
 		n++;
 	}
 	/* whose they were is unknown: only the full listing shows them */

@@ -60,6 +60,12 @@ typedef struct {
 	gboolean notice_sent; /* the delay notice went out */
 	gboolean held;        /* the operator holds it (not delivered) */
 	char *client;         /* "helo [ip]" or "local uid N": informative */
+	/* header fields sent before msg/ID, each with its CRLF (the
+	 * DKIM-Signature made when the message was accepted: the message
+	 * streams into msg/ID before its signature is known), or NULL. At
+	 * most PB_QUEUE_MAX_PREPEND octets; not counted in SIZE
+	 * (pb_envelope_wire_size counts both) */
+	char *prepend;
 	GPtrArray *rcpts;     /* PbRecipient* */
 } PbEnvelope;
 
@@ -88,9 +94,14 @@ typedef struct {
 	(80 + PB_QUEUE_MAX_ADDRESS + 8 + PB_QUEUE_MAX_ADDRESS + 8 +            \
 	 PB_QUEUE_MAX_DSN + 8 + PB_QUEUE_MAX_TEXT +                            \
 	 PB_QUEUE_MAX_HISTORY * (40 + PB_QUEUE_MAX_HOST + PB_QUEUE_MAX_TEXT))
-/* The records before the first rcpt (sender and client included). */
+/* The header fields sent before the message (two DKIM signatures with
+ * 8192-bit RSA take about 3 KB). */
+#define PB_QUEUE_MAX_PREPEND 16384
+/* The records before the first rcpt (sender, client and prepend
+ * included; prepend escaped: each octet at most 4). */
 #define PB_QUEUE_HEADER_MAX_OCTETS                                             \
-	(256 + PB_QUEUE_MAX_ADDRESS + PB_QUEUE_MAX_TEXT)
+	(256 + PB_QUEUE_MAX_ADDRESS + PB_QUEUE_MAX_TEXT +                      \
+	 4 * PB_QUEUE_MAX_PREPEND)
 /* The largest envelope pb_envelope_parse accepts (about 7.9 MB). */
 #define PB_QUEUE_MAX_ENVELOPE                                                  \
 	(PB_QUEUE_HEADER_MAX_OCTETS +                                          \
@@ -105,6 +116,12 @@ PbRecipient *pb_envelope_add_rcpt(PbEnvelope *env, const char *address);
  * attempts and last_error (for failures). */
 void pb_recipient_add_attempt(PbRecipient *rcpt, gint64 time, const char *host,
                               const char *reply);
+/* What goes on the wire: the prepended fields and msg/ID. */
+guint64 pb_envelope_wire_size(const PbEnvelope *env);
+/* TEXT is fit to be prepended: at most PB_QUEUE_MAX_PREPEND octets of
+ * header lines, each ended by CRLF, no NUL, no bare CR or LF, the first
+ * not a continuation. */
+gboolean pb_envelope_prepend_valid(const char *text);
 /* TRUE when no recipient is PENDING or FAILED. */
 gboolean pb_envelope_is_final(const PbEnvelope *env);
 
@@ -135,6 +152,10 @@ gboolean pb_queue_tx_write(PbQueueTx *tx, const void *buf, gsize len,
  * PB_QUEUE_MAX_RCPTS recipients, addresses at most PB_ADDRESS_MAX_PATH
  * octets); PB_ERROR_PERM "5.x.x why" when not. */
 gboolean pb_envelope_fits(const PbEnvelope *env, GError **error);
+/* Header fields (pb_envelope_prepend_valid) for the envelope that
+ * pb_queue_tx_commit writes, unless it has its own: for a caller that
+ * learns them only once the data is written (a DKIM signature). */
+void pb_queue_tx_set_prepend(PbQueueTx *tx, const char *text);
 /* ENV's id, size are filled in; arrival if 0. Frees TX either way.
  * An envelope that does not fit is refused (PB_ERROR_PERM). */
 gboolean pb_queue_tx_commit(PbQueueTx *tx, PbEnvelope *env, GError **error);

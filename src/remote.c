@@ -221,8 +221,11 @@ converse(Remote *r, PbConn *conn, const char *name, const char *host)
 			g_ptr_array_remove_index(r->todo, 0);
 			continue;
 		}
-		res = pb_smtp_client_send(c, m->env->sender, rcpts, m->data_fd,
-		                          m->env->size, m->env->smtputf8);
+		/* a DKIM-Signature made at acceptance goes first: every
+		 * attempt sends the same octets */
+		res = pb_smtp_client_send_prefixed(
+		    c, m->env->sender, rcpts, m->env->prepend, m->data_fd,
+		    m->env->size, m->env->smtputf8);
 		if (res->mail == NULL) { /* never answered: next address */
 			g_free(r->last_error);
 			r->last_error =

@@ -350,13 +350,19 @@ static gboolean G_GNUC_PRINTF(2, 3)
  * short file, or one that cannot be read, is never sent as it is: the
  * dot is withheld, so the server discards what it got. */
 static gboolean
-send_body(PbSmtpClient *c, PbSmtpResult *res, int fd, guint64 size)
+send_body(PbSmtpClient *c, PbSmtpResult *res, const char *prefix, int fd,
+          guint64 size)
 {
 	g_autofree char *buf = g_malloc(CHUNK);
 	g_autoptr(GString) out = g_string_sized_new(2 * CHUNK + 8);
 	PbSmtpStuffer st = PB_SMTP_STUFFER_INIT;
 	guint64 off = 0;
 
+	if (prefix != NULL) {
+		pb_smtp_stuff(&st, prefix, strlen(prefix), out);
+		if (!pb_conn_write(c->conn, out->str, out->len, NULL))
+			return FALSE;
+	}
 	while (off < size) {
 		ssize_t n =
 		    pread(fd, buf, (size_t)MIN(CHUNK, size - off), (off_t)off);
@@ -446,8 +452,10 @@ envelope(PbSmtpClient *c, PbSmtpResult *res, const char *sender, char **rcpts,
  * drops (pb_smtp_client_send pads it). */
 static void
 transact(PbSmtpClient *c, PbSmtpResult *res, const char *sender, char **rcpts,
-         int data_fd, guint64 size, gboolean smtputf8)
+         const char *prefix, int data_fd, guint64 size, gboolean smtputf8)
 {
+	guint64 wire = size + (prefix ? strlen(prefix) : 0);
+
 	g_autoptr(PbSmtpReply) rset = NULL;
 	g_autoptr(PbSmtpReply) empty = NULL; /* to the empty message */
 
@@ -460,7 +468,7 @@ transact(PbSmtpClient *c, PbSmtpResult *res, const char *sender, char **rcpts,
 		}
 		c->dirty = FALSE;
 	}
-	if (!envelope(c, res, sender, rcpts, size, smtputf8)) {
+	if (!envelope(c, res, sender, rcpts, wire, smtputf8)) {
 		res->dropped = TRUE;
 		return;
 	}
@@ -477,7 +485,7 @@ transact(PbSmtpClient *c, PbSmtpResult *res, const char *sender, char **rcpts,
 		c->dirty = TRUE;
 		return;
 	}
-	if (!send_body(c, res, data_fd, size)) {
+	if (!send_body(c, res, prefix, data_fd, size)) {
 		res->dropped = TRUE;
 		return;
 	}
@@ -490,12 +498,21 @@ PbSmtpResult *
 pb_smtp_client_send(PbSmtpClient *c, const char *sender, char **rcpts,
                     int data_fd, guint64 size, gboolean smtputf8)
 {
+	return pb_smtp_client_send_prefixed(c, sender, rcpts, NULL, data_fd,
+	                                    size, smtputf8);
+}
+
+PbSmtpResult *
+pb_smtp_client_send_prefixed(PbSmtpClient *c, const char *sender,
+                             char **rcpts, const char *prefix, int data_fd,
+                             guint64 size, gboolean smtputf8)
+{
 	PbSmtpResult *res = g_new0(PbSmtpResult, 1);
 	guint n = g_strv_length(rcpts);
 
 	res->rcpt =
 	    g_ptr_array_new_with_free_func((GDestroyNotify)pb_smtp_reply_free);
-	transact(c, res, sender, rcpts, data_fd, size, smtputf8);
+	transact(c, res, sender, rcpts, prefix, data_fd, size, smtputf8);
 	/* one entry per recipient, whatever happened: NULL = no reply */
 	while (res->rcpt->len < n)
 		g_ptr_array_add(res->rcpt, NULL);

@@ -100,6 +100,14 @@ PbSmtpResult *pb_smtp_client_send(PbSmtpClient *c, const char *sender,
                                   char **recipients, int data_fd, guint64 size,
                                   gboolean smtputf8);
 
+/* The same with PREFIX (header fields, each with its CRLF: the
+ * envelope's prepend) sent before the message and counted in SIZE=. */
+PbSmtpResult *pb_smtp_client_send_prefixed(PbSmtpClient *c,
+                                           const char *sender,
+                                           char **recipients,
+                                           const char *prefix, int data_fd,
+                                           guint64 size, gboolean smtputf8);
+
 /* The data as it goes on the wire (pure, streamed in pieces): every
  * line end of the stored message, CRLF, a bare CR or a bare LF, becomes
  * CRLF, and a dot that starts a line is doubled (RFC 5321 4.5.2). */

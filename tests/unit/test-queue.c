@@ -256,6 +256,45 @@ assert_same(const PbEnvelope *a, const PbEnvelope *b)
 	g_assert_cmpstr(fa->str, ==, fb->str);
 }
 
+/* The prepend record: round trip with its CRLFs, counted in the wire
+ * size, only well-formed header lines accepted; without it an envelope
+ * reads as before. */
+static void
+test_prepend(void)
+{
+	g_autoptr(PbEnvelope) env = sample();
+	g_autoptr(PbEnvelope) back = NULL;
+	g_autoptr(GString) text = NULL;
+	g_autoptr(GError) error = NULL;
+	g_autofree char *big = g_strnfill(PB_QUEUE_MAX_PREPEND, 'a');
+	static const char *const bad[] = {
+	    "X: 1",          "X: 1\n",        "X: 1\r\n\r\n", " X: 1\r\n",
+	    "X: 1\rY\r\n", "X: \x01\r\n\nY: 2\r\n"};
+
+	env->prepend = g_strdup("DKIM-Signature: v=1; a=rsa-sha256;\r\n"
+	                        "\tb=abc\r\n");
+	text = pb_envelope_format(env);
+	g_assert_null(strchr(strstr(text->str, "prepend "), '\r'));
+	back = pb_envelope_parse(text->str, text->len, &error);
+	g_assert_no_error(error);
+	g_assert_cmpstr(back->prepend, ==, env->prepend);
+	g_assert_cmpuint(pb_envelope_wire_size(back), ==,
+	                 1234 + strlen(env->prepend));
+	for (gsize i = 0; i < G_N_ELEMENTS(bad); i++)
+		g_assert_false(pb_envelope_prepend_valid(bad[i]));
+	big[PB_QUEUE_MAX_PREPEND - 2] = '\r';
+	big[PB_QUEUE_MAX_PREPEND - 1] = '\n';
+	g_assert_true(pb_envelope_prepend_valid(big));
+	g_free(env->prepend);
+	env->prepend = g_strconcat("x", big, NULL);
+	g_clear_pointer(&back, pb_envelope_free);
+	g_string_free(text, TRUE);
+	text = pb_envelope_format(env);
+	back = pb_envelope_parse(text->str, text->len, &error);
+	g_assert_null(back);
+	g_assert_error(error, PB_ERROR, PB_ERROR_DATA);
+}
+
 /* GOT is FULL cut to the envelope's bound and marked "...". */
 static void
 assert_cut(const char *got, const char *full)
@@ -908,6 +947,7 @@ main(int argc, char **argv)
 	ADD("/queue/tx/commit-fails", test_commit_fails);
 	g_test_add_func("/queue/envelope/roundtrip", test_roundtrip);
 	g_test_add_func("/queue/envelope/null-sender", test_null_sender);
+	g_test_add_func("/queue/envelope/prepend", test_prepend);
 	g_test_add_func("/queue/envelope/history-bound", test_history_bound);
 	g_test_add_func("/queue/envelope/malformed", test_malformed);
 	g_test_add_func("/queue/envelope/salvage", test_salvage);

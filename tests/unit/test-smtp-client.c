@@ -226,6 +226,45 @@ test_pipelined_mixed(void)
 	finish(&f);
 }
 
+/* The envelope's prepend goes first, counted in SIZE=. */
+static void
+test_prefixed(void)
+{
+	static const char *const script[] = {
+	    "220 mx.example.net ESMTP\r\n",
+	    "<EHLO",
+	    "250-mx.example.net\r\n250-PIPELINING\r\n250 SIZE 100000\r\n",
+	    "<MAIL",
+	    "<RCPT",
+	    "<DATA",
+	    "250 2.1.0 ok\r\n250 2.1.5 ok\r\n354 go ahead\r\n",
+	    "DATA>",
+	    "250 2.0.0 queued as X\r\n",
+	    NULL};
+	char *rcpts[] = {"a@example.net", NULL};
+	static const char prefix[] = "DKIM-Signature: v=1;\r\n\tb=x\r\n";
+	F f = {0};
+	g_autoptr(PbSmtpReply) refusal = NULL;
+	g_autoptr(GError) error = NULL;
+	g_autoptr(PbSmtpResult) res = NULL;
+	g_autofree char *mail = NULL;
+
+	start(&f, script);
+	g_assert_true(pb_smtp_client_start(f.c, &refusal, &error));
+	res = pb_smtp_client_send_prefixed(f.c, "s@example.org", rcpts, prefix,
+	                                   f.msg_fd, f.msg_size, FALSE);
+	g_assert_cmpuint(res->final->code, ==, 250);
+	wait_server(&f);
+	mail = g_strdup_printf("MAIL FROM:<s@example.org> SIZE=%" G_GUINT64_FORMAT
+	                       "\r\n",
+	                       (guint64)f.msg_size + strlen(prefix));
+	g_assert_nonnull(strstr(f.server.heard->str, mail));
+	g_assert_nonnull(strstr(f.server.heard->str,
+	                        "DATA\r\nDKIM-Signature: v=1;\r\n\tb=x\r\n"
+	                        "Subject: x\r\n"));
+	finish(&f);
+}
+
 static void
 test_helo_fallback_and_refusal(void)
 {
@@ -606,6 +645,7 @@ main(int argc, char **argv)
 	g_test_add_func("/smtp-client/reply-line", test_reply_line);
 	g_test_add_func("/smtp-client/caps", test_caps);
 	g_test_add_func("/smtp-client/pipelined-mixed", test_pipelined_mixed);
+	g_test_add_func("/smtp-client/prefixed", test_prefixed);
 	g_test_add_func("/smtp-client/helo-fallback",
 	                test_helo_fallback_and_refusal);
 	g_test_add_func("/smtp-client/greeting-refused", test_greeting_refused);
