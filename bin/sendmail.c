@@ -244,11 +244,15 @@ serve_modes(const PbConfig *cfg, Mode mode, const Owner *owner)
 	                   .user = owner ? owner->address : NULL,
 	                   .local_program = TRUE};
 	g_autoptr(GError) error = NULL;
+	g_autoptr(PbDkimSigner) dkim = NULL;
 	PbRunqStats stats;
 	PbPeer peer = {.ip = ""};
 
 	switch (mode) {
 	case MODE_SMTP:
+		if ((dkim = pb_dkim_signer_new(cfg, &error)) == NULL && error)
+			return pb_program_fail("sendmail", error);
+		how.dkim = dkim;
 		/* its delivery attempt follows in this process */
 		if (owner)
 			pb_program_ignore_terminal();

@@ -47,6 +47,7 @@ main(int argc, char **argv)
 	g_autoptr(GError) error = NULL;
 	g_autoptr(PbConfig) cfg = NULL;
 	g_autoptr(PbTlsServer) creds = NULL;
+	g_autoptr(PbDkimSigner) dkim = NULL;
 	PbSmtpServe how = {0};
 	PbListenLimits limits = {0};
 	gboolean shielded;
@@ -71,8 +72,12 @@ main(int argc, char **argv)
 	    (creds = pb_tls_server_new(cfg, pb_tls_load_for(tls, listen),
 	                               &error)) == NULL)
 		return pb_program_fail("smtpd", error);
+	/* so is the DKIM key (parsed at the first signature) */
+	if ((dkim = pb_dkim_signer_new(cfg, &error)) == NULL && error != NULL)
+		return pb_program_fail("smtpd", error);
 	how.cfg = cfg;
 	how.tls = creds;
+	how.dkim = dkim;
 	how.implicit_tls = tls;
 	how.submission = submission;
 	limits.max_connections = cfg->max_connections;

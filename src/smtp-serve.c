@@ -143,6 +143,20 @@ hook_tx_abort(void *data)
 	pb_queue_tx_abort(tx->tx);
 }
 
+static void
+hook_tx_signed(void *data, const char *fields, const char *domain,
+               const char *why)
+{
+	Tx *tx = data;
+
+	if (fields != NULL)
+		pb_queue_tx_set_prepend(tx->tx, fields);
+	if (fields != NULL)
+		pb_log_info(pb_queue_tx_id(tx->tx), "dkim: signed d=%s", domain);
+	else
+		pb_log_info(pb_queue_tx_id(tx->tx), "dkim: not signed: %s", why);
+}
+
 static gboolean
 hook_authenticate(void *data, const char *user, const char *pass)
 {
@@ -206,6 +220,7 @@ static const PbSmtpHooks hooks = {
     .tx_write = hook_tx_write,
     .tx_commit = hook_tx_commit,
     .tx_abort = hook_tx_abort,
+    .tx_signed = hook_tx_signed,
     .now = hook_now,
     .authenticate = hook_authenticate,
     .sender_allowed = hook_sender_allowed,
@@ -500,6 +515,7 @@ pb_smtp_serve(const PbSmtpServe *how, int rfd, int wfd, const PbPeer *peer)
 	Serve sv = {.cfg = cfg, .how = how, .peer = peer};
 	PbSmtpOptions opts = {.tls_available = how->tls != NULL,
 	                      .submission = how->submission,
+	                      .dkim = how->dkim,
 	                      .user = how->user};
 	g_autoptr(PbLocal) local = pb_local_new_unloaded(cfg);
 	g_autoptr(PbConn) conn = pb_conn_new(rfd, wfd);

@@ -8,6 +8,7 @@
 #define PB_SMTP_SERVE_H
 
 #include "config.h"
+#include "dkim.h"
 #include "listener.h"
 #include "local.h"
 #include "queue.h"
@@ -17,6 +18,7 @@
 typedef struct {
 	const PbConfig *cfg;
 	PbTlsServer *tls;      /* NULL: no STARTTLS, no implicit TLS */
+	PbDkimSigner *dkim;    /* NULL: no DKIM signing */
 	gboolean implicit_tls; /* --tls: TLS before the greeting (465) */
 	gboolean submission;   /* --submission: AUTH before MAIL (587) */
 	const char *user;      /* sendmail -bs: the local user, as if

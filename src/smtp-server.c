@@ -58,6 +58,7 @@ struct _PbSmtpServer {
 	const char *qid;
 	gboolean tx_failed;
 	PbDataDecoder *dec;
+	PbDkimSign *dkim;    /* signing this message, or NULL */
 	GPtrArray *accepted; /* char* queue ids */
 	/* TLS and AUTH */
 	PbSmtpOptions opts;
@@ -293,6 +294,7 @@ reset_transaction(PbSmtpServer *s)
 	s->tx = NULL;
 	s->qid = NULL;
 	g_clear_pointer(&s->dec, pb_data_decoder_free);
+	g_clear_pointer(&s->dkim, pb_dkim_sign_free);
 	if (s->state != ST_GREETED && s->state != ST_CLOSED)
 		s->state = ST_READY;
 }
@@ -646,6 +648,46 @@ data_sink(void *ctx, const char *buf, gsize len)
 		return;
 	if (!s->hooks->tx_write(s->tx, buf, len, &error))
 		s->tx_failed = TRUE;
+	if (s->dkim != NULL)
+		pb_dkim_sign_feed(s->dkim, buf, len);
+}
+
+/* DKIM signs what our users send out: a client that authenticated, a
+ * local program, relay_networks; for a remote recipient (a local copy
+ * is not signed: nothing checks it). */
+static gboolean
+dkim_wanted(PbSmtpServer *s)
+{
+	if (s->opts.dkim == NULL || s->hooks->tx_signed == NULL ||
+	    !(s->auth_user != NULL || s->peer->local ||
+	      pb_cidr_list_match(s->cfg->relay_networks, s->peer->ip)))
+		return FALSE;
+	for (guint i = 0; i < s->rcpts->len; i++) {
+		const char *at = strrchr(g_ptr_array_index(s->rcpts, i), '@');
+		if (at && !pb_config_is_local_domain(s->cfg, at + 1))
+			return TRUE;
+	}
+	return FALSE;
+}
+
+/* Signs the message before commit; FALSE: signing failed (a key that
+ * cannot be used): the message is not sent unsigned. */
+static gboolean
+dkim_sign(PbSmtpServer *s, void *tx)
+{
+	g_autoptr(GError) error = NULL;
+	g_autofree char *domain = NULL;
+	g_autofree char *fields = NULL;
+	const char *why = NULL;
+
+	if (s->dkim == NULL)
+		return TRUE;
+	fields = pb_dkim_sign_finish(s->dkim, s->hooks->now(s->hook_data),
+	                             &domain, &why, &error);
+	if (error != NULL)
+		why = error->message;
+	s->hooks->tx_signed(tx, fields, domain, why);
+	return error == NULL;
 }
 
 /* Our trace header (RFC 5321 4.4), first in the stored message. */
@@ -709,6 +751,9 @@ cmd_data(PbSmtpServer *s, const char *arg)
 	s->tx_failed = FALSE;
 	header = received_header(s);
 	data_sink(s, header, strlen(header));
+	/* from the client's first octet on: our Received: is not signed */
+	if (dkim_wanted(s))
+		s->dkim = pb_dkim_sign_new(s->opts.dkim);
 	s->dec = pb_data_decoder_new(s->cfg->max_message_size, data_sink, s);
 	s->state = ST_DATA;
 	s->action = PB_SMTP_FLUSH;
@@ -748,6 +793,12 @@ data_done(PbSmtpServer *s)
 		reply(s, "%s",
 		      refusal ? refusal
 		              : "451 4.3.0 Error: queue file write error");
+		reset_transaction(s);
+		return;
+	}
+	if (!dkim_sign(s, tx)) {
+		reply(s, "451 4.7.0 Error: the message could not be signed "
+		         "(DKIM)");
 		reset_transaction(s);
 		return;
 	}

@@ -15,6 +15,7 @@
 
 #include "config.h"
 #include "conn.h"
+#include "dkim.h"
 
 typedef enum {
 	PB_SMTP_NONE,     /* read the next input */
@@ -73,12 +74,22 @@ typedef struct {
 	 * could not be read (their FALSE means nothing then): the session
 	 * answers 451 4.3.0 instead of refusing. NULL: never. */
 	gboolean (*lookup_failed)(void *data);
+	/* DKIM (when PbSmtpOptions.dkim is set and the message is ours to
+	 * sign): before commit, FIELDS (the DKIM-Signature header fields,
+	 * to be sent before the message: pb_queue_tx_set_prepend) for d=
+	 * DOMAIN; or FIELDS NULL and WHY (not signed, for the log; when
+	 * signing failed the session answers 451). NULL: not offered. */
+	void (*tx_signed)(void *tx, const char *fields, const char *domain,
+	                  const char *why);
 } PbSmtpHooks;
 
 /* What the listener offers (all FALSE by default). */
 typedef struct {
 	gboolean tls_available; /* STARTTLS may be offered */
 	gboolean submission;    /* port 587: AUTH before MAIL, own sender */
+	/* signs what an authenticated client, a local program or
+	 * relay_networks sends to a remote recipient; NULL: no signing */
+	PbDkimSigner *dkim;
 	const char *user;       /* already authenticated (sendmail -bs: the
 	                           kernel vouches for the local user) */
 } PbSmtpOptions;

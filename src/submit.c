@@ -9,6 +9,7 @@
  * queue in chunks.
  */
 #include "submit.h"
+#include "dkim.h"
 #include "address.h"
 #include "error.h"
 #include "log.h"
@@ -138,6 +139,7 @@ typedef struct {
 	guint64 size;
 	GString *line; /* the current line (at most MAX_LINE) */
 	GPtrArray *rcpts;
+	PbDkimSign *dkim; /* signing it as it goes, or NULL */
 } Submit;
 
 static gboolean
@@ -152,6 +154,8 @@ put(Submit *s, const char *buf, gsize len, GError **error)
 		    s->cfg->max_message_size);
 		return FALSE;
 	}
+	if (s->dkim != NULL)
+		pb_dkim_sign_feed(s->dkim, buf, len);
 	return pb_queue_tx_write(s->tx, buf, len, error);
 }
 
@@ -430,10 +434,43 @@ pb_submit_is_users(const PbEnvelope *env, guint uid, const char *address)
 	       g_ascii_strcasecmp(env->sender, address) == 0;
 }
 
+/* The DKIM-Signature for a message with a remote recipient (a local
+ * program's mail is our users'), into ENV; FALSE: signing failed. */
+static gboolean
+dkim_sign(Submit *s, PbEnvelope *env, GPtrArray *rcpts, const char *id,
+          GError **error)
+{
+	g_autofree char *domain = NULL;
+	const char *why = NULL;
+	gboolean remote = FALSE;
+
+	for (guint i = 0; i < rcpts->len; i++) {
+		const char *at = strrchr(g_ptr_array_index(rcpts, i), '@');
+		remote = remote ||
+		         (at && !pb_config_is_local_domain(s->cfg, at + 1));
+	}
+	if (s->dkim == NULL || !remote)
+		return TRUE;
+	env->prepend = pb_dkim_sign_finish(
+	    s->dkim, g_get_real_time() / G_USEC_PER_SEC, &domain, &why, error);
+	if (env->prepend != NULL)
+		pb_log_info(id, "dkim: signed d=%s", domain);
+	else if (why != NULL)
+		pb_log_info(id, "dkim: not signed: %s", why);
+	if (error != NULL && *error != NULL) {
+		(*error)->code = PB_ERROR_TEMP;
+		return FALSE;
+	}
+	return TRUE;
+}
+
 gboolean
 pb_submit(const PbConfig *cfg, PbQueue *q, const PbSubmission *sub, int in,
           char **id, GError **error)
 {
+	g_autoptr(PbDkimSigner) signer = NULL;
+	g_autoptr(PbDkimSign) dkim = NULL;
+	g_autoptr(GError) dkim_error = NULL;
 	g_autoptr(GString) header = g_string_new(NULL);
 	g_autoptr(GString) line = g_string_sized_new(MAX_LINE + 4);
 	g_autoptr(GPtrArray) rcpts = g_ptr_array_new_with_free_func(g_free);
@@ -454,10 +491,20 @@ pb_submit(const PbConfig *cfg, PbQueue *q, const PbSubmission *sub, int in,
 		            "no recipients (give them as arguments, or -t)");
 		return FALSE;
 	}
+	/* the key is read before the message (sendmail runs as [main]
+	 * user, the key's owner) */
+	if ((signer = pb_dkim_signer_new(cfg, &dkim_error)) == NULL &&
+	    dkim_error != NULL) {
+		g_propagate_error(error, g_steal_pointer(&dkim_error));
+		return FALSE;
+	}
+	if (signer != NULL)
+		s.dkim = dkim = pb_dkim_sign_new(signer);
 	if ((s.tx = pb_queue_tx_begin(q, error)) == NULL)
 		return FALSE;
 	if (!read_all(&s, in, error) ||
-	    (final = final_recipients(&s, error)) == NULL) {
+	    (final = final_recipients(&s, error)) == NULL ||
+	    !dkim_sign(&s, env, final, pb_queue_tx_id(s.tx), error)) {
 		pb_queue_tx_abort(s.tx);
 		return FALSE;
 	}

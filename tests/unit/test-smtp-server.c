@@ -22,6 +22,9 @@ typedef struct {
 	GPtrArray *rcpts;
 	guint begun, committed, aborted;
 	gboolean fail_begin, fail_commit;
+	/* what tx_signed got */
+	guint signed_calls;
+	char *fields, *domain;
 } F;
 
 static gboolean
@@ -96,9 +99,27 @@ sender_allowed(void *data, const char *user, const char *sender)
 	return g_str_equal(sender, user);
 }
 
-static const PbSmtpHooks hooks = {exists,       tx_begin,      tx_write,
-                                  tx_commit,    tx_abort,      now,
-                                  authenticate, sender_allowed};
+static void
+tx_signed(void *tx, const char *fields, const char *domain, const char *why)
+{
+	F *f = tx;
+
+	f->signed_calls++;
+	g_free(f->fields);
+	g_free(f->domain);
+	f->fields = g_strdup(fields);
+	f->domain = g_strdup(domain);
+}
+
+static const PbSmtpHooks hooks = {.recipient_exists = exists,
+                                  .tx_begin = tx_begin,
+                                  .tx_write = tx_write,
+                                  .tx_commit = tx_commit,
+                                  .tx_abort = tx_abort,
+                                  .now = now,
+                                  .authenticate = authenticate,
+                                  .sender_allowed = sender_allowed,
+                                  .tx_signed = tx_signed};
 
 static void
 out_write(void *ctx, const char *data, gsize len)
@@ -134,6 +155,8 @@ teardown(F *f, gconstpointer data)
 	g_string_free(f->replies, TRUE);
 	g_string_free(f->data, TRUE);
 	g_free(f->sender);
+	g_free(f->fields);
+	g_free(f->domain);
 	g_ptr_array_unref(f->rcpts);
 }
 
@@ -625,6 +648,89 @@ test_lookup_failed(F *f, gconstpointer data)
 	       "250 2.1.5 Ok\r\n");
 }
 
+/* The key record of tests/data/dkim/rsa2048.pem, for the verifier. */
+static GPtrArray *
+dkim_lookup(const char *name, gpointer data, GError **error)
+{
+	GPtrArray *out =
+	    g_ptr_array_new_with_free_func((GDestroyNotify)g_strfreev);
+
+	g_ptr_array_add(out, pb_dkim_key_record(data, error));
+	return out;
+}
+
+static PbDkimSigner *
+test_signer(PbPrivKey **key)
+{
+	g_autoptr(GError) error = NULL;
+	g_autofree char *pem = NULL;
+	char *domains[] = {"example.org", NULL};
+	PbDkimSigner *signer;
+
+	g_assert_true(g_file_get_contents(
+	    g_test_get_filename(G_TEST_DIST, "data", "dkim", "rsa2048.pem",
+	                        NULL),
+	    &pem, NULL, NULL));
+	signer = pb_dkim_signer_new_from_pem("sel", domains, NULL, pem, NULL,
+	                                     &error);
+	g_assert_no_error(error);
+	*key = pb_privkey_import_pem(pem, strlen(pem), &error);
+	g_assert_no_error(error);
+	return signer;
+}
+
+/* relay_networks sending out: signed before commit, and the signature
+ * verifies over what was queued; mail coming in is not signed, nor is
+ * a message for local recipients only. */
+static void
+test_dkim(F *f, gconstpointer data)
+{
+	g_autoptr(PbPrivKey) key = NULL;
+	g_autoptr(PbDkimSigner) signer = test_signer(&key);
+	PbSmtpOptions opts = {.dkim = signer};
+	g_autoptr(PbDkimVerify) v = pb_dkim_verify_new();
+	g_autoptr(GPtrArray) results = NULL;
+	static const char msg[] = "From: Alice <alice@example.org>\r\n"
+	                          "Subject: hi\r\n\r\nbody\r\n.\r\n";
+
+	pb_smtp_server_set_options(f->s, &opts);
+	g_free(talk(f, "EHLO client.example.com\r\n"
+	               "MAIL FROM:<alice@example.org>\r\n"
+	               "RCPT TO:<alice@example.org>\r\nDATA\r\n"));
+	g_free(talk(f, msg));
+	g_assert_cmpuint(f->committed, ==, 1);
+	g_assert_cmpuint(f->signed_calls, ==, 0); /* local only */
+	g_free(talk(f, "MAIL FROM:<alice@example.org>\r\n"
+	               "RCPT TO:<bob@example.com>\r\nDATA\r\n"));
+	g_free(talk(f, msg));
+	g_assert_cmpuint(f->committed, ==, 2);
+	g_assert_cmpuint(f->signed_calls, ==, 1);
+	g_assert_cmpstr(f->domain, ==, "example.org");
+	g_assert_true(g_str_has_prefix(f->fields, "DKIM-Signature: v=1;"));
+	pb_dkim_verify_feed(v, f->fields, strlen(f->fields));
+	pb_dkim_verify_feed(v, f->data->str, f->data->len);
+	results = pb_dkim_verify_finish(v, 1763800000, dkim_lookup, key);
+	g_assert_cmpuint(results->len, ==, 1);
+	g_assert_cmpint(((PbDkimResult *)results->pdata[0])->status, ==,
+	                PB_DKIM_PASS);
+}
+
+static void
+test_dkim_inbound(F *f, gconstpointer data)
+{
+	g_autoptr(PbPrivKey) key = NULL;
+	g_autoptr(PbDkimSigner) signer = test_signer(&key);
+	PbSmtpOptions opts = {.dkim = signer};
+
+	pb_smtp_server_set_options(f->s, &opts);
+	g_free(talk(f, "EHLO client.example.com\r\n"
+	               "MAIL FROM:<x@example.org>\r\n"
+	               "RCPT TO:<alice@example.org>\r\nDATA\r\n"
+	               "From: x@example.org\r\n\r\nx\r\n.\r\n"));
+	g_assert_cmpuint(f->committed, ==, 1);
+	g_assert_cmpuint(f->signed_calls, ==, 0);
+}
+
 #define ADD(path, fn, ip) g_test_add(path, F, ip, setup, fn, teardown)
 
 int
@@ -637,6 +743,8 @@ main(int argc, char **argv)
 	ADD("/smtp-server/lookup-failed", test_lookup_failed, NULL);
 	ADD("/smtp-server/relay-denied", test_relay, NULL);
 	ADD("/smtp-server/relay-allowed", test_relay_allowed, "192.0.2.9");
+	ADD("/smtp-server/dkim/outbound", test_dkim, "192.0.2.9");
+	ADD("/smtp-server/dkim/inbound", test_dkim_inbound, NULL);
 	ADD("/smtp-server/params", test_params, NULL);
 	ADD("/smtp-server/other-commands", test_other_commands, NULL);
 	ADD("/smtp-server/too-many-errors", test_too_many_errors, NULL);
