@@ -8,8 +8,14 @@
  * (created 0700 on first use) with a rename and an fsync of both
  * folders; the only files it removes are tmp/ leftovers, which are
  * never the only copy of anything.
+ *
+ * The DKIM commands (mailuser dkim-keygen, dkim-verify) live here too: a
+ * new key is written once, never over an existing file, mode 0600 and
+ * owned by [main] user.
  */
 #include "admin.h"
+#include "dkim.h"
+#include "dns.h"
 #include "durable.h"
 #include "error.h"
 #include "log.h"
@@ -17,6 +23,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <pwd.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -296,4 +303,157 @@ pb_admin_write_status(PbQueue *q, const PbRunqStats *stats, gint64 started,
 	    started, duration_ms, stats->messages, stats->delivered,
 	    stats->deferred, stats->bounced, stats->busy, ids->len, oldest);
 	return pb_durable_replace(path, s->str, s->len, 0644, error);
+}
+
+/* ---- DKIM keys and checks ---- */
+
+/* Where a new key goes when no file is named: the [dkim] key (or
+ * ed25519_key) when set, else dkim/DOMAIN.SELECTOR.TYPE.pem beside the
+ * configuration file. */
+static char *
+keygen_path(const PbConfig *cfg, gboolean ed25519, const char *domain,
+            const char *selector)
+{
+	const char *set = ed25519 ? cfg->dkim_ed25519_key : cfg->dkim_key;
+	g_autofree char *dir = NULL;
+	g_autofree char *name = NULL;
+
+	if (set != NULL)
+		return g_strdup(set);
+	dir = cfg->path ? g_path_get_dirname(cfg->path) : g_get_current_dir();
+	name = g_strdup_printf("%s.%s.%s.pem", domain, selector,
+	                       ed25519 ? "ed25519" : "rsa");
+	return g_build_filename(dir, "dkim", name, NULL);
+}
+
+/* PEM into a new FILE (never over an existing one), mode 0600, owned by
+ * OWNER when we are root: a temporary file beside it, fsync, link, fsync
+ * of the folder. */
+static gboolean
+write_key(const char *file, const char *pem, const char *owner,
+          GError **error)
+{
+	g_autofree char *dir = g_path_get_dirname(file);
+	g_autofree char *tmp = g_strdup_printf("%s.tmp.%d", file, (int)getpid());
+	struct passwd *pw = geteuid() == 0 ? getpwnam(owner) : NULL;
+	g_auto(PbFd) fd = -1;
+	gboolean ok;
+
+	if (geteuid() == 0 && pw == NULL) {
+		g_set_error(error, PB_ERROR, PB_ERROR_CONFIG,
+		            "[main] user %s: no such user", owner);
+		return FALSE;
+	}
+	gboolean made = !g_file_test(dir, G_FILE_TEST_IS_DIR);
+
+	if (!pb_mkdirs(dir, 0700, error))
+		return FALSE;
+	/* a folder of our own making is the user's (it must reach the key) */
+	if (made && pw != NULL && chown(dir, pw->pw_uid, pw->pw_gid) != 0)
+		return pb_throw_errno(error, "chown %s", dir);
+	if (g_file_test(file, G_FILE_TEST_EXISTS)) {
+		g_set_error(error, PB_ERROR, PB_ERROR_USAGE,
+		            "%s exists: an existing key is never replaced "
+		            "(remove it, or name another file with --out)",
+		            file);
+		return FALSE;
+	}
+	fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW,
+	          0600);
+	if (fd < 0)
+		return pb_throw_errno(error, "%s", tmp);
+	ok = pb_write_all(fd, pem, strlen(pem), error) &&
+	     (pw == NULL || fchown(fd, pw->pw_uid, pw->pw_gid) == 0 ||
+	      pb_throw_errno(error, "chown %s", tmp)) &&
+	     (fsync(fd) == 0 || pb_throw_errno(error, "fsync %s", tmp)) &&
+	     (close(g_steal_fd(&fd)) == 0 ||
+	      pb_throw_errno(error, "close %s", tmp)) &&
+	     (link(tmp, file) == 0 || pb_throw_errno(error, "%s", file));
+	(void)unlink(tmp);
+	return ok && pb_fsync_dir(dir, error);
+}
+
+gboolean
+pb_admin_dkim_keygen(const PbConfig *cfg, gboolean ed25519, guint bits,
+                     const char *domain, const char *selector,
+                     const char *file, GString *out, GError **error)
+{
+	g_autofree char *path = file ? g_canonicalize_filename(file, NULL)
+	                             : keygen_path(cfg, ed25519, domain,
+	                                           selector);
+	g_autoptr(PbPrivKey) key = NULL;
+	g_autofree char *pem = NULL;
+	g_auto(GStrv) record = NULL;
+	g_autofree char *lower = g_ascii_strdown(domain, -1);
+
+	if (!ed25519 && (bits < 2048 || bits > 8192)) {
+		g_set_error(error, PB_ERROR, PB_ERROR_USAGE,
+		            "an RSA key of 2048 to 8192 bits, not %u", bits);
+		return FALSE;
+	}
+	if ((key = pb_privkey_generate(ed25519 ? PB_KEY_ED25519 : PB_KEY_RSA,
+	                               bits, error)) == NULL ||
+	    (pem = pb_privkey_export_pem(key, error)) == NULL ||
+	    (record = pb_dkim_key_record(key, error)) == NULL)
+		return FALSE;
+	if (!write_key(path, pem, cfg->user, error)) {
+		explicit_bzero(pem, strlen(pem));
+		return FALSE;
+	}
+	explicit_bzero(pem, strlen(pem));
+	g_string_append_printf(out,
+	                       "# %s key written to %s (mode 0600%s%s)\n"
+	                       "# in pillarbox.conf:\n#   [dkim]\n"
+	                       "#   selector = %s\n#   %s = %s\n"
+	                       "# publish this TXT record:\n"
+	                       "%s._domainkey.%s. IN TXT (",
+	                       ed25519 ? "Ed25519" : "RSA", path,
+	                       geteuid() == 0 ? ", owner " : "",
+	                       geteuid() == 0 ? cfg->user : "", selector,
+	                       ed25519 ? "ed25519_key" : "key", path, selector,
+	                       lower);
+	for (guint i = 0; record[i]; i++)
+		g_string_append_printf(out, "%s\"%s\"", i ? "\n    " : " ",
+		                       record[i]);
+	g_string_append(out, " )\n");
+	pb_log_info(NULL, "dkim: new %s key for %s, selector %s: %s",
+	            ed25519 ? "Ed25519" : "RSA", lower, selector, path);
+	return TRUE;
+}
+
+gboolean
+pb_admin_dkim_verify(const PbConfig *cfg, int fd, GString *out,
+                     gboolean *all_pass, GError **error)
+{
+	g_autoptr(PbDkimVerify) v = pb_dkim_verify_new();
+	g_autoptr(GPtrArray) results = NULL;
+	g_autofree char *buf = g_malloc(65536);
+	PbDnsTxtLookup dns = {cfg, 0};
+
+	for (;;) {
+		ssize_t n = read(fd, buf, 65536);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			return pb_throw_errno(error, "reading the message");
+		if (n == 0)
+			break;
+		pb_dkim_verify_feed(v, buf, (gsize)n);
+	}
+	/* each key lookup gets its own 20 s */
+	dns.deadline = g_get_monotonic_time() / 1000 + 20000;
+	results = pb_dkim_verify_finish(v, g_get_real_time() / G_USEC_PER_SEC,
+	                                pb_dns_txt_lookup, &dns);
+	*all_pass = results->len > 0;
+	if (results->len == 0)
+		g_string_append(out, "dkim=none\n");
+	for (guint i = 0; i < results->len; i++) {
+		const PbDkimResult *r = g_ptr_array_index(results, i);
+		g_autofree char *line = pb_dkim_result_format(r);
+		g_string_append_printf(out, "%s%s\n", line,
+		                       r->testing ? " (key in testing mode)"
+		                                  : "");
+		*all_pass = *all_pass && r->status == PB_DKIM_PASS;
+	}
+	return TRUE;
 }

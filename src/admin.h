@@ -42,6 +42,24 @@ gboolean pb_admin_write_status(PbQueue *q, const PbRunqStats *stats,
                                gint64 started, gint64 duration_ms,
                                GError **error);
 
+/* mailuser dkim-keygen: a new RSA key of BITS (2048 to 8192) or Ed25519
+ * key for DOMAIN and SELECTOR, written to FILE (NULL: the [dkim] key or
+ * ed25519_key when set, else dkim/DOMAIN.SELECTOR.TYPE.pem beside the
+ * configuration) mode 0600, owned by [main] user when run as root; never
+ * over an existing file. OUT gets the [dkim] lines and the TXT record,
+ * in strings of at most 255 octets. */
+gboolean pb_admin_dkim_keygen(const PbConfig *cfg, gboolean ed25519,
+                              guint bits, const char *domain,
+                              const char *selector, const char *file,
+                              GString *out, GError **error);
+
+/* mailuser dkim-verify: checks every DKIM signature of the message on FD
+ * (keys from DNS, [delivery] nameservers); OUT gets one RFC 8601 resinfo
+ * a line ("dkim=none" without signatures); *ALL_PASS: there is one and
+ * all pass. */
+gboolean pb_admin_dkim_verify(const PbConfig *cfg, int fd, GString *out,
+                              gboolean *all_pass, GError **error);
+
 /* The arrival time encoded in a queue id (seconds), or -1. */
 gint64 pb_admin_id_time(const char *id);
 

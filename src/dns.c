@@ -364,3 +364,64 @@ pb_dns_resolve_mx(const PbConfig *cfg, const char *domain, GError **error)
 	list->implicit = implicit;
 	return list;
 }
+
+/* ---- TXT records (DKIM keys) ---- */
+
+typedef struct {
+	struct dns_rr_txt *rr;
+	int status;
+} Txt;
+
+static void
+on_txt(struct dns_ctx *ctx, struct dns_rr_txt *rr, void *data)
+{
+	Txt *t = data;
+
+	t->rr = rr;
+	t->status = rr ? 0 : dns_status(ctx);
+}
+
+GPtrArray *
+pb_dns_resolve_txt(const PbConfig *cfg, const char *name, gint64 deadline,
+                   GError **error)
+{
+	struct dns_ctx *ctx = context(cfg, error);
+	Txt t = {NULL, DNS_E_TEMPFAIL};
+	GPtrArray *out;
+
+	if (ctx == NULL)
+		return NULL;
+	if (dns_submit_txt(ctx, name, DNS_C_IN, DNS_NOSRCH, on_txt, &t) ==
+	    NULL)
+		t.status = dns_status(ctx);
+	run(ctx, deadline);
+	dns_free(ctx);
+	if (t.rr == NULL) {
+		gboolean none = t.status == DNS_E_NXDOMAIN ||
+		                t.status == DNS_E_NODATA;
+		g_set_error(error, PB_ERROR,
+		            none ? PB_ERROR_NOTFOUND : PB_ERROR_TEMP,
+		            "TXT lookup for %s: %s", name,
+		            dns_strerror(t.status));
+		return NULL;
+	}
+	out = g_ptr_array_new_with_free_func((GDestroyNotify)g_strfreev);
+	/* udns joins each record's character-strings; a NUL inside one
+	 * ends it here (no key record holds one) */
+	for (int i = 0; i < t.rr->dnstxt_nrr; i++) {
+		char **rec = g_new0(char *, 2);
+		rec[0] = g_strndup((const char *)t.rr->dnstxt_txt[i].txt,
+		                   (gsize)t.rr->dnstxt_txt[i].len);
+		g_ptr_array_add(out, rec);
+	}
+	free(t.rr);
+	return out;
+}
+
+GPtrArray *
+pb_dns_txt_lookup(const char *name, gpointer lookup, GError **error)
+{
+	const PbDnsTxtLookup *l = lookup;
+
+	return pb_dns_resolve_txt(l->cfg, name, l->deadline, error);
+}

@@ -49,6 +49,22 @@ struct dns_rr_mx;
 GPtrArray *pb_dns_mx_hosts(const char *domain, const struct dns_rr_mx *rr,
                            int status, gboolean *implicit, GError **error);
 
+/* The TXT records of NAME, each a NULL-terminated array of its text
+ * (udns joins a record's character-strings into one), waiting until
+ * DEADLINE (monotonic milliseconds). PB_ERROR_NOTFOUND: NXDOMAIN or no
+ * TXT record; PB_ERROR_TEMP: anything else (SERVFAIL, timeout). */
+GPtrArray *pb_dns_resolve_txt(const PbConfig *cfg, const char *name,
+                              gint64 deadline, GError **error);
+
+/* pb_dns_resolve_txt as a PbDkimLookup (dkim.h): LOOKUP is a
+ * PbDnsTxtLookup. */
+typedef struct {
+	const PbConfig *cfg;
+	gint64 deadline; /* monotonic milliseconds */
+} PbDnsTxtLookup;
+GPtrArray *pb_dns_txt_lookup(const char *name, gpointer lookup,
+                             GError **error);
+
 /* Sorts PbMxHost* by preference, shuffling equal ones with RAND. */
 void pb_dns_sort_mx(GPtrArray *hosts, GRand *rand);
 
