@@ -404,12 +404,14 @@ pb_admin_dkim_keygen(const PbConfig *cfg, gboolean ed25519, guint bits,
 	g_string_append_printf(out,
 	                       "# %s key written to %s (mode 0600%s%s)\n"
 	                       "# in pillarbox.conf:\n#   [dkim]\n"
-	                       "#   selector = %s\n#   %s = %s\n"
+	                       "#   %s = %s\n#   %s = %s\n"
 	                       "# publish this TXT record:\n"
 	                       "%s._domainkey.%s. IN TXT (",
 	                       ed25519 ? "Ed25519" : "RSA", path,
 	                       geteuid() == 0 ? ", owner " : "",
-	                       geteuid() == 0 ? cfg->user : "", selector,
+	                       geteuid() == 0 ? cfg->user : "",
+	                       ed25519 ? "ed25519_selector" : "selector",
+	                       selector,
 	                       ed25519 ? "ed25519_key" : "key", path, selector,
 	                       lower);
 	for (guint i = 0; record[i]; i++)
@@ -440,7 +442,7 @@ pb_admin_dkim_verify(const PbConfig *cfg, int fd, GString *out,
 			break;
 		pb_dkim_verify_feed(v, buf, (gsize)n);
 	}
-	/* each key lookup gets its own 20 s */
+	/* the key lookups, all together, within 20 s */
 	dns.deadline = g_get_monotonic_time() / 1000 + 20000;
 	results = pb_dkim_verify_finish(v, g_get_real_time() / G_USEC_PER_SEC,
 	                                pb_dns_txt_lookup, &dns);

@@ -123,6 +123,7 @@ static const KeySpec keys[] = {
     {"dkim", "selector", T_SELECTOR, F(dkim_selector), ""},
     {"dkim", "key", T_OPTPATH, F(dkim_key), ""},
     {"dkim", "ed25519_key", T_OPTPATH, F(dkim_ed25519_key), ""},
+    {"dkim", "ed25519_selector", T_SELECTOR, F(dkim_ed25519_selector), ""},
     {"dkim", "domains", T_DOMAINS, F(dkim_domains), ""},
     {"dkim", "headers", T_FIELDS, F(dkim_headers), ""},
 };
@@ -900,13 +901,23 @@ dkim_finish(PbConfig *cfg, const Where *w, GError **error)
 {
 	if (cfg->dkim_selector == NULL) {
 		if (cfg->dkim_key || cfg->dkim_ed25519_key)
-			return bad(error, w, "dkim", "selector",
-			           "must be set when a key is");
+			return bad(error, w, "dkim",
+			           cfg->dkim_key ? "key" : "ed25519_key",
+			           "a key needs a selector");
 		return TRUE;
 	}
 	if (cfg->dkim_key == NULL)
-		return bad(error, w, "dkim", "key",
-		           "an RSA key is required with a selector");
+		return bad(error, w, "dkim", "selector",
+		           "needs key (an RSA key: some receivers verify "
+		           "nothing else)");
+	/* its own selector: verifiers that read one record a name */
+	if (cfg->dkim_ed25519_selector == NULL)
+		cfg->dkim_ed25519_selector =
+		    g_strconcat(cfg->dkim_selector, "-ed25519", NULL);
+	if (g_str_equal(cfg->dkim_ed25519_selector, cfg->dkim_selector))
+		return bad(error, w, "dkim", "ed25519_selector",
+		           "must differ from selector (one key record a "
+		           "name)");
 	if (cfg->dkim_headers[0] &&
 	    !g_strv_contains((const char *const *)cfg->dkim_headers, "from"))
 		return bad(error, w, "dkim", "headers",

@@ -733,7 +733,7 @@ const char *const pb_dkim_default_headers[] = {
     "list-unsubscribe-post", NULL};
 
 struct _PbDkimSigner {
-	char *selector;
+	char *selector, *ed_selector;
 	char **domains;
 	char **headers;
 	char *rsa_file, *ed_file; /* for messages; NULL: from memory */
@@ -756,6 +756,7 @@ pb_dkim_signer_free(PbDkimSigner *s)
 	if (s == NULL)
 		return;
 	g_free(s->selector);
+	g_free(s->ed_selector);
 	g_strfreev(s->domains);
 	g_strfreev(s->headers);
 	g_free(s->rsa_file);
@@ -806,13 +807,17 @@ bad_rsa:
 }
 
 PbDkimSigner *
-pb_dkim_signer_new_from_pem(const char *selector, char **domains,
-                            char **headers, const char *rsa_pem,
-                            const char *ed25519_pem, GError **error)
+pb_dkim_signer_new_from_pem(const char *selector, const char *ed25519_selector,
+                            char **domains, char **headers,
+                            const char *rsa_pem, const char *ed25519_pem,
+                            GError **error)
 {
 	g_autoptr(PbDkimSigner) s = g_new0(PbDkimSigner, 1);
 
 	s->selector = g_strdup(selector);
+	s->ed_selector = ed25519_selector
+	                     ? g_strdup(ed25519_selector)
+	                     : g_strconcat(selector, "-ed25519", NULL);
 	s->domains = g_strdupv(domains);
 	s->headers = headers ? g_strdupv(headers)
 	                     : g_strdupv((char **)pb_dkim_default_headers);
@@ -857,6 +862,7 @@ pb_dkim_signer_new(const PbConfig *cfg, GError **error)
 		return NULL;
 	s = g_new0(PbDkimSigner, 1);
 	s->selector = g_strdup(cfg->dkim_selector);
+	s->ed_selector = g_strdup(cfg->dkim_ed25519_selector);
 	s->domains = g_strdupv(cfg->dkim_domains[0] ? cfg->dkim_domains
 	                                            : cfg->domains);
 	s->headers = g_strdupv(cfg->dkim_headers[0]
@@ -977,7 +983,10 @@ sign_one(PbDkimSign *s, PbPrivKey *key, const char *domain, gint64 now,
 	    "s=%s; t=%" G_GINT64_FORMAT ";\r\n\t",
 	    pb_privkey_type(key) == PB_KEY_RSA ? "rsa-sha256"
 	                                       : "ed25519-sha256",
-	    domain, s->signer->selector, now);
+	    domain,
+	    pb_privkey_type(key) == PB_KEY_RSA ? s->signer->selector
+	                                       : s->signer->ed_selector,
+	    now);
 	append_h(f, s->msg.fields, s->signer->headers, names);
 	g_ptr_array_add(names, NULL);
 	g_string_append_printf(f, "\tbh=%s;\r\n\tb=", bh);
@@ -1266,11 +1275,19 @@ find_key(const PbDkimSig *sig, PbDkimLookup lookup, gpointer data,
 		               : "no key record");
 		return NULL;
 	}
-	for (guint i = 0; i < records->len && key == NULL; i++) {
+	/* several records: the first of the signature's type that parses
+	 * (RFC 6376 3.6.2.2 lets the verifier cycle through them) */
+	for (guint i = 0; i < records->len; i++) {
 		g_autofree char *txt =
 		    g_strjoinv("", g_ptr_array_index(records, i));
+		PbDkimKey *k;
 		g_clear_error(&error);
-		key = pb_dkim_key_parse(txt, strlen(txt), &error);
+		k = pb_dkim_key_parse(txt, strlen(txt), &error);
+		if (k != NULL && (key == NULL || key->type != sig->type)) {
+			pb_dkim_key_free(key);
+			key = k;
+		} else
+			pb_dkim_key_free(k);
 	}
 	if (key == NULL)
 		set_status(r, PB_DKIM_PERMERROR,

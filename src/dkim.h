@@ -108,9 +108,11 @@ extern const char *const pb_dkim_default_headers[];
  * NULL without error when [dkim] selector is not set. The keys are parsed
  * (and GnuTLS loaded) at the first signature. */
 PbDkimSigner *pb_dkim_signer_new(const PbConfig *cfg, GError **error);
-/* From memory: RSA_PEM required, ED25519_PEM optional; DOMAINS and
- * HEADERS (NULL: the default) lower case. Parses the keys at once. */
+/* From memory: RSA_PEM required, ED25519_PEM optional (signed with
+ * ED25519_SELECTOR, NULL: SELECTOR-ed25519); DOMAINS and HEADERS (NULL:
+ * the default) lower case. Parses the keys at once. */
 PbDkimSigner *pb_dkim_signer_new_from_pem(const char *selector,
+                                          const char *ed25519_selector,
                                           char **domains, char **headers,
                                           const char *rsa_pem,
                                           const char *ed25519_pem,

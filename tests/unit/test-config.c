@@ -209,6 +209,18 @@ static const struct {
      "/etc/pb/test.conf:2: [tls] certificate: certificate and key"},
     {"[tls]\nplaintext_auth = maybe\n",
      "/etc/pb/test.conf:2: [tls] plaintext_auth: yes or no"},
+    {"[dkim]\nselector = s1\n",
+     "/etc/pb/test.conf:2: [dkim] selector: needs key"},
+    {"[dkim]\nkey = k.pem\n",
+     "/etc/pb/test.conf:2: [dkim] key: a key needs a selector"},
+    {"[dkim]\nselector = bad_sel\n",
+     "/etc/pb/test.conf:2: [dkim] selector: not a selector"},
+    {"[dkim]\nselector = s\nkey = k\nheaders = to, subject\n",
+     "/etc/pb/test.conf:4: [dkim] headers: must include From"},
+    {"[dkim]\nheaders = from, dkim-signature\n",
+     "/etc/pb/test.conf:2: [dkim] headers: not a header field name"},
+    {"[dkim]\nselector = s\nkey = k\ned25519_selector = s\n",
+     "/etc/pb/test.conf:4: [dkim] ed25519_selector: must differ"},
     /* found by fuzz-config: GKeyFile set its error twice (a
      * GLib-WARNING) for a bad escape and a backslash at the end */
     {"[main]\nhostname = x.or\\x.or\\\n",

@@ -401,30 +401,38 @@ test_round_trip(void)
 	char *domains[] = {"example.org", NULL};
 	char *headers[] = {"from", "to", "subject", "date", "x-dup", NULL};
 	g_autoptr(PbDkimSigner) signer = pb_dkim_signer_new_from_pem(
-	    "sel", domains, headers, rsa_key(), ed_key(), &error);
+	    "sel", NULL, domains, headers, rsa_key(), ed_key(), &error);
 	g_auto(GStrv) rsa = record_of(rsa_key());
 	g_auto(GStrv) ed = record_of(ed_key());
-	Record k[] = {{"sel._domainkey.example.org", NULL, 0}, {NULL}};
+	Record k[] = {{"sel._domainkey.example.org", NULL, 0},
+	              {"sel-ed25519._domainkey.example.org", NULL, 0},
+	              {NULL}};
 	gsize len = strlen(round_msg);
 
 	g_assert_no_error(error);
 	g_assert_cmpuint(g_strv_length(rsa), >, 1); /* split over strings */
+	k[0].strings = (const char *const *)rsa;
+	k[1].strings = (const char *const *)ed;
 	for (gsize chunk = 1; chunk <= len; chunk++) {
 		g_autofree char *signed_msg = sign(signer, round_msg, chunk);
 		gsize slen = strlen(signed_msg);
-		/* the RSA record answers for both: Ed25519 fails on type */
-		g_autoptr(GPtrArray) r = NULL;
-		k[0].strings = (const char *const *)rsa;
-		r = verify_chunked(signed_msg, slen, chunk, k, 1700000000);
+		g_autoptr(GPtrArray) r = verify_chunked(
+		    signed_msg, slen, chunk == len ? 7 : chunk, k, 1700000000);
 		g_assert_cmpuint(r->len, ==, 2);
 		g_assert_cmpint(status_of(r, 0), ==, PB_DKIM_PASS);
-		g_assert_cmpint(status_of(r, 1), ==, PB_DKIM_PERMERROR);
-		g_clear_pointer(&r, g_ptr_array_unref);
-		k[0].strings = (const char *const *)ed;
-		r = verify_chunked(signed_msg, slen, chunk == len ? 7 : chunk,
-		                   k, 1700000000);
-		g_assert_cmpint(status_of(r, 0), ==, PB_DKIM_PERMERROR);
 		g_assert_cmpint(status_of(r, 1), ==, PB_DKIM_PASS);
+		g_assert_cmpstr(((PbDkimResult *)r->pdata[1])->selector, ==,
+		                "sel-ed25519");
+	}
+	/* each key answering for the other's name: the type decides */
+	k[0].strings = (const char *const *)ed;
+	k[1].strings = (const char *const *)rsa;
+	{
+		g_autofree char *signed_msg = sign(signer, round_msg, 4096);
+		g_autoptr(GPtrArray) r = verify_chunked(
+		    signed_msg, strlen(signed_msg), 4096, k, 1700000000);
+		g_assert_cmpint(status_of(r, 0), ==, PB_DKIM_PERMERROR);
+		g_assert_cmpint(status_of(r, 1), ==, PB_DKIM_PERMERROR);
 	}
 }
 
@@ -436,7 +444,7 @@ test_tamper(void)
 	g_autoptr(GError) error = NULL;
 	char *domains[] = {"example.org", NULL};
 	g_autoptr(PbDkimSigner) signer = pb_dkim_signer_new_from_pem(
-	    "sel", domains, NULL, rsa_key(), NULL, &error);
+	    "sel", NULL, domains, NULL, rsa_key(), NULL, &error);
 	g_auto(GStrv) rsa = record_of(rsa_key());
 	Record k[] = {{"sel._domainkey.example.org", NULL, 0}, {NULL}};
 	g_autofree char *good = sign(signer, round_msg, 4096);
@@ -489,7 +497,7 @@ test_results(void)
 	g_autoptr(GError) error = NULL;
 	char *domains[] = {"example.org", NULL};
 	g_autoptr(PbDkimSigner) signer = pb_dkim_signer_new_from_pem(
-	    "sel", domains, NULL, rsa_key(), NULL, &error);
+	    "sel", NULL, domains, NULL, rsa_key(), NULL, &error);
 	g_autofree char *msg = sign(signer, round_msg, 4096);
 	static const char *const revoked[] = {"v=DKIM1; p=", NULL};
 	const char *strings[] = {NULL, NULL};
@@ -537,7 +545,7 @@ test_not_ours(void)
 	g_autoptr(GError) error = NULL;
 	char *domains[] = {"example.org", NULL};
 	g_autoptr(PbDkimSigner) signer = pb_dkim_signer_new_from_pem(
-	    "sel", domains, NULL, rsa_key(), NULL, &error);
+	    "sel", NULL, domains, NULL, rsa_key(), NULL, &error);
 	static const char *const msgs[] = {
 	    "From: a@example.net\r\n\r\nx\r\n",
 	    "From: a@example.org\r\nFrom: b@example.org\r\n\r\n",
@@ -556,7 +564,7 @@ test_not_ours(void)
 		g_assert_nonnull(why);
 	}
 	/* a weak RSA key is refused for signing */
-	g_assert_null(pb_dkim_signer_new_from_pem("s", domains, NULL, ed_key(),
+	g_assert_null(pb_dkim_signer_new_from_pem("s", NULL, domains, NULL, ed_key(),
 	                                          NULL, &error));
 	g_assert_error(error, PB_ERROR, PB_ERROR_DATA);
 }
