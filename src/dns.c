@@ -406,8 +406,9 @@ pb_dns_resolve_txt(const PbConfig *cfg, const char *name, gint64 deadline,
 		return NULL;
 	}
 	out = g_ptr_array_new_with_free_func((GDestroyNotify)g_strfreev);
-	/* udns joins each record's character-strings; a NUL inside one
-	 * ends it here (no key record holds one) */
+	/* udns (dns_parse_txt) has joined each record's character-strings,
+	 * dropping their length octets; a NUL inside one ends it here (no
+	 * key record holds one) */
 	for (int i = 0; i < t.rr->dnstxt_nrr; i++) {
 		char **rec = g_new0(char *, 2);
 		rec[0] = g_strndup((const char *)t.rr->dnstxt_txt[i].txt,

@@ -49,8 +49,8 @@ struct dns_rr_mx;
 GPtrArray *pb_dns_mx_hosts(const char *domain, const struct dns_rr_mx *rr,
                            int status, gboolean *implicit, GError **error);
 
-/* The TXT records of NAME, each a NULL-terminated array of its text
- * (udns joins a record's character-strings into one), waiting until
+/* The TXT records of NAME, each a NULL-terminated array holding its
+ * character-strings joined (udns joins them), waiting until
  * DEADLINE (monotonic milliseconds). PB_ERROR_NOTFOUND: NXDOMAIN or no
  * TXT record; PB_ERROR_TEMP: anything else (SERVFAIL, timeout). */
 GPtrArray *pb_dns_resolve_txt(const PbConfig *cfg, const char *name,

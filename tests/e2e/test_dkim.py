@@ -1,0 +1,232 @@
+"""DKIM end to end, checked by verifiers nobody here wrote: keys made by
+`mailuser dkim-keygen`, mail signed by smtpd (relay_networks) and by
+sendmail, delivered by runq to a local SMTP sink, then verified by dkimpy
+(python3-dkim) and Mail::DKIM (libmail-dkim-perl, RSA: this version has
+no Ed25519); and the other way round, messages signed by dkimpy verified
+by `mailuser dkim-verify`, with the key records served by dnsmasq (one
+split over several strings). One instance, one dnsmasq, one sink for the
+module."""
+import base64
+import os
+import pwd
+import re
+import shutil
+import stat
+import subprocess
+import tempfile
+
+import dkim
+import pytest
+from aiosmtpd.controller import Controller
+
+from conftest import RUN_USER, Instance
+from util import free_port
+
+# what smtpd and sendmail sign: folded fields (one right after the
+# colon), trailing whitespace, duplicates, an empty body, 8-bit text
+MESSAGES = {
+    "folded": (b"From: Alice <alice@example.org>\r\nTo: bob@remote.test,\r\n"
+               b"  carol@remote.test\r\nSubject:\r\n\tfolded right after "
+               b"the colon  \r\nX-Dup: one\r\nX-Dup: two\r\n"
+               b"Message-ID: <1@example.org>\r\n\r\nbody line   \r\n"
+               b"\r\n\r\n"),
+    "empty": b"From: alice@example.org\r\nSubject: empty body\r\n\r\n",
+    "eightbit": ("From: alice@example.org\r\nSubject: caf\u00e9\r\n"
+                 "Content-Type: text/plain; charset=utf-8\r\n"
+                 "Content-Transfer-Encoding: 8bit\r\n\r\n"
+                 "na\u00efve d\u00e9j\u00e0 vu \t \r\n.dot\r\n"
+                 ).encode(),
+}
+
+
+class Sink:
+    """An aiosmtpd handler that keeps every message's octets."""
+
+    def __init__(self):
+        self.messages = []
+
+    async def handle_DATA(self, server, session, envelope):
+        self.messages.append(envelope.original_content)
+        return "250 2.0.0 accepted"
+
+
+def txt_strings(output):
+    """The quoted strings of the TXT record mailuser printed."""
+    return re.findall(r'"([^"]*)"', output)
+
+
+@pytest.fixture(scope="module")
+def site():
+    folder = tempfile.mkdtemp(prefix="pillarbox-dkim-")
+    inst = Instance(folder)
+    sink = Sink()
+    smtp_port = free_port()
+    dns_port = free_port()
+    ctl = Controller(sink, hostname="127.0.0.2", port=smtp_port)
+    ctl.start()
+    dnsmasq = None
+    try:
+        keys = {}
+        for sel, flags in (("sel", []), ("sel-ed25519", ["--ed25519"])):
+            proc = inst.run("mailuser", "dkim-keygen", *flags,
+                            "example.org", sel, check=True)
+            out = proc.stdout.decode()
+            path = re.search(r"key written to (\S+)", out).group(1)
+            keys[sel] = (path, txt_strings(out))
+        dnsmasq = subprocess.Popen([
+            "/usr/sbin/dnsmasq", "--keep-in-foreground", "--no-resolv",
+            "--no-hosts", "--listen-address=127.0.0.1", "--bind-interfaces",
+            "--user=root", "--pid-file=", "--port=%d" % dns_port,
+            "--local=/example.org/",
+            # one character-string per item (no shell: no quotes)
+            *["--txt-record=%s._domainkey.example.org,%s" % (
+                sel, ",".join(strings))
+              for sel, (_, strings) in keys.items()],
+        ], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        inst.configure(
+            main={"delivery": "queue"},
+            delivery={"nameservers": "127.0.0.1:%d" % dns_port},
+            routes={"remote.test": "127.0.0.2:%d" % smtp_port},
+            dkim={"selector": "sel", "key": keys["sel"][0],
+                  "ed25519_key": keys["sel-ed25519"][0]})
+        inst.start_smtpd()
+        for name, msg in MESSAGES.items():
+            inst.send(["bob@remote.test"], msg, sender="alice@example.org")
+        proc = inst.run("sendmail", "-i", "bob@remote.test",
+                        input=b"From: alice@example.org\nSubject: by "
+                              b"sendmail\n\nlocal program\n")
+        assert proc.returncode == 0, proc.stderr
+        inst.keys = keys
+        inst.sink = sink
+        inst.dns_port = dns_port
+        inst.envelopes = [p.read_text() for p in inst.queued()]
+        proc = inst.run("runq", timeout=60)
+        assert proc.returncode == 0, proc.stderr
+        yield inst
+    finally:
+        inst.stop()
+        if dnsmasq:
+            dnsmasq.terminate()
+            dnsmasq.wait()
+        ctl.stop()
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def dnsfunc_for(site):
+    records = {"%s._domainkey.example.org." % sel: "".join(strings)
+               for sel, (_, strings) in site.keys.items()}
+
+    def dnsfunc(name, timeout=5):
+        return records.get(name.decode())
+    return dnsfunc
+
+
+def test_keygen_writes_private_files_and_255_octet_strings(site):
+    for sel, (path, strings) in site.keys.items():
+        st = os.stat(path)
+        assert stat.S_IMODE(st.st_mode) == 0o600
+        assert pwd.getpwuid(st.st_uid).pw_name == RUN_USER
+        assert all(len(s) <= 255 for s in strings)
+        assert "".join(strings).startswith("v=DKIM1; k=")
+    assert len(site.keys["sel"][1]) > 1  # RSA-2048: split
+
+
+def test_signed_once_at_acceptance_in_the_envelope(site):
+    assert len(site.envelopes) == 4
+    for text in site.envelopes:
+        assert text.count("prepend DKIM-Signature: v=1; a=rsa-sha256;") == 1
+        assert "a=ed25519-sha256;" in text
+
+
+def dkimpy_verifies(msg, idx, dnsfunc):
+    """dkimpy's verdict (it raises on some failures, returns on others)."""
+    try:
+        return dkim.DKIM(msg).verify(idx=idx, dnsfunc=dnsfunc)
+    except dkim.DKIMException:
+        return False
+
+
+def test_dkimpy_verifies_rsa_and_ed25519(site):
+    assert len(site.sink.messages) == 4
+    dnsfunc = dnsfunc_for(site)
+    for msg in site.sink.messages:
+        assert dkimpy_verifies(msg, 0, dnsfunc), msg[:600]
+        assert dkimpy_verifies(msg, 1, dnsfunc), msg[:600]
+        # a changed body fails
+        assert not dkimpy_verifies(msg + b"tampered\r\n", 0, dnsfunc)
+
+
+MAIL_DKIM = r"""
+use strict; use warnings;
+use Mail::DKIM::Verifier; use Net::DNS::Resolver;
+Mail::DKIM::DNS::resolver(Net::DNS::Resolver->new(
+    nameservers => ['127.0.0.1'], port => $ARGV[0], recurse => 1));
+for my $file (@ARGV[1..$#ARGV]) {
+    open(my $fh, '<:raw', $file) or die;
+    my $v = Mail::DKIM::Verifier->new();
+    while (<$fh>) { s/\r?\n\z/\r\n/; $v->PRINT($_); }
+    $v->CLOSE;
+    for my $sig ($v->signatures) {
+        print $sig->algorithm, " ", $sig->result, "\n";
+    }
+}
+"""
+
+
+def test_mail_dkim_verifies_rsa(site, tmp_path):
+    files = []
+    for i, msg in enumerate(site.sink.messages):
+        p = tmp_path / ("m%d" % i)
+        p.write_bytes(msg)
+        files.append(str(p))
+    proc = subprocess.run(["perl", "-e", MAIL_DKIM, str(site.dns_port),
+                           *files], capture_output=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.decode().split("\n")
+    assert lines.count("rsa-sha256 pass") == len(files), proc.stdout
+
+
+def ed25519_seed(pem_path):
+    """dkimpy signs Ed25519 with the raw 32-octet seed: the end of the
+    PKCS #8 form mailuser writes."""
+    text = open(pem_path).read()
+    der = base64.b64decode("".join(text.strip().split("\n")[1:-1]))
+    return base64.b64encode(der[-32:])
+
+
+def our_verdicts(site, msg):
+    proc = site.run("mailuser", "dkim-verify", input=msg)
+    return proc.returncode, proc.stdout.decode().strip().split("\n")
+
+
+@pytest.mark.parametrize("canon", [(b"relaxed", b"relaxed"),
+                                   (b"simple", b"simple"),
+                                   (b"relaxed", b"simple")])
+def test_we_verify_what_dkimpy_signs(site, canon):
+    msg = MESSAGES["folded"]
+    rsa = open(site.keys["sel"][0], "rb").read()
+    sig = dkim.sign(msg, b"sel", b"example.org", rsa, canonicalize=canon,
+                    include_headers=[b"from", b"to", b"subject", b"x-dup"])
+    sig += dkim.sign(msg, b"sel-ed25519", b"example.org",
+                     ed25519_seed(site.keys["sel-ed25519"][0]),
+                     canonicalize=canon, signature_algorithm=b"ed25519-sha256")
+    rc, lines = our_verdicts(site, sig + msg)
+    assert rc == 0, lines
+    assert [l.split()[0] for l in lines] == ["dkim=pass", "dkim=pass"]
+    assert "header.d=example.org header.s=sel header.b=" in lines[0]
+    assert "header.s=sel-ed25519" in lines[1]
+    # tampered: both fail, and the command says so
+    rc, lines = our_verdicts(site, sig + msg.replace(b"body", b"bodY"))
+    assert rc == 1
+    assert [l.split()[0] for l in lines] == ["dkim=fail", "dkim=fail"]
+
+
+def test_dkim_verify_of_unsigned_and_of_unknown_key(site):
+    rc, lines = our_verdicts(site, b"From: a@example.org\r\n\r\nx\r\n")
+    assert (rc, lines) == (1, ["dkim=none"])
+    rsa = open(site.keys["sel"][0], "rb").read()
+    msg = MESSAGES["empty"]
+    sig = dkim.sign(msg, b"nokey", b"example.org", rsa)
+    rc, lines = our_verdicts(site, sig + msg)
+    assert rc == 1
+    assert lines[0].startswith('dkim=permerror reason="no key record"')
