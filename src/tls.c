@@ -805,20 +805,32 @@ privkey_describe(PbPrivKey *k, GError **error)
 	return TRUE;
 }
 
-PbPrivKey *
-pb_privkey_import_pem(const char *pem, gsize len, GError **error)
+/* An empty key, GnuTLS loaded. */
+static PbPrivKey *
+privkey_new(GError **error)
 {
-	g_autoptr(PbPrivKey) k = NULL;
-	gnutls_datum_t d = {(unsigned char *)pem, (unsigned)len};
+	PbPrivKey *k;
 	int r;
 
 	if (!library_load(error))
 		return NULL;
 	k = g_new0(PbPrivKey, 1);
 	if ((r = gt.privkey_init(&k->key)) < 0) {
-		k->key = NULL;
+		g_free(k);
 		return key_error(error, PB_ERROR_TEMP, "GnuTLS", r), NULL;
 	}
+	return k;
+}
+
+PbPrivKey *
+pb_privkey_import_pem(const char *pem, gsize len, GError **error)
+{
+	g_autoptr(PbPrivKey) k = privkey_new(error);
+	gnutls_datum_t d = {(unsigned char *)pem, (unsigned)len};
+	int r;
+
+	if (k == NULL)
+		return NULL;
 	r = gt.privkey_import_x509_raw(k->key, &d, GNUTLS_X509_FMT_PEM, NULL,
 	                               GNUTLS_PKCS_PLAIN);
 	if (r == GNUTLS_E_DECRYPTION_FAILED) {
@@ -837,16 +849,11 @@ pb_privkey_import_pem(const char *pem, gsize len, GError **error)
 PbPrivKey *
 pb_privkey_generate(PbKeyType type, guint bits, GError **error)
 {
-	g_autoptr(PbPrivKey) k = NULL;
+	g_autoptr(PbPrivKey) k = privkey_new(error);
 	int r;
 
-	if (!library_load(error))
+	if (k == NULL)
 		return NULL;
-	k = g_new0(PbPrivKey, 1);
-	if ((r = gt.privkey_init(&k->key)) < 0) {
-		k->key = NULL;
-		return key_error(error, PB_ERROR_TEMP, "GnuTLS", r), NULL;
-	}
 	r = type == PB_KEY_RSA
 	        ? gt.privkey_generate(k->key, GNUTLS_PK_RSA, bits, 0)
 	        : gt.privkey_generate(k->key, GNUTLS_PK_EDDSA_ED25519, 256, 0);
