@@ -21,6 +21,7 @@
  */
 #include "dsn.h"
 #include "address.h"
+#include "date.h"
 #include "error.h"
 #include "log.h"
 
@@ -31,27 +32,6 @@
 #define FOLD 76 /* where long report fields are folded */
 /* the most of the original's header section a report attaches */
 #define MAX_HEADERS ((off_t)256 * 1024)
-
-/* An RFC 5322 date in local time, in English whatever the locale. */
-static char *
-rfc5322_date(gint64 t)
-{
-	static const char *const days[] = {"Mon", "Tue", "Wed", "Thu",
-	                                   "Fri", "Sat", "Sun"};
-	static const char *const months[] = {"Jan", "Feb", "Mar", "Apr",
-	                                     "May", "Jun", "Jul", "Aug",
-	                                     "Sep", "Oct", "Nov", "Dec"};
-	g_autoptr(GDateTime) d = g_date_time_new_from_unix_local(t);
-	g_autofree char *rest = NULL;
-
-	if (d == NULL)
-		return g_strdup("Thu, 01 Jan 1970 00:00:00 +0000");
-	rest = g_date_time_format(d, "%Y %H:%M:%S %z");
-	return g_strdup_printf("%s, %02d %s %s",
-	                       days[g_date_time_get_day_of_week(d) - 1],
-	                       g_date_time_get_day_of_month(d),
-	                       months[g_date_time_get_month(d) - 1], rest);
-}
 
 /* Appends VALUE and CRLF, broken before spaces (or hard, within a long
  * run) into lines that start with INDENT, so that no line grows past
@@ -172,7 +152,7 @@ text_rcpt(GString *out, PbDsnKind kind, const PbRecipient *r)
 	                       r->orig ? r->orig : "", r->orig ? ">)" : "");
 	for (guint a = kind == PB_DSN_FAILED && n > 0 ? n - 1 : 0; a < n; a++) {
 		const PbAttempt *at = g_ptr_array_index(r->history, a);
-		g_autofree char *when = rfc5322_date(at->time);
+		g_autofree char *when = pb_date_rfc5322(at->time);
 
 		/* the queue keeps the first attempts and the last ones */
 		if (kind == PB_DSN_DELAYED && a == PB_QUEUE_HISTORY_FIRST &&
@@ -195,8 +175,8 @@ static void
 text_part(GString *out, const PbConfig *cfg, PbDsnKind kind,
           const PbEnvelope *env, gboolean dbl)
 {
-	g_autofree char *arrived = rfc5322_date(env->arrival);
-	g_autofree char *until = rfc5322_date(env->arrival + cfg->bounce_after);
+	g_autofree char *arrived = pb_date_rfc5322(env->arrival);
+	g_autofree char *until = pb_date_rfc5322(env->arrival + cfg->bounce_after);
 
 	g_string_append_printf(
 	    out, "This is the mail system at host %s.\r\n\r\n", cfg->hostname);
@@ -262,7 +242,7 @@ status_rcpt(GString *out, PbDsnKind kind, const PbRecipient *r,
 	}
 	if (r->last_attempt > 0) {
 		g_free(v);
-		v = rfc5322_date(r->last_attempt);
+		v = pb_date_rfc5322(r->last_attempt);
 		field(out, "Last-Attempt-Date", v);
 	}
 	if (kind == PB_DSN_DELAYED)
@@ -273,8 +253,8 @@ static void
 status_part(GString *out, const PbConfig *cfg, PbDsnKind kind,
             const PbEnvelope *env)
 {
-	g_autofree char *arrived = rfc5322_date(env->arrival);
-	g_autofree char *until = rfc5322_date(env->arrival + cfg->bounce_after);
+	g_autofree char *arrived = pb_date_rfc5322(env->arrival);
+	g_autofree char *until = pb_date_rfc5322(env->arrival + cfg->bounce_after);
 
 	g_string_append_printf(out, "Reporting-MTA: dns; %s\r\n",
 	                       cfg->hostname);
@@ -351,7 +331,7 @@ report_head(const PbConfig *cfg, PbDsnKind kind, const char *to, const char *id,
             gint64 now, const char *boundary)
 {
 	GString *out = g_string_new(NULL);
-	g_autofree char *date = rfc5322_date(now);
+	g_autofree char *date = pb_date_rfc5322(now);
 
 	g_string_append_printf(
 	    out, "From: Mail Delivery System <MAILER-DAEMON@%s>\r\n",
@@ -506,7 +486,7 @@ write_unreadable(PbQueueTx *tx, const PbConfig *cfg, const char *to,
 {
 	g_autofree char *boundary =
 	    g_strdup_printf("%s/%08X.dsn", pb_queue_tx_id(tx), g_random_int());
-	g_autofree char *date = rfc5322_date(now);
+	g_autofree char *date = pb_date_rfc5322(now);
 	g_autoptr(GString) text = unreadable_text(cfg, id, reason, salvage);
 	g_autoptr(GString) head = g_string_new(NULL);
 	g_autofree char *tail = g_strdup_printf("\r\n--%s--\r\n", boundary);

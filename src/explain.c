@@ -8,6 +8,7 @@
  */
 #include "explain.h"
 #include "address.h"
+#include "date.h"
 #include "dns.h"
 #include "error.h"
 
@@ -16,7 +17,7 @@
 static char *
 when(gint64 t)
 {
-	g_autoptr(GDateTime) d = g_date_time_new_from_unix_local(t);
+	g_autoptr(GDateTime) d = pb_date_local(t);
 
 	return d ? g_date_time_format(d, "%Y-%m-%d %H:%M:%S %z")
 	         : g_strdup("?");

@@ -45,6 +45,7 @@
  * PB_ERROR_DATA (runq then sets the entry aside and tells postmaster).
  */
 #include "queue.h"
+#include "date.h"
 #include "durable.h"
 #include "error.h"
 
@@ -1544,7 +1545,7 @@ json_envelope(GString *out, const PbEnvelope *env, gint64 bounce_after)
 static void
 text_envelope(GString *out, const PbEnvelope *env)
 {
-	g_autoptr(GDateTime) t = g_date_time_new_from_unix_local(env->arrival);
+	g_autoptr(GDateTime) t = pb_date_local(env->arrival);
 	g_autofree char *when =
 	    t ? g_date_time_format(t, "%a %b %e %H:%M:%S") : g_strdup("?");
 	g_autofree char *sender = pb_sanitize_text(env->sender, 1000);

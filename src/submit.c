@@ -11,6 +11,7 @@
 #include "submit.h"
 #include "dkim.h"
 #include "address.h"
+#include "date.h"
 #include "error.h"
 #include "log.h"
 
@@ -225,9 +226,8 @@ static gboolean
 flush_header(Submit *s, GError **error)
 {
 	g_autoptr(GString) out = g_string_new(NULL);
-	g_autoptr(GDateTime) now = g_date_time_new_now_local();
 	g_autofree char *date =
-	    g_date_time_format(now, "%a, %d %b %Y %H:%M:%S %z");
+	    pb_date_rfc5322(g_get_real_time() / G_USEC_PER_SEC);
 	const char *id = pb_queue_tx_id(s->tx);
 	g_auto(GStrv) fields = NULL;
 

@@ -51,19 +51,27 @@ def test_starttls_auth_send(tls):
     assert "TLS from [127.0.0.1]" in inst.log_text()
 
 
-def test_starttls_injection_discarded(tls):
-    inst = tls
-    inst.start_smtpd()
-    raw = socket.create_connection(("127.0.0.1", inst.smtp_port), timeout=30)
+def ehlo_starttls(raw, after=b"", before=lambda: None):
+    """EHLO and STARTTLS on a plain socket, up to STARTTLS's 220: AFTER
+    rides in the same packet as STARTTLS, BEFORE is called just before
+    STARTTLS is sent."""
     f = raw.makefile("rb")
     assert f.readline().startswith(b"220 ")
     raw.sendall(b"EHLO x\r\n")
     while not f.readline().startswith(b"250 "):
         pass
-    # the NOOP rides in the same packet as STARTTLS (CVE-2011-0411)
-    raw.sendall(b"STARTTLS\r\nNOOP\r\n")
+    before()
+    raw.sendall(b"STARTTLS\r\n" + after)
     assert f.readline().startswith(b"220 ")
     f.close()
+
+
+def test_starttls_injection_discarded(tls):
+    inst = tls
+    inst.start_smtpd()
+    raw = socket.create_connection(("127.0.0.1", inst.smtp_port), timeout=30)
+    # the NOOP rides in the same packet as STARTTLS (CVE-2011-0411)
+    ehlo_starttls(raw, after=b"NOOP\r\n")
     ctx = client_context(inst.ca)
     s = ctx.wrap_socket(raw, server_hostname="localhost")
     s.sendall(b"EHLO x\r\n")
@@ -305,15 +313,11 @@ def test_inetd_session_maps_gnutls_at_starttls(tls):
     the key read at start (as root) is parsed then."""
     inst = tls
     proc, sock = inetd(inst, "smtpd")
-    f = sock.makefile("rb")
-    assert f.readline().startswith(b"220 ")
-    assert not maps_gnutls(proc.pid)
-    sock.sendall(b"EHLO x\r\n")
-    while not f.readline().startswith(b"250 "):
-        pass
-    sock.sendall(b"STARTTLS\r\n")
-    assert f.readline().startswith(b"220 ")
-    f.close()
+
+    def not_yet():
+        assert not maps_gnutls(proc.pid)
+
+    ehlo_starttls(sock, before=not_yet)
     s = client_context(inst.ca).wrap_socket(sock, server_hostname="localhost")
     assert maps_gnutls(proc.pid)
     s.sendall(b"EHLO x\r\n")
