@@ -230,3 +230,17 @@ def test_dkim_verify_of_unsigned_and_of_unknown_key(site):
     rc, lines = our_verdicts(site, sig + msg)
     assert rc == 1
     assert lines[0].startswith('dkim=permerror reason="no key record"')
+
+
+def test_body_length_tag_is_suspect(site):
+    """l= covering the whole body passes; text appended after it (what l=
+    allows an attacker to do) gets policy, not pass."""
+    msg = MESSAGES["folded"]
+    rsa = open(site.keys["sel"][0], "rb").read()
+    sig = dkim.sign(msg, b"sel", b"example.org", rsa, length=True)
+    assert b"l=" in sig
+    rc, lines = our_verdicts(site, sig + msg)
+    assert (rc, lines[0].split()[0]) == (0, "dkim=pass")
+    rc, lines = our_verdicts(site, sig + msg + b"appended\r\n")
+    assert rc == 1
+    assert lines[0].startswith('dkim=policy reason="l= leaves part')
