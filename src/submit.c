@@ -464,13 +464,29 @@ dkim_sign(Submit *s, PbEnvelope *env, GPtrArray *rcpts, const char *id,
 	return TRUE;
 }
 
+/* The [dkim] signer in *SIGNER and a signature begun in *SIGN, NULL
+ * both when there is none; FALSE when the key cannot be read. It is read
+ * before the message (sendmail runs as [main] user, the key's owner). */
+static gboolean
+dkim_start(const PbConfig *cfg, PbDkimSigner **signer, PbDkimSign **sign,
+           GError **error)
+{
+	g_autoptr(GError) local = NULL;
+
+	*signer = pb_dkim_signer_new(cfg, &local);
+	*sign = *signer ? pb_dkim_sign_new(*signer) : NULL;
+	if (local == NULL)
+		return TRUE;
+	g_propagate_error(error, g_steal_pointer(&local));
+	return FALSE;
+}
+
 gboolean
 pb_submit(const PbConfig *cfg, PbQueue *q, const PbSubmission *sub, int in,
           char **id, GError **error)
 {
 	g_autoptr(PbDkimSigner) signer = NULL;
 	g_autoptr(PbDkimSign) dkim = NULL;
-	g_autoptr(GError) dkim_error = NULL;
 	g_autoptr(GString) header = g_string_new(NULL);
 	g_autoptr(GString) line = g_string_sized_new(MAX_LINE + 4);
 	g_autoptr(GPtrArray) rcpts = g_ptr_array_new_with_free_func(g_free);
@@ -491,15 +507,9 @@ pb_submit(const PbConfig *cfg, PbQueue *q, const PbSubmission *sub, int in,
 		            "no recipients (give them as arguments, or -t)");
 		return FALSE;
 	}
-	/* the key is read before the message (sendmail runs as [main]
-	 * user, the key's owner) */
-	if ((signer = pb_dkim_signer_new(cfg, &dkim_error)) == NULL &&
-	    dkim_error != NULL) {
-		g_propagate_error(error, g_steal_pointer(&dkim_error));
+	if (!dkim_start(cfg, &signer, &dkim, error))
 		return FALSE;
-	}
-	if (signer != NULL)
-		s.dkim = dkim = pb_dkim_sign_new(signer);
+	s.dkim = dkim;
 	if ((s.tx = pb_queue_tx_begin(q, error)) == NULL)
 		return FALSE;
 	if (!read_all(&s, in, error) ||
