@@ -66,12 +66,13 @@ main(int argc, char **argv)
 		return PB_EX_USAGE;
 	is_dkim = argc >= 2 && g_str_has_prefix(argv[1], "dkim-");
 	if (argc < 2 || argc > 4 ||
-	    (!is_dkim && (argc == 4 || (strcmp(argv[1], "list") == 0) !=
-	                                   (argc == 2)))) {
-		g_printerr("mailuser: usage: mailuser [-c FILE] "
-		           "add|passwd|del ADDRESS | list | dkim-keygen "
-		           "[--ed25519] [--bits N] [--out FILE] DOMAIN SELECTOR "
-		           "| dkim-verify < MESSAGE\n");
+	    (!is_dkim &&
+	     (argc == 4 || (strcmp(argv[1], "list") == 0) != (argc == 2)))) {
+		g_printerr(
+		    "mailuser: usage: mailuser [-c FILE] "
+		    "add|passwd|del ADDRESS | list | dkim-keygen "
+		    "[--ed25519] [--bits N] [--out FILE] DOMAIN SELECTOR "
+		    "| dkim-verify < MESSAGE\n");
 		return PB_EX_USAGE;
 	}
 	/* keygen keeps root: the key goes beside the configuration, which
@@ -85,6 +86,7 @@ main(int argc, char **argv)
 		return rc;
 	if (is_dkim || !pb_accounts_manage(cfg, argv[1],
 	                                   argc == 3 ? argv[2] : NULL, &error))
-		return is_dkim ? PB_EX_USAGE : pb_program_fail("mailuser", error);
+		return is_dkim ? PB_EX_USAGE
+		               : pb_program_fail("mailuser", error);
 	return PB_EX_OK;
 }

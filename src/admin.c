@@ -330,11 +330,11 @@ keygen_path(const PbConfig *cfg, gboolean ed25519, const char *domain,
  * OWNER when we are root: a temporary file beside it, fsync, link, fsync
  * of the folder. */
 static gboolean
-write_key(const char *file, const char *pem, const char *owner,
-          GError **error)
+write_key(const char *file, const char *pem, const char *owner, GError **error)
 {
 	g_autofree char *dir = g_path_get_dirname(file);
-	g_autofree char *tmp = g_strdup_printf("%s.tmp.%d", file, (int)getpid());
+	g_autofree char *tmp =
+	    g_strdup_printf("%s.tmp.%d", file, (int)getpid());
 	struct passwd *pw = geteuid() == 0 ? getpwnam(owner) : NULL;
 	g_auto(PbFd) fd = -1;
 	gboolean ok;
@@ -375,12 +375,12 @@ write_key(const char *file, const char *pem, const char *owner,
 
 gboolean
 pb_admin_dkim_keygen(const PbConfig *cfg, gboolean ed25519, guint bits,
-                     const char *domain, const char *selector,
-                     const char *file, GString *out, GError **error)
+                     const char *domain, const char *selector, const char *file,
+                     GString *out, GError **error)
 {
-	g_autofree char *path = file ? g_canonicalize_filename(file, NULL)
-	                             : keygen_path(cfg, ed25519, domain,
-	                                           selector);
+	g_autofree char *path =
+	    file ? g_canonicalize_filename(file, NULL)
+	         : keygen_path(cfg, ed25519, domain, selector);
 	g_autoptr(PbPrivKey) key = NULL;
 	g_autofree char *pem = NULL;
 	g_auto(GStrv) record = NULL;
@@ -401,19 +401,17 @@ pb_admin_dkim_keygen(const PbConfig *cfg, gboolean ed25519, guint bits,
 		return FALSE;
 	}
 	explicit_bzero(pem, strlen(pem));
-	g_string_append_printf(out,
-	                       "# %s key written to %s (mode 0600%s%s)\n"
-	                       "# in pillarbox.conf:\n#   [dkim]\n"
-	                       "#   %s = %s\n#   %s = %s\n"
-	                       "# publish this TXT record:\n"
-	                       "%s._domainkey.%s. IN TXT (",
-	                       ed25519 ? "Ed25519" : "RSA", path,
-	                       geteuid() == 0 ? ", owner " : "",
-	                       geteuid() == 0 ? cfg->user : "",
-	                       ed25519 ? "ed25519_selector" : "selector",
-	                       selector,
-	                       ed25519 ? "ed25519_key" : "key", path, selector,
-	                       lower);
+	g_string_append_printf(
+	    out,
+	    "# %s key written to %s (mode 0600%s%s)\n"
+	    "# in pillarbox.conf:\n#   [dkim]\n"
+	    "#   %s = %s\n#   %s = %s\n"
+	    "# publish this TXT record:\n"
+	    "%s._domainkey.%s. IN TXT (",
+	    ed25519 ? "Ed25519" : "RSA", path, geteuid() == 0 ? ", owner " : "",
+	    geteuid() == 0 ? cfg->user : "",
+	    ed25519 ? "ed25519_selector" : "selector", selector,
+	    ed25519 ? "ed25519_key" : "key", path, selector, lower);
 	for (guint i = 0; record[i]; i++)
 		g_string_append_printf(out, "%s\"%s\"", i ? "\n    " : " ",
 		                       record[i]);

@@ -48,10 +48,9 @@ gboolean pb_admin_write_status(PbQueue *q, const PbRunqStats *stats,
  * configuration) mode 0600, owned by [main] user when run as root; never
  * over an existing file. OUT gets the [dkim] lines and the TXT record,
  * in strings of at most 255 octets. */
-gboolean pb_admin_dkim_keygen(const PbConfig *cfg, gboolean ed25519,
-                              guint bits, const char *domain,
-                              const char *selector, const char *file,
-                              GString *out, GError **error);
+gboolean pb_admin_dkim_keygen(const PbConfig *cfg, gboolean ed25519, guint bits,
+                              const char *domain, const char *selector,
+                              const char *file, GString *out, GError **error);
 
 /* mailuser dkim-verify: checks every DKIM signature of the message on FD
  * (keys from DNS, [delivery] nameservers); OUT gets one RFC 8601 resinfo

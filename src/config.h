@@ -106,12 +106,12 @@ typedef struct {
 	guint imapd_max_connections_per_ip; /* extension; 10; 0: none */
 
 	/* [dkim] (README "DKIM") */
-	char *dkim_selector;    /* NULL: no signing */
-	char *dkim_key;         /* absolute path of the RSA key (PEM) */
-	char *dkim_ed25519_key; /* absolute path, or NULL */
+	char *dkim_selector;         /* NULL: no signing */
+	char *dkim_key;              /* absolute path of the RSA key (PEM) */
+	char *dkim_ed25519_key;      /* absolute path, or NULL */
 	char *dkim_ed25519_selector; /* default: selector + "-ed25519" */
-	char **dkim_domains;    /* lower case; empty: [main] domains */
-	char **dkim_headers;    /* lower case; empty: the default list */
+	char **dkim_domains;         /* lower case; empty: [main] domains */
+	char **dkim_headers;         /* lower case; empty: the default list */
 } PbConfig;
 
 #define PB_CONFIG_DEFAULT SYSCONFDIR "/pillarbox/pillarbox.conf"

@@ -133,8 +133,7 @@ base64_decode(const char *text)
 	for (const char *p = text; *p; p++) {
 		if (IS_FWS(*p))
 			continue;
-		if (!g_ascii_isalnum(*p) && *p != '+' && *p != '/' &&
-		    *p != '=')
+		if (!g_ascii_isalnum(*p) && *p != '+' && *p != '/' && *p != '=')
 			return NULL;
 		g_string_append_c(clean, *p);
 	}
@@ -332,13 +331,11 @@ pb_dkim_sig_parse(const char *value, gsize len, GError **error)
 	sig->bh = base64_decode(pb_dkim_tags_get(tags, "bh"));
 	if (sig->b == NULL || sig->bh == NULL ||
 	    g_bytes_get_size(sig->b) == 0 || g_bytes_get_size(sig->bh) != 32)
-		return data_error(error, "bad base64 in b= or bh="),
-		       NULL;
+		return data_error(error, "bad base64 in b= or bh="), NULL;
 	if (!parse_number(pb_dkim_tags_get(tags, "t"), &sig->t) ||
 	    !parse_number(pb_dkim_tags_get(tags, "x"), &sig->x) ||
 	    !parse_number(pb_dkim_tags_get(tags, "l"), &sig->l))
-		return data_error(error, "bad number in t=, x= or l="),
-		       NULL;
+		return data_error(error, "bad number in t=, x= or l="), NULL;
 	if (sig->x >= 0 && sig->t >= 0 && sig->x < sig->t)
 		return data_error(error, "x= before t="), NULL;
 	return g_steal_pointer(&sig);
@@ -441,12 +438,12 @@ pb_dkim_canon_header(const char *field, gsize len, gboolean relaxed,
 
 struct _PbDkimBody {
 	gboolean relaxed;
-	gint64 limit;        /* -1: none */
-	guint64 length;      /* canonical octets so far */
-	guint64 empty;       /* empty lines not yet written */
-	gboolean content;    /* the current line has content */
-	gboolean wsp;        /* relaxed: WSP pending in the current line */
-	gboolean cr;         /* a CR was the last octet */
+	gint64 limit;     /* -1: none */
+	guint64 length;   /* canonical octets so far */
+	guint64 empty;    /* empty lines not yet written */
+	gboolean content; /* the current line has content */
+	gboolean wsp;     /* relaxed: WSP pending in the current line */
+	gboolean cr;      /* a CR was the last octet */
 	GChecksum *sha;
 };
 
@@ -725,18 +722,26 @@ header_digest(GPtrArray *fields, char **h, gboolean relaxed,
 
 /* ---- signing ---- */
 
-const char *const pb_dkim_default_headers[] = {
-    "from",        "to",          "cc",
-    "subject",     "date",        "message-id",
-    "reply-to",    "in-reply-to", "references",
-    "mime-version", "content-type", "list-unsubscribe",
-    "list-unsubscribe-post", NULL};
+const char *const pb_dkim_default_headers[] = {"from",
+                                               "to",
+                                               "cc",
+                                               "subject",
+                                               "date",
+                                               "message-id",
+                                               "reply-to",
+                                               "in-reply-to",
+                                               "references",
+                                               "mime-version",
+                                               "content-type",
+                                               "list-unsubscribe",
+                                               "list-unsubscribe-post",
+                                               NULL};
 
 struct _PbDkimSigner {
 	char *selector, *ed_selector;
 	char **domains;
 	char **headers;
-	char *rsa_file, *ed_file; /* for messages; NULL: from memory */
+	char *rsa_file, *ed_file;  /* for messages; NULL: from memory */
 	GString *rsa_pem, *ed_pem; /* NULL once parsed */
 	PbPrivKey *rsa, *ed;
 };
@@ -773,8 +778,8 @@ static gboolean
 signer_parse(PbDkimSigner *s, GError **error)
 {
 	if (s->rsa_pem != NULL) {
-		s->rsa = pb_privkey_import_pem(s->rsa_pem->str,
-		                               s->rsa_pem->len, error);
+		s->rsa = pb_privkey_import_pem(s->rsa_pem->str, s->rsa_pem->len,
+		                               error);
 		if (s->rsa != NULL && (pb_privkey_type(s->rsa) != PB_KEY_RSA ||
 		                       pb_privkey_bits(s->rsa) < 2048)) {
 			g_set_error(error, PB_ERROR, PB_ERROR_DATA,
@@ -802,15 +807,15 @@ signer_parse(PbDkimSigner *s, GError **error)
 	}
 	return TRUE;
 bad_rsa:
-	g_prefix_error(error, "[dkim] key %s: ", s->rsa_file ? s->rsa_file : "");
+	g_prefix_error(error,
+	               "[dkim] key %s: ", s->rsa_file ? s->rsa_file : "");
 	return FALSE;
 }
 
 PbDkimSigner *
 pb_dkim_signer_new_from_pem(const char *selector, const char *ed25519_selector,
-                            char **domains, char **headers,
-                            const char *rsa_pem, const char *ed25519_pem,
-                            GError **error)
+                            char **domains, char **headers, const char *rsa_pem,
+                            const char *ed25519_pem, GError **error)
 {
 	g_autoptr(PbDkimSigner) s = g_new0(PbDkimSigner, 1);
 
@@ -863,18 +868,18 @@ pb_dkim_signer_new(const PbConfig *cfg, GError **error)
 	s = g_new0(PbDkimSigner, 1);
 	s->selector = g_strdup(cfg->dkim_selector);
 	s->ed_selector = g_strdup(cfg->dkim_ed25519_selector);
-	s->domains = g_strdupv(cfg->dkim_domains[0] ? cfg->dkim_domains
-	                                            : cfg->domains);
-	s->headers = g_strdupv(cfg->dkim_headers[0]
-	                           ? cfg->dkim_headers
-	                           : (char **)pb_dkim_default_headers);
+	s->domains =
+	    g_strdupv(cfg->dkim_domains[0] ? cfg->dkim_domains : cfg->domains);
+	s->headers =
+	    g_strdupv(cfg->dkim_headers[0] ? cfg->dkim_headers
+	                                   : (char **)pb_dkim_default_headers);
 	s->rsa_file = g_strdup(cfg->dkim_key);
 	s->ed_file = g_strdup(cfg->dkim_ed25519_key);
 	if ((s->rsa_pem = read_key("key", cfg->dkim_key, error)) == NULL)
 		return NULL;
 	if (cfg->dkim_ed25519_key != NULL &&
-	    (s->ed_pem = read_key("ed25519_key", cfg->dkim_ed25519_key,
-	                          error)) == NULL)
+	    (s->ed_pem =
+	         read_key("ed25519_key", cfg->dkim_ed25519_key, error)) == NULL)
 		return NULL;
 	return g_steal_pointer(&s);
 }
@@ -994,8 +999,8 @@ sign_one(PbDkimSign *s, PbPrivKey *key, const char *domain, gint64 now,
 	              digest);
 	if ((sig = pb_privkey_sign_sha256(key, digest, error)) == NULL)
 		return FALSE;
-	b64 = g_base64_encode(g_bytes_get_data(sig, NULL),
-	                      g_bytes_get_size(sig));
+	b64 =
+	    g_base64_encode(g_bytes_get_data(sig, NULL), g_bytes_get_size(sig));
 	for (gsize i = 0, n = strlen(b64); i < n; i += B64_LINE) {
 		if (i > 0)
 			g_string_append(f, "\r\n\t ");
@@ -1007,8 +1012,8 @@ sign_one(PbDkimSign *s, PbPrivKey *key, const char *domain, gint64 now,
 }
 
 char *
-pb_dkim_sign_finish(PbDkimSign *s, gint64 now, char **domain,
-                    const char **why, GError **error)
+pb_dkim_sign_finish(PbDkimSign *s, gint64 now, char **domain, const char **why,
+                    GError **error)
 {
 	g_autofree char *d = NULL;
 	g_autofree char *bh = NULL;
@@ -1128,7 +1133,7 @@ slot_free(Slot *s)
 
 struct _PbDkimVerify {
 	Msg msg;
-	gboolean started; /* the header section was looked at */
+	gboolean started;   /* the header section was looked at */
 	GPtrArray *slots;   /* Slot* */
 	GPtrArray *hashers; /* Hasher* */
 };
@@ -1190,8 +1195,8 @@ verify_start(PbDkimVerify *v)
 			break;
 		slot = g_new0(Slot, 1);
 		slot->field = g_strdup(f);
-		slot->sig = pb_dkim_sig_parse(value, strlen(value),
-		                              &slot->error);
+		slot->sig =
+		    pb_dkim_sig_parse(value, strlen(value), &slot->error);
 		if (slot->sig != NULL)
 			slot->hasher = hasher_for(v, slot->sig->relaxed_body,
 			                          slot->sig->l);
@@ -1266,13 +1271,12 @@ find_key(const PbDkimSig *sig, PbDkimLookup lookup, gpointer data,
 	PbDkimKey *key = NULL;
 
 	if (records == NULL) {
-		set_status(r,
-		           error && error->code == PB_ERROR_TEMP
-		               ? PB_DKIM_TEMPERROR
-		               : PB_DKIM_PERMERROR,
-		           error && error->code == PB_ERROR_TEMP
-		               ? "key lookup failed"
-		               : "no key record");
+		set_status(
+		    r,
+		    error && error->code == PB_ERROR_TEMP ? PB_DKIM_TEMPERROR
+		                                          : PB_DKIM_PERMERROR,
+		    error && error->code == PB_ERROR_TEMP ? "key lookup failed"
+		                                          : "no key record");
 		return NULL;
 	}
 	/* several records: the first of the signature's type that parses
@@ -1384,9 +1388,9 @@ pb_dkim_verify_finish(PbDkimVerify *v, gint64 now, PbDkimLookup lookup,
 		r->selector = g_strdup(slot->sig->selector);
 		r->identity = g_strdup(slot->sig->identity);
 		r->b = g_strndup(slot->sig->b_text, 12);
-		r->algorithm = g_strdup(slot->sig->type == PB_KEY_RSA
-		                            ? "rsa-sha256"
-		                            : "ed25519-sha256");
+		r->algorithm =
+		    g_strdup(slot->sig->type == PB_KEY_RSA ? "rsa-sha256"
+		                                           : "ed25519-sha256");
 		if (v->msg.too_big)
 			set_status(r, PB_DKIM_PERMERROR,
 			           "header section too large");
@@ -1409,12 +1413,11 @@ pb_dkim_key_record(PbPrivKey *key, GError **error)
 
 	if (pub == NULL)
 		return NULL;
-	b64 = g_base64_encode(g_bytes_get_data(pub, NULL),
-	                      g_bytes_get_size(pub));
-	txt = g_strdup_printf("v=DKIM1; k=%s; p=%s",
-	                      pb_privkey_type(key) == PB_KEY_RSA ? "rsa"
-	                                                         : "ed25519",
-	                      b64);
+	b64 =
+	    g_base64_encode(g_bytes_get_data(pub, NULL), g_bytes_get_size(pub));
+	txt = g_strdup_printf(
+	    "v=DKIM1; k=%s; p=%s",
+	    pb_privkey_type(key) == PB_KEY_RSA ? "rsa" : "ed25519", b64);
 	parts = g_ptr_array_new();
 	n = strlen(txt);
 	for (gsize i = 0; i < n; i += 255)

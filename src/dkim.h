@@ -46,16 +46,16 @@ const char *pb_dkim_tags_get(const GPtrArray *tags, const char *name);
 
 /* A DKIM-Signature's value, checked (RFC 6376 3.5, 6.1.1). */
 typedef struct {
-	PbKeyType type;         /* a=rsa-sha256 or ed25519-sha256 */
-	gboolean relaxed_head;  /* c= */
+	PbKeyType type;        /* a=rsa-sha256 or ed25519-sha256 */
+	gboolean relaxed_head; /* c= */
 	gboolean relaxed_body;
-	char *domain;           /* d=, lower case */
-	char *selector;         /* s= */
-	char *identity;         /* i=, or "@" d= */
-	char **headers;         /* h=, lower case */
-	GBytes *b, *bh;         /* decoded */
-	char *b_text;           /* b= without FWS, for header.b */
-	gint64 t, x, l;         /* -1: absent */
+	char *domain;   /* d=, lower case */
+	char *selector; /* s= */
+	char *identity; /* i=, or "@" d= */
+	char **headers; /* h=, lower case */
+	GBytes *b, *bh; /* decoded */
+	char *b_text;   /* b= without FWS, for header.b */
+	gint64 t, x, l; /* -1: absent */
 } PbDkimSig;
 
 /* PB_ERROR_DATA with the reason (a permerror) when VALUE is no valid
@@ -111,12 +111,10 @@ PbDkimSigner *pb_dkim_signer_new(const PbConfig *cfg, GError **error);
 /* From memory: RSA_PEM required, ED25519_PEM optional (signed with
  * ED25519_SELECTOR, NULL: SELECTOR-ed25519); DOMAINS and HEADERS (NULL:
  * the default) lower case. Parses the keys at once. */
-PbDkimSigner *pb_dkim_signer_new_from_pem(const char *selector,
-                                          const char *ed25519_selector,
-                                          char **domains, char **headers,
-                                          const char *rsa_pem,
-                                          const char *ed25519_pem,
-                                          GError **error);
+PbDkimSigner *
+pb_dkim_signer_new_from_pem(const char *selector, const char *ed25519_selector,
+                            char **domains, char **headers, const char *rsa_pem,
+                            const char *ed25519_pem, GError **error);
 void pb_dkim_signer_free(PbDkimSigner *s);
 G_DEFINE_AUTOPTR_CLEANUP_FUNC(PbDkimSigner, pb_dkim_signer_free)
 
@@ -151,14 +149,14 @@ const char *pb_dkim_status_name(PbDkimStatus status);
 /* One signature's outcome. */
 typedef struct {
 	PbDkimStatus status;
-	char *domain;    /* d= or NULL (unparsable) */
-	char *selector;  /* s= or NULL */
-	char *identity;  /* i= (or "@" d=) or NULL */
-	char *b;         /* the first 12 characters of b=, for header.b */
-	char *algorithm; /* "rsa-sha256", "ed25519-sha256" or NULL */
-	guint bits;      /* the key's size, 0 when unknown */
+	char *domain;     /* d= or NULL (unparsable) */
+	char *selector;   /* s= or NULL */
+	char *identity;   /* i= (or "@" d=) or NULL */
+	char *b;          /* the first 12 characters of b=, for header.b */
+	char *algorithm;  /* "rsa-sha256", "ed25519-sha256" or NULL */
+	guint bits;       /* the key's size, 0 when unknown */
 	gboolean testing; /* the key says t=y */
-	char *reason;    /* why not pass, or NULL */
+	char *reason;     /* why not pass, or NULL */
 } PbDkimResult;
 
 void pb_dkim_result_free(PbDkimResult *r);

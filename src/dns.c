@@ -391,18 +391,16 @@ pb_dns_resolve_txt(const PbConfig *cfg, const char *name, gint64 deadline,
 
 	if (ctx == NULL)
 		return NULL;
-	if (dns_submit_txt(ctx, name, DNS_C_IN, DNS_NOSRCH, on_txt, &t) ==
-	    NULL)
+	if (dns_submit_txt(ctx, name, DNS_C_IN, DNS_NOSRCH, on_txt, &t) == NULL)
 		t.status = dns_status(ctx);
 	run(ctx, deadline);
 	dns_free(ctx);
 	if (t.rr == NULL) {
-		gboolean none = t.status == DNS_E_NXDOMAIN ||
-		                t.status == DNS_E_NODATA;
-		g_set_error(error, PB_ERROR,
-		            none ? PB_ERROR_NOTFOUND : PB_ERROR_TEMP,
-		            "TXT lookup for %s: %s", name,
-		            dns_strerror(t.status));
+		gboolean none =
+		    t.status == DNS_E_NXDOMAIN || t.status == DNS_E_NODATA;
+		g_set_error(
+		    error, PB_ERROR, none ? PB_ERROR_NOTFOUND : PB_ERROR_TEMP,
+		    "TXT lookup for %s: %s", name, dns_strerror(t.status));
 		return NULL;
 	}
 	out = g_ptr_array_new_with_free_func((GDestroyNotify)g_strfreev);

@@ -62,8 +62,7 @@ typedef struct {
 	const PbConfig *cfg;
 	gint64 deadline; /* monotonic milliseconds */
 } PbDnsTxtLookup;
-GPtrArray *pb_dns_txt_lookup(const char *name, gpointer lookup,
-                             GError **error);
+GPtrArray *pb_dns_txt_lookup(const char *name, gpointer lookup, GError **error);
 
 /* Sorts PbMxHost* by preference, shuffling equal ones with RAND. */
 void pb_dns_sort_mx(GPtrArray *hosts, GRand *rand);

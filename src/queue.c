@@ -477,9 +477,9 @@ parse_rcpt_text(Parse *p, const char *key, const char *value)
 static gboolean
 parse_header(Parse *p, const char *key, const char *value)
 {
-	static const char *const keys[] = {
-	    "id",     "arrival", "sender", "size",   "smtputf8",
-	    "notice", "held",    "client", "prepend"};
+	static const char *const keys[] = {"id",   "arrival",  "sender",
+	                                   "size", "smtputf8", "notice",
+	                                   "held", "client",   "prepend"};
 	PbEnvelope *env = p->env;
 	guint i;
 
@@ -1551,7 +1551,8 @@ text_envelope(GString *out, const PbEnvelope *env)
 	g_autofree char *sender = pb_sanitize_text(env->sender, 1000);
 
 	g_string_append_printf(out, "%s%c %8" G_GUINT64_FORMAT " %s  %s\n",
-	                       env->id, env->held ? '!' : ' ', pb_envelope_wire_size(env), when,
+	                       env->id, env->held ? '!' : ' ',
+	                       pb_envelope_wire_size(env), when,
 	                       env->sender[0] ? sender : "MAILER-DAEMON");
 	for (guint i = 0; i < env->rcpts->len; i++) {
 		const PbRecipient *r = g_ptr_array_index(env->rcpts, i);

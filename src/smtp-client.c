@@ -503,9 +503,9 @@ pb_smtp_client_send(PbSmtpClient *c, const char *sender, char **rcpts,
 }
 
 PbSmtpResult *
-pb_smtp_client_send_prefixed(PbSmtpClient *c, const char *sender,
-                             char **rcpts, const char *prefix, int data_fd,
-                             guint64 size, gboolean smtputf8)
+pb_smtp_client_send_prefixed(PbSmtpClient *c, const char *sender, char **rcpts,
+                             const char *prefix, int data_fd, guint64 size,
+                             gboolean smtputf8)
 {
 	PbSmtpResult *res = g_new0(PbSmtpResult, 1);
 	guint n = g_strv_length(rcpts);

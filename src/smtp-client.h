@@ -102,8 +102,7 @@ PbSmtpResult *pb_smtp_client_send(PbSmtpClient *c, const char *sender,
 
 /* The same with PREFIX (header fields, each with its CRLF: the
  * envelope's prepend) sent before the message and counted in SIZE=. */
-PbSmtpResult *pb_smtp_client_send_prefixed(PbSmtpClient *c,
-                                           const char *sender,
+PbSmtpResult *pb_smtp_client_send_prefixed(PbSmtpClient *c, const char *sender,
                                            char **recipients,
                                            const char *prefix, int data_fd,
                                            guint64 size, gboolean smtputf8);

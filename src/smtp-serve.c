@@ -152,9 +152,11 @@ hook_tx_signed(void *data, const char *fields, const char *domain,
 	if (fields != NULL)
 		pb_queue_tx_set_prepend(tx->tx, fields);
 	if (fields != NULL)
-		pb_log_info(pb_queue_tx_id(tx->tx), "dkim: signed d=%s", domain);
+		pb_log_info(pb_queue_tx_id(tx->tx), "dkim: signed d=%s",
+		            domain);
 	else
-		pb_log_info(pb_queue_tx_id(tx->tx), "dkim: not signed: %s", why);
+		pb_log_info(pb_queue_tx_id(tx->tx), "dkim: not signed: %s",
+		            why);
 }
 
 static gboolean

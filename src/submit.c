@@ -9,9 +9,9 @@
  * queue in chunks.
  */
 #include "submit.h"
-#include "dkim.h"
 #include "address.h"
 #include "date.h"
+#include "dkim.h"
 #include "error.h"
 #include "log.h"
 

@@ -944,11 +944,11 @@ pb_privkey_sign_sha256(PbPrivKey *k, const guint8 *digest, GError **error)
 {
 	gnutls_datum_t d = {(unsigned char *)digest, 32};
 	gnutls_datum_t sig = {NULL, 0};
-	int r = k->type == PB_KEY_RSA
-	            ? gt.privkey_sign_hash(k->key, GNUTLS_DIG_SHA256, 0, &d,
-	                                   &sig)
-	            : gt.privkey_sign_data2(k->key, GNUTLS_SIGN_EDDSA_ED25519,
-	                                    0, &d, &sig);
+	int r =
+	    k->type == PB_KEY_RSA
+	        ? gt.privkey_sign_hash(k->key, GNUTLS_DIG_SHA256, 0, &d, &sig)
+	        : gt.privkey_sign_data2(k->key, GNUTLS_SIGN_EDDSA_ED25519, 0,
+	                                &d, &sig);
 
 	if (r < 0)
 		return key_error(error, PB_ERROR_TEMP, "signing", r), NULL;
@@ -979,8 +979,8 @@ pubkey_import(gnutls_pubkey_t pub, PbKeyType type, const guint8 *key,
 		return key_error(error, PB_ERROR_PERM, "bad public key", r);
 	alg = gt.pubkey_get_pk_algorithm(pub, &b);
 	*bits = b;
-	if (alg != (type == PB_KEY_RSA ? GNUTLS_PK_RSA
-	                               : GNUTLS_PK_EDDSA_ED25519)) {
+	if (alg !=
+	    (type == PB_KEY_RSA ? GNUTLS_PK_RSA : GNUTLS_PK_EDDSA_ED25519)) {
 		g_set_error(error, PB_ERROR, PB_ERROR_PERM,
 		            "the public key is not of the signature's type");
 		return FALSE;
@@ -990,9 +990,8 @@ pubkey_import(gnutls_pubkey_t pub, PbKeyType type, const guint8 *key,
 
 gboolean
 pb_pubkey_verify_sha256(PbKeyType type, const guint8 *key, gsize keylen,
-                        guint min_bits, const guint8 *digest,
-                        const guint8 *sig, gsize siglen, guint *bits,
-                        GError **error)
+                        guint min_bits, const guint8 *digest, const guint8 *sig,
+                        gsize siglen, guint *bits, GError **error)
 {
 	gnutls_pubkey_t pub = NULL;
 	gnutls_datum_t d = {(unsigned char *)digest, 32};

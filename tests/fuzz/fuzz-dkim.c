@@ -54,8 +54,8 @@ canon(const char *text, gsize len)
 	g_assert_true(memchr(r, '\n', n) == r + n - 1);
 	g_assert_null(memchr(r, '\t', n));
 	for (gsize i = 0; i + 1 < n; i++)
-		g_assert_false(r[i] == ' ' && (r[i + 1] == ' ' ||
-		                               r[i + 1] == '\r'));
+		g_assert_false(r[i] == ' ' &&
+		               (r[i + 1] == ' ' || r[i + 1] == '\r'));
 	colon = memchr(r, ':', n);
 	g_assert_true(colon[1] != ' ');
 	for (const char *p = r; p < colon; p++)

@@ -20,11 +20,11 @@ static const char rfc8463_record[] =
  * form of RFC 8463 A.3 that verifiers such as dkimpy test with). */
 #define RFC8463_SIG                                                            \
 	"DKIM-Signature: v=1; a=ed25519-sha256; c=simple/simple; \r\n"         \
-	" d=football.example.com; i=@football.example.com; \r\n"              \
-	" q=dns/txt; s=brisbane; t=1518460054; h=from : to : \r\n"            \
-	" subject : date : message-id : from : subject : date; \r\n"          \
-	" bh=4bLNXImK9drULnmePzZNEBleUanJCX5PIsDIFoH4KTQ=; \r\n"              \
-	" b=9/dsDChY0YMTtD5Eyw3wx7x22BlSJP7M5ECbJ7GWrR45nXlTCGb8l0YB\r\n"     \
+	" d=football.example.com; i=@football.example.com; \r\n"               \
+	" q=dns/txt; s=brisbane; t=1518460054; h=from : to : \r\n"             \
+	" subject : date : message-id : from : subject : date; \r\n"           \
+	" bh=4bLNXImK9drULnmePzZNEBleUanJCX5PIsDIFoH4KTQ=; \r\n"               \
+	" b=9/dsDChY0YMTtD5Eyw3wx7x22BlSJP7M5ECbJ7GWrR45nXlTCGb8l0YB\r\n"      \
 	" o0wBLR++X5LqmsxXaOYLLJe46l10AQ==\r\n"
 #define RFC6376_HEADER                                                         \
 	"From: Joe SixPack <joe@football.example.com>\r\n"                     \
@@ -76,8 +76,8 @@ lookup(const char *name, gpointer data, GError **error)
 			break;
 	if (r->name == NULL || r->error) {
 		g_set_error(error, PB_ERROR,
-		            r->name ? r->error - 1 : PB_ERROR_NOTFOUND,
-		            "%s", name);
+		            r->name ? r->error - 1 : PB_ERROR_NOTFOUND, "%s",
+		            name);
 		return NULL;
 	}
 	out = g_ptr_array_new_with_free_func((GDestroyNotify)g_strfreev);
@@ -111,8 +111,8 @@ test_tags(void)
 	g_autoptr(GError) error = NULL;
 	g_autoptr(GPtrArray) t = NULL;
 	static const char *const bad[] = {
-	    "a=1; novalue",  "a=1; a=2",     "=x",       "1a=x",
-	    "a b=1",         "a=1;;b=2",     "a-b=1",
+	    "a=1; novalue", "a=1; a=2", "=x",    "1a=x",
+	    "a b=1",        "a=1;;b=2", "a-b=1",
 	};
 
 	t = pb_dkim_tags_parse(" v = 1 ;\r\n\tb=ab\r\n cd ; z=;", 26, &error);
@@ -123,8 +123,8 @@ test_tags(void)
 	g_assert_cmpstr(pb_dkim_tags_get(t, "z"), ==, "");
 	g_assert_null(pb_dkim_tags_get(t, "V"));
 	for (gsize i = 0; i < G_N_ELEMENTS(bad); i++) {
-		GPtrArray *p = pb_dkim_tags_parse(bad[i], strlen(bad[i]),
-		                                  &error);
+		GPtrArray *p =
+		    pb_dkim_tags_parse(bad[i], strlen(bad[i]), &error);
 		g_assert_null(p);
 		g_assert_error(error, PB_ERROR, PB_ERROR_DATA);
 		g_clear_error(&error);
@@ -138,8 +138,9 @@ test_sig_parse(void)
 		const char *value;
 		int code; /* 0: parses */
 	} cases[] = {
-	    {"v=1; a=rsa-sha256; d=ex.org; s=s; h=From:To; bh=" 
-	     "47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU=; b=AAAA", 0},
+	    {"v=1; a=rsa-sha256; d=ex.org; s=s; h=From:To; bh="
+	     "47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU=; b=AAAA",
+	     0},
 	    {"v=1; a=rsa-sha1; d=ex.org; s=s; h=from; bh="
 	     "47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU=; b=AAAA",
 	     PB_ERROR_PERM},
@@ -153,7 +154,8 @@ test_sig_parse(void)
 	     "47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU=; b=AAAA",
 	     PB_ERROR_DATA},
 	    {"v=1; a=rsa-sha256; d=ex.org; s=s; h=from; i=u@sub.ex.org; bh="
-	     "47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU=; b=AAAA", 0},
+	     "47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU=; b=AAAA",
+	     0},
 	    {"v=1; a=rsa-sha256; d=ex.org; s=s; h=from; t=10; x=5; bh="
 	     "47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU=; b=AAAA",
 	     PB_ERROR_DATA},
@@ -198,8 +200,8 @@ test_key_parse(void)
 	g_assert_cmpuint(g_bytes_get_size(k->key), ==, 0);
 	g_assert_true(k->testing && k->strict);
 	for (gsize i = 0; i < G_N_ELEMENTS(bad); i++) {
-		PbDkimKey *p = pb_dkim_key_parse(bad[i], strlen(bad[i]),
-		                                 &error);
+		PbDkimKey *p =
+		    pb_dkim_key_parse(bad[i], strlen(bad[i]), &error);
 		g_assert_null(p);
 		g_assert_error(error, PB_ERROR, PB_ERROR_DATA);
 		g_clear_error(&error);
@@ -339,8 +341,8 @@ test_rfc8463_sign(void)
 	sha256_of(data->str, digest);
 	sig = pb_privkey_sign_sha256(key, digest, &error);
 	g_assert_no_error(error);
-	b64 = g_base64_encode(g_bytes_get_data(sig, NULL),
-	                      g_bytes_get_size(sig));
+	b64 =
+	    g_base64_encode(g_bytes_get_data(sig, NULL), g_bytes_get_size(sig));
 	g_assert_cmpstr(b64, ==,
 	                "9/dsDChY0YMTtD5Eyw3wx7x22BlSJP7M5ECbJ7GWrR45nXlTCGb8"
 	                "l0YBo0wBLR++X5LqmsxXaOYLLJe46l10AQ==");
@@ -352,7 +354,8 @@ static char **
 record_of(const char *pem)
 {
 	g_autoptr(GError) error = NULL;
-	g_autoptr(PbPrivKey) k = pb_privkey_import_pem(pem, strlen(pem), &error);
+	g_autoptr(PbPrivKey) k =
+	    pb_privkey_import_pem(pem, strlen(pem), &error);
 	char **rec;
 
 	g_assert_no_error(error);
@@ -478,15 +481,16 @@ public_record(const char *name)
 {
 	g_autoptr(GError) error = NULL;
 	g_autofree char *pem = read_data(name);
-	g_autoptr(PbPrivKey) key = pb_privkey_import_pem(pem, strlen(pem), &error);
+	g_autoptr(PbPrivKey) key =
+	    pb_privkey_import_pem(pem, strlen(pem), &error);
 	g_autoptr(GBytes) pub = NULL;
 	g_autofree char *b64 = NULL;
 
 	g_assert_no_error(error);
 	pub = pb_privkey_public(key, &error);
 	g_assert_no_error(error);
-	b64 = g_base64_encode(g_bytes_get_data(pub, NULL),
-	                      g_bytes_get_size(pub));
+	b64 =
+	    g_base64_encode(g_bytes_get_data(pub, NULL), g_bytes_get_size(pub));
 	return g_strconcat("v=DKIM1; p=", b64, NULL);
 }
 
@@ -564,8 +568,8 @@ test_not_ours(void)
 		g_assert_nonnull(why);
 	}
 	/* a weak RSA key is refused for signing */
-	g_assert_null(pb_dkim_signer_new_from_pem("s", NULL, domains, NULL, ed_key(),
-	                                          NULL, &error));
+	g_assert_null(pb_dkim_signer_new_from_pem("s", NULL, domains, NULL,
+	                                          ed_key(), NULL, &error));
 	g_assert_error(error, PB_ERROR, PB_ERROR_DATA);
 }
 
@@ -575,8 +579,8 @@ read_data(const char *name)
 	char *text = NULL;
 
 	g_assert_true(g_file_get_contents(
-	    g_test_get_filename(G_TEST_DIST, "data", "dkim", name, NULL),
-	    &text, NULL, NULL));
+	    g_test_get_filename(G_TEST_DIST, "data", "dkim", name, NULL), &text,
+	    NULL, NULL));
 	return text;
 }
 

@@ -268,8 +268,8 @@ test_prepend(void)
 	g_autoptr(GError) error = NULL;
 	g_autofree char *big = g_strnfill(PB_QUEUE_MAX_PREPEND, 'a');
 	static const char *const bad[] = {
-	    "X: 1",          "X: 1\n",        "X: 1\r\n\r\n", " X: 1\r\n",
-	    "X: 1\rY\r\n", "X: \x01\r\n\nY: 2\r\n"};
+	    "X: 1",      "X: 1\n",      "X: 1\r\n\r\n",
+	    " X: 1\r\n", "X: 1\rY\r\n", "X: \x01\r\n\nY: 2\r\n"};
 
 	env->prepend = g_strdup("DKIM-Signature: v=1; a=rsa-sha256;\r\n"
 	                        "\tb=abc\r\n");

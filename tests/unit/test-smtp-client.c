@@ -255,9 +255,9 @@ test_prefixed(void)
 	                                   f.msg_fd, f.msg_size, FALSE);
 	g_assert_cmpuint(res->final->code, ==, 250);
 	wait_server(&f);
-	mail = g_strdup_printf("MAIL FROM:<s@example.org> SIZE=%" G_GUINT64_FORMAT
-	                       "\r\n",
-	                       (guint64)f.msg_size + strlen(prefix));
+	mail = g_strdup_printf(
+	    "MAIL FROM:<s@example.org> SIZE=%" G_GUINT64_FORMAT "\r\n",
+	    (guint64)f.msg_size + strlen(prefix));
 	g_assert_nonnull(strstr(f.server.heard->str, mail));
 	g_assert_nonnull(strstr(f.server.heard->str,
 	                        "DATA\r\nDKIM-Signature: v=1;\r\n\tb=x\r\n"

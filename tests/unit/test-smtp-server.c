@@ -667,12 +667,12 @@ test_signer(PbPrivKey **key)
 	char *domains[] = {"example.org", NULL};
 	PbDkimSigner *signer;
 
-	g_assert_true(g_file_get_contents(
-	    g_test_get_filename(G_TEST_DIST, "data", "dkim", "rsa2048.pem",
-	                        NULL),
-	    &pem, NULL, NULL));
-	signer = pb_dkim_signer_new_from_pem("sel", NULL, domains, NULL, pem, NULL,
-	                                     &error);
+	g_assert_true(
+	    g_file_get_contents(g_test_get_filename(G_TEST_DIST, "data", "dkim",
+	                                            "rsa2048.pem", NULL),
+	                        &pem, NULL, NULL));
+	signer = pb_dkim_signer_new_from_pem("sel", NULL, domains, NULL, pem,
+	                                     NULL, &error);
 	g_assert_no_error(error);
 	*key = pb_privkey_import_pem(pem, strlen(pem), &error);
 	g_assert_no_error(error);
