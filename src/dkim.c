@@ -920,9 +920,8 @@ pb_dkim_sign_feed(PbDkimSign *s, const char *buf, gsize len)
 		pb_dkim_body_feed(s->body, buf + used, len - used);
 }
 
-/* The domain of the one From address, lower case, or NULL. */
-static char *
-from_domain(GPtrArray *fields)
+char *
+pb_dkim_from_domain(const GPtrArray *fields)
 {
 	g_autoptr(GPtrArray) addrs = g_ptr_array_new_with_free_func(g_free);
 	const char *at;
@@ -1027,7 +1026,7 @@ pb_dkim_sign_finish(PbDkimSign *s, gint64 now, char **domain, const char **why,
 		*why = "the header section is too large";
 		return NULL;
 	}
-	if ((d = from_domain(s->msg.fields)) == NULL) {
+	if ((d = pb_dkim_from_domain(s->msg.fields)) == NULL) {
 		*why = "no single From address";
 		return NULL;
 	}
@@ -1398,6 +1397,19 @@ pb_dkim_verify_finish(PbDkimVerify *v, gint64 now, PbDkimLookup lookup,
 			check_slot(v, slot, now, lookup, data, r);
 	}
 	return results;
+}
+
+const GPtrArray *
+pb_dkim_verify_fields(const PbDkimVerify *v)
+{
+	static GPtrArray *none;
+
+	if (v->msg.too_big) {
+		if (g_once_init_enter(&none))
+			g_once_init_leave(&none, g_ptr_array_new());
+		return none;
+	}
+	return v->msg.fields;
 }
 
 /* ---- key records ---- */

@@ -178,6 +178,13 @@ void pb_dkim_verify_feed(PbDkimVerify *v, const char *buf, gsize len);
  * when the message has no DKIM-Signature. */
 GPtrArray *pb_dkim_verify_finish(PbDkimVerify *v, gint64 now,
                                  PbDkimLookup lookup, gpointer data);
+/* After finish: the message's header fields as kept ("Name: value",
+ * folded lines joined by CRLF, in order; empty when the section was
+ * over PB_DKIM_MAX_HEADER), for the checks that follow (DMARC's From). */
+const GPtrArray *pb_dkim_verify_fields(const PbDkimVerify *v);
+/* The domain of the one From address of FIELDS, lower case; NULL when
+ * there is no From field, or several, or not exactly one address. */
+char *pb_dkim_from_domain(const GPtrArray *fields);
 void pb_dkim_verify_free(PbDkimVerify *v);
 G_DEFINE_AUTOPTR_CLEANUP_FUNC(PbDkimVerify, pb_dkim_verify_free)
 

@@ -542,6 +542,35 @@ test_results(void)
 	g_assert_cmpuint(r->len, ==, 0);
 }
 
+/* The header fields the verifier kept, for DMARC: in order, folded
+ * lines joined; the From domain only for exactly one From address. */
+static void
+test_fields(void)
+{
+	static const Record none[] = {{NULL}};
+	g_autoptr(PbDkimVerify) v = pb_dkim_verify_new();
+	g_autoptr(GPtrArray) r = NULL;
+	g_autoptr(GPtrArray) two = g_ptr_array_new();
+	g_autofree char *from = NULL;
+	const GPtrArray *f;
+
+	pb_dkim_verify_feed(v, round_msg, strlen(round_msg));
+	r = pb_dkim_verify_finish(v, 0, lookup, (gpointer)none);
+	f = pb_dkim_verify_fields(v);
+	g_assert_cmpuint(f->len, ==, 7);
+	g_assert_cmpstr(g_ptr_array_index(f, 2), ==,
+	                "To: bob@example.net,\r\n  carol@example.net");
+	from = pb_dkim_from_domain(f);
+	g_assert_cmpstr(from, ==, "example.org");
+	g_ptr_array_add(two, "From: a@example.org");
+	g_ptr_array_add(two, "from : b@example.org");
+	g_assert_null(pb_dkim_from_domain(two));
+	g_ptr_array_remove_index(two, 0);
+	g_free(from);
+	from = pb_dkim_from_domain(two);
+	g_assert_cmpstr(from, ==, "example.org");
+}
+
 /* Not ours to sign: several From, a From elsewhere. */
 static void
 test_not_ours(void)
@@ -600,5 +629,6 @@ main(int argc, char **argv)
 	g_test_add_func("/dkim/tamper", test_tamper);
 	g_test_add_func("/dkim/results", test_results);
 	g_test_add_func("/dkim/not-ours", test_not_ours);
+	g_test_add_func("/dkim/fields", test_fields);
 	return g_test_run();
 }
