@@ -40,13 +40,24 @@ MESSAGES = {
 
 
 class Sink:
-    """An aiosmtpd handler that keeps every message's octets."""
+    """An aiosmtpd handler that keeps every message's octets: bob's in
+    MESSAGES, later's (refused with 451 until told) in LATER."""
 
     def __init__(self):
         self.messages = []
+        self.later = []
+        self.accept_later = False
+
+    async def handle_RCPT(self, server, session, envelope, address, options):
+        if address.startswith("later@") and not self.accept_later:
+            return "451 4.3.0 try again later"
+        envelope.rcpt_tos.append(address)
+        return "250 2.1.5 OK"
 
     async def handle_DATA(self, server, session, envelope):
-        self.messages.append(envelope.original_content)
+        box = self.later if "later@remote.test" in envelope.rcpt_tos \
+            else self.messages
+        box.append(envelope.original_content)
         return "250 2.0.0 accepted"
 
 
@@ -92,6 +103,8 @@ def site():
         inst.start_smtpd()
         for name, msg in MESSAGES.items():
             inst.send(["bob@remote.test"], msg, sender="alice@example.org")
+        inst.send(["later@remote.test"], MESSAGES["folded"],
+                  sender="alice@example.org")
         proc = inst.run("sendmail", "-i", "bob@remote.test",
                         input=b"From: alice@example.org\nSubject: by "
                               b"sendmail\n\nlocal program\n")
@@ -132,7 +145,7 @@ def test_keygen_writes_private_files_and_255_octet_strings(site):
 
 
 def test_signed_once_at_acceptance_in_the_envelope(site):
-    assert len(site.envelopes) == 4
+    assert len(site.envelopes) == 5
     for text in site.envelopes:
         assert text.count("prepend DKIM-Signature: v=1; a=rsa-sha256;") == 1
         assert "a=ed25519-sha256;" in text
@@ -244,3 +257,19 @@ def test_body_length_tag_is_suspect(site):
     rc, lines = our_verdicts(site, sig + msg + b"appended\r\n")
     assert rc == 1
     assert lines[0].startswith('dkim=policy reason="l= leaves part')
+
+
+def test_a_retry_sends_the_same_octets(site):
+    """The signature is made once, at acceptance: the retry after a 451
+    sends what the envelope recorded, and it still verifies."""
+    [env] = [p for p in site.queued()]
+    prepend = re.search(r"^prepend (.*)$", env.read_text(), re.M).group(1)
+    prepend = re.sub(r"\\x([0-9A-F]{2})",
+                     lambda m: chr(int(m.group(1), 16)), prepend).encode()
+    site.sink.accept_later = True
+    proc = site.run("runq", "-f", timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    [msg] = site.sink.later
+    assert msg.startswith(prepend)
+    assert dkimpy_verifies(msg, 0, dnsfunc_for(site))
+    assert dkimpy_verifies(msg, 1, dnsfunc_for(site))
