@@ -918,6 +918,9 @@ dkim_finish(PbConfig *cfg, const Where *w, GError **error)
 		return bad(error, w, "dkim", "ed25519_selector",
 		           "must differ from selector (one key record a "
 		           "name)");
+	if (g_strv_contains((const char *const *)cfg->dkim_domains, "*"))
+		return bad(error, w, "dkim", "domains",
+		           "domains we hold keys for, not *");
 	if (cfg->dkim_headers[0] &&
 	    !g_strv_contains((const char *const *)cfg->dkim_headers, "from"))
 		return bad(error, w, "dkim", "headers",

@@ -219,6 +219,8 @@ static const struct {
      "/etc/pb/test.conf:4: [dkim] headers: must include From"},
     {"[dkim]\nheaders = from, dkim-signature\n",
      "/etc/pb/test.conf:2: [dkim] headers: not a header field name"},
+    {"[dkim]\nselector = s\nkey = k\ndomains = example.org, *\n",
+     "/etc/pb/test.conf:4: [dkim] domains: domains we hold keys for"},
     {"[dkim]\nselector = s\nkey = k\ned25519_selector = s\n",
      "/etc/pb/test.conf:4: [dkim] ed25519_selector: must differ"},
     /* found by fuzz-config: GKeyFile set its error twice (a
