@@ -163,6 +163,29 @@ test_no_route(void)
 	g_assert_null(pb_config_route(cfg, "example.net"));
 }
 
+/* [dkim]: off by default; paths made absolute, names lower-cased, the
+ * Ed25519 selector derived. */
+static void
+test_dkim(void)
+{
+	g_autoptr(GError) error = NULL;
+	g_autoptr(PbConfig) off = load("", &error);
+	g_autoptr(PbConfig) cfg = load("[dkim]\nselector = S2026\n"
+	                               "key = dkim/rsa.pem\n"
+	                               "ed25519_key = /k/ed.pem\n"
+	                               "headers = From, Subject\n",
+	                               &error);
+
+	g_assert_no_error(error);
+	g_assert_null(off->dkim_selector);
+	g_assert_cmpstr(cfg->dkim_selector, ==, "s2026");
+	g_assert_cmpstr(cfg->dkim_ed25519_selector, ==, "s2026-ed25519");
+	g_assert_cmpstr(cfg->dkim_key, ==, "/etc/pb/dkim/rsa.pem");
+	g_assert_cmpstr(cfg->dkim_ed25519_key, ==, "/k/ed.pem");
+	g_assert_cmpstr(cfg->dkim_headers[1], ==, "subject");
+	g_assert_null(cfg->dkim_domains[0]);
+}
+
 /* Each bad file and the start of the message it must give. */
 static const struct {
 	const char *text;
@@ -581,5 +604,6 @@ main(int argc, char **argv)
 	g_test_add_func("/config/table-read", test_table_read);
 	g_test_add_func("/config/endpoint", test_endpoint);
 	g_test_add_func("/config/imapd", test_imapd);
+	g_test_add_func("/config/dkim", test_dkim);
 	return g_test_run();
 }
