@@ -66,8 +66,9 @@ main(int argc, char **argv)
 		return PB_EX_USAGE;
 	is_dkim = argc >= 2 && g_str_has_prefix(argv[1], "dkim-");
 	if (argc < 2 || argc > 4 ||
-	    (!is_dkim &&
-	     (argc == 4 || (strcmp(argv[1], "list") == 0) != (argc == 2)))) {
+	    (is_dkim ? argc != (strcmp(argv[1], "dkim-keygen") == 0 ? 4 : 2)
+	             : (argc == 4 ||
+	                (strcmp(argv[1], "list") == 0) != (argc == 2)))) {
 		g_printerr(
 		    "mailuser: usage: mailuser [-c FILE] "
 		    "add|passwd|del ADDRESS | list | dkim-keygen "
@@ -84,9 +85,12 @@ main(int argc, char **argv)
 		return pb_program_fail("mailuser", error);
 	if (is_dkim && (rc = dkim(cfg, argc, argv, &error)) >= 0)
 		return rc;
-	if (is_dkim || !pb_accounts_manage(cfg, argv[1],
-	                                   argc == 3 ? argv[2] : NULL, &error))
-		return is_dkim ? PB_EX_USAGE
-		               : pb_program_fail("mailuser", error);
+	if (is_dkim) {
+		g_printerr("mailuser: unknown command %s\n", argv[1]);
+		return PB_EX_USAGE;
+	}
+	if (!pb_accounts_manage(cfg, argv[1], argc == 3 ? argv[2] : NULL,
+	                        &error))
+		return pb_program_fail("mailuser", error);
 	return PB_EX_OK;
 }
