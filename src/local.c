@@ -4,7 +4,8 @@
  *
  * Owns nothing on disk itself: the Maildir writing is maildir.c's, the
  * tables are accounts.c's and aliases.c's. Guarantees: a delivered file
- * starts with Return-Path: and Delivered-To:; a message that already
+ * starts with Return-Path: and Delivered-To: (then the envelope's
+ * prepended fields, such as the DKIM-Signature); a message that already
  * carries our Delivered-To: for an account is a loop and is refused
  * (PB_ERROR_PERM 5.4.6) by the caller, who checks pb_local_delivered_to();
  * a queued message is delivered at most once into each mailbox, however
@@ -211,19 +212,26 @@ stable_name(const char *qid)
 
 gboolean
 pb_local_deliver(PbLocal *l, const char *qid, const char *sender,
-                 const char *account, int fd, gboolean *again, GError **error)
+                 const char *account, const char *prepend, int fd,
+                 gboolean *again, GError **error)
 {
 	g_autofree char *dir = mailbox_dir(l, account, error);
-	g_autofree char *header = NULL;
+	g_autoptr(GString) header = g_string_new(NULL);
 	g_autofree char *stable = qid ? stable_name(qid) : NULL;
 
 	if (dir == NULL)
 		return FALSE;
 	if (lseek(fd, 0, SEEK_SET) < 0)
 		return pb_throw_errno(error, "seek");
-	header = g_strdup_printf("Return-Path: <%s>\nDelivered-To: %s\n",
-	                         sender, account);
-	return pb_maildir_deliver(dir, stable, header, fd, NULL, again, error);
+	g_string_printf(header, "Return-Path: <%s>\nDelivered-To: %s\n", sender,
+	                account);
+	/* the envelope's fields (a DKIM-Signature), with the LF line ends
+	 * the Maildir copy has */
+	for (const char *p = prepend; p != NULL && *p != '\0'; p++)
+		if (*p != '\r')
+			g_string_append_c(header, *p);
+	return pb_maildir_deliver(dir, stable, header->str, fd, NULL, again,
+	                          error);
 }
 
 void
@@ -308,7 +316,8 @@ deliver_one(PbLocal *l, const char *sender, const char *address, int fd,
 		}
 		if (g_hash_table_contains(done, t))
 			continue; /* named twice, directly or by an alias */
-		if (!pb_local_deliver(l, NULL, sender, t, fd, NULL, error))
+		if (!pb_local_deliver(l, NULL, sender, t, NULL, fd, NULL,
+		                      error))
 			return FALSE;
 		g_hash_table_add(done, g_strdup(t));
 		pb_log_info(NULL, "to=<%s>, relay=local, status=sent (deliver)",

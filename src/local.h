@@ -45,15 +45,16 @@ gboolean pb_local_resolve(PbLocal *l, const char *address, GPtrArray *out,
 GHashTable *pb_local_delivered_to(int fd, GError **error);
 
 /* Delivers the message in FD (from offset 0) into the Maildir of ACCOUNT
- * (canonical), prepending Return-Path: <SENDER> and Delivered-To:.
- * With QID (a queued message) the delivery is idempotent: the file is
- * named after the queue id, a repeated delivery finds the earlier copy
- * and writes none (*AGAIN, optional, is set), and the caller calls
- * pb_local_settle() once the outcome is recorded (see maildir.h).
- * PB_ERROR_TEMP on I/O trouble (retry later). */
+ * (canonical), prepending Return-Path: <SENDER> and Delivered-To:, then
+ * PREPEND (the envelope's header fields, CRLF-ended, or NULL; written
+ * with LF ends like the rest). With QID (a queued message) the delivery
+ * is idempotent: the file is named after the queue id, a repeated
+ * delivery finds the earlier copy and writes none (*AGAIN, optional, is
+ * set), and the caller calls pb_local_settle() once the outcome is
+ * recorded (see maildir.h). PB_ERROR_TEMP on I/O trouble (retry later). */
 gboolean pb_local_deliver(PbLocal *l, const char *qid, const char *sender,
-                          const char *account, int fd, gboolean *again,
-                          GError **error);
+                          const char *account, const char *prepend, int fd,
+                          gboolean *again, GError **error);
 
 /* The delivery of QID to ACCOUNT is recorded: its marker goes. */
 void pb_local_settle(PbLocal *l, const char *qid, const char *account);

@@ -305,7 +305,8 @@ deliver_to(Run *run, PbQueueEntry *entry, PbRecipient *r, const char *account,
 		return;
 	}
 	if (!pb_local_deliver(run->local, env->id, env->sender, account,
-			      pb_queue_entry_data_fd(entry), &again, &error)) {
+			      env->prepend, pb_queue_entry_data_fd(entry),
+			      &again, &error)) {
 		dsn = error_dsn(error, "4.2.0", &text);
 		record(run, env, r,
 		       g_error_matches(error, PB_ERROR, PB_ERROR_PERM)

@@ -100,9 +100,13 @@ def site():
             routes={"remote.test": "127.0.0.2:%d" % smtp_port},
             dkim={"selector": "sel", "key": keys["sel"][0],
                   "ed25519_key": keys["sel-ed25519"][0]})
+        inst.add_user("carol@example.org", "pw")
         inst.start_smtpd()
         for name, msg in MESSAGES.items():
-            inst.send(["bob@remote.test"], msg, sender="alice@example.org")
+            # the first also to a local user: the same signed octets
+            rcpts = ["bob@remote.test"] + (
+                ["carol@example.org"] if name == "folded" else [])
+            inst.send(rcpts, msg, sender="alice@example.org")
         inst.send(["later@remote.test"], MESSAGES["folded"],
                   sender="alice@example.org")
         proc = inst.run("sendmail", "-i", "bob@remote.test",
@@ -273,3 +277,17 @@ def test_a_retry_sends_the_same_octets(site):
     assert msg.startswith(prepend)
     assert dkimpy_verifies(msg, 0, dnsfunc_for(site))
     assert dkimpy_verifies(msg, 1, dnsfunc_for(site))
+
+
+def test_the_local_copy_carries_the_signature_too(site):
+    """A message for remote and local recipients: the Maildir copy has
+    the envelope's DKIM-Signature fields after Return-Path and
+    Delivered-To, and they verify there too (LF line ends)."""
+    [path] = site.messages("carol@example.org")
+    data = path.read_bytes()
+    assert data.startswith(b"Return-Path: <alice@example.org>\n"
+                           b"Delivered-To: carol@example.org\n"
+                           b"DKIM-Signature: v=1; a=rsa-sha256;")
+    rc, lines = our_verdicts(site, data)
+    assert rc == 0, lines
+    assert [l.split()[0] for l in lines] == ["dkim=pass", "dkim=pass"]
