@@ -88,28 +88,43 @@ normal(const char *name)
 	return g_ascii_strdown(g_string_free(s, FALSE), -1);
 }
 
+/* The value an entry of TYPE keeps; NULL: none DNS could carry. */
+static char *
+entry_value(const char *type, const char *const *values)
+{
+	if (g_str_equal(type, "TXT"))
+		return g_strjoinv("", (char **)values);
+	if (g_str_equal(type, "MX"))
+		return normal(values[1]);
+	if (values == NULL || values[0] == NULL)
+		return NULL;
+	if (g_str_equal(type, "A") || g_str_equal(type, "AAAA"))
+		return g_strdup(values[0]);
+	return normal(values[0]);
+}
+
 void
 test_zone_add(TestZone *z, const char *name, const char *type,
               const char *const *values)
 {
 	g_autofree char *key = normal(name);
-	GPtrArray *list = g_hash_table_lookup(z->names, key);
-	Entry *e = g_new0(Entry, 1);
+	GPtrArray *list;
+	Entry *e;
 
-	if (list == NULL) {
+	if (key == NULL)
+		return; /* a label too long for DNS */
+	if ((list = g_hash_table_lookup(z->names, key)) == NULL) {
 		list =
 		    g_ptr_array_new_with_free_func((GDestroyNotify)entry_free);
 		g_hash_table_insert(z->names, g_strdup(key), list);
 	}
+	e = g_new0(Entry, 1);
 	e->type = g_strdup(type);
-	if (g_str_equal(type, "TXT"))
-		e->value = g_strjoinv("", (char **)values);
-	else if (g_str_equal(type, "MX"))
-		e->value = normal(values[1]);
-	else if (values != NULL && values[0] != NULL)
-		e->value = g_str_equal(type, "A") || g_str_equal(type, "AAAA")
-		               ? g_strdup(values[0])
-		               : normal(values[0]);
+	e->value = entry_value(type, values);
+	if (e->value == NULL && !g_str_equal(type, "TIMEOUT")) {
+		entry_free(e);
+		return;
+	}
 	g_ptr_array_add(list, e);
 }
 
