@@ -52,8 +52,8 @@ expand(TestZone *zone, const char *text)
 	for (int explain = 0; explain < 2; explain++) {
 		g_autofree char *why = NULL;
 		g_autofree char *out =
-		    pb_spf_expand(test_zone_resolver(zone), &req,
-		                  "example.com", text, explain, &why);
+		    pb_spf_expand(test_zone_resolver(zone), &req, "example.com",
+		                  text, explain, &why);
 		g_assert_true((out == NULL) != (why == NULL));
 	}
 }

@@ -93,11 +93,11 @@ static char *
 entry_value(const char *type, const char *const *values)
 {
 	if (g_str_equal(type, "TXT"))
-		return g_strjoinv("", (char **)values);
-	if (g_str_equal(type, "MX"))
-		return normal(values[1]);
+		return values ? g_strjoinv("", (char **)values) : NULL;
 	if (values == NULL || values[0] == NULL)
 		return NULL;
+	if (g_str_equal(type, "MX"))
+		return values[1] ? normal(values[1]) : NULL;
 	if (g_str_equal(type, "A") || g_str_equal(type, "AAAA"))
 		return g_strdup(values[0]);
 	return normal(values[0]);
