@@ -63,20 +63,6 @@ pb_dmarc_outcome_clear(PbDmarcOutcome *out)
 	g_clear_pointer(&out->problem, g_free);
 }
 
-static void set_problem(char **where, const char *fmt, ...) G_GNUC_PRINTF(2, 3);
-
-static void
-set_problem(char **where, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (where == NULL || *where != NULL)
-		return; /* the first problem is the one reported */
-	va_start(ap, fmt);
-	*where = g_strdup_vprintf(fmt, ap);
-	va_end(ap);
-}
-
 /* ---- records (RFC 9989 section 4.7, RFC 7489 section 6.3) ---- */
 
 static gboolean
@@ -205,7 +191,8 @@ pb_dmarc_record_parse(const char *text, char **problem)
 	Parse ps = {0};
 
 	if (!pb_dmarc_is_record(text)) {
-		set_problem(problem, "not a v=DMARC1 record");
+		if (problem != NULL)
+			*problem = g_strdup("not a v=DMARC1 record");
 		return NULL;
 	}
 	for (guint i = 1; tags[i]; i++) {
@@ -223,8 +210,9 @@ pb_dmarc_record_parse(const char *text, char **problem)
 	if (ps.has_p && !ps.bad_policy)
 		return g_steal_pointer(&r);
 	if (r->rua->len == 0) {
-		set_problem(problem, "DMARC record without a valid p= (nor "
-		                     "sp=, np=) and without rua=");
+		if (problem != NULL)
+			*problem = g_strdup("DMARC record without a valid p= "
+			                    "(nor sp=, np=) and without rua=");
 		return NULL;
 	}
 	/* RFC 9989: then it is p=none, for the sake of the reports */
@@ -503,32 +491,33 @@ evaluate(Walk *w, const PbDmarcRequest *req, PbDmarcOutcome *out)
 	gboolean temp;
 
 	if (a == NULL) {
-		set_problem(&out->problem, "no DMARC record for %s", from);
+		out->problem = g_strdup_printf("no DMARC record for %s", from);
 		return req->from_fields > 1 ? PB_DMARC_FAIL : PB_DMARC_NONE;
 	}
 	if (a->status == TEMP) {
-		set_problem(&out->problem, "DNS error or timeout on _dmarc.%s",
-		            where);
+		out->problem =
+		    g_strdup_printf("DNS error or timeout on _dmarc.%s", where);
 		return PB_DMARC_TEMPERROR;
 	}
 	out->policy_domain = g_strdup(where);
 	if (a->status == BROKEN) {
-		set_problem(&out->problem, "_dmarc.%s: %s", where, a->problem);
+		out->problem =
+		    g_strdup_printf("_dmarc.%s: %s", where, a->problem);
 		return PB_DMARC_PERMERROR;
 	}
 	out->policy = policy_for(w, a->record, from, where);
 	if (req->from_fields > 1)
-		set_problem(&out->problem, "%u From fields", req->from_fields);
+		out->problem =
+		    g_strdup_printf("%u From fields", req->from_fields);
 	else if (authenticated(w, req, from, a->record, out, &temp))
 		return PB_DMARC_PASS;
 	else if (temp) {
-		set_problem(&out->problem, "DNS error during alignment");
+		out->problem = g_strdup("DNS error during alignment");
 		return PB_DMARC_TEMPERROR;
 	} else
-		set_problem(&out->problem,
-		            "neither SPF nor DKIM aligned "
-		            "with %s",
-		            from);
+		out->problem = g_strdup_printf("neither SPF nor DKIM aligned "
+		                               "with %s",
+		                               from);
 	out->disposition = disposition(a->record, out->policy, req->sample);
 	return PB_DMARC_FAIL;
 }
@@ -542,7 +531,7 @@ pb_dmarc_check(PbResolver *resolver, const PbDmarcRequest *req,
 	memset(out, 0, sizeof *out);
 	out->from_domain = normal_domain(req->from_domain);
 	if (req->from_fields == 0 || out->from_domain == NULL) {
-		set_problem(&out->problem, "no From domain");
+		out->problem = g_strdup("no From domain");
 		out->result = PB_DMARC_PERMERROR;
 		return out->result;
 	}

@@ -406,28 +406,35 @@ name_text(const char *name)
 	return g_strndup(name, len);
 }
 
+/* The N addresses of FAMILY at ADDRS (SIZE octets each) as text. */
+static void
+add_addresses(GPtrArray *out, int family, const void *addrs, int n, size_t size)
+{
+	char buf[INET6_ADDRSTRLEN];
+
+	for (int i = 0; i < n; i++)
+		if (inet_ntop(family, (const guint8 *)addrs + (size_t)i * size,
+		              buf, sizeof buf))
+			g_ptr_array_add(out, g_strdup(buf));
+}
+
 /* The records of a udns answer of Q's type, as dns.h describes them. */
 static void
 take_records(PbDnsQuery *q, void *result)
 {
-	char buf[INET6_ADDRSTRLEN];
 	GPtrArray *out = g_ptr_array_new_with_free_func(g_free);
 
 	switch (q->type) {
 	case PB_DNS_A: {
 		struct dns_rr_a4 *rr = result;
-		for (int i = 0; i < rr->dnsa4_nrr; i++)
-			if (inet_ntop(AF_INET, &rr->dnsa4_addr[i], buf,
-			              sizeof buf))
-				g_ptr_array_add(out, g_strdup(buf));
+		add_addresses(out, AF_INET, rr->dnsa4_addr, rr->dnsa4_nrr,
+		              sizeof *rr->dnsa4_addr);
 		break;
 	}
 	case PB_DNS_AAAA: {
 		struct dns_rr_a6 *rr = result;
-		for (int i = 0; i < rr->dnsa6_nrr; i++)
-			if (inet_ntop(AF_INET6, &rr->dnsa6_addr[i], buf,
-			              sizeof buf))
-				g_ptr_array_add(out, g_strdup(buf));
+		add_addresses(out, AF_INET6, rr->dnsa6_addr, rr->dnsa6_nrr,
+		              sizeof *rr->dnsa6_addr);
 		break;
 	}
 	case PB_DNS_MX: {
@@ -523,10 +530,13 @@ udns_lookup(PbResolver *self, PbDnsQuery **queries, guint n, gint64 deadline)
 	}
 	run(u->ctx, deadline);
 	/* what has not answered by the deadline stays PB_DNS_TEMP and is
-	 * cancelled, so that a late answer finds no query */
+	 * cancelled, so that a late answer finds no query (udns leaves the
+	 * freeing of a cancelled query to its caller) */
 	for (guint i = 0; i < n; i++)
-		if (!p[i].done)
+		if (!p[i].done) {
 			dns_cancel(u->ctx, p[i].sent);
+			free(p[i].sent);
+		}
 }
 
 static void

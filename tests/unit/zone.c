@@ -85,7 +85,9 @@ normal(const char *name)
 		}
 		g_string_append_printf(s, "%s%s", s->len ? "." : "", labels[i]);
 	}
-	return g_ascii_strdown(g_string_free(s, FALSE), -1);
+	for (gsize i = 0; i < s->len; i++)
+		s->str[i] = g_ascii_tolower(s->str[i]);
+	return g_string_free(s, FALSE);
 }
 
 /* The value an entry of TYPE keeps; NULL: none DNS could carry. */
