@@ -57,4 +57,56 @@ void pb_dns_sort_mx(GPtrArray *hosts, GRand *rand);
 gboolean pb_dns_parse_server(const char *text, struct sockaddr_storage *sa,
                              GError **error);
 
+/* A resolver for the authentication checks (SPF, DMARC, DKIM): a small
+ * interface, so that tests and the RFC 7208 suite runner feed zone data
+ * without a network, and the product asks udns.
+ *
+ * lookup() answers every query of QUERIES at once (udns sends them
+ * together and waits for all), by DEADLINE (monotonic milliseconds, as
+ * pb_deadline_in gives): what has not answered by then is
+ * PB_DNS_TEMP. RECORDS (char*, set only for PB_DNS_OK) hold: A and AAAA
+ * numeric addresses, MX host names (preferences dropped, "" for a null
+ * MX), TXT the strings of one record joined (RFC 7208 section 3.3; a
+ * NUL byte inside is turned into 0x7f so that the record stays as
+ * invalid as it was instead of being cut short), PTR names. Names come
+ * without a trailing dot. */
+typedef enum {
+	PB_DNS_A,
+	PB_DNS_AAAA,
+	PB_DNS_MX,
+	PB_DNS_TXT,
+	PB_DNS_PTR,
+} PbDnsType;
+
+typedef enum {
+	PB_DNS_OK,       /* records found */
+	PB_DNS_NODATA,   /* the name exists, no record of the type */
+	PB_DNS_NXDOMAIN, /* the name does not exist (or cannot: bad syntax) */
+	PB_DNS_TEMP,     /* timeout, SERVFAIL, garbled answer */
+} PbDnsStatus;
+
+typedef struct {
+	char *name; /* in */
+	PbDnsType type;
+	PbDnsStatus status; /* out */
+	GPtrArray *records; /* out: char*, NULL unless PB_DNS_OK */
+} PbDnsQuery;
+
+typedef struct PbResolver PbResolver;
+struct PbResolver {
+	void (*lookup)(PbResolver *self, PbDnsQuery **queries, guint n,
+	               gint64 deadline);
+	void (*destroy)(PbResolver *self);
+};
+
+void pb_resolver_free(PbResolver *r);
+G_DEFINE_AUTOPTR_CLEANUP_FUNC(PbResolver, pb_resolver_free)
+
+/* Sets up a query (records NULL) and frees what it holds. */
+void pb_dns_query_init(PbDnsQuery *q, const char *name, PbDnsType type);
+void pb_dns_query_clear(PbDnsQuery *q);
+
+/* The udns resolver, per [delivery] nameservers (or /etc/resolv.conf). */
+PbResolver *pb_dns_resolver_new(const PbConfig *cfg, GError **error);
+
 #endif
