@@ -428,8 +428,11 @@ pb_admin_dkim_verify(const PbConfig *cfg, int fd, GString *out,
 	g_autoptr(PbDkimVerify) v = pb_dkim_verify_new();
 	g_autoptr(GPtrArray) results = NULL;
 	g_autofree char *buf = g_malloc(65536);
-	PbDnsTxtLookup dns = {cfg, 0};
+	g_autoptr(PbResolver) resolver = pb_dns_resolver_new(cfg, error);
+	PbDnsTxtLookup dns = {resolver, 0};
 
+	if (resolver == NULL)
+		return FALSE;
 	for (;;) {
 		ssize_t n = read(fd, buf, 65536);
 		if (n < 0 && errno == EINTR)

@@ -139,11 +139,12 @@ run(struct dns_ctx *ctx, gint64 deadline)
 		gint64 left = deadline - g_get_monotonic_time() / 1000;
 		int wait = dns_timeouts(ctx, -1, time(NULL));
 		struct pollfd pfd = {.fd = dns_sock(ctx), .events = POLLIN};
+		gint64 ms;
 		if (left <= 0 || dns_active(ctx) == 0)
 			return;
-		if (wait < 0 || wait * 1000 > left)
-			wait = (int)((left + 999) / 1000);
-		if (poll(&pfd, 1, wait * 1000) > 0)
+		/* udns counts in seconds, the deadline in milliseconds */
+		ms = wait < 0 ? left : MIN((gint64)wait * 1000, left);
+		if (poll(&pfd, 1, (int)ms) > 0)
 			dns_ioevent(ctx, time(NULL));
 	}
 }
@@ -365,62 +366,226 @@ pb_dns_resolve_mx(const PbConfig *cfg, const char *domain, GError **error)
 	return list;
 }
 
-/* ---- TXT records (DKIM keys) ---- */
-
+/* The resolver of the authentication checks (dns.h): one udns context
+ * for its lifetime, every batch of queries submitted at once. */
 typedef struct {
-	struct dns_rr_txt *rr;
-	int status;
-} Txt;
+	PbResolver base;
+	struct dns_ctx *ctx;
+} Udns;
 
-static void
-on_txt(struct dns_ctx *ctx, struct dns_rr_txt *rr, void *data)
+void
+pb_resolver_free(PbResolver *r)
 {
-	Txt *t = data;
-
-	t->rr = rr;
-	t->status = rr ? 0 : dns_status(ctx);
+	if (r != NULL)
+		r->destroy(r);
 }
 
-GPtrArray *
-pb_dns_resolve_txt(const PbConfig *cfg, const char *name, gint64 deadline,
-                   GError **error)
+void
+pb_dns_query_init(PbDnsQuery *q, const char *name, PbDnsType type)
+{
+	q->name = g_strdup(name);
+	q->type = type;
+	q->status = PB_DNS_TEMP;
+	q->records = NULL;
+}
+
+void
+pb_dns_query_clear(PbDnsQuery *q)
+{
+	g_clear_pointer(&q->name, g_free);
+	g_clear_pointer(&q->records, g_ptr_array_unref);
+}
+
+static char *
+name_text(const char *name)
+{
+	size_t len = strlen(name);
+
+	if (len > 0 && name[len - 1] == '.')
+		len--;
+	return g_strndup(name, len);
+}
+
+/* The N addresses of FAMILY at ADDRS (SIZE octets each) as text. */
+static void
+add_addresses(GPtrArray *out, int family, const void *addrs, int n, size_t size)
+{
+	char buf[INET6_ADDRSTRLEN];
+
+	for (int i = 0; i < n; i++)
+		if (inet_ntop(family, (const guint8 *)addrs + (size_t)i * size,
+		              buf, sizeof buf))
+			g_ptr_array_add(out, g_strdup(buf));
+}
+
+/* The records of a udns answer of Q's type, as dns.h describes them. */
+static void
+take_records(PbDnsQuery *q, void *result)
+{
+	GPtrArray *out = g_ptr_array_new_with_free_func(g_free);
+
+	switch (q->type) {
+	case PB_DNS_A: {
+		struct dns_rr_a4 *rr = result;
+		add_addresses(out, AF_INET, rr->dnsa4_addr, rr->dnsa4_nrr,
+		              sizeof *rr->dnsa4_addr);
+		break;
+	}
+	case PB_DNS_AAAA: {
+		struct dns_rr_a6 *rr = result;
+		add_addresses(out, AF_INET6, rr->dnsa6_addr, rr->dnsa6_nrr,
+		              sizeof *rr->dnsa6_addr);
+		break;
+	}
+	case PB_DNS_MX: {
+		struct dns_rr_mx *rr = result;
+		for (int i = 0; i < rr->dnsmx_nrr; i++)
+			g_ptr_array_add(out, name_text(rr->dnsmx_mx[i].name));
+		break;
+	}
+	case PB_DNS_TXT: {
+		struct dns_rr_txt *rr = result;
+		for (int i = 0; i < rr->dnstxt_nrr; i++) {
+			const struct dns_txt *t = &rr->dnstxt_txt[i];
+			char *s =
+			    g_strndup((const char *)t->txt, (gsize)t->len);
+			for (int j = 0; j < t->len; j++)
+				if (s[j] == '\0')
+					s[j] = 0x7f;
+			g_ptr_array_add(out, s);
+		}
+		break;
+	}
+	case PB_DNS_PTR: {
+		struct dns_rr_ptr *rr = result;
+		for (int i = 0; i < rr->dnsptr_nrr; i++)
+			g_ptr_array_add(out, name_text(rr->dnsptr_ptr[i]));
+		break;
+	}
+	}
+	q->records = out;
+}
+
+/* One query of a batch in flight. */
+typedef struct {
+	PbDnsQuery *q;
+	struct dns_query *sent;
+	gboolean done;
+} Pending;
+
+static void
+set_status(PbDnsQuery *q, int status)
+{
+	q->status = status == DNS_E_NXDOMAIN || status == DNS_E_BADQUERY
+	                ? PB_DNS_NXDOMAIN
+	            : status == DNS_E_NODATA ? PB_DNS_NODATA
+	                                     : PB_DNS_TEMP;
+}
+
+static void
+on_answer(struct dns_ctx *ctx, void *result, void *data)
+{
+	Pending *p = data;
+
+	p->done = TRUE;
+	if (result == NULL) {
+		set_status(p->q, dns_status(ctx));
+		return;
+	}
+	take_records(p->q, result);
+	free(result);
+	p->q->status = p->q->records->len > 0 ? PB_DNS_OK : PB_DNS_NODATA;
+	if (p->q->status == PB_DNS_NODATA)
+		g_clear_pointer(&p->q->records, g_ptr_array_unref);
+}
+
+static void
+udns_lookup(PbResolver *self, PbDnsQuery **queries, guint n, gint64 deadline)
+{
+	static const struct {
+		int qtype;
+		dns_parse_fn *parse;
+	} kinds[] = {
+	    [PB_DNS_A] = {DNS_T_A, dns_parse_a4},
+	    [PB_DNS_AAAA] = {DNS_T_AAAA, dns_parse_a6},
+	    [PB_DNS_MX] = {DNS_T_MX, dns_parse_mx},
+	    [PB_DNS_TXT] = {DNS_T_TXT, dns_parse_txt},
+	    [PB_DNS_PTR] = {DNS_T_PTR, dns_parse_ptr},
+	};
+	Udns *u = (Udns *)self;
+	g_autofree Pending *p = g_new0(Pending, n);
+
+	for (guint i = 0; i < n; i++) {
+		PbDnsQuery *q = queries[i];
+		p[i].q = q;
+		q->status = PB_DNS_TEMP;
+		g_clear_pointer(&q->records, g_ptr_array_unref);
+		p[i].sent = dns_submit_p(
+		    u->ctx, q->name, DNS_C_IN, kinds[q->type].qtype, DNS_NOSRCH,
+		    kinds[q->type].parse, on_answer, &p[i]);
+		if (p[i].sent == NULL) {
+			set_status(q, dns_status(u->ctx));
+			p[i].done = TRUE;
+		}
+	}
+	run(u->ctx, deadline);
+	/* what has not answered by the deadline stays PB_DNS_TEMP and is
+	 * cancelled, so that a late answer finds no query (udns leaves the
+	 * freeing of a cancelled query to its caller) */
+	for (guint i = 0; i < n; i++)
+		if (!p[i].done) {
+			dns_cancel(u->ctx, p[i].sent);
+			free(p[i].sent);
+		}
+}
+
+static void
+udns_destroy(PbResolver *self)
+{
+	Udns *u = (Udns *)self;
+
+	dns_free(u->ctx);
+	g_free(u);
+}
+
+PbResolver *
+pb_dns_resolver_new(const PbConfig *cfg, GError **error)
 {
 	struct dns_ctx *ctx = context(cfg, error);
-	Txt t = {NULL, DNS_E_TEMPFAIL};
-	GPtrArray *out;
+	Udns *u;
 
 	if (ctx == NULL)
 		return NULL;
-	if (dns_submit_txt(ctx, name, DNS_C_IN, DNS_NOSRCH, on_txt, &t) == NULL)
-		t.status = dns_status(ctx);
-	run(ctx, deadline);
-	dns_free(ctx);
-	if (t.rr == NULL) {
-		gboolean none =
-		    t.status == DNS_E_NXDOMAIN || t.status == DNS_E_NODATA;
-		g_set_error(
-		    error, PB_ERROR, none ? PB_ERROR_NOTFOUND : PB_ERROR_TEMP,
-		    "TXT lookup for %s: %s", name, dns_strerror(t.status));
-		return NULL;
-	}
-	out = g_ptr_array_new_with_free_func((GDestroyNotify)g_strfreev);
-	/* udns (dns_parse_txt) has joined each record's character-strings,
-	 * dropping their length octets; a NUL inside one ends it here (no
-	 * key record holds one) */
-	for (int i = 0; i < t.rr->dnstxt_nrr; i++) {
-		char **rec = g_new0(char *, 2);
-		rec[0] = g_strndup((const char *)t.rr->dnstxt_txt[i].txt,
-		                   (gsize)t.rr->dnstxt_txt[i].len);
-		g_ptr_array_add(out, rec);
-	}
-	free(t.rr);
-	return out;
+	u = g_new0(Udns, 1);
+	u->base.lookup = udns_lookup;
+	u->base.destroy = udns_destroy;
+	u->ctx = ctx;
+	return &u->base;
 }
 
 GPtrArray *
 pb_dns_txt_lookup(const char *name, gpointer lookup, GError **error)
 {
 	const PbDnsTxtLookup *l = lookup;
+	PbDnsQuery q;
+	PbDnsQuery *queries[] = {&q};
+	GPtrArray *out = NULL;
 
-	return pb_dns_resolve_txt(l->cfg, name, l->deadline, error);
+	pb_dns_query_init(&q, name, PB_DNS_TXT);
+	l->resolver->lookup(l->resolver, queries, 1, l->deadline);
+	if (q.status == PB_DNS_OK) {
+		out = g_ptr_array_new_with_free_func((GDestroyNotify)g_strfreev);
+		for (guint i = 0; i < q.records->len; i++) {
+			char **rec = g_new0(char *, 2);
+			rec[0] = g_strdup(g_ptr_array_index(q.records, i));
+			g_ptr_array_add(out, rec);
+		}
+	} else
+		g_set_error(error, PB_ERROR,
+		            q.status == PB_DNS_TEMP ? PB_ERROR_TEMP
+		                                    : PB_ERROR_NOTFOUND,
+		            "TXT lookup for %s: %s", name,
+		            q.status == PB_DNS_TEMP ? "failed" : "no record");
+	pb_dns_query_clear(&q);
+	return out;
 }

@@ -49,27 +49,75 @@ struct dns_rr_mx;
 GPtrArray *pb_dns_mx_hosts(const char *domain, const struct dns_rr_mx *rr,
                            int status, gboolean *implicit, GError **error);
 
-/* The TXT records of NAME, each a NULL-terminated array holding its
- * character-strings joined (udns joins them), waiting until
- * DEADLINE (monotonic milliseconds). PB_ERROR_NOTFOUND: NXDOMAIN or no
- * TXT record; PB_ERROR_TEMP: anything else (SERVFAIL, timeout). */
-GPtrArray *pb_dns_resolve_txt(const PbConfig *cfg, const char *name,
-                              gint64 deadline, GError **error);
-
-/* pb_dns_resolve_txt as a PbDkimLookup (dkim.h): LOOKUP is a
- * PbDnsTxtLookup. */
-typedef struct {
-	const PbConfig *cfg;
-	gint64 deadline; /* monotonic milliseconds */
-} PbDnsTxtLookup;
-GPtrArray *pb_dns_txt_lookup(const char *name, gpointer lookup, GError **error);
-
 /* Sorts PbMxHost* by preference, shuffling equal ones with RAND. */
 void pb_dns_sort_mx(GPtrArray *hosts, GRand *rand);
 
 /* Parses a nameserver "ADDR", "ADDR:PORT", "[IPv6]:PORT" (port 53 by
  * default). */
 gboolean pb_dns_parse_server(const char *text, struct sockaddr_storage *sa,
+                             GError **error);
+
+/* A resolver for the authentication checks (SPF, DMARC, DKIM): a small
+ * interface, so that tests and the RFC 7208 suite runner feed zone data
+ * without a network, and the product asks udns.
+ *
+ * lookup() answers every query of QUERIES at once (udns sends them
+ * together and waits for all), by DEADLINE (monotonic milliseconds, as
+ * pb_deadline_in gives): what has not answered by then is
+ * PB_DNS_TEMP. RECORDS (char*, set only for PB_DNS_OK) hold: A and AAAA
+ * numeric addresses, MX host names (preferences dropped, "" for a null
+ * MX), TXT the strings of one record joined (RFC 7208 section 3.3; a
+ * NUL byte inside is turned into 0x7f so that the record stays as
+ * invalid as it was instead of being cut short), PTR names. Names come
+ * without a trailing dot. */
+typedef enum {
+	PB_DNS_A,
+	PB_DNS_AAAA,
+	PB_DNS_MX,
+	PB_DNS_TXT,
+	PB_DNS_PTR,
+} PbDnsType;
+
+typedef enum {
+	PB_DNS_OK,       /* records found */
+	PB_DNS_NODATA,   /* the name exists, no record of the type */
+	PB_DNS_NXDOMAIN, /* the name does not exist (or cannot: bad syntax) */
+	PB_DNS_TEMP,     /* timeout, SERVFAIL, garbled answer */
+} PbDnsStatus;
+
+typedef struct {
+	char *name; /* in */
+	PbDnsType type;
+	PbDnsStatus status; /* out */
+	GPtrArray *records; /* out: char*, NULL unless PB_DNS_OK */
+} PbDnsQuery;
+
+typedef struct PbResolver PbResolver;
+struct PbResolver {
+	void (*lookup)(PbResolver *self, PbDnsQuery **queries, guint n,
+	               gint64 deadline);
+	void (*destroy)(PbResolver *self);
+};
+
+void pb_resolver_free(PbResolver *r);
+G_DEFINE_AUTOPTR_CLEANUP_FUNC(PbResolver, pb_resolver_free)
+
+/* Sets up a query (records NULL) and frees what it holds. */
+void pb_dns_query_init(PbDnsQuery *q, const char *name, PbDnsType type);
+void pb_dns_query_clear(PbDnsQuery *q);
+
+/* The udns resolver, per [delivery] nameservers (or /etc/resolv.conf). */
+PbResolver *pb_dns_resolver_new(const PbConfig *cfg, GError **error);
+
+/* A PbResolver's TXT answers as DKIM's key lookup (PbDkimLookup in
+ * dkim.h; LOOKUP is a PbDnsTxtLookup): each record a NULL-terminated
+ * array of its (joined) text; PB_ERROR_NOTFOUND for NXDOMAIN and
+ * NODATA, PB_ERROR_TEMP for the rest, DEADLINE passed included. */
+typedef struct {
+	PbResolver *resolver;
+	gint64 deadline; /* monotonic milliseconds */
+} PbDnsTxtLookup;
+GPtrArray *pb_dns_txt_lookup(const char *name, gpointer lookup,
                              GError **error);
 
 #endif

@@ -1,8 +1,10 @@
 /* test-dns.c - MX sorting, nameserver parsing, and real lookups against
- * a dnsmasq started for the test on a free loopback port. */
+ * a dnsmasq started for the test on a free loopback port: MX for delivery,
+ * the resolver of the authentication checks and an SPF check through it. */
 #include "config.h"
 #include "dns.h"
 #include "error.h"
+#include "spf.h"
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -114,6 +116,10 @@ setup(F *f, gconstpointer data)
 	                      "--host-record=implicit.test,127.0.0.4",
 	                      "--dns-rr=nullmx.test,15,000000",
 	                      "--mx-host=noaddr.test,missing.noaddr.test,10",
+	                      /* SPF: two strings joined, a, mx */
+	                      "--txt-record=spf.test,v=spf1 ip4:127.0.0.,"
+	                      "1 a:mx1.example.test mx:example.test -all",
+	                      "--txt-record=spf.test,other text",
 	                      NULL};
 	g_autoptr(GError) error = NULL;
 
@@ -210,6 +216,92 @@ test_failures(F *f, gconstpointer data)
 	g_assert_true(g_str_has_prefix(error->message, "4.4.3 "));
 }
 
+static PbDnsStatus
+ask(PbResolver *r, const char *name, PbDnsType type, GPtrArray **records)
+{
+	PbDnsQuery q, *qs[1] = {&q};
+	PbDnsStatus status;
+
+	pb_dns_query_init(&q, name, type);
+	r->lookup(r, qs, 1, pb_deadline_in(10));
+	status = q.status;
+	*records = g_steal_pointer(&q.records);
+	pb_dns_query_clear(&q);
+	return status;
+}
+
+static void
+test_resolver(F *f, gconstpointer data)
+{
+	g_autoptr(GError) error = NULL;
+	g_autoptr(PbResolver) r = pb_dns_resolver_new(f->cfg, &error);
+	g_autoptr(GPtrArray) rr = NULL;
+	PbSpfRequest req = {.sender = "x@spf.test", .helo = "h.test"};
+	PbSpfOutcome out;
+	const char *pass[] = {"127.0.0.1", "127.0.0.2", "::1"};
+
+	g_assert_no_error(error);
+	g_assert_cmpint(ask(r, "spf.test", PB_DNS_TXT, &rr), ==, PB_DNS_OK);
+	g_assert_cmpuint(rr->len, ==, 2);
+	g_assert_true(g_ptr_array_find_with_equal_func(
+	    rr, "v=spf1 ip4:127.0.0.1 a:mx1.example.test mx:example.test -all",
+	    g_str_equal, NULL));
+	g_clear_pointer(&rr, g_ptr_array_unref);
+	g_assert_cmpint(ask(r, "mx2.example.test", PB_DNS_AAAA, &rr), ==,
+	                PB_DNS_OK);
+	g_assert_cmpstr(rr->pdata[0], ==, "::1");
+	g_clear_pointer(&rr, g_ptr_array_unref);
+	g_assert_cmpint(ask(r, "nosuch.test", PB_DNS_A, &rr), ==,
+	                PB_DNS_NXDOMAIN);
+	g_assert_cmpint(ask(r, "implicit.test", PB_DNS_MX, &rr), ==,
+	                PB_DNS_NODATA);
+	g_assert_null(rr);
+	/* SPF through udns: ip4 (from two strings), a, mx (IPv6 too) */
+	for (guint i = 0; i < G_N_ELEMENTS(pass); i++) {
+		req.ip = pass[i];
+		req.deadline = pb_deadline_in(10);
+		g_assert_cmpint(pb_spf_check_mailfrom(r, &req, &out), ==,
+		                PB_SPF_PASS);
+		pb_spf_outcome_clear(&out);
+	}
+	req.ip = "127.0.0.9";
+	g_assert_cmpint(pb_spf_check_mailfrom(r, &req, &out), ==, PB_SPF_FAIL);
+	pb_spf_outcome_clear(&out);
+}
+
+/* A server that never answers: the lookup ends at its deadline. */
+static void
+test_resolver_deadline(void)
+{
+	int fd = socket(AF_INET, SOCK_DGRAM, 0);
+	struct sockaddr_in sa = {.sin_family = AF_INET};
+	socklen_t len = sizeof sa;
+	g_autofree char *conf = NULL;
+	g_autoptr(GError) error = NULL;
+	PbConfig *cfg;
+	PbResolver *r;
+	PbDnsQuery q, *qs[1] = {&q};
+	gint64 start = g_get_monotonic_time();
+
+	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	g_assert_cmpint(bind(fd, (struct sockaddr *)&sa, sizeof sa), ==, 0);
+	g_assert_cmpint(getsockname(fd, (struct sockaddr *)&sa, &len), ==, 0);
+	conf = g_strdup_printf("[delivery]\nnameservers = 127.0.0.1:%u\n",
+	                       ntohs(sa.sin_port));
+	cfg = pb_config_load_data(conf, strlen(conf), "t", "/tmp", &error);
+	g_assert_no_error(error);
+	r = pb_dns_resolver_new(cfg, &error);
+	g_assert_no_error(error);
+	pb_dns_query_init(&q, "slow.test", PB_DNS_TXT);
+	r->lookup(r, qs, 1, pb_deadline_in(0) + 300);
+	g_assert_cmpint(q.status, ==, PB_DNS_TEMP);
+	g_assert_cmpint(g_get_monotonic_time() - start, <, 2 * G_USEC_PER_SEC);
+	pb_dns_query_clear(&q);
+	pb_resolver_free(r);
+	pb_config_free(cfg);
+	close(fd);
+}
+
 int
 main(int argc, char **argv)
 {
@@ -219,5 +311,7 @@ main(int argc, char **argv)
 	g_test_add("/dns/mx", F, NULL, setup, test_mx, teardown);
 	g_test_add("/dns/implicit", F, NULL, setup, test_implicit, teardown);
 	g_test_add("/dns/failures", F, NULL, setup, test_failures, teardown);
+	g_test_add("/dns/resolver", F, NULL, setup, test_resolver, teardown);
+	g_test_add_func("/dns/resolver-deadline", test_resolver_deadline);
 	return g_test_run();
 }
