@@ -574,7 +574,8 @@ pb_dns_txt_lookup(const char *name, gpointer lookup, GError **error)
 	pb_dns_query_init(&q, name, PB_DNS_TXT);
 	l->resolver->lookup(l->resolver, queries, 1, l->deadline);
 	if (q.status == PB_DNS_OK) {
-		out = g_ptr_array_new_with_free_func((GDestroyNotify)g_strfreev);
+		out =
+		    g_ptr_array_new_with_free_func((GDestroyNotify)g_strfreev);
 		for (guint i = 0; i < q.records->len; i++) {
 			char **rec = g_new0(char *, 2);
 			rec[0] = g_strdup(g_ptr_array_index(q.records, i));

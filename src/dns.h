@@ -117,7 +117,6 @@ typedef struct {
 	PbResolver *resolver;
 	gint64 deadline; /* monotonic milliseconds */
 } PbDnsTxtLookup;
-GPtrArray *pb_dns_txt_lookup(const char *name, gpointer lookup,
-                             GError **error);
+GPtrArray *pb_dns_txt_lookup(const char *name, gpointer lookup, GError **error);
 
 #endif
