@@ -53,6 +53,7 @@ typedef enum {
 	T_NAMESERVERS,
 	T_SELECTOR, /* a DKIM selector (a domain name's labels); empty: NULL */
 	T_FIELDS,   /* a list of header field names, lower-cased */
+	T_REJECT_MARK, /* reject | mark: TRUE for reject */
 } KeyType;
 
 typedef struct {
@@ -126,6 +127,10 @@ static const KeySpec keys[] = {
     {"dkim", "ed25519_selector", T_SELECTOR, F(dkim_ed25519_selector), ""},
     {"dkim", "domains", T_DOMAINS, F(dkim_domains), ""},
     {"dkim", "headers", T_FIELDS, F(dkim_headers), ""},
+    {"auth", "checks", T_BOOL, F(auth_checks), "yes"},
+    {"auth", "dmarc_reject", T_BOOL, F(auth_dmarc_reject), "yes"},
+    {"auth", "spoofed_local_from", T_REJECT_MARK, F(auth_spoof_reject),
+     "reject"},
 };
 
 /* Where each "[group] key" sits in the file: "group\nkey" -> line. */
@@ -766,6 +771,12 @@ set_value(PbConfig *cfg, const KeySpec *spec, const char *value,
 			           "background or queue: %s", value);
 		*MEMBER(cfg, spec, gboolean) = g_str_equal(value, "queue");
 		return TRUE;
+	case T_REJECT_MARK:
+		if (!g_str_equal(value, "reject") && !g_str_equal(value, "mark"))
+			return bad(error, w, spec->group, spec->key,
+			           "reject or mark: %s", value);
+		*MEMBER(cfg, spec, gboolean) = g_str_equal(value, "reject");
+		return TRUE;
 	default:
 		return set_text_value(cfg, spec, value, dir, w, error);
 	}
@@ -842,7 +853,8 @@ known_group(const char *group)
 	return g_str_equal(group, "routes") || g_str_equal(group, "main") ||
 	       g_str_equal(group, "smtpd") || g_str_equal(group, "delivery") ||
 	       g_str_equal(group, "tls") || g_str_equal(group, "pop3d") ||
-	       g_str_equal(group, "imapd") || g_str_equal(group, "dkim");
+	       g_str_equal(group, "imapd") || g_str_equal(group, "dkim") ||
+	       g_str_equal(group, "auth");
 }
 
 static PbConfig *

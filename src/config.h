@@ -112,6 +112,12 @@ typedef struct {
 	char *dkim_ed25519_selector; /* default: selector + "-ed25519" */
 	char **dkim_domains;         /* lower case; empty: [main] domains */
 	char **dkim_headers;         /* lower case; empty: the default list */
+
+	/* [auth] (README "Inbound checks") */
+	gboolean auth_checks;       /* SPF, DKIM, DMARC, iprev; default yes */
+	gboolean auth_dmarc_reject; /* refuse DMARC p=reject fails; yes */
+	gboolean auth_spoof_reject; /* spoofed_local_from: reject (default)
+	                               or mark */
 } PbConfig;
 
 #define PB_CONFIG_DEFAULT SYSCONFDIR "/pillarbox/pillarbox.conf"

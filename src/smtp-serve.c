@@ -19,7 +19,9 @@
 #include "smtp-serve.h"
 #include "accounts.h"
 #include "address.h"
+#include "auth.h"
 #include "conn.h"
+#include "dns.h"
 #include "error.h"
 #include "local.h"
 #include "log.h"
@@ -38,6 +40,9 @@
 #include <unistd.h>
 
 #define AUTH_DELAY_MS 1000 /* after a failed AUTH */
+/* all inbound checks of one message together (SPF alone: RFC 7208
+ * section 4.6.4 asks for at least 20 s), within [smtpd] timeout */
+#define AUTH_CHECK_SECONDS 30
 
 typedef struct {
 	const PbConfig *cfg;
@@ -46,6 +51,7 @@ typedef struct {
 	PbQueue *q;     /* opened by the first transaction */
 	PbLocal *local; /* its tables read when first needed: tables() */
 	gboolean tables_failed;
+	PbResolver *resolver; /* the inbound checks': made when first needed */
 } Serve;
 
 /* The recipient tables, read on the first lookup or AUTH (a connection
@@ -159,6 +165,55 @@ hook_tx_signed(void *data, const char *fields, const char *domain,
 		            why);
 }
 
+/* The inbound checks (auth.h); their Authentication-Results field is
+ * prepended. No resolver: 451, a temporary error. */
+static char *
+hook_tx_check(void *data, const PbSmtpInbound *in)
+{
+	Tx *tx = data;
+	Serve *sv = tx->sv;
+	const char *qid = pb_queue_tx_id(tx->tx);
+	g_autoptr(GError) error = NULL;
+	g_autofree char *summary = NULL;
+	g_autofree char *header = NULL;
+	char *refusal;
+	PbAuthResults r;
+
+	if (in->removed > 0)
+		pb_log_info(qid, "auth: removed %u Authentication-Results "
+		                 "field(s) claiming to be ours",
+		            in->removed);
+	if (in->verify == NULL)
+		return NULL;
+	if (sv->resolver == NULL &&
+	    (sv->resolver = pb_dns_resolver_new(sv->cfg, &error)) == NULL) {
+		pb_log_warn(qid, "auth: %s", error->message);
+		return g_strdup("451 4.4.3 Error: cannot check the message "
+		                "now (DNS), try again later");
+	}
+	PbAuthRequest req = {
+	    .ip = in->ip,
+	    .helo = in->helo ? in->helo : "",
+	    .sender = in->sender ? in->sender : "",
+	    .hostname = sv->cfg->hostname,
+	    .now = g_get_real_time() / G_USEC_PER_SEC,
+	    .deadline = pb_deadline_in(
+	        MIN(sv->cfg->smtpd_timeout, AUTH_CHECK_SECONDS)),
+	    .sample = (guint)g_random_int_range(0, 100)};
+	pb_auth_check(sv->resolver, &req, in->verify, &r);
+	refusal = pb_auth_decide(sv->cfg, &r);
+	summary = pb_auth_summary(&r);
+	if (refusal != NULL)
+		pb_log_info(qid, "auth: %s: refused: %s", summary, refusal);
+	else {
+		pb_log_info(qid, "auth: %s", summary);
+		header = pb_auth_header(sv->cfg->hostname, &r);
+		pb_queue_tx_set_prepend(tx->tx, header);
+	}
+	pb_auth_results_clear(&r);
+	return refusal;
+}
+
 static gboolean
 hook_authenticate(void *data, const char *user, const char *pass)
 {
@@ -223,6 +278,7 @@ static const PbSmtpHooks hooks = {
     .tx_commit = hook_tx_commit,
     .tx_abort = hook_tx_abort,
     .tx_signed = hook_tx_signed,
+    .tx_check = hook_tx_check,
     .now = hook_now,
     .authenticate = hook_authenticate,
     .sender_allowed = hook_sender_allowed,
@@ -545,6 +601,7 @@ pb_smtp_serve(const PbSmtpServe *how, int rfd, int wfd, const PbPeer *peer)
 	close(rfd);
 	if (wfd != rfd)
 		close(wfd);
+	g_clear_pointer(&sv.resolver, pb_resolver_free);
 	if (accepted->len > 0 && !cfg->delivery_queue)
 		deliver_detached(cfg, sv.q, local, accepted);
 	g_clear_pointer(&sv.q, pb_queue_free);

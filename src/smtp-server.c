@@ -17,6 +17,7 @@
  */
 #include "smtp-server.h"
 #include "address.h"
+#include "auth.h"
 #include "error.h"
 
 #include <string.h>
@@ -59,6 +60,8 @@ struct _PbSmtpServer {
 	gboolean tx_failed;
 	PbDataDecoder *dec;
 	PbDkimSign *dkim;    /* signing this message, or NULL */
+	PbAuthFilter *ar_filter; /* [auth] checks: forged A-R removed */
+	PbDkimVerify *verify;    /* from outside: the signatures checked */
 	GPtrArray *accepted; /* char* queue ids */
 	/* TLS and AUTH */
 	PbSmtpOptions opts;
@@ -295,6 +298,8 @@ reset_transaction(PbSmtpServer *s)
 	s->qid = NULL;
 	g_clear_pointer(&s->dec, pb_data_decoder_free);
 	g_clear_pointer(&s->dkim, pb_dkim_sign_free);
+	g_clear_pointer(&s->ar_filter, pb_auth_filter_free);
+	g_clear_pointer(&s->verify, pb_dkim_verify_free);
 	if (s->state != ST_GREETED && s->state != ST_CLOSED)
 		s->state = ST_READY;
 }
@@ -650,6 +655,47 @@ data_sink(void *ctx, const char *buf, gsize len)
 		s->tx_failed = TRUE;
 	if (s->dkim != NULL)
 		pb_dkim_sign_feed(s->dkim, buf, len);
+	if (s->verify != NULL)
+		pb_dkim_verify_feed(s->verify, buf, len);
+}
+
+/* The client's data, before data_sink: forged A-R removed. */
+static void
+filter_sink(void *ctx, const char *buf, gsize len)
+{
+	PbSmtpServer *s = ctx;
+
+	pb_auth_filter_feed(s->ar_filter, buf, len);
+}
+
+/* A message from outside gets the inbound checks: not from a client
+ * that authenticated, a local program, relay_networks, nor from a peer
+ * without an address (nothing to check SPF against). */
+static gboolean
+inbound(PbSmtpServer *s)
+{
+	return s->auth_user == NULL && !s->peer->local &&
+	       *s->peer->ip != '\0' &&
+	       !pb_cidr_list_match(s->cfg->relay_networks, s->peer->ip);
+}
+
+/* The checks before commit; FALSE: refused (replied). */
+static gboolean
+check_inbound(PbSmtpServer *s, void *tx)
+{
+	g_autofree char *refusal = NULL;
+	PbSmtpInbound in = {.ip = s->peer->ip,
+	                    .helo = s->helo,
+	                    .sender = s->sender,
+	                    .verify = s->verify};
+
+	if (s->ar_filter == NULL)
+		return TRUE;
+	in.removed = pb_auth_filter_removed(s->ar_filter);
+	if ((refusal = s->hooks->tx_check(tx, &in)) == NULL)
+		return TRUE;
+	reply(s, "%s", refusal);
+	return FALSE;
 }
 
 /* DKIM signs what our users send out: a client that authenticated, a
@@ -754,7 +800,14 @@ cmd_data(PbSmtpServer *s, const char *arg)
 	/* from the client's first octet on: our Received: is not signed */
 	if (dkim_wanted(s))
 		s->dkim = pb_dkim_sign_new(s->opts.dkim);
-	s->dec = pb_data_decoder_new(s->cfg->max_message_size, data_sink, s);
+	if (s->hooks->tx_check != NULL && s->cfg->auth_checks) {
+		s->ar_filter =
+		    pb_auth_filter_new(s->cfg->hostname, data_sink, s);
+		if (inbound(s))
+			s->verify = pb_dkim_verify_new();
+	}
+	s->dec = pb_data_decoder_new(s->cfg->max_message_size,
+	                             s->ar_filter ? filter_sink : data_sink, s);
 	s->state = ST_DATA;
 	s->action = PB_SMTP_FLUSH;
 	reply(s, "354 End data with <CR><LF>.<CR><LF>");
@@ -789,6 +842,8 @@ data_done(PbSmtpServer *s)
 	g_autofree char *qid = g_strdup(s->qid);
 	void *tx = s->tx;
 
+	if (s->ar_filter != NULL)
+		pb_auth_filter_finish(s->ar_filter);
 	if (refusal != NULL || s->tx_failed) {
 		reply(s, "%s",
 		      refusal ? refusal
@@ -799,6 +854,10 @@ data_done(PbSmtpServer *s)
 	if (!dkim_sign(s, tx)) {
 		reply(s, "451 4.7.0 Error: the message could not be signed "
 		         "(DKIM)");
+		reset_transaction(s);
+		return;
+	}
+	if (!check_inbound(s, tx)) {
 		reset_transaction(s);
 		return;
 	}

@@ -37,6 +37,8 @@ typedef struct {
 	                     [smtpd] trust_local_socket = yes */
 } PbSmtpPeer;
 
+typedef struct _PbSmtpInbound PbSmtpInbound; /* below */
+
 typedef struct {
 	/* TRUE if ADDRESS (canonical: pb_address_canonical()) is a local
 	 * account or alias. Called for recipients in a local domain. */
@@ -81,7 +83,27 @@ typedef struct {
 	 * signing failed the session answers 451). NULL: not offered. */
 	void (*tx_signed)(void *tx, const char *fields, const char *domain,
 	                  const char *why);
+	/* The inbound checks ([auth] checks = yes; README "Inbound
+	 * checks"), after the data, before commit: for every message,
+	 * which has had the Authentication-Results fields claiming to be
+	 * ours removed (IN->removed); for a message from outside (not
+	 * authenticated, not a local program, not relay_networks)
+	 * IN->verify has been fed the message as stored (our Received:
+	 * excepted). Returns NULL to go on (the hook has set the
+	 * Authentication-Results field to prepend), or the reply refusing
+	 * the message (4xx or 5xx): it is not committed. NULL: no checks,
+	 * nothing removed. */
+	char *(*tx_check)(void *tx, const PbSmtpInbound *in);
 } PbSmtpHooks;
+
+/* What tx_check is told. */
+struct _PbSmtpInbound {
+	const char *ip;       /* the client's address */
+	const char *helo;     /* HELO/EHLO argument */
+	const char *sender;   /* MAIL FROM, "" for the null path */
+	guint removed;        /* Authentication-Results fields removed */
+	PbDkimVerify *verify; /* from outside: fed; else NULL (no checks) */
+};
 
 /* What the listener offers (all FALSE by default). */
 typedef struct {

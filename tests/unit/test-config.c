@@ -186,6 +186,24 @@ test_dkim(void)
 	g_assert_null(cfg->dkim_domains[0]);
 }
 
+/* [auth]: every check and refusal on by default. */
+static void
+test_auth(void)
+{
+	g_autoptr(GError) error = NULL;
+	g_autoptr(PbConfig) dflt = load("", &error);
+	g_autoptr(PbConfig) cfg = load("[auth]\nchecks = no\n"
+	                               "dmarc_reject = no\n"
+	                               "spoofed_local_from = mark\n",
+	                               &error);
+
+	g_assert_no_error(error);
+	g_assert_true(dflt->auth_checks && dflt->auth_dmarc_reject &&
+	              dflt->auth_spoof_reject);
+	g_assert_false(cfg->auth_checks || cfg->auth_dmarc_reject ||
+	               cfg->auth_spoof_reject);
+}
+
 /* Each bad file and the start of the message it must give. */
 static const struct {
 	const char *text;
@@ -244,6 +262,10 @@ static const struct {
      "/etc/pb/test.conf:2: [dkim] headers: not a header field name"},
     {"[dkim]\nselector = s\nkey = k\ndomains = example.org, *\n",
      "/etc/pb/test.conf:4: [dkim] domains: domains we hold keys for"},
+    {"[auth]\n\nspoofed_local_from = drop\n",
+     "/etc/pb/test.conf:3: [auth] spoofed_local_from: reject or mark"},
+    {"[auth]\ndmarc_reject = maybe\n",
+     "/etc/pb/test.conf:2: [auth] dmarc_reject: yes or no"},
     {"[dkim]\nselector = s\nkey = k\ned25519_selector = s\n",
      "/etc/pb/test.conf:4: [dkim] ed25519_selector: must differ"},
     /* found by fuzz-config: GKeyFile set its error twice (a
@@ -605,5 +627,6 @@ main(int argc, char **argv)
 	g_test_add_func("/config/endpoint", test_endpoint);
 	g_test_add_func("/config/imapd", test_imapd);
 	g_test_add_func("/config/dkim", test_dkim);
+	g_test_add_func("/config/auth", test_auth);
 	return g_test_run();
 }

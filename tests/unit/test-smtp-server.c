@@ -25,6 +25,10 @@ typedef struct {
 	/* what tx_signed got */
 	guint signed_calls;
 	char *fields, *domain;
+	/* what tx_check got, and its answer */
+	guint checks, removed;
+	gboolean verified;
+	const char *refusal;
 } F;
 
 static gboolean
@@ -111,6 +115,18 @@ tx_signed(void *tx, const char *fields, const char *domain, const char *why)
 	f->domain = g_strdup(domain);
 }
 
+static char *
+tx_check(void *tx, const PbSmtpInbound *in)
+{
+	F *f = tx;
+
+	f->checks++;
+	f->removed = in->removed;
+	f->verified = in->verify != NULL;
+	g_assert_nonnull(in->helo);
+	return g_strdup(f->refusal);
+}
+
 static const PbSmtpHooks hooks = {.recipient_exists = exists,
                                   .tx_begin = tx_begin,
                                   .tx_write = tx_write,
@@ -119,7 +135,8 @@ static const PbSmtpHooks hooks = {.recipient_exists = exists,
                                   .now = now,
                                   .authenticate = authenticate,
                                   .sender_allowed = sender_allowed,
-                                  .tx_signed = tx_signed};
+                                  .tx_signed = tx_signed,
+                                  .tx_check = tx_check};
 
 static void
 out_write(void *ctx, const char *data, gsize len)
@@ -731,6 +748,80 @@ test_dkim_inbound(F *f, gconstpointer data)
 	g_assert_cmpuint(f->signed_calls, ==, 0);
 }
 
+/* The inbound checks: Authentication-Results fields of ours removed
+ * from what is stored (another's kept); a message from outside is
+ * verified; a refusal from the checks is the answer, and nothing is
+ * committed. */
+static const char ar_msg[] =
+    "Authentication-Results: mx.example.org; dkim=pass\r\n"
+    "\tdmarc=pass\r\n"
+    "Authentication-Results: other.example; spf=pass\r\n"
+    "From: a@example.com\r\n\r\nx\r\n.\r\n";
+
+static void
+test_checks_inbound(F *f, gconstpointer data)
+{
+	g_free(talk(f, "EHLO client.example.com\r\n"
+	               "MAIL FROM:<a@example.com>\r\n"
+	               "RCPT TO:<alice@example.org>\r\nDATA\r\n"));
+	g_free(talk(f, ar_msg));
+	g_assert_cmpuint(f->committed, ==, 1);
+	g_assert_cmpuint(f->checks, ==, 1);
+	g_assert_cmpuint(f->removed, ==, 1);
+	g_assert_true(f->verified);
+	g_assert_null(strstr(f->data->str, "mx.example.org; dkim"));
+	g_assert_nonnull(strstr(f->data->str, "\r\nAuthentication-Results: "
+	                                      "other.example; spf=pass\r\n"
+	                                      "From: a@example.com\r\n"));
+	f->refusal = "550 5.7.1 Error: no";
+	g_free(talk(f, "MAIL FROM:<a@example.com>\r\n"
+	               "RCPT TO:<alice@example.org>\r\nDATA\r\n"));
+	EXPECT(f, ar_msg, "550 5.7.1 Error: no\r\n");
+	g_assert_cmpuint(f->committed, ==, 1);
+	g_assert_cmpuint(f->aborted, ==, 1);
+	/* the session goes on */
+	EXPECT(f, "MAIL FROM:<a@example.com>\r\n", "250 2.1.0 Ok\r\n");
+}
+
+/* relay_networks: nothing verified, forged fields still removed. */
+static void
+test_checks_relay(F *f, gconstpointer data)
+{
+	g_free(talk(f, "EHLO client.example.com\r\n"
+	               "MAIL FROM:<a@example.com>\r\n"
+	               "RCPT TO:<alice@example.org>\r\nDATA\r\n"));
+	g_free(talk(f, ar_msg));
+	g_assert_cmpuint(f->committed, ==, 1);
+	g_assert_cmpuint(f->checks, ==, 1);
+	g_assert_cmpuint(f->removed, ==, 1);
+	g_assert_false(f->verified);
+}
+
+/* [auth] checks = no: the hook is not called, nothing removed. */
+static void
+test_checks_off(F *f, gconstpointer data)
+{
+	g_autoptr(GError) error = NULL;
+	g_autofree char *text = g_strconcat(conf, "[auth]\nchecks = no\n", NULL);
+	g_autoptr(PbConfig) off =
+	    pb_config_load_data(text, strlen(text), "t", "/tmp", &error);
+	g_autoptr(PbSmtpServer) s = NULL;
+
+	g_assert_no_error(error);
+	s = pb_smtp_server_new(off, &hooks, f, &f->peer, &f->out);
+	pb_smtp_server_free(f->s);
+	f->s = g_steal_pointer(&s);
+	g_free(talk(f, "EHLO client.example.com\r\n"
+	               "MAIL FROM:<a@example.com>\r\n"
+	               "RCPT TO:<alice@example.org>\r\nDATA\r\n"));
+	g_free(talk(f, ar_msg));
+	g_assert_cmpuint(f->committed, ==, 1);
+	g_assert_cmpuint(f->checks, ==, 0);
+	g_assert_nonnull(strstr(f->data->str, "mx.example.org; dkim"));
+	pb_smtp_server_free(f->s);
+	f->s = pb_smtp_server_new(f->cfg, &hooks, f, &f->peer, &f->out);
+}
+
 #define ADD(path, fn, ip) g_test_add(path, F, ip, setup, fn, teardown)
 
 int
@@ -745,6 +836,9 @@ main(int argc, char **argv)
 	ADD("/smtp-server/relay-allowed", test_relay_allowed, "192.0.2.9");
 	ADD("/smtp-server/dkim/outbound", test_dkim, "192.0.2.9");
 	ADD("/smtp-server/dkim/inbound", test_dkim_inbound, NULL);
+	ADD("/smtp-server/checks/inbound", test_checks_inbound, NULL);
+	ADD("/smtp-server/checks/relay", test_checks_relay, "192.0.2.9");
+	ADD("/smtp-server/checks/off", test_checks_off, NULL);
 	ADD("/smtp-server/params", test_params, NULL);
 	ADD("/smtp-server/other-commands", test_other_commands, NULL);
 	ADD("/smtp-server/too-many-errors", test_too_many_errors, NULL);
