@@ -758,13 +758,20 @@ static const char ar_msg[] =
     "Authentication-Results: other.example; spf=pass\r\n"
     "From: a@example.com\r\n\r\nx\r\n.\r\n";
 
+/* A whole session sending ar_msg to alice. */
 static void
-test_checks_inbound(F *f, gconstpointer data)
+send_ar_msg(F *f)
 {
 	g_free(talk(f, "EHLO client.example.com\r\n"
 	               "MAIL FROM:<a@example.com>\r\n"
 	               "RCPT TO:<alice@example.org>\r\nDATA\r\n"));
 	g_free(talk(f, ar_msg));
+}
+
+static void
+test_checks_inbound(F *f, gconstpointer data)
+{
+	send_ar_msg(f);
 	g_assert_cmpuint(f->committed, ==, 1);
 	g_assert_cmpuint(f->checks, ==, 1);
 	g_assert_cmpuint(f->removed, ==, 1);
@@ -787,10 +794,7 @@ test_checks_inbound(F *f, gconstpointer data)
 static void
 test_checks_relay(F *f, gconstpointer data)
 {
-	g_free(talk(f, "EHLO client.example.com\r\n"
-	               "MAIL FROM:<a@example.com>\r\n"
-	               "RCPT TO:<alice@example.org>\r\nDATA\r\n"));
-	g_free(talk(f, ar_msg));
+	send_ar_msg(f);
 	g_assert_cmpuint(f->committed, ==, 1);
 	g_assert_cmpuint(f->checks, ==, 1);
 	g_assert_cmpuint(f->removed, ==, 1);
@@ -811,10 +815,7 @@ test_checks_off(F *f, gconstpointer data)
 	s = pb_smtp_server_new(off, &hooks, f, &f->peer, &f->out);
 	pb_smtp_server_free(f->s);
 	f->s = g_steal_pointer(&s);
-	g_free(talk(f, "EHLO client.example.com\r\n"
-	               "MAIL FROM:<a@example.com>\r\n"
-	               "RCPT TO:<alice@example.org>\r\nDATA\r\n"));
-	g_free(talk(f, ar_msg));
+	send_ar_msg(f);
 	g_assert_cmpuint(f->committed, ==, 1);
 	g_assert_cmpuint(f->checks, ==, 0);
 	g_assert_nonnull(strstr(f->data->str, "mx.example.org; dkim"));
