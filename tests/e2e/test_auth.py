@@ -183,6 +183,10 @@ def test_dkim_pass_and_fail_agree_with_authheaders(site):
         res = ours(site, name)
         assert res["dkim"].result == want
         assert prop(res["dkim"], "header", "d") == CASES[name][2]
+        assert prop(res["dkim"], "header", "s") == "sel"
+        b = re.search(rb"\bb=([^;]+)", site.sent[name]).group(1)
+        assert re.sub(rb"\s", b"", b).decode().startswith(
+            prop(res["dkim"], "header", "b"))
         theirs = authheaders.authenticate_message(
             site.sent[name], ID, ip="127.0.0.1",
             mail_from=CASES[name][0], helo="client.sender.test",

@@ -196,6 +196,9 @@ test_pass(void)
 	                "\tdkim=none;\r\n"
 	                "\tdmarc=pass header.from=example.com "
 	                "policy.dmarc=reject\r\n");
+	g_autofree char *summary = pb_auth_summary(&r);
+	g_assert_cmpstr(summary, ==,
+	                "iprev=pass spf=pass dkim=none dmarc=pass");
 	pb_auth_results_clear(&r);
 }
 
