@@ -14,15 +14,15 @@
 /* ---- the filter ---- */
 
 typedef enum {
-	F_BOL,     /* at the start of a header line */
-	F_BOL_CR,  /* a CR at the start of a line: the empty line? */
-	F_NAME,    /* a line that may begin "Authentication-Results:" */
-	F_PASS,    /* passing a line on, to its LF */
-	F_AR,      /* holding an Authentication-Results field */
-	F_AR_EOL,  /* held, at a line end: continued or not? */
-	F_DROP,    /* dropping the rest of a field's line */
+	F_BOL,    /* at the start of a header line */
+	F_BOL_CR, /* a CR at the start of a line: the empty line? */
+	F_NAME,   /* a line that may begin "Authentication-Results:" */
+	F_PASS,   /* passing a line on, to its LF */
+	F_AR,     /* holding an Authentication-Results field */
+	F_AR_EOL, /* held, at a line end: continued or not? */
+	F_DROP,   /* dropping the rest of a field's line */
 	F_DROP_EOL,
-	F_BODY,    /* after the header section: everything passes */
+	F_BODY, /* after the header section: everything passes */
 } FilterState;
 
 struct _PbAuthFilter {
@@ -104,8 +104,8 @@ pb_auth_field_is_ours(const char *field, gsize len, const char *authserv_id)
 		if (p == end)
 			return TRUE; /* cut short */
 	} else
-		for (; p < end && !g_ascii_isspace(*p) && *p != ';' &&
-		       *p != '(';
+		for (;
+		     p < end && !g_ascii_isspace(*p) && *p != ';' && *p != '(';
 		     p++)
 			g_string_append_c(id, *p);
 	if (id->len == 0 || p == end)
@@ -158,8 +158,7 @@ filter_byte(PbAuthFilter *f, char c)
 					f->state = F_AR;
 				return;
 			}
-			g_string_append_len(f->out, f->held->str,
-			                    f->held->len);
+			g_string_append_len(f->out, f->held->str, f->held->len);
 			g_string_truncate(f->held, 0);
 			g_string_append_c(f->out, c);
 			f->state = c == '\n' ? F_BOL : F_PASS;
@@ -175,8 +174,7 @@ filter_byte(PbAuthFilter *f, char c)
 				/* judged on its beginning; the rest of the
 				 * field follows the verdict */
 				gboolean ours = pb_auth_field_is_ours(
-				    f->held->str, f->held->len,
-				    f->authserv_id);
+				    f->held->str, f->held->len, f->authserv_id);
 				judge_held(f);
 				if (ours)
 					f->state =
@@ -321,12 +319,13 @@ iprev(PbResolver *resolver, const char *ip, gint64 deadline)
 	for (guint i = 0; i < n; i++) {
 		if (fwd[i].status == PB_DNS_TEMP && result == PB_IPREV_FAIL)
 			result = PB_IPREV_TEMPERROR;
-		for (guint j = 0; fwd[i].status == PB_DNS_OK &&
-		                  j < fwd[i].records->len;
-		     j++)
-			if (inet_pton(family, g_ptr_array_index(fwd[i].records, j),
+		for (guint j = 0;
+		     fwd[i].status == PB_DNS_OK && j < fwd[i].records->len; j++)
+			if (inet_pton(family,
+			              g_ptr_array_index(fwd[i].records, j),
 			              other) == 1 &&
-			    memcmp(addr, other, family == AF_INET ? 4 : 16) == 0)
+			    memcmp(addr, other, family == AF_INET ? 4 : 16) ==
+			        0)
 				result = PB_IPREV_PASS;
 		pb_dns_query_clear(&fwd[i]);
 	}
@@ -362,8 +361,8 @@ first_from_domain(const GPtrArray *fields, guint *count)
 }
 
 void
-pb_auth_check(PbResolver *resolver, const PbAuthRequest *req,
-              PbDkimVerify *v, PbAuthResults *out)
+pb_auth_check(PbResolver *resolver, const PbAuthRequest *req, PbDkimVerify *v,
+              PbAuthResults *out)
 {
 	PbSpfRequest spf = {.ip = req->ip,
 	                    .sender = req->sender,
@@ -397,8 +396,8 @@ pb_auth_check(PbResolver *resolver, const PbAuthRequest *req,
 	PbDmarcRequest dmarc = {
 	    .from_domain = out->from_domain,
 	    .from_fields = from_fields,
-	    .spf_domain = out->spf.domain && *out->spf.domain ? out->spf.domain
-	                                                      : NULL,
+	    .spf_domain =
+	        out->spf.domain && *out->spf.domain ? out->spf.domain : NULL,
 	    .spf_result = out->spf.result,
 	    .dkim_domains = (const char *const *)passed->pdata,
 	    .sample = req->sample,
@@ -499,12 +498,12 @@ pb_auth_header(const char *authserv_id, const PbAuthResults *r)
 	GString *s = g_string_new("Authentication-Results: ");
 
 	append_value(s, authserv_id);
-	g_string_append_printf(s, ";\r\n\tiprev=%s policy.iprev=",
-	                       pb_iprev_result_name(r->iprev));
+	g_string_append_printf(
+	    s, ";\r\n\tiprev=%s policy.iprev=", pb_iprev_result_name(r->iprev));
 	append_value(s, r->ip);
-	g_string_append_printf(s, ";\r\n\tspf=%s smtp.%s=",
-	                       pb_spf_result_name(r->spf.result),
-	                       r->spf_helo ? "helo" : "mailfrom");
+	g_string_append_printf(
+	    s, ";\r\n\tspf=%s smtp.%s=", pb_spf_result_name(r->spf.result),
+	    r->spf_helo ? "helo" : "mailfrom");
 	append_value(s, r->spf_helo ? r->helo : r->sender);
 	if (r->dkim == NULL || r->dkim->len == 0)
 		g_string_append(s, ";\r\n\tdkim=none");

@@ -772,7 +772,8 @@ set_value(PbConfig *cfg, const KeySpec *spec, const char *value,
 		*MEMBER(cfg, spec, gboolean) = g_str_equal(value, "queue");
 		return TRUE;
 	case T_REJECT_MARK:
-		if (!g_str_equal(value, "reject") && !g_str_equal(value, "mark"))
+		if (!g_str_equal(value, "reject") &&
+		    !g_str_equal(value, "mark"))
 			return bad(error, w, spec->group, spec->key,
 			           "reject or mark: %s", value);
 		*MEMBER(cfg, spec, gboolean) = g_str_equal(value, "reject");

@@ -180,8 +180,9 @@ hook_tx_check(void *data, const PbSmtpInbound *in)
 	PbAuthResults r;
 
 	if (in->removed > 0)
-		pb_log_info(qid, "auth: removed %u Authentication-Results "
-		                 "field(s) claiming to be ours",
+		pb_log_info(qid,
+		            "auth: removed %u Authentication-Results "
+		            "field(s) claiming to be ours",
 		            in->removed);
 	if (in->verify == NULL)
 		return NULL;
@@ -191,15 +192,14 @@ hook_tx_check(void *data, const PbSmtpInbound *in)
 		return g_strdup("451 4.4.3 Error: cannot check the message "
 		                "now (DNS), try again later");
 	}
-	PbAuthRequest req = {
-	    .ip = in->ip,
-	    .helo = in->helo ? in->helo : "",
-	    .sender = in->sender ? in->sender : "",
-	    .hostname = sv->cfg->hostname,
-	    .now = g_get_real_time() / G_USEC_PER_SEC,
-	    .deadline = pb_deadline_in(
-	        MIN(sv->cfg->smtpd_timeout, AUTH_CHECK_SECONDS)),
-	    .sample = (guint)g_random_int_range(0, 100)};
+	PbAuthRequest req = {.ip = in->ip,
+	                     .helo = in->helo ? in->helo : "",
+	                     .sender = in->sender ? in->sender : "",
+	                     .hostname = sv->cfg->hostname,
+	                     .now = g_get_real_time() / G_USEC_PER_SEC,
+	                     .deadline = pb_deadline_in(MIN(
+	                         sv->cfg->smtpd_timeout, AUTH_CHECK_SECONDS)),
+	                     .sample = (guint)g_random_int_range(0, 100)};
 	pb_auth_check(sv->resolver, &req, in->verify, &r);
 	refusal = pb_auth_decide(sv->cfg, &r);
 	summary = pb_auth_summary(&r);

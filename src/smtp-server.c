@@ -59,10 +59,10 @@ struct _PbSmtpServer {
 	const char *qid;
 	gboolean tx_failed;
 	PbDataDecoder *dec;
-	PbDkimSign *dkim;    /* signing this message, or NULL */
+	PbDkimSign *dkim;        /* signing this message, or NULL */
 	PbAuthFilter *ar_filter; /* [auth] checks: forged A-R removed */
 	PbDkimVerify *verify;    /* from outside: the signatures checked */
-	GPtrArray *accepted; /* char* queue ids */
+	GPtrArray *accepted;     /* char* queue ids */
 	/* TLS and AUTH */
 	PbSmtpOptions opts;
 	gboolean tls;

@@ -55,9 +55,9 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (body != NULL)
 		body += 2;
 	if (body != NULL && whole->len >= (gsize)(text + size - body))
-		g_assert_true(memcmp(whole->str + whole->len -
-		                         (text + size - body),
-		                     body, text + size - body) == 0);
+		g_assert_true(
+		    memcmp(whole->str + whole->len - (text + size - body), body,
+		           text + size - body) == 0);
 	(void)pb_auth_field_is_ours(text, size, "mx.example.org");
 	g_string_free(whole, TRUE);
 	g_string_free(cut, TRUE);

@@ -80,8 +80,8 @@ test_filter_edges(void)
 {
 	guint removed;
 	g_autofree char *a = filtered(
-	    "Subject: x\nAuthentication-Results: mx.example.org; none\n\tx",
-	    0, &removed);
+	    "Subject: x\nAuthentication-Results: mx.example.org; none\n\tx", 0,
+	    &removed);
 	g_autofree char *b = filtered("Authentication-Res", 1, &removed);
 	g_autoptr(GString) big = g_string_new("Authentication-Results: ");
 	g_autoptr(GString) big_other =
@@ -149,7 +149,8 @@ zone(void)
 	test_zone_add1(z, "client.example.com", "A", "198.51.100.7");
 	test_zone_add1(z, "8.100.51.198.in-addr.arpa", "PTR", "liar.test");
 	test_zone_add1(z, "liar.test", "A", "192.0.2.1");
-	test_zone_add1(z, "example.com", "TXT", "v=spf1 ip4:198.51.100.0/24 -all");
+	test_zone_add1(z, "example.com", "TXT",
+	               "v=spf1 ip4:198.51.100.0/24 -all");
 	test_zone_add1(z, "_dmarc.example.com", "TXT", "v=DMARC1; p=reject");
 	test_zone_add1(z, "mail.example.com", "TXT", "v=spf1 -all");
 	test_zone_add1(z, "client.example.com", "TXT", "v=spf1 a -all");
@@ -260,7 +261,8 @@ test_spoofed_local(void)
 {
 	g_autoptr(TestZone) z = zone();
 	g_autoptr(PbConfig) cfg = config("");
-	g_autoptr(PbConfig) mark = config("[auth]\nspoofed_local_from = mark\n");
+	g_autoptr(PbConfig) mark =
+	    config("[auth]\nspoofed_local_from = mark\n");
 	PbAuthResults r;
 	g_autofree char *refusal = NULL;
 	g_autofree char *temp = NULL;
@@ -304,8 +306,8 @@ test_header_values(void)
 	r.helo = g_strdup("h");
 	r.iprev = PB_IPREV_TEMPERROR;
 	r.spf.result = PB_SPF_NONE;
-	r.dkim = g_ptr_array_new_with_free_func(
-	    (GDestroyNotify)pb_dkim_result_free);
+	r.dkim =
+	    g_ptr_array_new_with_free_func((GDestroyNotify)pb_dkim_result_free);
 	d->status = PB_DKIM_FAIL;
 	d->domain = g_strdup("example.com");
 	d->selector = g_strdup("s1");

@@ -806,7 +806,8 @@ static void
 test_checks_off(F *f, gconstpointer data)
 {
 	g_autoptr(GError) error = NULL;
-	g_autofree char *text = g_strconcat(conf, "[auth]\nchecks = no\n", NULL);
+	g_autofree char *text =
+	    g_strconcat(conf, "[auth]\nchecks = no\n", NULL);
 	g_autoptr(PbConfig) off =
 	    pb_config_load_data(text, strlen(text), "t", "/tmp", &error);
 	g_autoptr(PbSmtpServer) s = NULL;
