@@ -47,7 +47,7 @@ main(int argc, char **argv)
 		return PB_EX_IOERR;
 	}
 	verdict = pb_dnscheck_verdict(rep);
-	return verdict <= PB_CHECK_WARN ? PB_EX_OK
+	return verdict <= PB_CHECK_WARN   ? PB_EX_OK
 	       : verdict == PB_CHECK_TEMP ? PB_EX_TEMPFAIL
 	                                  : 1;
 }

@@ -139,11 +139,10 @@ add_record(Ctx *c, const char *name, const char *type, const char *value,
 		r->strings = pb_dns_txt_split(value);
 		r->zone = pb_dns_zone_txt(name, r->strings);
 	} else {
-		r->zone = g_strdup_printf("%s. IN %s %s%s", name, type, value,
-		                          strcmp(type, "A") == 0 ||
-		                                  strcmp(type, "AAAA") == 0
-		                              ? ""
-		                              : ".");
+		r->zone = g_strdup_printf(
+		    "%s. IN %s %s%s", name, type, value,
+		    strcmp(type, "A") == 0 || strcmp(type, "AAAA") == 0 ? ""
+		                                                        : ".");
 	}
 	g_ptr_array_add(c->sec->records, r);
 }
@@ -203,7 +202,7 @@ lookup_addresses(Ctx *c, const char *name, GPtrArray **out)
 			g_ptr_array_add(*out, g_strdup(q[i].records->pdata[j]));
 	st = q[0].status == PB_DNS_TEMP || q[1].status == PB_DNS_TEMP
 	         ? PB_DNS_TEMP
-	     : (*out)->len > 0 ? PB_DNS_OK
+	     : (*out)->len > 0                ? PB_DNS_OK
 	     : q[0].status == PB_DNS_NXDOMAIN ? PB_DNS_NXDOMAIN
 	                                      : PB_DNS_NODATA;
 	pb_dns_query_clear(&q[0]);
@@ -251,14 +250,13 @@ check_address(Ctx *c)
 		                                  : " (give this host's "
 		                                    "addresses with --address "
 		                                    "to see them)"));
-	add_check(c, "address",
-	          ours_in(c, found) == c->addrs->len ? PB_CHECK_OK
-	                                             : PB_CHECK_WRONG,
-	          TRUE, g_strdup_printf("%s %s", host, has),
-	          g_steal_pointer(&want),
-	          g_strdup_printf("publish %s's A/AAAA records above (and "
-	                          "remove the others)",
-	                          host));
+	add_check(
+	    c, "address",
+	    ours_in(c, found) == c->addrs->len ? PB_CHECK_OK : PB_CHECK_WRONG,
+	    TRUE, g_strdup_printf("%s %s", host, has), g_steal_pointer(&want),
+	    g_strdup_printf("publish %s's A/AAAA records above (and "
+	                    "remove the others)",
+	                    host));
 }
 
 /* The names of PTRS (at most 10) whose A/AAAA include ADDR. */
@@ -310,16 +308,16 @@ check_ptr(Ctx *c, const char *addr)
 		                 g_strdup(host), NULL);
 	if (good->len == 0 && temp)
 		return add_temp(c, check, TRUE, "the PTR names' addresses");
-	add_check(c, check, good->len ? PB_CHECK_WARN : PB_CHECK_WRONG, TRUE,
-	          join(ptrs, ", "), g_strdup(host),
-	          good->len ? g_strdup_printf(
-	                          "%s is forward-confirmed but is not %s: "
+	add_check(
+	    c, check, good->len ? PB_CHECK_WARN : PB_CHECK_WRONG, TRUE,
+	    join(ptrs, ", "), g_strdup(host),
+	    good->len
+	        ? g_strdup_printf("%s is forward-confirmed but is not %s: "
 	                          "set the PTR of %s to %s (or [main] "
 	                          "hostname and [delivery] helo to %s)",
 	                          (char *)good->pdata[0], host, addr, host,
 	                          (char *)good->pdata[0])
-	                    : g_strdup_printf(
-	                          "no PTR name resolves back to %s: set the "
+	        : g_strdup_printf("no PTR name resolves back to %s: set the "
 	                          "PTR of %s to %s, and %s's A/AAAA to %s",
 	                          addr, addr, host, host, addr));
 }
@@ -372,7 +370,8 @@ host_records(Ctx *c)
 	for (guint i = 0; i < c->addrs->len; i++) {
 		guint8 bytes[16];
 		int family;
-		g_autofree char *a = canon_ip(c->addrs->pdata[i], &family, bytes);
+		g_autofree char *a =
+		    canon_ip(c->addrs->pdata[i], &family, bytes);
 		g_autofree char *rev = pb_dns_reverse_name(family, bytes);
 		add_record(c, rev, "PTR", host, FALSE,
 		           "set by the owner of the address (the hosting "
@@ -513,8 +512,8 @@ spf_text(Ctx *c)
 		g_string_append(s, " mx");
 	for (guint i = 0; !c->mx_here && i < c->addrs->len; i++) {
 		const char *a = c->addrs->pdata[i];
-		g_string_append_printf(s, " ip%c:%s", strchr(a, ':') ? '6' : '4',
-		                       a);
+		g_string_append_printf(s, " ip%c:%s",
+		                       strchr(a, ':') ? '6' : '4', a);
 	}
 	if (!c->mx_here && c->addrs->len == 0)
 		g_string_append_printf(s, " a:%s", c->req->hostname);
@@ -536,11 +535,10 @@ spf_eval(Ctx *c, const char *domain, const char *ip, char **why)
 	PbSpfOutcome out = {0};
 	PbSpfResult res = pb_spf_check_mailfrom(c->r, &rq, &out);
 
-	*why = g_strdup_printf("%s for %s%s%s%s%s", pb_spf_result_name(res),
-	                       ip, out.mechanism ? " by " : "",
-	                       out.mechanism ? out.mechanism : "",
-	                       out.problem ? ": " : "",
-	                       out.problem ? out.problem : "");
+	*why = g_strdup_printf(
+	    "%s for %s%s%s%s%s", pb_spf_result_name(res), ip,
+	    out.mechanism ? " by " : "", out.mechanism ? out.mechanism : "",
+	    out.problem ? ": " : "", out.problem ? out.problem : "");
 	pb_spf_outcome_clear(&out);
 	return res;
 }
@@ -551,7 +549,8 @@ judge_spf(Ctx *c, const char *domain, const char *rec, const char *want)
 {
 	g_autofree char *bad = NULL;
 	gboolean temp = FALSE;
-	const char *probe = has_string(c->addrs, PROBE_V4) ? PROBE_V6 : PROBE_V4;
+	const char *probe =
+	    has_string(c->addrs, PROBE_V4) ? PROBE_V6 : PROBE_V4;
 	g_autofree char *why = NULL;
 
 	for (guint i = 0; i < c->addrs->len && bad == NULL; i++) {
@@ -573,13 +572,13 @@ judge_spf(Ctx *c, const char *domain, const char *rec, const char *want)
 	if (temp)
 		return add_temp(c, "spf", TRUE, "the SPF evaluation");
 	if (spf_eval(c, domain, probe, &why) == PB_SPF_PASS)
-		return add_check(c, "spf", PB_CHECK_WARN, TRUE,
-		                 g_strdup_printf("\"%s\": passes any host (%s)",
-		                                 rec, why),
-		                 g_strdup(want),
-		                 g_strdup_printf("end it with -all, not +all "
-		                                 "or ?all: publish \"%s\"",
-		                                 want));
+		return add_check(
+		    c, "spf", PB_CHECK_WARN, TRUE,
+		    g_strdup_printf("\"%s\": passes any host (%s)", rec, why),
+		    g_strdup(want),
+		    g_strdup_printf("end it with -all, not +all "
+		                    "or ?all: publish \"%s\"",
+		                    want));
 	add_check(c, "spf", PB_CHECK_OK, TRUE, g_strdup(rec), g_strdup(want),
 	          NULL);
 }
@@ -604,17 +603,18 @@ check_spf(Ctx *c, const char *domain, const char *want)
 		                                 "permerror: keep one, \"%s\"",
 		                                 recs->len, want));
 	if (!pb_spf_record_valid(recs->pdata[0], &problem))
-		return add_check(
-		    c, "spf", PB_CHECK_WRONG, TRUE,
-		    g_strdup_printf("\"%s\": %s", (char *)recs->pdata[0],
-		                    problem),
-		    g_strdup(want), g_steal_pointer(&fix));
+		return add_check(c, "spf", PB_CHECK_WRONG, TRUE,
+		                 g_strdup_printf("\"%s\": %s",
+		                                 (char *)recs->pdata[0],
+		                                 problem),
+		                 g_strdup(want), g_steal_pointer(&fix));
 	if (c->addrs->len == 0)
-		return add_check(c, "spf", PB_CHECK_WARN, TRUE,
-		                 g_strdup(recs->pdata[0]), g_strdup(want),
-		                 g_strdup("valid, but not evaluated: no address "
-		                          "of this host is known (give "
-		                          "--address)"));
+		return add_check(
+		    c, "spf", PB_CHECK_WARN, TRUE, g_strdup(recs->pdata[0]),
+		    g_strdup(want),
+		    g_strdup("valid, but not evaluated: no address "
+		             "of this host is known (give "
+		             "--address)"));
 	judge_spf(c, domain, recs->pdata[0], want);
 }
 
@@ -641,7 +641,8 @@ judge_dkim(Ctx *c, const char *check, const char *name, GPtrArray *recs,
 	}
 	if (match)
 		return add_check(
-		    c, check, recs->len > 1 || testing ? PB_CHECK_WARN : PB_CHECK_OK,
+		    c, check,
+		    recs->len > 1 || testing ? PB_CHECK_WARN : PB_CHECK_OK,
 		    TRUE, join(recs, " | "), NULL,
 		    g_strdup(testing ? "t=y (testing): receivers may treat "
 		                       "failures as unsigned; publish the "
@@ -659,8 +660,7 @@ judge_dkim(Ctx *c, const char *check, const char *name, GPtrArray *recs,
 }
 
 static void
-check_dkim(Ctx *c, const char *domain, const PbDnsDkimKey *k,
-           const char *text)
+check_dkim(Ctx *c, const char *domain, const PbDnsDkimKey *k, const char *text)
 {
 	g_autofree char *check = g_strdup_printf("dkim %s", k->selector);
 	g_autofree char *name =
@@ -672,9 +672,9 @@ check_dkim(Ctx *c, const char *domain, const PbDnsDkimKey *k,
 	if (lookup_txt(c, name, NULL, &recs) == PB_DNS_TEMP)
 		return add_temp(c, check, TRUE, name);
 	if (recs->len == 0)
-		return add_check(c, check, PB_CHECK_MISSING, TRUE, NULL, NULL,
-		                 g_strdup_printf("publish the %s record above",
-		                                 name));
+		return add_check(
+		    c, check, PB_CHECK_MISSING, TRUE, NULL, NULL,
+		    g_strdup_printf("publish the %s record above", name));
 	judge_dkim(c, check, name, recs, want);
 }
 
@@ -738,16 +738,18 @@ check_dmarc(Ctx *c, const char *domain, const char *want)
 	if (recs->len == 0)
 		return dmarc_inherited(c, domain, want);
 	if (recs->len > 1)
-		return add_check(c, "dmarc", PB_CHECK_WRONG, TRUE,
-		                 join(recs, " | "), g_strdup(want),
-		                 g_strdup_printf("several DMARC records count as "
-		                                 "none: keep one; %s",
-		                                 fix));
+		return add_check(
+		    c, "dmarc", PB_CHECK_WRONG, TRUE, join(recs, " | "),
+		    g_strdup(want),
+		    g_strdup_printf("several DMARC records count as "
+		                    "none: keep one; %s",
+		                    fix));
 	rec = pb_dmarc_record_parse(recs->pdata[0], &problem);
 	if (rec == NULL)
 		return add_check(c, "dmarc", PB_CHECK_WRONG, TRUE,
 		                 g_strdup_printf("\"%s\": %s",
-		                                 (char *)recs->pdata[0], problem),
+		                                 (char *)recs->pdata[0],
+		                                 problem),
 		                 g_strdup(want), g_steal_pointer(&fix));
 	add_check(c, "dmarc",
 	          rec->p == PB_DMARC_POLICY_NONE ? PB_CHECK_WARN : PB_CHECK_OK,
@@ -784,23 +786,24 @@ check_later(Ctx *c, const char *check, const char *name, const char *prefix,
 	if (lookup_txt(c, name, prefix, &recs) == PB_DNS_TEMP)
 		return add_temp(c, check, FALSE, name);
 	if (recs->len == 0)
-		return add_check(c, check, PB_CHECK_MISSING, FALSE, NULL, NULL,
-		                 g_strdup_printf("optional, for later: %s", how));
+		return add_check(
+		    c, check, PB_CHECK_MISSING, FALSE, NULL, NULL,
+		    g_strdup_printf("optional, for later: %s", how));
 	value = recs->len == 1 ? tag_value(recs->pdata[0], tag) : NULL;
-	add_check(c, check, tag_valid(tag, value) ? PB_CHECK_OK : PB_CHECK_WRONG,
-	          FALSE, join(recs, " | "), NULL,
-	          recs->len > 1
-	              ? g_strdup("several records count as none: keep one, "
-	                         "as above")
-	              : g_strdup_printf("no valid %s= tag: publish the "
-	                                "record above",
-	                                tag));
+	add_check(
+	    c, check, tag_valid(tag, value) ? PB_CHECK_OK : PB_CHECK_WRONG,
+	    FALSE, join(recs, " | "), NULL,
+	    recs->len > 1 ? g_strdup("several records count as none: keep one, "
+	                             "as above")
+	                  : g_strdup_printf("no valid %s= tag: publish the "
+	                                    "record above",
+	                                    tag));
 }
 
 /* The records to publish for DOMAIN, in the table's order. */
 static void
-domain_records(Ctx *c, const char *domain, const char *spf,
-               const char *dmarc, char **dkim)
+domain_records(Ctx *c, const char *domain, const char *spf, const char *dmarc,
+               char **dkim)
 {
 	const char *host = c->req->hostname;
 	g_autofree char *mx = g_strdup_printf("10 %s", host);
@@ -846,9 +849,10 @@ dkim_texts(Ctx *c, const char *domain)
 	GPtrArray *texts;
 
 	if (c->req->dkim == NULL || c->req->dkim[0].key == NULL) {
-		add_check(c, "dkim", PB_CHECK_WARN, TRUE, NULL, NULL,
-		          g_strdup("signing is off: mailuser dkim-keygen DOMAIN "
-		                   "SELECTOR, then [dkim] selector and key"));
+		add_check(
+		    c, "dkim", PB_CHECK_WARN, TRUE, NULL, NULL,
+		    g_strdup("signing is off: mailuser dkim-keygen DOMAIN "
+		             "SELECTOR, then [dkim] selector and key"));
 		return NULL;
 	}
 	if (!pb_config_domain_listed((char **)c->req->dkim_domains, domain)) {
@@ -1011,8 +1015,8 @@ pb_dnscheck(const PbConfig *cfg, char **domains, char **addresses,
 		    .addresses = (const char *const *)addresses,
 		    .domains = (const char *const *)list,
 		    .dkim = keys,
-		    .dkim_domains = cfg->dkim_domains[0] ? cfg->dkim_domains
-		                                         : cfg->domains,
+		    .dkim_domains =
+		        cfg->dkim_domains[0] ? cfg->dkim_domains : cfg->domains,
 		    .deadline = pb_deadline_in(30)};
 		rep = pb_dnscheck_run(r, &req);
 	}
@@ -1057,8 +1061,8 @@ format_records(GString *out, const PbDnsSection *s)
 static void
 format_check(GString *out, const PbDnsCheck *k)
 {
-	g_autofree char *name = g_strdup_printf(
-	    "%s%s", k->name, k->required ? "" : " (optional)");
+	g_autofree char *name =
+	    g_strdup_printf("%s%s", k->name, k->required ? "" : " (optional)");
 
 	g_string_append_printf(out, "  %-7s  %-20s  ",
 	                       pb_check_status_name(k->status), name);
@@ -1067,7 +1071,8 @@ format_check(GString *out, const PbDnsCheck *k)
 	if (k->status == PB_CHECK_OK)
 		return;
 	if (k->expected) {
-		g_string_append_printf(out, "  %-7s  %-20s  expected: ", "", "");
+		g_string_append_printf(out, "  %-7s  %-20s  expected: ", "",
+		                       "");
 		append_cut(out, k->expected);
 		g_string_append_c(out, '\n');
 	}
@@ -1104,8 +1109,8 @@ format_text(GString *out, const PbDnsReport *rep)
 	                           : "to be fixed");
 	for (int st = PB_CHECK_WRONG, n = 0; st > PB_CHECK_OK; st--)
 		if (counts[st])
-			g_string_append_printf(out, "%s%u %s", n++ ? ", " : " (",
-			                       counts[st],
+			g_string_append_printf(out, "%s%u %s",
+			                       n++ ? ", " : " (", counts[st],
 			                       pb_check_status_name(st));
 	g_string_append(out, counts[PB_CHECK_WRONG] + counts[PB_CHECK_MISSING] +
 	                             counts[PB_CHECK_TEMP] +
@@ -1153,8 +1158,8 @@ json_record(GString *out, const PbDnsRecord *r)
 static void
 json_check(GString *out, const PbDnsCheck *k)
 {
-	g_autofree char *status = g_ascii_strdown(
-	    pb_check_status_name(k->status), -1);
+	g_autofree char *status =
+	    g_ascii_strdown(pb_check_status_name(k->status), -1);
 
 	g_string_append_c(out, '{');
 	json_field(out, "check", k->name, TRUE);

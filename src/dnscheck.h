@@ -31,23 +31,23 @@ const char *pb_check_status_name(PbCheckStatus status);
 
 /* One record to publish. */
 typedef struct {
-	char *name;       /* owner name, no final dot */
-	char *type;       /* "MX", "TXT", "A", "AAAA", "PTR" */
-	char *value;      /* MX "10 HOST", TXT the text, A an address ... */
-	char **strings;   /* TXT: the <= 255-octet strings; else NULL */
-	char *zone;       /* the zone-file line */
+	char *name;        /* owner name, no final dot */
+	char *type;        /* "MX", "TXT", "A", "AAAA", "PTR" */
+	char *value;       /* MX "10 HOST", TXT the text, A an address ... */
+	char **strings;    /* TXT: the <= 255-octet strings; else NULL */
+	char *zone;        /* the zone-file line */
 	gboolean optional; /* for later (MTA-STS, TLS-RPT) */
-	char *note;       /* who publishes it, or what else it needs; NULL */
+	char *note;        /* who publishes it, or what else it needs; NULL */
 } PbDnsRecord;
 
 /* One line of the table. */
 typedef struct {
-	char *name;             /* "mx", "spf", "dkim SELECTOR", "ptr ADDR"... */
+	char *name; /* "mx", "spf", "dkim SELECTOR", "ptr ADDR"... */
 	PbCheckStatus status;
-	gboolean required;      /* counts toward the exit code */
-	char *found;            /* what DNS has (or NULL: nothing) */
-	char *expected;         /* what it should have, or NULL */
-	char *fix;              /* NULL when OK */
+	gboolean required; /* counts toward the exit code */
+	char *found;       /* what DNS has (or NULL: nothing) */
+	char *expected;    /* what it should have, or NULL */
+	char *fix;         /* NULL when OK */
 } PbDnsCheck;
 
 /* The host (domain NULL) or one domain. */
@@ -73,14 +73,14 @@ typedef struct {
 } PbDnsDkimKey;
 
 typedef struct {
-	const char *hostname;          /* [main] hostname */
-	const char *helo;              /* [delivery] helo (or hostname) */
-	const char *const *addresses;  /* this host's; NULL: hostname's A/AAAA */
-	const char *const *domains;    /* lower case */
-	const PbDnsDkimKey *dkim;      /* NULL-key terminated, or NULL: off */
-	char *const *dkim_domains;     /* the domains signed for */
-	gint64 now;                    /* seconds since the epoch (MTA-STS id) */
-	gint64 deadline;               /* monotonic ms, for every lookup */
+	const char *hostname;         /* [main] hostname */
+	const char *helo;             /* [delivery] helo (or hostname) */
+	const char *const *addresses; /* this host's; NULL: hostname's A/AAAA */
+	const char *const *domains;   /* lower case */
+	const PbDnsDkimKey *dkim;     /* NULL-key terminated, or NULL: off */
+	char *const *dkim_domains;    /* the domains signed for */
+	gint64 now;                   /* seconds since the epoch (MTA-STS id) */
+	gint64 deadline;              /* monotonic ms, for every lookup */
 } PbDnsCheckRequest;
 
 /* Builds the records and runs the checks. ADDRESSES must be numeric. */
@@ -91,8 +91,8 @@ PbDnsReport *pb_dnscheck_run(PbResolver *resolver,
  * (NULL or empty: hostname's), the [dkim] keys, the [delivery]
  * nameservers, 30 s for all lookups. PB_ERROR_USAGE for an address that
  * is not one, PB_ERROR_CONFIG for a key that cannot be read. */
-PbDnsReport *pb_dnscheck(const PbConfig *cfg, char **domains,
-                         char **addresses, GError **error);
+PbDnsReport *pb_dnscheck(const PbConfig *cfg, char **domains, char **addresses,
+                         GError **error);
 
 /* The worst status among the required checks. */
 PbCheckStatus pb_dnscheck_verdict(const PbDnsReport *rep);
