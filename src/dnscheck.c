@@ -318,8 +318,9 @@ check_ptr(Ctx *c, const char *addr)
 	                          (char *)good->pdata[0], host, addr, host,
 	                          (char *)good->pdata[0])
 	        : g_strdup_printf("no PTR name resolves back to %s: set the "
-	                          "PTR of %s to %s, and %s's A/AAAA to %s",
-	                          addr, addr, host, host, addr));
+	                          "PTR of %s to %s (whose A/AAAA must "
+	                          "include it)",
+	                          addr, addr, host));
 }
 
 /* The HELO name must resolve to this host's addresses. */
