@@ -1087,6 +1087,7 @@ format_text(GString *out, const PbDnsReport *rep)
 {
 	g_autofree char *addrs = join(rep->addresses, ", ");
 	guint counts[PB_CHECK_WRONG + 1] = {0};
+	PbCheckStatus verdict = pb_dnscheck_verdict(rep);
 
 	g_string_append_printf(out, "host %s, HELO %s, addresses %s\n",
 	                       rep->hostname, rep->helo,
@@ -1104,10 +1105,11 @@ format_text(GString *out, const PbDnsReport *rep)
 			counts[k->status] += k->required;
 		}
 	}
-	g_string_append_printf(out, "\nResult: %s",
-	                       pb_dnscheck_verdict(rep) <= PB_CHECK_WARN
-	                           ? "all required records are right"
-	                           : "to be fixed");
+	g_string_append_printf(
+	    out, "\nResult: %s",
+	    verdict <= PB_CHECK_WARN   ? "all required records are right"
+	    : verdict == PB_CHECK_TEMP ? "not known yet, DNS did not answer"
+	                               : "to be fixed");
 	for (int st = PB_CHECK_WRONG, n = 0; st > PB_CHECK_OK; st--)
 		if (counts[st])
 			g_string_append_printf(out, "%s%u %s",

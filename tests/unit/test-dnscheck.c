@@ -384,6 +384,7 @@ static void
 test_temp(F *f, gconstpointer data)
 {
 	g_autoptr(PbDnsReport) rep = NULL;
+	g_autoptr(GString) text = NULL;
 
 	f->domains[0] = "slow.example";
 	test_zone_add(f->z, "slow.example", "TIMEOUT", NULL);
@@ -397,6 +398,9 @@ test_temp(F *f, gconstpointer data)
 	expect(rep, 1, "dkim sel", PB_CHECK_TEMP);
 	expect(rep, 1, "dmarc", PB_CHECK_TEMP);
 	g_assert_cmpint(pb_dnscheck_verdict(rep), ==, PB_CHECK_TEMP);
+	text = pb_dnscheck_format(rep, FALSE);
+	g_assert_nonnull(strstr(text->str, "\nResult: not known yet, DNS did "
+	                                   "not answer (4 TEMP)\n"));
 	/* the host's own name times out: no address known */
 	f->domains[0] = NULL;
 	test_zone_add(f->z, "unknown.example", "TIMEOUT", NULL);
