@@ -104,6 +104,18 @@ canon_ip(const char *text, int *family, guint8 *bytes)
 	return g_strdup(buf);
 }
 
+/* The PTR query name of a numeric address. */
+static char *
+reverse_of(const char *addr)
+{
+	guint8 bytes[16];
+	int family;
+	g_autofree char *canon = canon_ip(addr, &family, bytes);
+
+	g_assert_nonnull(canon);
+	return pb_dns_reverse_name(family, bytes);
+}
+
 static gboolean
 has_string(const GPtrArray *list, const char *s)
 {
@@ -285,11 +297,8 @@ check_ptr(Ctx *c, const char *addr)
 	g_autoptr(GPtrArray) ptrs = NULL;
 	g_autoptr(GPtrArray) good = NULL;
 	gboolean temp = FALSE;
-	guint8 bytes[16];
-	int family;
-	g_autofree char *canon = canon_ip(addr, &family, bytes);
 
-	rev = pb_dns_reverse_name(family, bytes);
+	rev = reverse_of(addr);
 	switch (lookup(c, rev, PB_DNS_PTR, &ptrs)) {
 	case PB_DNS_TEMP:
 		return add_temp(c, check, TRUE, rev);
@@ -369,11 +378,7 @@ host_records(Ctx *c)
 		           NULL);
 	}
 	for (guint i = 0; i < c->addrs->len; i++) {
-		guint8 bytes[16];
-		int family;
-		g_autofree char *a =
-		    canon_ip(c->addrs->pdata[i], &family, bytes);
-		g_autofree char *rev = pb_dns_reverse_name(family, bytes);
+		g_autofree char *rev = reverse_of(c->addrs->pdata[i]);
 		add_record(c, rev, "PTR", host, FALSE,
 		           "set by the owner of the address (the hosting "
 		           "provider), not in your zone");
