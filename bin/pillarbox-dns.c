@@ -7,8 +7,6 @@
 #include "error.h"
 #include "program.h"
 
-#include <stdio.h>
-
 int
 main(int argc, char **argv)
 {
@@ -41,11 +39,8 @@ main(int argc, char **argv)
 	    (rep = pb_dnscheck(cfg, argv + 1, addresses, &error)) == NULL)
 		return pb_program_fail("pillarbox-dns", error);
 	out = pb_dnscheck_format(rep, json);
-	if (fwrite(out->str, 1, out->len, stdout) != out->len ||
-	    fflush(stdout) != 0) {
-		g_printerr("pillarbox-dns: cannot write to standard output\n");
+	if (pb_program_print("pillarbox-dns", out) != PB_EX_OK)
 		return PB_EX_IOERR;
-	}
 	verdict = pb_dnscheck_verdict(rep);
 	return verdict <= PB_CHECK_WARN   ? PB_EX_OK
 	       : verdict == PB_CHECK_TEMP ? PB_EX_TEMPFAIL
