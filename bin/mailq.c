@@ -16,17 +16,6 @@
 #include <stdio.h>
 #include <string.h>
 
-static int
-emit(GString *out)
-{
-	if (fwrite(out->str, 1, out->len, stdout) != out->len ||
-	    fflush(stdout) != 0) {
-		g_printerr("mailq: cannot write to standard output\n");
-		return PB_EX_IOERR;
-	}
-	return PB_EX_OK;
-}
-
 /* Applies ACTION to the ids in ARGV (or every message for "ALL"). */
 static int
 administer(PbQueue *q, PbAdminAction action, int argc, char **argv)
@@ -121,5 +110,5 @@ main(int argc, char **argv)
 		out = pb_queue_format_listing(q, json, cfg->bounce_after, &error);
 	if (out == NULL)
 		return pb_program_fail("mailq", error);
-	return emit(out);
+	return pb_program_print("mailq", out);
 }

@@ -385,6 +385,8 @@ pb_admin_dkim_keygen(const PbConfig *cfg, gboolean ed25519, guint bits,
 	g_autofree char *pem = NULL;
 	g_auto(GStrv) record = NULL;
 	g_autofree char *lower = g_ascii_strdown(domain, -1);
+	g_autofree char *name = NULL;
+	g_autofree char *zone = NULL;
 
 	if (!ed25519 && (bits < 2048 || bits > 8192)) {
 		g_set_error(error, PB_ERROR, PB_ERROR_USAGE,
@@ -396,6 +398,8 @@ pb_admin_dkim_keygen(const PbConfig *cfg, gboolean ed25519, guint bits,
 	    (pem = pb_privkey_export_pem(key, error)) == NULL ||
 	    (record = pb_dkim_key_record(key, error)) == NULL)
 		return FALSE;
+	name = g_strdup_printf("%s._domainkey.%s", selector, lower);
+	zone = pb_dns_zone_txt(name, record);
 	if (!write_key(path, pem, cfg->user, error)) {
 		explicit_bzero(pem, strlen(pem));
 		return FALSE;
@@ -406,16 +410,11 @@ pb_admin_dkim_keygen(const PbConfig *cfg, gboolean ed25519, guint bits,
 	    "# %s key written to %s (mode 0600%s%s)\n"
 	    "# in pillarbox.conf:\n#   [dkim]\n"
 	    "#   %s = %s\n#   %s = %s\n"
-	    "# publish this TXT record:\n"
-	    "%s._domainkey.%s. IN TXT (",
+	    "# publish this TXT record:\n%s\n",
 	    ed25519 ? "Ed25519" : "RSA", path, geteuid() == 0 ? ", owner " : "",
 	    geteuid() == 0 ? cfg->user : "",
 	    ed25519 ? "ed25519_selector" : "selector", selector,
-	    ed25519 ? "ed25519_key" : "key", path, selector, lower);
-	for (guint i = 0; record[i]; i++)
-		g_string_append_printf(out, "%s\"%s\"", i ? "\n    " : " ",
-		                       record[i]);
-	g_string_append(out, " )\n");
+	    ed25519 ? "ed25519_key" : "key", path, zone);
 	pb_log_info(NULL, "dkim: new %s key for %s, selector %s: %s",
 	            ed25519 ? "Ed25519" : "RSA", lower, selector, path);
 	return TRUE;

@@ -266,22 +266,13 @@ pb_auth_results_clear(PbAuthResults *r)
 static char *
 reverse_name(const char *ip, int *family, guint8 *addr)
 {
-	GString *s;
-
-	if (inet_pton(AF_INET, ip, addr) == 1) {
+	if (inet_pton(AF_INET, ip, addr) == 1)
 		*family = AF_INET;
-		return g_strdup_printf("%u.%u.%u.%u.in-addr.arpa", addr[3],
-		                       addr[2], addr[1], addr[0]);
-	}
-	if (inet_pton(AF_INET6, ip, addr) != 1)
+	else if (inet_pton(AF_INET6, ip, addr) == 1)
+		*family = AF_INET6;
+	else
 		return NULL;
-	*family = AF_INET6;
-	s = g_string_new(NULL);
-	for (int i = 15; i >= 0; i--)
-		g_string_append_printf(s, "%x.%x.", addr[i] & 0xf,
-		                       addr[i] >> 4);
-	g_string_append(s, "ip6.arpa");
-	return g_string_free(s, FALSE);
+	return pb_dns_reverse_name(*family, addr);
 }
 
 /* RFC 8601 section 3: a PTR name of the address whose A or AAAA

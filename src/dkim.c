@@ -14,6 +14,7 @@
  * I/O is reading the key files in pb_dkim_signer_new.
  */
 #include "dkim.h"
+#include "dns.h"
 #include "error.h"
 #include "submit.h"
 
@@ -858,6 +859,23 @@ read_key(const char *what, const char *file, GError **error)
 	return pem;
 }
 
+PbPrivKey *
+pb_dkim_privkey_load(const char *what, const char *file, GError **error)
+{
+	g_autoptr(GString) pem = read_key(what, file, error);
+	g_autoptr(GError) why = NULL;
+	PbPrivKey *key;
+
+	if (pem == NULL)
+		return NULL;
+	key = pb_privkey_import_pem(pem->str, pem->len, &why);
+	explicit_bzero(pem->str, pem->len);
+	if (key == NULL)
+		g_set_error(error, PB_ERROR, PB_ERROR_CONFIG, "[dkim] %s %s: %s",
+		            what, file, why->message);
+	return key;
+}
+
 PbDkimSigner *
 pb_dkim_signer_new(const PbConfig *cfg, GError **error)
 {
@@ -1420,8 +1438,6 @@ pb_dkim_key_record(PbPrivKey *key, GError **error)
 	g_autoptr(GBytes) pub = pb_privkey_public(key, error);
 	g_autofree char *b64 = NULL;
 	g_autofree char *txt = NULL;
-	GPtrArray *parts;
-	gsize n;
 
 	if (pub == NULL)
 		return NULL;
@@ -1430,10 +1446,5 @@ pb_dkim_key_record(PbPrivKey *key, GError **error)
 	txt = g_strdup_printf(
 	    "v=DKIM1; k=%s; p=%s",
 	    pb_privkey_type(key) == PB_KEY_RSA ? "rsa" : "ed25519", b64);
-	parts = g_ptr_array_new();
-	n = strlen(txt);
-	for (gsize i = 0; i < n; i += 255)
-		g_ptr_array_add(parts, g_strndup(txt + i, MIN(255, n - i)));
-	g_ptr_array_add(parts, NULL);
-	return (char **)g_ptr_array_free(parts, FALSE);
+	return pb_dns_txt_split(txt);
 }

@@ -194,4 +194,11 @@ G_DEFINE_AUTOPTR_CLEANUP_FUNC(PbDkimVerify, pb_dkim_verify_free)
  * of at most 255 octets, as an array of strings. */
 char **pb_dkim_key_record(PbPrivKey *key, GError **error);
 
+/* The private key in FILE, the [dkim] WHAT ("key", "ed25519_key"), read
+ * as the signer reads it (bounded, no symlink) and parsed; the PEM text
+ * is wiped. PB_ERROR_CONFIG naming the key when it cannot be read or is
+ * no RSA or Ed25519 key. */
+PbPrivKey *pb_dkim_privkey_load(const char *what, const char *file,
+                                GError **error);
+
 #endif

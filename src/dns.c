@@ -590,3 +590,48 @@ pb_dns_txt_lookup(const char *name, gpointer lookup, GError **error)
 	pb_dns_query_clear(&q);
 	return out;
 }
+
+char *
+pb_dns_reverse_name(int family, const guint8 *addr)
+{
+	GString *s = g_string_new(NULL);
+
+	if (family == AF_INET) {
+		g_string_printf(s, "%u.%u.%u.%u.in-addr.arpa", addr[3], addr[2],
+		                addr[1], addr[0]);
+		return g_string_free(s, FALSE);
+	}
+	for (int i = 15; i >= 0; i--)
+		g_string_append_printf(s, "%x.%x.", addr[i] & 0xf, addr[i] >> 4);
+	g_string_append(s, "ip6.arpa");
+	return g_string_free(s, FALSE);
+}
+
+char **
+pb_dns_txt_split(const char *text)
+{
+	GPtrArray *parts = g_ptr_array_new();
+	gsize n = strlen(text);
+
+	for (gsize i = 0; i < n; i += 255)
+		g_ptr_array_add(parts, g_strndup(text + i, MIN(255, n - i)));
+	if (n == 0)
+		g_ptr_array_add(parts, g_strdup(""));
+	g_ptr_array_add(parts, NULL);
+	return (char **)g_ptr_array_free(parts, FALSE);
+}
+
+char *
+pb_dns_zone_txt(const char *name, char *const *strings)
+{
+	GString *s = g_string_new(NULL);
+	gboolean several = strings[0] != NULL && strings[1] != NULL;
+
+	g_string_append_printf(s, "%s. IN TXT %s", name, several ? "( " : "");
+	for (guint i = 0; strings[i]; i++)
+		g_string_append_printf(s, "%s\"%s\"", i ? "\n    " : "",
+		                       strings[i]);
+	if (several)
+		g_string_append(s, " )");
+	return g_string_free(s, FALSE);
+}

@@ -119,4 +119,16 @@ typedef struct {
 } PbDnsTxtLookup;
 GPtrArray *pb_dns_txt_lookup(const char *name, gpointer lookup, GError **error);
 
+/* The reverse name of an address (4 or 16 octets of FAMILY) for a PTR
+ * query: "4.3.2.1.in-addr.arpa", or IPv6 nibbles under "ip6.arpa". */
+char *pb_dns_reverse_name(int family, const guint8 *addr);
+
+/* TEXT as the character-strings of one TXT record: pieces of at most 255
+ * octets (RFC 1035 3.3.14), NULL-terminated. */
+char **pb_dns_txt_split(const char *text);
+
+/* The zone-file line of a TXT record: NAME. IN TXT "..." (strings inside
+ * ( ) one a line when there are several). STRINGS hold no '"' or '\'. */
+char *pb_dns_zone_txt(const char *name, char *const *strings);
+
 #endif

@@ -72,3 +72,21 @@ pb_deadline_in(gint64 seconds)
 {
 	return g_get_monotonic_time() / 1000 + seconds * 1000;
 }
+
+/* Appends TEXT as a JSON string; bytes of invalid UTF-8 as \u00XX. */
+void
+pb_json_string(GString *out, const char *text)
+{
+	gboolean utf8 = g_utf8_validate(text, -1, NULL);
+
+	g_string_append_c(out, '"');
+	for (const guchar *p = (const guchar *)text; *p != '\0'; p++) {
+		if (*p == '"' || *p == '\\')
+			g_string_append_printf(out, "\\%c", *p);
+		else if (*p < 0x20 || *p == 0x7F || (*p >= 0x80 && !utf8))
+			g_string_append_printf(out, "\\u%04x", *p);
+		else
+			g_string_append_c(out, (char)*p);
+	}
+	g_string_append_c(out, '"');
+}

@@ -64,4 +64,8 @@ G_DEFINE_AUTO_CLEANUP_CLEAR_FUNC(PbFd, pb_fd_clear)
  * is the deadline SECONDS from now. */
 gint64 pb_deadline_in(gint64 seconds);
 
+/* Appends TEXT as a JSON string (quoted and escaped); the bytes of text
+ * that is not valid UTF-8 as \u00XX. For the --json outputs. */
+void pb_json_string(GString *out, const char *text);
+
 #endif

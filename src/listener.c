@@ -11,7 +11,10 @@
  * child never returns here (it _exit()s after serving); SIGTERM/SIGINT
  * stop the accept loop. The only per-connection cost in the parent is
  * accept + fork and a slot per running child, in pages the children do
- * not inherit (no copy-on-write fault in the parent after a fork).
+ * not inherit (no copy-on-write fault in the parent after a fork). A
+ * child that is done with its connection but still has work (smtpd's
+ * local delivery) gives its slot back early through a pipe
+ * (pb_listener_release): the limits count connections, not processes.
  */
 #include "listener.h"
 #include "conn.h"
@@ -189,24 +192,34 @@ inherited_sockets(void)
 	return out;
 }
 
-/* One running child: its pid and the key its client is counted under. */
+/* One running child: its pid, the token it releases its slot with (see
+ * pb_listener_release) and the key its client is counted under. */
 typedef struct {
+	guint64 token;
 	pid_t pid;
 	char key[sizeof(((PbPeer *)NULL)->ip) + 4];
 } Slot;
 
+/* The write end of the listener's release pipe, set once before the
+ * first fork (so no child writes it); -1 in the inetd style. */
+static int release_fd = -1;
+
 typedef struct {
 	GArray *fds; /* listening sockets */
 	int sigfd;
+	int done[2]; /* the release pipe: tokens of children done with their
+			connection (non-blocking, written atomically) */
 	guint children;
 	const PbListenLimits *limits;
 	/* the parent's bookkeeping, in pages no child inherits (see
 	 * private_pages): the children, densely in slots[0..children), and
-	 * what poll() is given */
+	 * what poll() is given: the signalfd, the release pipe, the
+	 * listening sockets; the last token given */
 	void *pages;
 	gsize pages_size;
 	Slot *slots;
 	struct pollfd *pfd;
+	guint64 *serial;
 	PbServeFunc serve;
 	void *ctx;
 } Acceptor;
@@ -220,8 +233,8 @@ typedef struct {
 static gboolean
 private_pages(Acceptor *a, GError **error)
 {
-	gsize nfds = a->fds->len + 1;
-	gsize size = nfds * sizeof(struct pollfd) +
+	gsize nfds = a->fds->len + 2;
+	gsize size = nfds * sizeof(struct pollfd) + sizeof(guint64) +
 		     a->limits->max_connections * sizeof(Slot);
 	void *p;
 
@@ -238,8 +251,10 @@ private_pages(Acceptor *a, GError **error)
 	a->pages = p;
 	a->pages_size = size;
 	a->pfd = p;
-	/* struct pollfd is 8 bytes, Slot needs only int alignment */
-	a->slots = (Slot *)(void *)(a->pfd + nfds);
+	/* struct pollfd is 8 bytes: the counter and the Slots (guint64
+	 * first) that follow are aligned */
+	a->serial = (guint64 *)(void *)(a->pfd + nfds);
+	a->slots = (Slot *)(void *)(a->serial + 1);
 	return TRUE;
 }
 
@@ -256,12 +271,42 @@ sessions_of(Acceptor *a, const char *key)
 }
 
 static void
-slot_add(Acceptor *a, pid_t pid, const char *key)
+slot_add(Acceptor *a, pid_t pid, guint64 token, const char *key)
 {
 	Slot *s = &a->slots[a->children++];
 
+	s->token = token;
 	s->pid = pid;
 	g_strlcpy(s->key, key, sizeof(s->key));
+}
+
+/* The slots whose children said they are done with their connection
+ * (their tokens in the pipe) are free; the processes are still reaped.
+ * A token is never given twice, so a late one (its child already reaped)
+ * frees nothing. */
+static void
+released(Acceptor *a)
+{
+	guint64 tokens[64];
+	ssize_t n;
+
+	while ((n = read(a->done[0], tokens, sizeof(tokens))) > 0)
+		for (gsize t = 0; t < (gsize)n / sizeof(tokens[0]); t++)
+			for (guint i = 0; i < a->children; i++)
+				if (a->slots[i].token == tokens[t]) {
+					a->slots[i] = a->slots[--a->children];
+					break;
+				}
+}
+
+gboolean
+pb_listener_release(const PbPeer *peer)
+{
+	/* 8 bytes, below PIPE_BUF: written whole or not at all; a full pipe
+	 * (EAGAIN) or a listener gone (EPIPE) keeps the slot taken */
+	return peer->slot != 0 && release_fd >= 0 &&
+	       write(release_fd, &peer->slot, sizeof(peer->slot)) ==
+		   (ssize_t)sizeof(peer->slot);
 }
 
 /* Every ended process: our children, and orphans of theirs that were
@@ -304,6 +349,7 @@ child(Acceptor *a, int fd, const PbPeer *peer)
 	for (guint i = 0; i < a->fds->len; i++)
 		close(g_array_index(a->fds, int, i));
 	close(a->sigfd);
+	close(a->done[0]);
 	sigemptyset(&none);
 	sigprocmask(SIG_SETMASK, &none, NULL);
 	a->serve(a->ctx, fd, fd, peer);
@@ -323,6 +369,7 @@ spawn(Acceptor *a, int lfd)
 	if (fd < 0)
 		return FALSE; /* EAGAIN, or the client is gone already */
 	fill_peer(fd, &peer);
+	peer.slot = ++*a->serial;
 	pb_listener_client_key(peer.ip, key, sizeof(key));
 	/* a peer without an address (AF_UNIX) is nobody in particular:
 	 * counting them all as one client would let one of them lock out
@@ -340,7 +387,7 @@ spawn(Acceptor *a, int lfd)
 	}
 	if (pid == 0)
 		child(a, fd, &peer);
-	slot_add(a, pid, key);
+	slot_add(a, pid, peer.slot, key);
 	close(fd);
 	return TRUE;
 }
@@ -371,23 +418,27 @@ accept_loop(Acceptor *a, GError **error)
 
 		pfd[0].fd = a->sigfd;
 		pfd[0].events = POLLIN;
+		pfd[1].fd = a->done[0];
+		pfd[1].events = POLLIN;
 		for (guint i = 0; i < nl; i++) {
-			pfd[i + 1].fd = g_array_index(a->fds, int, i);
-			pfd[i + 1].events = POLLIN;
-			pfd[i + 1].revents = 0;
+			pfd[i + 2].fd = g_array_index(a->fds, int, i);
+			pfd[i + 2].events = POLLIN;
+			pfd[i + 2].revents = 0;
 		}
-		n = poll(pfd, nl + 1, -1);
+		n = poll(pfd, nl + 2, -1);
 		if (n < 0 && errno != EINTR)
 			return pb_throw_errno(error, "poll");
 		if (n <= 0)
 			continue;
+		if (pfd[1].revents & POLLIN)
+			released(a);
 		if ((pfd[0].revents & POLLIN) && !handle_signals(a))
 			return TRUE;
 		/* a burst of connects is taken in one wake-up */
 		for (guint i = 0; i < nl; i++)
-			if (pfd[i + 1].revents & POLLIN)
+			if (pfd[i + 2].revents & POLLIN)
 				while (a->children < max &&
-				       spawn(a, pfd[i + 1].fd))
+				       spawn(a, pfd[i + 2].fd))
 					;
 	}
 }
@@ -419,12 +470,22 @@ serve_sockets(GArray *fds, const PbListenLimits *limits, PbServeFunc serve,
 	for (guint i = 0; i < fds->len; i++)
 		(void)g_unix_set_fd_nonblocking(g_array_index(fds, int, i),
 						TRUE, NULL);
+	if (pipe2(a.done, O_CLOEXEC | O_NONBLOCK) < 0) {
+		close(a.sigfd);
+		return pb_throw_errno(error, "pipe");
+	}
 	if (!private_pages(&a, error)) {
 		close(a.sigfd);
+		close(a.done[0]);
+		close(a.done[1]);
 		return FALSE;
 	}
+	release_fd = a.done[1];
 	ok = accept_loop(&a, error);
+	release_fd = -1;
 	close(a.sigfd);
+	close(a.done[0]);
+	close(a.done[1]);
 	munmap(a.pages, a.pages_size);
 	return ok;
 }

@@ -31,6 +31,8 @@ typedef struct {
 	guint port;
 	char local_ip[64];
 	guint local_port;
+	guint64 slot; /* the listener's slot of this session (0: no
+	                 listener, inetd style): see pb_listener_release */
 } PbPeer;
 
 /* Limits of the accepting styles. */
@@ -63,6 +65,14 @@ gboolean pb_listener_shield_stderr(void);
  * its IPv6 address (one host usually has a whole /64); IP as in PbPeer.
  * "" (no address) stays "". */
 void pb_listener_client_key(const char *ip, char *key, gsize size);
+
+/* In a listener's child, after the client's connection is closed: the
+ * session tells the listener it is done with the connection, so that
+ * what the process still does (its local delivery) holds no slot against
+ * max_connections and max_per_ip; the process is still reaped. FALSE: no
+ * listener to tell (inetd style, PEER->slot 0), or it could not be told
+ * (then the slot stays taken until the process ends). */
+gboolean pb_listener_release(const PbPeer *peer);
 
 /* Parses "ADDR:PORT" / "[IPv6]:PORT" / "*:PORT" (for flag checking). */
 gboolean pb_listener_parse(const char *text, char **addr, guint *port,

@@ -240,3 +240,14 @@ pb_program_options(GOptionContext *ctx, int *argc, char ***argv)
 	fprintf(stderr, "%s: %s\n", g_get_prgname(), error->message);
 	return FALSE;
 }
+
+int
+pb_program_print(const char *ident, const GString *out)
+{
+	if (fwrite(out->str, 1, out->len, stdout) != out->len ||
+	    fflush(stdout) != 0) {
+		fprintf(stderr, "%s: cannot write to standard output\n", ident);
+		return PB_EX_IOERR;
+	}
+	return PB_EX_OK;
+}

@@ -45,6 +45,10 @@ PbConfig *pb_program_start(const char *ident, const char *conf,
 /* Prints "IDENT: message" on stderr and returns the sysexits code. */
 int pb_program_fail(const char *ident, const GError *error);
 
+/* Writes OUT to standard output: PB_EX_OK, or PB_EX_IOERR after saying
+ * "IDENT: cannot write to standard output". */
+int pb_program_print(const char *ident, const GString *out);
+
 /* Parses the GOptionContext; on a usage error prints it and returns
  * FALSE (the caller exits 64). */
 gboolean pb_program_options(GOptionContext *ctx, int *argc, char ***argv);

@@ -1469,38 +1469,20 @@ pb_queue_clean_stale(PbQueue *q, gint64 max_age, GError **error)
 
 /* ---- mailq ---- */
 
-/* Appends TEXT as a JSON string; bytes of invalid UTF-8 as \u00XX. */
-static void
-json_string(GString *out, const char *text)
-{
-	gboolean utf8 = g_utf8_validate(text, -1, NULL);
-
-	g_string_append_c(out, '"');
-	for (const guchar *p = (const guchar *)text; *p != '\0'; p++) {
-		if (*p == '"' || *p == '\\')
-			g_string_append_printf(out, "\\%c", *p);
-		else if (*p < 0x20 || *p == 0x7F || (*p >= 0x80 && !utf8))
-			g_string_append_printf(out, "\\u%04x", *p);
-		else
-			g_string_append_c(out, (char)*p);
-	}
-	g_string_append_c(out, '"');
-}
-
 static void
 json_string_or_null(GString *out, const char *text)
 {
 	if (text == NULL)
 		g_string_append(out, "null");
 	else
-		json_string(out, text);
+		pb_json_string(out, text);
 }
 
 static void
 json_rcpt(GString *out, const PbRecipient *r)
 {
 	g_string_append(out, "{\"address\":");
-	json_string(out, r->address);
+	pb_json_string(out, r->address);
 	g_string_append(out, ",\"orig\":");
 	json_string_or_null(out, r->orig);
 	g_string_append_printf(
@@ -1519,12 +1501,12 @@ static void
 json_envelope(GString *out, const PbEnvelope *env, gint64 bounce_after)
 {
 	g_string_append(out, "{\"id\":");
-	json_string(out, env->id);
+	pb_json_string(out, env->id);
 	g_string_append_printf(out,
 	                       ",\"size\":%" G_GUINT64_FORMAT
 	                       ",\"arrival\":%" G_GINT64_FORMAT ",\"sender\":",
 	                       pb_envelope_wire_size(env), env->arrival);
-	json_string(out, env->sender);
+	pb_json_string(out, env->sender);
 	g_string_append_printf(
 	    out,
 	    ",\"held\":%s,\"notice_sent\":%s,\"bounce_at\":%" G_GINT64_FORMAT

@@ -3,7 +3,8 @@
  * remote ones through a forked child per destination (in the process
  * itself for the lone job of smtpd's and sendmail's disposable immediate
  * attempt), then retries, delay notices, bounces and the removal of
- * finished entries.
+ * finished entries. A local-only pass (smtpd's session, after its client
+ * has gone) leaves the entries with remote work to the caller.
  *
  * Owns the decisions of a run; the files belong to queue.c and
  * maildir.c. Guarantees:
@@ -62,6 +63,7 @@ typedef struct {
 	GPtrArray *ids;	   /* the work list; DSNs queued on the way join it */
 	GHashTable *jobs;  /* domain -> Job* */
 	GPtrArray *held;   /* Held* of the current batch */
+	GPtrArray *left;   /* local only: the ids with remote work left */
 } Run;
 
 static void
@@ -99,12 +101,18 @@ domain_of(const char *address)
 	return domain;
 }
 
-static gboolean
-is_local(Run *run, const char *address)
+gboolean
+pb_runq_is_local(const PbConfig *cfg, const char *address)
 {
 	g_autofree char *domain = domain_of(address);
 
-	return pb_config_is_local_domain(run->cfg, domain);
+	return pb_config_is_local_domain(cfg, domain);
+}
+
+static gboolean
+is_local(Run *run, const char *address)
+{
+	return pb_runq_is_local(run->cfg, address);
 }
 
 static gboolean
@@ -859,6 +867,18 @@ deliver_locals(Run *run, PbQueueEntry *entry, GPtrArray *unsettled)
 	return TRUE;
 }
 
+/* TRUE if ENV has a due remote recipient. */
+static gboolean
+remote_due(Run *run, const PbEnvelope *env)
+{
+	for (guint i = 0; i < env->rcpts->len; i++) {
+		const PbRecipient *r = g_ptr_array_index(env->rcpts, i);
+		if (is_due(run, r) && !is_local(run, r->address))
+			return TRUE;
+	}
+	return FALSE;
+}
+
 static void
 process(Run *run, const char *id)
 {
@@ -884,6 +904,14 @@ process(Run *run, const char *id)
 	}
 	run->stats->messages++;
 	if (!deliver_locals(run, entry, unsettled)) {
+		pb_queue_entry_free(entry);
+		return;
+	}
+	/* local only: an entry with remote work is not final, so
+	 * deliver_locals saved it after every delivery; it goes, unlocked,
+	 * to the caller's remote attempt (finished there) */
+	if (run->left != NULL && remote_due(run, env)) {
+		g_ptr_array_add(run->left, g_strdup(id));
 		pb_queue_entry_free(entry);
 		return;
 	}
@@ -930,6 +958,16 @@ pb_runq_attempt(const PbConfig *cfg, PbQueue *q, PbLocal *local, char **ids,
 		PbRunqStats *stats, GError **error)
 {
 	Run run = {.cfg = cfg, .disposable = TRUE, .stats = stats};
+
+	return run_on(&run, q, local, ids, error);
+}
+
+gboolean
+pb_runq_attempt_local(const PbConfig *cfg, PbQueue *q, PbLocal *local,
+		      char **ids, GPtrArray *left, PbRunqStats *stats,
+		      GError **error)
+{
+	Run run = {.cfg = cfg, .disposable = TRUE, .stats = stats, .left = left};
 
 	return run_on(&run, q, local, ids, error);
 }

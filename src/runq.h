@@ -38,5 +38,15 @@ gboolean pb_runq_run_on(const PbConfig *cfg, PbQueue *q, PbLocal *local,
  * messages stay queued, and runq isolates each destination). */
 gboolean pb_runq_attempt(const PbConfig *cfg, PbQueue *q, PbLocal *local,
 			 char **ids, PbRunqStats *stats, GError **error);
+/* The local part of such an attempt only (smtpd's session process, which
+ * starts no remote delivery): as pb_runq_attempt, but an entry that
+ * still has due remote recipients once its local ones are done (alias
+ * targets elsewhere, a bounce to a remote sender) is left unlocked, its
+ * id added to LEFT (g_free'd strings) for a remote attempt. */
+gboolean pb_runq_attempt_local(const PbConfig *cfg, PbQueue *q,
+			       PbLocal *local, char **ids, GPtrArray *left,
+			       PbRunqStats *stats, GError **error);
+/* TRUE if ADDRESS's domain is one of ours (a local recipient). */
+gboolean pb_runq_is_local(const PbConfig *cfg, const char *address);
 
 #endif

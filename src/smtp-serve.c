@@ -7,14 +7,19 @@
  * flushed only when the client waits for them (PIPELINING); the queue
  * transaction is committed (durably) before the session may answer 250;
  * the immediate delivery attempt runs only after the client's connection
- * is closed, detached from the session: the session's process forks it
- * (no exec) and ends, so the attempt holds no connection slot (the
- * listener, as subreaper, reaps it). At most [delivery] parallel
- * attempts run at once (each holds a lock on one byte of
- * QUEUE/immediate.lock; with none free the message simply waits for
- * runq), and each is stopped, with everything it started, after
- * [delivery] immediate_timeout in all: a stopped attempt is a crash as
- * far as the queue is concerned, and runq finishes the job.
+ * is closed, and holds no connection slot: mail whose recipients are all
+ * local is delivered by the session's own process once it has given its
+ * slot back to the listener (pb_listener_release; in the inetd style,
+ * where nothing can be given back, only when an attempt slot is free at
+ * once); anything else (a remote recipient, what local delivery leaves
+ * for elsewhere) by a detached process the session forks (no exec)
+ * before it ends (the listener, as subreaper, reaps it). At most
+ * [delivery] parallel attempts run at once (each holds a lock on one
+ * byte of QUEUE/immediate.lock; with none free the message simply waits
+ * for runq), and each is stopped, with everything it started, at
+ * [delivery] immediate_timeout after the attempt began: a stopped
+ * attempt is a crash as far as the queue is concerned, and runq
+ * finishes the job. Either runs as the session ran: as [main] user.
  */
 #include "smtp-serve.h"
 #include "accounts.h"
@@ -51,6 +56,7 @@ typedef struct {
 	PbQueue *q;     /* opened by the first transaction */
 	PbLocal *local; /* its tables read when first needed: tables() */
 	gboolean tables_failed;
+	gboolean remote; /* an accepted message has a remote recipient */
 	PbResolver *resolver; /* the inbound checks': made when first needed */
 } Serve;
 
@@ -134,6 +140,9 @@ hook_tx_commit(void *data, const char *sender, GPtrArray *recipients,
 		pb_envelope_add_rcpt(env, g_ptr_array_index(recipients, i));
 	if (!pb_queue_tx_commit(tx->tx, env, error))
 		return FALSE;
+	for (guint i = 0; i < recipients->len; i++)
+		tx->sv->remote |= !pb_runq_is_local(
+		    tx->sv->cfg, g_ptr_array_index(recipients, i));
 	pb_log_info(env->id,
 	            "from=<%s>, size=%" G_GUINT64_FORMAT
 	            ", nrcpt=%u, client=%s (queued)",
@@ -377,9 +386,11 @@ converse(Serve *sv, PbConn *conn, PbSmtpServer *s)
 }
 
 /* With the session's queue and tables: the attempt reads the tables only
- * when the session has not (LOCAL NULL: they are loaded here). */
+ * when the session has not (LOCAL NULL: they are loaded here). LEFT
+ * non-NULL: local recipients only, the ids with remote work go there. */
 static void
-deliver_now(const PbConfig *cfg, PbQueue *q, PbLocal *local, char **ids)
+deliver_now(const PbConfig *cfg, PbQueue *q, PbLocal *local, char **ids,
+            GPtrArray *left)
 {
 	g_autoptr(GError) error = NULL;
 	g_autoptr(PbLocal) own = NULL;
@@ -388,7 +399,10 @@ deliver_now(const PbConfig *cfg, PbQueue *q, PbLocal *local, char **ids)
 	if (local == NULL)
 		local = own = pb_local_new_unloaded(cfg);
 	if (!pb_local_load(local, &error) ||
-	    !pb_runq_attempt(cfg, q, local, ids, &stats, &error))
+	    !(left != NULL
+	          ? pb_runq_attempt_local(cfg, q, local, ids, left, &stats,
+	                                  &error)
+	          : pb_runq_attempt(cfg, q, local, ids, &stats, &error)))
 		pb_log_warn(NULL, "immediate delivery: %s", error->message);
 }
 
@@ -438,10 +452,11 @@ wait_for_slot(const PbConfig *cfg, int fd)
 }
 
 /* One of the [delivery] parallel attempt slots: an fd holding a lock on
- * one byte of QUEUE/immediate.lock (released when this process ends),
- * or -1 when all are taken and no slot frees up in time. */
+ * one byte of QUEUE/immediate.lock (released when this process ends or
+ * closes it), or -1 when all are taken and (WAIT) no slot frees up in
+ * time (logged) or (not WAIT) at once (not logged). */
 static int
-take_slot(const PbConfig *cfg)
+take_slot(const PbConfig *cfg, gboolean wait)
 {
 	g_autofree char *path =
 	    g_build_filename(cfg->queue, "immediate.lock", NULL);
@@ -455,9 +470,11 @@ take_slot(const PbConfig *cfg)
 	for (guint i = 0; i < cfg->parallel; i++)
 		if (lock_byte(fd, i, FALSE))
 			return fd;
-	if (wait_for_slot(cfg, fd))
+	if (wait && wait_for_slot(cfg, fd))
 		return fd;
 	close(fd);
+	if (!wait)
+		return -1;
 	pb_log_info(NULL,
 	            "immediate delivery: %u attempts running and %u waiting "
 	            "already, left for runq",
@@ -469,22 +486,22 @@ take_slot(const PbConfig *cfg)
  * (not a second process: a fork and an exit less a message) that sleeps
  * until immediate_timeout has passed, says so and kills the attempt's
  * process group, the attempt and the remote children it started with
- * it. The attempt ends at once either way (_exit), and the thread with
- * it. */
+ * it. The attempt ends at once either way (_exit, or the end of the
+ * session's process), and the thread with it. A remote attempt forked
+ * by an attempt inherits its end (AT set): the timeout bounds both. */
 typedef struct {
 	gint64 timeout;
 	char *qid;
+	struct timespec at;
 } Deadline;
 
 static void *
 deadline_thread(void *data)
 {
 	const Deadline *d = data;
-	struct timespec at;
 
-	clock_gettime(CLOCK_MONOTONIC, &at);
-	at.tv_sec += (time_t)MIN(d->timeout, G_MAXINT32);
-	while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &at, NULL) != 0)
+	while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &d->at,
+	                       NULL) != 0)
 		continue; /* EINTR: every signal is blocked here anyway */
 	pb_log_warn(d->qid,
 	            "immediate delivery stopped after %" G_GINT64_FORMAT
@@ -515,7 +532,12 @@ arm_deadline(const PbConfig *cfg, char **ids)
 		return FALSE;
 	}
 	d.timeout = cfg->immediate_timeout;
+	g_free(d.qid);
 	d.qid = g_strdup(ids[0]);
+	if (d.at.tv_sec == 0) {
+		clock_gettime(CLOCK_MONOTONIC, &d.at);
+		d.at.tv_sec += (time_t)MIN(d.timeout, G_MAXINT32);
+	}
 	sigfillset(&all);
 	pthread_attr_init(&attr);
 	pthread_attr_setstacksize(&attr, 256 * 1024);
@@ -547,23 +569,58 @@ pb_smtp_attempt_detached(const PbConfig *cfg, PbQueue *q, PbLocal *local,
 		return;
 	if (detach)
 		pb_program_detach();
-	if ((slot = take_slot(cfg)) < 0 || !arm_deadline(cfg, ids))
+	if ((slot = take_slot(cfg, TRUE)) < 0 || !arm_deadline(cfg, ids))
 		_exit(0);
-	deliver_now(cfg, q, local, ids);
+	deliver_now(cfg, q, local, ids, NULL);
 	_exit(0);
 }
 
-/* The session's process forks the attempt and goes: the attempt is no
- * longer a session, and takes no connection slot. */
+/* The attempt in the session's own process, SLOT taken: the local
+ * recipients, then, with the slot given up (the detached attempt takes
+ * its own), a detached attempt at what has remote work left. */
 static void
-deliver_detached(const PbConfig *cfg, PbQueue *q, PbLocal *local,
-                 const GPtrArray *accepted)
+attempt_here(const PbConfig *cfg, PbQueue *q, PbLocal *local, char **ids,
+             int slot)
+{
+	g_autoptr(GPtrArray) left = g_ptr_array_new_with_free_func(g_free);
+
+	if (arm_deadline(cfg, ids))
+		deliver_now(cfg, q, local, ids, left);
+	close(slot);
+	if (left->len == 0)
+		return;
+	g_ptr_array_add(left, NULL);
+	pb_smtp_attempt_detached(cfg, q, local, (char **)left->pdata, FALSE);
+}
+
+/* After the client has gone. Mail for local recipients only is
+ * delivered in this process (no fork and exit: on a machine where they
+ * trap to the hypervisor, half the CPU of a message) once the listener
+ * has its connection slot back; where no listener can be told (inetd
+ * style: the superserver counts this process until it ends), only when
+ * an attempt slot is free at once: a delivery of a few milliseconds,
+ * never a wait. Everything else goes to the detached attempt. */
+static void
+deliver_after(Serve *sv, PbLocal *local, const GPtrArray *accepted)
 {
 	g_autofree char **ids = g_new0(char *, accepted->len + 1);
+	gboolean released;
+	int slot;
 
 	for (guint i = 0; i < accepted->len; i++)
 		ids[i] = g_ptr_array_index(accepted, i);
-	pb_smtp_attempt_detached(cfg, q, local, ids, FALSE);
+	/* sendmail -bs: its caller waits for it to end, never for a
+	 * delivery */
+	if (sv->remote || sv->how->local_program) {
+		pb_smtp_attempt_detached(sv->cfg, sv->q, local, ids, FALSE);
+		return;
+	}
+	released = pb_listener_release(sv->peer);
+	slot = take_slot(sv->cfg, released);
+	if (slot >= 0)
+		attempt_here(sv->cfg, sv->q, local, ids, slot);
+	else if (!released)
+		pb_smtp_attempt_detached(sv->cfg, sv->q, local, ids, FALSE);
 }
 
 void
@@ -603,6 +660,6 @@ pb_smtp_serve(const PbSmtpServe *how, int rfd, int wfd, const PbPeer *peer)
 		close(wfd);
 	g_clear_pointer(&sv.resolver, pb_resolver_free);
 	if (accepted->len > 0 && !cfg->delivery_queue)
-		deliver_detached(cfg, sv.q, local, accepted);
+		deliver_after(&sv, local, accepted);
 	g_clear_pointer(&sv.q, pb_queue_free);
 }

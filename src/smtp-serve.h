@@ -30,7 +30,9 @@ typedef struct {
 
 /* Serves one session on RFD/WFD. Once the client has gone (and the fds
  * are closed) it makes the immediate delivery attempt of the messages it
- * accepted, unless [main] delivery = queue. */
+ * accepted, unless [main] delivery = queue: in this process when every
+ * recipient is local (having given the listener its slot back, see
+ * pb_listener_release), else forked (pb_smtp_attempt_detached). */
 void pb_smtp_serve(const PbSmtpServe *how, int rfd, int wfd,
                    const PbPeer *peer);
 

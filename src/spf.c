@@ -239,18 +239,7 @@ client_in(Eval *e, const char *addr, int cidr4, int cidr6)
 static char *
 reverse_name(Eval *e)
 {
-	GString *s = g_string_new(NULL);
-
-	if (e->family == AF_INET) {
-		g_string_printf(s, "%u.%u.%u.%u.in-addr.arpa", e->addr[3],
-		                e->addr[2], e->addr[1], e->addr[0]);
-		return g_string_free(s, FALSE);
-	}
-	for (int i = 15; i >= 0; i--)
-		g_string_append_printf(s, "%x.%x.", e->addr[i] & 0xf,
-		                       e->addr[i] >> 4);
-	g_string_append(s, "ip6.arpa");
-	return g_string_free(s, FALSE);
+	return pb_dns_reverse_name(e->family, e->addr);
 }
 
 /* The validated names of the client (section 5.5): the first 10 PTR

@@ -3,6 +3,7 @@ address (smtpd and pop3d), the immediate delivery attempt that holds no
 connection slot and has a total deadline, the rate limit on failed logins
 shared by smtpd and pop3d, and nothing of GLib's reaching a client."""
 import base64
+import re
 import poplib
 import smtplib
 import socket
@@ -202,6 +203,64 @@ def test_burst_waits_for_a_slot(inst):
         inst.send(["alice@example.org"], MSG)
     wait_for(lambda: len(inst.messages("alice@example.org")) == 4, timeout=10)
     assert "left for runq" not in inst.log_text()
+
+
+def delivered_by_session(inst, address):
+    """The pids of the processes that delivered to ADDRESS, each checked
+    to be a session's (it logged a connect): no process was forked."""
+    log = inst.log_text()
+    pids = re.findall(r"smtpd\[(\d+)\]: \w+: to=<%s>(?:, orig_to=<[^>]*>)?"
+                      r", relay=local, .*status=sent" % re.escape(address),
+                      log)
+    return pids and all("smtpd[%s]: connect from" % p in log for p in pids)
+
+
+def test_local_delivery_holds_no_slot(inst, tarpit):
+    """Local mail is delivered by the session's own process after its
+    client has gone, once it gave its connection slot back: with the one
+    attempt slot held by a tarpit and two connection slots, three local
+    messages go in at once, their sessions waiting for the attempt slot
+    after their clients left; then each delivers in its own process."""
+    inst.configure(smtpd={"max_connections": "2"},
+                   delivery={"parallel": "1", "immediate_timeout": "3s"})
+    inst.add_user("alice@example.org", "pw")
+    inst.start_smtpd()
+    probe_ended(inst)
+    inst.send(["someone@tarpit.test"], MSG)
+    wait_for(lambda: len(tarpit.accepted) == 1, timeout=10)
+    start = time.monotonic()
+    for n in range(3):
+        with smtplib.SMTP("127.0.0.1", inst.smtp_port, timeout=5) as s:
+            assert s.sendmail("sender@example.com", ["alice@example.org"],
+                              MSG) == {}
+    # (a session that kept its slot would have kept the third out until
+    # the tarpit's attempt was stopped, 3 s after it began)
+    assert time.monotonic() - start < 2.5
+    assert inst.messages("alice@example.org") == []  # still waiting
+    wait_for(lambda: len(inst.messages("alice@example.org")) == 3, timeout=10)
+    assert delivered_by_session(inst, "alice@example.org")
+    assert len(inst.mailq_json()) == 1  # the tarpit's, left for runq
+
+
+def test_local_delivery_leaves_remote_targets_to_an_attempt(inst, tarpit):
+    """An alias with a remote target: the local copy is delivered by the
+    session, the remote one by a detached attempt that inherits the
+    session's deadline (stopped at immediate_timeout in all)."""
+    inst.configure(delivery={"immediate_timeout": "2s"})
+    inst.add_user("alice@example.org", "pw")
+    inst.add_alias("fwd@example.org: alice, someone@tarpit.test")
+    inst.start_smtpd()
+    start = time.monotonic()
+    inst.send(["fwd@example.org"], MSG)
+    wait_for(lambda: tarpit.closed, timeout=10)
+    assert tarpit.closed[0] - start < 4
+    assert delivered_by_session(inst, "alice@example.org")
+    wait_for(lambda: "immediate delivery stopped after 2s" in inst.log_text(),
+             timeout=5)
+    (entry,) = inst.mailq_json()
+    pending = [r["address"] for r in entry["recipients"]
+               if r["state"] == "pending"]
+    assert pending == ["someone@tarpit.test"]
 
 
 def test_sendmail_attempt_total_deadline(inst, tarpit):

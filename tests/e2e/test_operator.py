@@ -363,11 +363,13 @@ def test_meson_install_destdir(tmp_path):
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     files = {str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*") if p.is_file()}
-    for name in ("smtpd", "pop3d", "runq", "deliver", "mailuser"):
+    for name in ("smtpd", "pop3d", "runq", "deliver", "mailuser",
+                 "pillarbox-dns"):
         assert any(f.endswith("sbin/" + name) for f in files), files
     for name in ("mailq", "sendmail"):
         assert any(f.endswith("bin/" + name) and "sbin" not in f for f in files)
     assert any(f.endswith("man8/smtpd.8") for f in files)
+    assert any(f.endswith("man8/pillarbox-dns.8") for f in files)
     assert any(f.endswith("man5/pillarbox.conf.5") for f in files)
     assert any(f.endswith("pillarbox/pillarbox.conf.example") for f in files)
     assert any(f.endswith("systemd/system/smtpd.socket") for f in files)

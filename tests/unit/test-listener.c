@@ -1,11 +1,17 @@
 /* test-listener.c - the listener's pieces that need no network: client
  * keys, GLib's messages routed to the mail log, and stderr shielded from
- * an inetd client. */
+ * an inetd client; and, on a loopback socket, a connection slot given back
+ * by a child that goes on running. */
 #include "listener.h"
 #include "log.h"
 
+#include <netinet/in.h>
+#include <poll.h>
+#include <signal.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 static void
@@ -101,6 +107,94 @@ test_shield_stderr(void)
 	g_assert_false(pb_listener_shield_stderr());
 }
 
+/* The session of the release test: a greeting, the client's EOF, the slot
+ * given back, then a wait on the pipe HOLD (its write end kept by the
+ * test) as smtpd's local delivery would go on working. */
+static int hold = -1;
+
+static void
+greet_release_hold(void *ctx, int rfd, int wfd, const PbPeer *peer)
+{
+	char c;
+
+	g_assert_cmpint(write(wfd, "hi", 2), ==, 2);
+	while (read(rfd, &c, 1) > 0)
+		;
+	close(rfd);
+	if (!pb_listener_release(peer))
+		_exit(3);
+	(void)!read(hold, &c, 1);
+}
+
+/* A greeting from the listener on port PORT within 5 s. */
+static gboolean
+greeted(guint16 port, int *sock)
+{
+	struct sockaddr_in sin = {.sin_family = AF_INET,
+	                          .sin_port = htons(port),
+	                          .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+	struct pollfd p;
+	char buf[2];
+
+	*sock = socket(AF_INET, SOCK_STREAM, 0);
+	g_assert_cmpint(connect(*sock, (struct sockaddr *)&sin, sizeof(sin)),
+	                ==, 0);
+	p.fd = *sock;
+	p.events = POLLIN;
+	return poll(&p, 1, 5000) == 1 && read(*sock, buf, 2) == 2;
+}
+
+/* max_connections 1: a child done with its connection (released) lets
+ * the next client in while it still runs; outside a listener (inetd
+ * style) there is nothing to release. */
+static void
+test_release_frees_the_slot(void)
+{
+	struct sockaddr_in sin = {.sin_family = AF_INET,
+	                          .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+	socklen_t len = sizeof(sin);
+	PbPeer inetd = {.slot = 0};
+	int lfd = socket(AF_INET, SOCK_STREAM, 0), pipefd[2], a, b, status;
+	gboolean first, second;
+	pid_t pid;
+
+	g_assert_false(pb_listener_release(&inetd));
+	g_assert_cmpint(bind(lfd, (struct sockaddr *)&sin, sizeof(sin)), ==, 0);
+	g_assert_cmpint(listen(lfd, 8), ==, 0);
+	g_assert_cmpint(getsockname(lfd, (struct sockaddr *)&sin, &len), ==, 0);
+	g_assert_cmpint(pipe(pipefd), ==, 0);
+	if ((pid = fork()) == 0) {
+		PbListenLimits limits = {.max_connections = 1, .busy = ""};
+		char pidtext[16];
+
+		prctl(PR_SET_PDEATHSIG, SIGTERM);
+		close(pipefd[1]);
+		hold = pipefd[0];
+		/* systemd's way: the socket as fd 3 */
+		dup2(lfd, 3);
+		g_snprintf(pidtext, sizeof(pidtext), "%d", (int)getpid());
+		g_setenv("LISTEN_FDS", "1", TRUE);
+		g_setenv("LISTEN_PID", pidtext, TRUE);
+		_exit(pb_listener_run(NULL, &limits, NULL, greet_release_hold,
+		                      NULL, NULL)
+		          ? 0
+		          : 1);
+	}
+	close(lfd);
+	close(pipefd[0]);
+	first = greeted(ntohs(sin.sin_port), &a);
+	close(a); /* its child gives the slot back, then waits on the pipe */
+	second = greeted(ntohs(sin.sin_port), &b);
+	close(b);
+	/* the listener stopped before any assertion can end this test */
+	close(pipefd[1]);
+	kill(pid, SIGTERM);
+	g_assert_cmpint(waitpid(pid, &status, 0), ==, pid);
+	g_assert_true(first);
+	g_assert_true(second);
+	g_assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+}
+
 int
 main(int argc, char **argv)
 {
@@ -109,5 +203,7 @@ main(int argc, char **argv)
 	g_test_add_func("/listener/glib-messages-to-log",
 	                test_glib_messages_to_log);
 	g_test_add_func("/listener/shield-stderr", test_shield_stderr);
+	g_test_add_func("/listener/release-frees-the-slot",
+	                test_release_frees_the_slot);
 	return g_test_run();
 }
