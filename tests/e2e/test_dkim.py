@@ -1,8 +1,10 @@
 """DKIM end to end, checked by verifiers nobody here wrote: keys made by
 `mailuser dkim-keygen`, mail signed by smtpd (relay_networks) and by
 sendmail, delivered by runq to a local SMTP sink, then verified by dkimpy
-(python3-dkim) and Mail::DKIM (libmail-dkim-perl, RSA: this version has
-no Ed25519); and the other way round, messages signed by dkimpy verified
+(python3-dkim), Mail::DKIM (libmail-dkim-perl, RSA: this version has
+no Ed25519) and opendkim-testmsg (opendkim-tools, RSA and Ed25519), our
+key records checked against the private keys by opendkim-testkey; and
+the other way round, messages signed by dkimpy verified
 by `mailuser dkim-verify`, with the key records served by dnsmasq (one
 split over several strings). One instance, one dnsmasq, one sink for the
 module."""
@@ -14,6 +16,7 @@ import shutil
 import stat
 import subprocess
 import tempfile
+from pathlib import Path
 
 import dkim
 import pytest
@@ -23,15 +26,21 @@ from conftest import RUN_USER, Instance
 from util import free_port
 
 # what smtpd and sendmail sign: folded fields (one right after the
-# colon), trailing whitespace, duplicates, an empty body, 8-bit text
+# colon), trailing whitespace, duplicates, an empty body, 8-bit text;
+# each with the Date: RFC 5322 requires (opendkim-testmsg refuses a
+# message without one: "dkim_chunk(): Syntax error")
+DATE = "Date: Wed, 2 Dec 2026 16:00:00 +0000\r\n"
 MESSAGES = {
-    "folded": (b"From: Alice <alice@example.org>\r\nTo: bob@remote.test,\r\n"
+    "folded": (b"From: Alice <alice@example.org>\r\n" + DATE.encode() +
+               b"To: bob@remote.test,\r\n"
                b"  carol@remote.test\r\nSubject:\r\n\tfolded right after "
                b"the colon  \r\nX-Dup: one\r\nX-Dup: two\r\n"
                b"Message-ID: <1@example.org>\r\n\r\nbody line   \r\n"
                b"\r\n\r\n"),
-    "empty": b"From: alice@example.org\r\nSubject: empty body\r\n\r\n",
-    "eightbit": ("From: alice@example.org\r\nSubject: caf\u00e9\r\n"
+    "empty": (b"From: alice@example.org\r\n" + DATE.encode() +
+              b"Subject: empty body\r\n\r\n"),
+    "eightbit": ("From: alice@example.org\r\n" + DATE +
+                 "Subject: caf\u00e9\r\n"
                  "Content-Type: text/plain; charset=utf-8\r\n"
                  "Content-Transfer-Encoding: 8bit\r\n\r\n"
                  "na\u00efve d\u00e9j\u00e0 vu \t \r\n.dot\r\n"
@@ -61,6 +70,15 @@ class Sink:
         return "250 2.0.0 accepted"
 
 
+def dnsmasq_zone(keys):
+    """dnsmasq's options serving the key records of KEYS."""
+    return ["--local=/example.org/",
+            # one character-string per item (no shell: no quotes)
+            *["--txt-record=%s._domainkey.example.org,%s" % (
+                sel, ",".join(strings))
+              for sel, (_, strings) in keys.items()]]
+
+
 def txt_strings(output):
     """The quoted strings of the TXT record mailuser printed."""
     return re.findall(r'"([^"]*)"', output)
@@ -88,11 +106,7 @@ def site():
             "/usr/sbin/dnsmasq", "--keep-in-foreground", "--no-resolv",
             "--no-hosts", "--listen-address=127.0.0.1", "--bind-interfaces",
             "--user=root", "--pid-file=", "--port=%d" % dns_port,
-            "--local=/example.org/",
-            # one character-string per item (no shell: no quotes)
-            *["--txt-record=%s._domainkey.example.org,%s" % (
-                sel, ",".join(strings))
-              for sel, (_, strings) in keys.items()],
+            *dnsmasq_zone(keys),
         ], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         inst.configure(
             main={"delivery": "queue"},
@@ -201,6 +215,102 @@ def test_mail_dkim_verifies_rsa(site, tmp_path):
     assert proc.returncode == 0, proc.stderr
     lines = proc.stdout.decode().split("\n")
     assert lines.count("rsa-sha256 pass") == len(files), proc.stdout
+
+
+# opendkim-testmsg has no resolver option: libopendkim asks the servers
+# of /etc/resolv.conf, on port 53. So it runs in a network and mount
+# namespace of its own (unshare), with loopback up, a resolv.conf naming
+# 127.0.0.1 bound over /etc/resolv.conf and a dnsmasq serving the key
+# records on port 53 there (daemon mode: it returns once it listens).
+# It verifies each file of $MSGS (exit 0: a signature verified) and
+# prints "NAME STATUS" a line.
+TESTMSG_IN_NAMESPACE = r"""
+set -u
+ip link set lo up || exit 99
+mount --bind "$RESOLV" /etc/resolv.conf || exit 99
+/usr/sbin/dnsmasq --no-resolv --no-hosts --listen-address=127.0.0.1 \
+    --bind-interfaces --user=root --pid-file="$PIDFILE" --port=53 \
+    "$@" || exit 99
+for f in "$MSGS"/*; do
+    /usr/sbin/opendkim-testmsg < "$f"
+    echo "${f##*/} $?"
+done
+kill "$(cat "$PIDFILE")"
+"""
+
+
+def only_signature(msg, algorithm):
+    """MSG without its DKIM-Signature fields of other algorithms."""
+    head, sep, body = msg.partition(b"\r\n\r\n")
+    fields = re.split(rb"\r\n(?![ \t])", head)
+    keep = [f for f in fields if not f.startswith(b"DKIM-Signature:")
+            or b"a=%s;" % algorithm in f]
+    assert len(keep) == len(fields) - 1
+    return b"\r\n".join(keep) + sep + body
+
+
+def test_opendkim_testmsg_verifies_rsa_and_ed25519(site, tmp_path):
+    """Each signature alone (testmsg passes a message when any one
+    verifies), and a tampered copy of each that must fail."""
+    msgs = tmp_path / "msgs"
+    msgs.mkdir()
+    want = {}
+    for i, msg in enumerate(site.sink.messages):
+        for alg in (b"rsa-sha256", b"ed25519-sha256"):
+            one = only_signature(msg, alg)
+            name = "m%d-%s" % (i, alg.decode())
+            (msgs / name).write_bytes(one)
+            (msgs / (name + "-tampered")).write_bytes(one + b"tampered\r\n")
+            want[name], want[name + "-tampered"] = "0", "70"
+    resolv = tmp_path / "resolv.conf"
+    resolv.write_text("nameserver 127.0.0.1\n")
+    proc = subprocess.run(
+        ["unshare", "--net", "--mount", "sh", "-c", TESTMSG_IN_NAMESPACE,
+         "sh", *dnsmasq_zone(site.keys)],
+        env=dict(os.environ, RESOLV=str(resolv), MSGS=str(msgs),
+                 PIDFILE=str(tmp_path / "dnsmasq.pid")),
+        capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    got = dict(line.split() for line in proc.stdout.split("\n") if line)
+    assert got == want, proc.stderr
+    assert proc.stderr.count("dkim_eom(): Bad signature") == len(want) // 2
+
+
+def test_opendkim_testkey_checks_our_key_records(site, tmp_path):
+    """opendkim-testkey (libunbound) asks the module's dnsmasq, through an
+    unbound configuration forwarding everything there, parses both
+    records and compares the RSA one with the private key mailuser wrote
+    (it compares RSA keys only: "EVP_PKEY_get1_RSA() failed" with an
+    Ed25519 one)."""
+    unbound = tmp_path / "unbound.conf"
+    unbound.write_text("server:\n\tdo-not-query-localhost: no\n"
+                       "forward-zone:\n\tname: \".\"\n"
+                       "\tforward-addr: 127.0.0.1@%d\n" % site.dns_port)
+    conf = tmp_path / "opendkim.conf"
+    conf.write_text("ResolverConfiguration %s\n" % unbound)
+
+    def testkey(sel, *key):
+        return subprocess.run(
+            ["/usr/sbin/opendkim-testkey", "-x", str(conf), "-d",
+             "example.org", "-s", sel, *key, "-vvv"],
+            capture_output=True, text=True, timeout=30)
+    for sel, key in (("sel", ["-k", site.keys["sel"][0]]),
+                     ("sel-ed25519", [])):
+        proc = testkey(sel, *key)
+        assert proc.returncode == 0, proc.stderr
+        assert "key OK" in proc.stdout + proc.stderr
+        assert "checking key '%s._domainkey.example.org'" % sel in \
+            proc.stderr
+    # the record against another RSA private key: a mismatch
+    other = Path(__file__).resolve().parent.parent / "data" / "dkim" / \
+        "rsa2048.pem"
+    proc = testkey("sel", "-k", str(other))
+    assert proc.returncode != 0, proc.stdout + proc.stderr
+    assert "keys do not match" in proc.stdout + proc.stderr
+    # a selector with no record
+    proc = testkey("nokey")
+    assert proc.returncode != 0, proc.stdout + proc.stderr
+    assert "record not found" in proc.stdout + proc.stderr
 
 
 def ed25519_seed(pem_path):
