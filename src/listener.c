@@ -362,7 +362,9 @@ child(Acceptor *a, int fd, const PbPeer *peer)
 static gboolean
 spawn(Acceptor *a, int lfd)
 {
-	int fd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
+	/* non-blocking as the session's PbConn wants it (one fcntl less in
+	 * the child) */
+	int fd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
 	char key[sizeof(((PbPeer *)NULL)->ip) + 4];
 	pid_t pid;
 	PbPeer peer;
