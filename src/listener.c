@@ -453,8 +453,8 @@ accept_loop(Acceptor *a, GError **error)
  * of a QUIT-only smtpd session, measured; README issue 14). Taken here,
  * they are the listener's for good, and what a session allocates comes
  * from the top of the heap, a few contiguous pages (5 such faults). Until
- * malloc returns memory from the top, at most the size of the heap
- * (nothing with an allocator that reports none, ASan's). */
+ * malloc returns memory from the top, at most the size of the heap that
+ * mallinfo2 reports. */
 static void *pinned;
 
 static void
