@@ -4,6 +4,7 @@
 #include "log.h"
 
 #include <string.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 static char *
@@ -86,11 +87,73 @@ test_every_length(void)
 	g_assert_cmpstr(lines[G_N_ELEMENTS(lengths)], ==, "");
 }
 
+/* Forks and waits: the child logs a line (and, when NESTED, forks and
+ * waits for a grandchild that logs one too), then _exits. */
+static pid_t
+fork_logging(gboolean nested)
+{
+	int status;
+	pid_t pid = fork();
+
+	g_assert_cmpint(pid, >=, 0);
+	if (pid == 0) {
+		pb_log_info(NULL, "child");
+		if (nested)
+			(void)fork_logging(FALSE);
+		_exit(0);
+	}
+	g_assert_cmpint(waitpid(pid, &status, 0), ==, pid);
+	g_assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+	return pid;
+}
+
+/* The pid in each line is the writer's, before and after forks, in a
+ * child and a child's child (the pid is cached per process). */
+static void
+test_pid_across_fork(void)
+{
+	g_autofree char *dir = NULL;
+	g_autofree char *path = log_path(&dir);
+	g_autofree char *text = NULL;
+	g_auto(GStrv) lines = NULL;
+	long pids[4];
+	const char *words[4] = {"parent", "child", "child", "parent"};
+
+	g_assert_true(pb_log_open("test", path, NULL));
+	pb_log_info(NULL, "parent");
+	pids[0] = getpid();
+	pids[1] = fork_logging(TRUE);
+	pb_log_info(NULL, "parent");
+	pids[3] = getpid();
+	text = read_log(path, dir);
+	lines = g_strsplit(text, "\n", -1);
+	g_assert_cmpuint(g_strv_length(lines), ==, 5);
+	/* the grandchild's pid is not known here: the line's own, not its
+	 * parent's, not ours */
+	pids[2] = 0;
+	for (guint i = 0; i < 4; i++) {
+		const char *open = strstr(lines[i], "test[");
+		g_autofree char *tail = NULL;
+		long pid;
+
+		g_assert_nonnull(open);
+		pid = strtol(open + 5, NULL, 10);
+		if (pids[i] != 0)
+			g_assert_cmpint(pid, ==, pids[i]);
+		else
+			g_assert_true(pid > 0 && pid != pids[0] &&
+				      pid != pids[1]);
+		tail = g_strdup_printf("]: %s", words[i]);
+		g_assert_true(g_str_has_suffix(lines[i], tail));
+	}
+}
+
 int
 main(int argc, char **argv)
 {
 	g_test_init(&argc, &argv, NULL);
 	g_test_add_func("/log/escaped", test_escaped);
 	g_test_add_func("/log/every-length", test_every_length);
+	g_test_add_func("/log/pid-across-fork", test_pid_across_fork);
 	return g_test_run();
 }
