@@ -943,8 +943,7 @@ test_fetch(void)
 	                                  "FOO",
 	                                  "BODY[0]",
 	                                  "BODY[HEADER.FIELDS]",
-	                                  "BODY[1.2.HEADER.FIELDS "
-	                                  "(A:B)]",
+	                                  "BODY[1.2.HEADER.FIELDS (A:B)]",
 	                                  "BINARY[1]",
 	                                  "\"FLAGS\"",
 	                                  "BODY[1]<01.2>",

@@ -699,12 +699,12 @@ test_search_keys(F *f, gconstpointer d)
 static void
 test_untagged_rules(F *f, gconstpointer d)
 {
-	g_autofree char *p1 = deliver(f, NULL, msg1);
 	g_autofree char *r = NULL;
 	g_autoptr(GDir) dir = NULL;
 	g_autofree char *cur = g_build_filename(f->maildir, "cur", NULL);
 	const char *name;
 
+	g_free(deliver(f, NULL, msg1));
 	g_free(deliver(f, NULL, msg2));
 	g_free(take(f));
 	login_select(f);

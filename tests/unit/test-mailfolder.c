@@ -258,7 +258,7 @@ test_new_files_ascending(F *f, gconstpointer data)
 {
 	g_autofree char *n3 = deliver(f, ".", 3, "Subject: c\n\nthree\n");
 	g_autofree char *n1 = deliver(f, ".", 1, "Subject: a\n\none\n");
-	g_autofree char *n2 = deliver(f, ".", 2, "Subject: b\n\ntwo\n");
+	g_free(deliver(f, ".", 2, "Subject: b\n\ntwo\n"));
 	g_autoptr(PbMailFolder) mf = open_folder(f, "INBOX", FALSE);
 	g_autoptr(PbUidlist) ul = NULL;
 	g_autofree char *uidlist = path(f, "dovecot-uidlist", NULL, NULL);
@@ -304,7 +304,7 @@ static void
 test_uids_stable_across_renames(F *f, gconstpointer data)
 {
 	g_autofree char *n1 = deliver(f, ".", 1, "a\n");
-	g_autofree char *n2 = deliver(f, ".", 2, "b\n");
+	g_free(deliver(f, ".", 2, "b\n"));
 	g_autoptr(GError) error = NULL;
 	PbMailFolder *mf = open_folder(f, "INBOX", FALSE);
 	PbMsgRange r = {1, 1};
@@ -354,7 +354,7 @@ test_uids_stable_across_renames(F *f, gconstpointer data)
 static void
 test_recent_once(F *f, gconstpointer data)
 {
-	g_autofree char *n1 = deliver(f, ".", 1, "a\n");
+	g_free(deliver(f, ".", 1, "a\n"));
 	g_autoptr(PbMailFolder) a = open_folder(f, "INBOX", FALSE);
 	g_autoptr(PbMailFolder) b = open_folder(f, "INBOX", FALSE);
 	g_autoptr(PbMailFolder) ro = NULL;
@@ -552,6 +552,7 @@ test_read_only(F *f, gconstpointer data)
 	g_autoptr(GError) error = NULL;
 	PbMsgRange r = {0, 3};
 
+	g_assert_false(pb_mailfolder_read_only(rw));
 	g_assert_true(pb_mailfolder_read_only(mf));
 	g_assert_false(pb_mailfolder_store(mf, &r, 1, PB_STORE_ADD, PB_MSG_SEEN,
 	                                   0, NULL, &error));
@@ -999,7 +1000,7 @@ test_odd_files(F *f, gconstpointer data)
 	g_autofree char *gone = path(f, "..pillarbox-deleted.1.2", NULL, NULL);
 	g_autofree char *gone_cur =
 	    path(f, "..pillarbox-deleted.1.2", "cur", NULL);
-	g_autofree char *ok = deliver(f, ".", 1, "a\n");
+	g_free(deliver(f, ".", 1, "a\n"));
 	g_autofree char *want_new = path(f, "new", NULL, NULL);
 	g_autofree char *want_cur = path(f, "cur", NULL, NULL);
 	g_autoptr(PbMailFolder) mf = NULL;
@@ -1123,7 +1124,7 @@ static void
 test_stale_locks(F *f, gconstpointer data)
 {
 	g_autofree char *lock = path(f, "dovecot-uidlist.lock", NULL, NULL);
-	g_autofree char *n1 = deliver(f, ".", 1, "a\n");
+	g_free(deliver(f, ".", 1, "a\n"));
 	g_autofree char *n2 = NULL;
 	g_autoptr(PbMailFolder) mf = NULL;
 	char host[256] = "";
