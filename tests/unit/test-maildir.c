@@ -51,14 +51,16 @@ test_name_sizes(void)
 	g_assert_false(pb_maildir_name_sizes("1.host,S=,W=1", &s, &w));
 }
 
+static char *scratch; /* made in main, removed after the tests */
+
 static char *
 make_dir(void)
 {
+	static guint made;
 	g_autoptr(GError) error = NULL;
-	g_autofree char *top = g_dir_make_tmp("test-maildir-XXXXXX", &error);
+	g_autofree char *top = g_strdup_printf("%s/%u", scratch, made++);
 	char *dir;
 
-	g_assert_no_error(error);
 	dir = g_build_filename(top, "example.org", "alice", NULL);
 	g_assert_true(pb_maildir_create(dir, &error));
 	g_assert_no_error(error);
@@ -435,6 +437,9 @@ test_name_compare(void)
 int
 main(int argc, char **argv)
 {
+	g_autofree char *cmd = NULL;
+	int rc;
+
 	g_test_init(&argc, &argv, NULL);
 	g_test_add_func("/maildir/unique", test_unique);
 	g_test_add_func("/maildir/name-sizes", test_name_sizes);
@@ -450,5 +455,10 @@ main(int argc, char **argv)
 	g_test_add_func("/maildir/stable/fails", test_stable_fails);
 	g_test_add_func("/maildir/symlinks", test_symlinks);
 	g_test_add_func("/maildir/modes", test_modes);
-	return g_test_run();
+	scratch = g_dir_make_tmp("test-maildir-XXXXXX", NULL);
+	g_assert_nonnull(scratch);
+	rc = g_test_run();
+	cmd = g_strdup_printf("rm -rf '%s'", scratch);
+	g_assert_cmpint(system(cmd), ==, 0);
+	return rc;
 }
