@@ -19,6 +19,7 @@
 #include "durable.h"
 #include "error.h"
 #include "log.h"
+#include "self.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -334,7 +335,7 @@ write_key(const char *file, const char *pem, const char *owner, GError **error)
 {
 	g_autofree char *dir = g_path_get_dirname(file);
 	g_autofree char *tmp =
-	    g_strdup_printf("%s.tmp.%d", file, (int)getpid());
+	    g_strdup_printf("%s.tmp.%d", file, (int)pb_self_pid());
 	struct passwd *pw = geteuid() == 0 ? getpwnam(owner) : NULL;
 	g_auto(PbFd) fd = -1;
 	gboolean ok;

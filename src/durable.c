@@ -7,6 +7,7 @@
  */
 #include "durable.h"
 #include "error.h"
+#include "self.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -78,7 +79,7 @@ pb_durable_replace(const char *path, const void *data, gsize len,
 		   mode_t mode, GError **error)
 {
 	g_autofree char *dir = g_path_get_dirname(path);
-	g_autofree char *tmp = g_strdup_printf("%s.tmp%ld", path, (long)getpid());
+	g_autofree char *tmp = g_strdup_printf("%s.tmp%ld", path, (long)pb_self_pid());
 	g_auto(PbFd) fd = -1;
 
 	fd = open(tmp, O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC, mode);

@@ -20,6 +20,7 @@
 #include "conn.h"
 #include "error.h"
 #include "log.h"
+#include "self.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -531,6 +532,7 @@ serve_sockets(GArray *fds, const PbListenLimits *limits, PbServeFunc serve,
 		return FALSE;
 	}
 	release_fd = a.done[1];
+	pb_self_prime();
 	pin_free_chunks();
 	ok = accept_loop(&a, error);
 	unpin_free_chunks();

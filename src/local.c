@@ -21,6 +21,7 @@
 #include "error.h"
 #include "log.h"
 #include "maildir.h"
+#include "self.h"
 
 #include <errno.h>
 #include <string.h>
@@ -207,7 +208,7 @@ stable_name(const char *qid)
 
 	g_return_val_if_fail(strlen(qid) > 13, NULL);
 	return pb_maildir_unique_for((gint64)g_ascii_strtoull(usec, NULL, 16),
-	                             qid + 13, g_get_host_name());
+	                             qid + 13, pb_self_host());
 }
 
 gboolean

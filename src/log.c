@@ -10,15 +10,14 @@
  * when a program started as root creates it, pb_log_give, so that the
  * programs running as that user can append to it too). The pid in each
  * line is the writer's own, also in a child forked after the first line
- * (it is read once per process, kept per thread, forgotten in the child
- * of every fork by a pthread_atfork handler).
+ * (self.c).
  */
 #include "log.h"
 #include "error.h"
+#include "self.h"
 
 #include <errno.h>
 #include <fcntl.h>
-#include <pthread.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -64,42 +63,12 @@ open_file(const char *path, gboolean *created)
 	return fd;
 }
 
-/* The process's pid, asked of the kernel once per process instead of
- * for every line. Thread-local: glibc keeps the main thread's copy in the
- * page of the thread's control block, which fork() writes in the child
- * anyway, so forgetting it there costs no copy-on-write fault. */
-static __thread pid_t my_pid;
-
-static void
-forget_pid(void)
-{
-	my_pid = 0;
-}
-
-static void
-watch_forks(void)
-{
-	(void)pthread_atfork(NULL, NULL, forget_pid);
-}
-
-static pid_t
-log_pid(void)
-{
-	static pthread_once_t once = PTHREAD_ONCE_INIT;
-
-	if (my_pid == 0) {
-		(void)pthread_once(&once, watch_forks);
-		my_pid = getpid();
-	}
-	return my_pid;
-}
-
 gboolean
 pb_log_open(const char *ident, const char *target, GError **error)
 {
 	g_free(logger.ident);
 	logger.ident = g_strdup(ident);
-	(void)log_pid(); /* watched from here on, before any fork */
+	(void)pb_self_pid(); /* watched from here on, before any fork */
 	if (logger.fd >= 0)
 		close(logger.fd);
 	logger.fd = -1;
@@ -159,7 +128,7 @@ add_prefix(GString *line, gboolean with_date)
 	}
 	g_string_append_printf(
 	    line, "%s[%ld]: ", logger.ident ? logger.ident : g_get_prgname(),
-	    (long)log_pid());
+	    (long)pb_self_pid());
 }
 
 /* Appends TEXT with control characters escaped. */

@@ -13,6 +13,7 @@
 #include "durable.h"
 #include "error.h"
 #include "maildir.h"
+#include "self.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -54,7 +55,6 @@ static gboolean
 lock_is_stale(const char *lock)
 {
 	g_autofree char *text = NULL;
-	char host[256] = "";
 	char owner[256] = "";
 	long pid = 0;
 	struct stat st;
@@ -66,23 +66,21 @@ lock_is_stale(const char *lock)
 	if (!g_file_get_contents(lock, &text, NULL, NULL) ||
 	    sscanf(text, "%255s %ld", owner, &pid) != 2 || pid <= 0)
 		return FALSE;
-	gethostname(host, sizeof host - 1);
 	/* only a local owner can be checked */
-	return g_str_equal(owner, host) && kill((pid_t)pid, 0) < 0 &&
+	return g_str_equal(owner, pb_self_host()) && kill((pid_t)pid, 0) < 0 &&
 	       errno == ESRCH;
 }
 
 static gboolean
 lock_take(const char *dir, const char *lock, GError **error)
 {
-	char host[256] = "localhost";
+	const char *host = pb_self_host();
 	g_autofree char *tmp = NULL;
 	g_autofree char *text = NULL;
 
-	gethostname(host, sizeof host - 1);
 	tmp = g_strdup_printf("%s/.pop3.lock.%s.%ld.%u", dir, host,
-	                      (long)getpid(), g_random_int());
-	text = g_strdup_printf("%s %ld %ld\n", host, (long)getpid(),
+	                      (long)pb_self_pid(), g_random_int());
+	text = g_strdup_printf("%s %ld %ld\n", host, (long)pb_self_pid(),
 	                       (long)time(NULL));
 	for (int attempt = 0; attempt < 2; attempt++) {
 		struct stat st;

@@ -42,6 +42,7 @@
 #include "maildir.h"
 #include "durable.h"
 #include "error.h"
+#include "self.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -304,12 +305,12 @@ static int
 create_fresh(Folders *f, char **name, GError **error)
 {
 	static gint counter;
-	g_autofree char *host = g_strdup(g_get_host_name());
+	const char *host = pb_self_host();
 
 	for (int tries = 0; tries < 10; tries++) {
 		gint64 now = g_get_real_time();
 		g_autofree char *unique = pb_maildir_unique(
-		    now / G_USEC_PER_SEC, now % G_USEC_PER_SEC, getpid(),
+		    now / G_USEC_PER_SEC, now % G_USEC_PER_SEC, pb_self_pid(),
 		    (guint)g_atomic_int_add(&counter, 1), host);
 		int fd = create_at(f->tmp, unique);
 

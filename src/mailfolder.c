@@ -34,6 +34,7 @@
 #include "error.h"
 #include "maildir.h"
 #include "mutf7.h"
+#include "self.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -141,7 +142,7 @@ replace_at(int dfd, const char *name, const char *data, gsize len,
            GError **error)
 {
 	g_autofree char *tmp =
-	    g_strdup_printf("%s.tmp%ld", name, (long)getpid());
+	    g_strdup_printf("%s.tmp%ld", name, (long)pb_self_pid());
 	g_auto(PbFd) fd = -1;
 
 	(void)unlinkat(dfd, tmp, 0); /* a dead process of ours with our pid */
@@ -177,7 +178,6 @@ static gboolean
 lock_is_stale(int dfd, const char *lock)
 {
 	char text[300] = "";
-	char host[256] = "";
 	long pid = 0;
 	struct stat st;
 	g_auto(PbFd) fd =
@@ -199,9 +199,8 @@ lock_is_stale(int dfd, const char *lock)
 	pid = strtol(text, &colon, 10);
 	if (*colon != ':' || pid <= 0)
 		return FALSE;
-	gethostname(host, sizeof host - 1);
 	/* only an owner on this host can be checked */
-	return g_str_equal(colon + 1, host) && kill((pid_t)pid, 0) < 0 &&
+	return g_str_equal(colon + 1, pb_self_host()) && kill((pid_t)pid, 0) < 0 &&
 	       errno == ESRCH;
 }
 
@@ -209,17 +208,16 @@ lock_is_stale(int dfd, const char *lock)
 static gboolean
 lock_try(int dfd, const char *lock, GError **error)
 {
-	char host[256] = "localhost";
+	const char *host = pb_self_host();
 	g_autofree char *tmp = NULL;
 	g_autofree char *text = NULL;
 	g_auto(PbFd) fd = -1;
 	struct stat st;
 	gboolean got;
 
-	gethostname(host, sizeof host - 1);
-	tmp = g_strdup_printf("%s.%s.%ld.%08x", lock, host, (long)getpid(),
-	                      g_random_int());
-	text = g_strdup_printf("%ld:%s\n", (long)getpid(), host);
+	tmp = g_strdup_printf("%s.%s.%ld.%08x", lock, host,
+	                      (long)pb_self_pid(), g_random_int());
+	text = g_strdup_printf("%ld:%s\n", (long)pb_self_pid(), host);
 	fd = openat(dfd, tmp,
 	            O_CREAT | O_EXCL | O_WRONLY | O_NOFOLLOW | O_CLOEXEC, 0600);
 	if (fd < 0)
@@ -2205,13 +2203,11 @@ static char *
 fresh_base(const char *sizes)
 {
 	static guint counter;
-	char host[256] = "localhost";
 	gint64 now = g_get_real_time();
 	g_autofree char *u = NULL;
 
-	gethostname(host, sizeof host - 1);
 	u = pb_maildir_unique(now / G_USEC_PER_SEC, now % G_USEC_PER_SEC,
-	                      getpid(), ++counter, host);
+	                      pb_self_pid(), ++counter, pb_self_host());
 	return g_strconcat(u, sizes ? sizes : "", NULL);
 }
 
@@ -2905,7 +2901,7 @@ pb_mailstore_delete(PbMailStore *st, const char *name, GError **error)
 		return fail(error, PB_MAILFOLDER_ERROR_CANNOT,
 		            "INBOX can't be deleted");
 	dir = dir_name(canon);
-	gone = g_strdup_printf(DELETED_PREFIX "%ld.%08x", (long)getpid(),
+	gone = g_strdup_printf(DELETED_PREFIX "%ld.%08x", (long)pb_self_pid(),
 	                       g_random_int());
 	/* one rename: the folder is gone at once, whatever remains to do */
 	if (renameat(st->rootfd, dir, st->rootfd, gone) < 0)

@@ -48,6 +48,7 @@
 #include "date.h"
 #include "durable.h"
 #include "error.h"
+#include "self.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -591,7 +592,7 @@ pb_queue_new_id(void)
 	G_UNLOCK(id);
 	return g_strdup_printf("%013" G_GINT64_MODIFIER "X%06X%03X",
 	                       usec & G_GINT64_CONSTANT(0xFFFFFFFFFFFFF),
-	                       (guint)getpid() & 0xFFFFFF, n);
+	                       (guint)pb_self_pid() & 0xFFFFFF, n);
 }
 
 /* ---- the queue folders ---- */
@@ -829,7 +830,7 @@ stamp_due(int fd, const PbEnvelope *env, GError **error)
 static int
 create_envelope_tmp(PbQueue *q, const char *id, char **tmp, GError **error)
 {
-	g_autofree char *name = g_strdup_printf("%s.%ld", id, (long)getpid());
+	g_autofree char *name = g_strdup_printf("%s.%ld", id, (long)pb_self_pid());
 	g_autofree char *path = g_build_filename(q->tmp, name, NULL);
 	int fd = open(
 	    path, O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC | O_NOFOLLOW, 0600);

@@ -35,6 +35,7 @@
 #include "ratelimit.h"
 #include "runq.h"
 #include "smtp-server.h"
+#include "self.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -444,7 +445,7 @@ wait_for_slot(const PbConfig *cfg, int fd)
 	sigemptyset(&sa.sa_mask);
 	sigaction(SIGALRM, &sa, NULL);
 	alarm((guint)MIN(cfg->immediate_timeout, G_MAXUINT));
-	got = lock_byte(fd, (guint)getpid() % cfg->parallel, TRUE);
+	got = lock_byte(fd, (guint)pb_self_pid() % cfg->parallel, TRUE);
 	alarm(0);
 	fl.l_start = i;
 	(void)fcntl(fd, F_SETLK, &fl);
@@ -526,7 +527,7 @@ arm_deadline(const PbConfig *cfg, char **ids)
 	int err;
 
 	(void)setpgid(0, 0);
-	if (getpgrp() != getpid()) {
+	if (getpgrp() != pb_self_pid()) {
 		pb_log_warn(ids[0], "immediate delivery: no process group of "
 		                    "its own; left for runq");
 		return FALSE;
