@@ -373,6 +373,19 @@ unescape(const char *text)
 	return g_string_free(s, FALSE);
 }
 
+/* An address record: what the writer writes (pb_envelope_fits), at most
+ * PB_ADDRESS_MAX_PATH octets; a longer one would be refused again as the
+ * recipient of its own bounce. */
+static char *
+unescape_address(const char *text)
+{
+	char *a = unescape(text);
+
+	if (a != NULL && strlen(a) > PB_ADDRESS_MAX_PATH)
+		g_clear_pointer(&a, g_free);
+	return a;
+}
+
 static gboolean
 parse_i64(const char *text, gint64 *out)
 {
@@ -429,7 +442,7 @@ parse_rcpt(Parse *p, const char *value)
 			state = (int)i;
 	if (state < 0 || !parse_u64(f[1], G_MAXUINT, &attempts) ||
 	    !parse_i64(f[2], &last) || !parse_i64(f[3], &next) ||
-	    (address = unescape(f[4])) == NULL || address[0] == '\0')
+	    (address = unescape_address(f[4])) == NULL || address[0] == '\0')
 		return FALSE;
 	p->rcpt = pb_envelope_add_rcpt(p->env, address);
 	p->rcpt->state = (PbRcptState)state;
@@ -470,7 +483,8 @@ parse_rcpt_text(Parse *p, const char *key, const char *value)
 	                                  : &p->rcpt->last_error;
 	if (*field != NULL || p->rcpt->history->len > 0)
 		return FALSE;
-	*field = unescape(value);
+	*field = field == &p->rcpt->orig ? unescape_address(value)
+	                                 : unescape(value);
 	return *field != NULL;
 }
 
@@ -497,7 +511,7 @@ parse_header(Parse *p, const char *key, const char *value)
 		return parse_i64(value, &env->arrival);
 	case 2:
 		g_free(env->sender);
-		return (env->sender = unescape(value)) != NULL;
+		return (env->sender = unescape_address(value)) != NULL;
 	case 3:
 		return parse_u64(value, G_MAXUINT64, &env->size);
 	case 4:

@@ -81,9 +81,10 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	                (ssize_t)mlen);
 	for (int kind = PB_DSN_FAILED; kind <= PB_DSN_DELAYED; kind++) {
 		g_clear_pointer(&id, g_free);
-		g_assert_true(pb_dsn_queue(queue, cfg, kind, env, fd,
-		                           1763900000, &id, &error));
-		g_assert_no_error(error);
+		gboolean queued = pb_dsn_queue(queue, cfg, kind, env, fd,
+		                               1763900000, &id, &error);
+		g_assert_no_error(error); /* says why, before the next line */
+		g_assert_true(queued);
 		if (id)
 			check_report(id);
 	}

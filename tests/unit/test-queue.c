@@ -591,6 +591,41 @@ test_malformed(void)
 		back = pb_envelope_parse(nul, good->len, &error);
 		g_assert_error(error, PB_ERROR, PB_ERROR_DATA);
 	}
+	/* an address over 256 octets, which no envelope is written with
+	 * (its bounce could not be queued: found by fuzz-dsn) */
+	for (guint len = 255; len <= 257; len++) {
+		static const char *const lines[] = {"sender \n",
+		                                    "rcpt pending 0 0 0 x@y\n",
+		                                    "orig alias@example.org\n"};
+		for (guint i = 0; i < G_N_ELEMENTS(lines); i++) {
+			g_autoptr(GError) error = NULL;
+			g_autoptr(GString) s = g_string_new(good->str);
+			g_autoptr(GString) a = g_string_new(NULL);
+			g_autoptr(PbEnvelope) back = NULL;
+			g_autofree char *line = NULL;
+			const char *key = i == 0 ? "sender" : i == 1 ? "rcpt" : "orig";
+
+			while (a->len < len - strlen("@example.org"))
+				g_string_append_c(a, 'a');
+			g_string_append(a, "@example.org");
+			line = i == 1 ? g_strdup_printf("rcpt pending 0 0 0 %s\n",
+			                                a->str)
+			              : g_strdup_printf("%s %s\n", key, a->str);
+			if (i == 1)
+				g_string_append(s, line);
+			else
+				g_assert_cmpuint(
+				    g_string_replace(s, lines[i], line, 1), ==, 1);
+			back = pb_envelope_parse(s->str, s->len, &error);
+			if (len <= PB_ADDRESS_MAX_PATH) {
+				g_assert_no_error(error);
+				g_assert_nonnull(back);
+			} else {
+				g_assert_error(error, PB_ERROR, PB_ERROR_DATA);
+				g_assert_null(back);
+			}
+		}
+	}
 }
 
 static void
