@@ -452,6 +452,25 @@ section_atom(const char *s, gsize len)
 	       (len == 9 && g_ascii_strncasecmp(s, "BODY.PEEK", 9) == 0);
 }
 
+/* Only FETCH and UID FETCH have sections: elsewhere '[' is an atom
+ * character like any other ("SELECT BODY[" selects the mailbox
+ * "BODY[", RFC 3501's ASTRING-CHAR). */
+static gboolean
+sections_here(const PbImapParser *p)
+{
+	const GArray *top = p->stack->len > 0 ? p->stack->pdata[0] : NULL;
+	const PbImapArg *sub;
+
+	if (g_ascii_strcasecmp(p->cmd.name, "FETCH") == 0)
+		return TRUE;
+	if (g_ascii_strcasecmp(p->cmd.name, "UID") != 0 || top == NULL ||
+	    top->len == 0)
+		return FALSE;
+	sub = &g_array_index(top, PbImapArg, 0);
+	return sub->type == PB_IMAP_ARG_ATOM &&
+	       g_ascii_strcasecmp(sub->str, "FETCH") == 0;
+}
+
 /* From '[' to its ']' (quoted strings inside may hold ']'). */
 static gboolean
 skip_section(Seg *g)
@@ -485,7 +504,8 @@ read_atom(PbImapParser *p, Seg *g)
 
 		if (c == ' ' || c == '(' || c == ')')
 			break;
-		if (c == '[' && section_atom(g->s + start, g->pos - start)) {
+		if (c == '[' && section_atom(g->s + start, g->pos - start) &&
+		    sections_here(p)) {
 			if (!skip_section(g))
 				return tok_error(g, "Unterminated section");
 			continue;

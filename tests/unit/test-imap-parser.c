@@ -238,6 +238,13 @@ test_simple(void)
 	/* '[' elsewhere is an atom character; "]" too */
 	check("a1 SELECT [Gmail].Sent\r\na2 SELECT a[b\r\n", POL_ACCEPT, FALSE,
 	      "CMD a1 SELECT [Gmail].Sent\nCMD a2 SELECT a[b\n");
+	/* a section is FETCH's only: elsewhere "BODY[" is a mailbox name
+	 * like any other (found by fuzz-imap-parser: "BODY.PEEK[" quoted by
+	 * our own output helper did not parse back) */
+	check("a1 SELECT BODY.PEEK[\r\na2 RENAME body[a b]\r\n", POL_ACCEPT,
+	      FALSE, "CMD a1 SELECT BODY.PEEK[\nCMD a2 RENAME body[a b]\n");
+	check("a1 uid fetch 1 body[HEADER.FIELDS (A B)]\r\n", POL_ACCEPT, FALSE,
+	      "CMD a1 uid fetch 1 body[HEADER.FIELDS (A B)]\n");
 	check("a1 LIST \"\" %.*\r\n", POL_ACCEPT, FALSE,
 	      "CMD a1 LIST \"\" %.*\n");
 	check("a1 STORE 1 +FLAGS (\\Seen \\Deleted)\r\n", POL_ACCEPT, TRUE,
@@ -929,6 +936,25 @@ fetch_of(const char *line)
 	return f;
 }
 
+/* '[' starts a section only in FETCH and UID FETCH */
+static void
+test_sections_fetch_only(void)
+{
+	g_auto(Cmd) rename = parse("a1 RENAME body[a b]\r\n");
+	g_auto(Cmd) fetch = parse("a1 FETCH 1 body[HEADER.FIELDS (A B)]\r\n");
+	g_auto(Cmd) uid = parse("a1 UID FETCH 1 BODY.PEEK[1 2]\r\n");
+	g_auto(Cmd) search = parse("a1 UID SEARCH BODY[x y]\r\n");
+
+	g_assert_cmpuint(rename.c->n_args, ==, 2);
+	g_assert_cmpstr(rename.c->args[0].str, ==, "body[a");
+	g_assert_cmpstr(rename.c->args[1].str, ==, "b]");
+	g_assert_cmpuint(fetch.c->n_args, ==, 2);
+	g_assert_cmpstr(fetch.c->args[1].str, ==, "body[HEADER.FIELDS (A B)]");
+	g_assert_cmpuint(uid.c->n_args, ==, 3);
+	g_assert_cmpstr(uid.c->args[2].str, ==, "BODY.PEEK[1 2]");
+	g_assert_cmpuint(search.c->n_args, ==, 3);
+}
+
 static void
 test_fetch(void)
 {
@@ -1576,6 +1602,8 @@ main(int argc, char **argv)
 	g_test_add_func("/imap-parser/args/store", test_store);
 	g_test_add_func("/imap-parser/args/dates", test_dates);
 	g_test_add_func("/imap-parser/args/fetch", test_fetch);
+	g_test_add_func("/imap-parser/args/sections-fetch-only",
+	                test_sections_fetch_only);
 	g_test_add_func("/imap-parser/args/search", test_search);
 	g_test_add_func("/imap-parser/args/list", test_list_args);
 	g_test_add_func("/imap-parser/args/status", test_status);
