@@ -18,9 +18,12 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <paths.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <syslog.h>
 #include <time.h>
 #include <unistd.h>
@@ -113,15 +116,14 @@ pb_log_set_verbose(gboolean verbose)
 	logger.verbose = verbose;
 }
 
-/* "ident[pid]: " plus, for a file, syslog's date and host in front. */
+/* "ident[pid]: " plus, for a file, the date of WHEN in front. */
 static void
-add_prefix(GString *line, gboolean with_date)
+add_prefix(GString *line, gboolean with_date, time_t when)
 {
 	if (with_date) {
 		char stamp[64];
-		time_t now = time(NULL);
 		struct tm tm;
-		if (localtime_r(&now, &tm) != NULL &&
+		if (localtime_r(&when, &tm) != NULL &&
 		    strftime(stamp, sizeof stamp, "%Y-%m-%dT%H:%M:%S%z ", &tm) >
 		        0)
 			g_string_append(line, stamp);
@@ -165,7 +167,7 @@ static void G_GNUC_PRINTF(3, 0)
 	if (logger.target == TO_SYSLOG)
 		syslog(priority, "%s", body->str);
 	if (logger.target != TO_SYSLOG || logger.verbose) {
-		add_prefix(line, logger.target == TO_FILE);
+		add_prefix(line, logger.target == TO_FILE, time(NULL));
 		g_string_append_len(line, body->str, body->len);
 		g_string_append_c(line, '\n');
 		if (logger.target == TO_FILE)
@@ -204,4 +206,95 @@ pb_log_error(const char *qid, const char *fmt, ...)
 	va_start(ap, fmt);
 	emit(LOG_ERR, qid, fmt, ap);
 	va_end(ap);
+}
+
+/* ---- lines written from a signal handler ---- */
+
+void
+pb_log_prepare(PbLogPrepared *p, const char *qid, gint64 when,
+               const char *fmt, ...)
+{
+	g_autofree char *text = NULL;
+	g_autoptr(GString) body = g_string_new(NULL);
+	GString *line = g_string_new(NULL);
+	va_list ap;
+
+	pb_log_prepared_clear(p);
+	va_start(ap, fmt);
+	text = g_strdup_vprintf(fmt, ap);
+	va_end(ap);
+	if (qid && *qid)
+		g_string_append_printf(body, "%s: ", qid);
+	append_clean(body, text);
+	p->fd = -1;
+	if (logger.target == TO_SYSLOG) {
+		/* what syslog(3) sends: "<PRI>Mmm dd hh:mm:ss ident[pid]: " */
+		char stamp[32];
+		time_t t = (time_t)when;
+		struct tm tm;
+
+		g_string_append_printf(line, "<%d>", LOG_MAIL | LOG_WARNING);
+		if (localtime_r(&t, &tm) != NULL &&
+		    strftime(stamp, sizeof stamp, "%h %e %T ", &tm) > 0)
+			g_string_append(line, stamp);
+		add_prefix(line, FALSE, t);
+		g_string_append_len(line, body->str, body->len);
+	} else {
+		add_prefix(line, logger.target == TO_FILE, (time_t)when);
+		g_string_append_len(line, body->str, body->len);
+		g_string_append_c(line, '\n');
+		p->fd = logger.target == TO_FILE ? logger.fd : STDERR_FILENO;
+	}
+	p->echo = logger.verbose && logger.target == TO_FILE;
+	p->len = line->len;
+	p->line = g_string_free(line, FALSE);
+}
+
+void
+pb_log_prepared_clear(PbLogPrepared *p)
+{
+	g_clear_pointer(&p->line, g_free);
+	p->len = 0;
+	p->fd = -1;
+	p->echo = FALSE;
+}
+
+/* Only calls that are async-signal-safe (POSIX): socket, connect, send,
+ * write, close. */
+void
+pb_log_emit_prepared(const PbLogPrepared *p)
+{
+	static const struct sockaddr_un dev_log = {AF_UNIX, _PATH_LOG};
+	int saved = errno;
+
+	if (p->line == NULL)
+		return;
+	if (p->fd >= 0) {
+		(void)write(p->fd, p->line, p->len);
+	} else {
+		int s = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+		gsize len = p->len;
+
+		if (s >= 0 && connect(s, (const struct sockaddr *)&dev_log,
+		                      sizeof dev_log) < 0 &&
+		    errno == EPROTOTYPE) {
+			/* a stream /dev/log: lines end with a NUL there */
+			close(s);
+			s = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+			len++;
+			if (s >= 0 &&
+			    connect(s, (const struct sockaddr *)&dev_log,
+			            sizeof dev_log) < 0) {
+				close(s);
+				s = -1;
+			}
+		}
+		if (s >= 0) {
+			(void)send(s, p->line, len, MSG_NOSIGNAL);
+			close(s);
+		}
+	}
+	if (p->echo)
+		(void)write(STDERR_FILENO, p->line, p->len);
+	errno = saved;
 }

@@ -29,4 +29,21 @@ void pb_log_info(const char *qid, const char *fmt, ...) G_GNUC_PRINTF(2, 3);
 void pb_log_warn(const char *qid, const char *fmt, ...) G_GNUC_PRINTF(2, 3);
 void pb_log_error(const char *qid, const char *fmt, ...) G_GNUC_PRINTF(2, 3);
 
+/* A line prepared now and written later, where nothing may allocate or
+ * take a lock (a signal handler that ends the process): it carries the
+ * time WHEN (seconds since the epoch), a warning, and goes where the
+ * other lines go. pb_log_emit_prepared() is async-signal-safe: one
+ * write(2) (a file, stderr), or one datagram to syslog's socket. */
+typedef struct {
+	char *line;
+	gsize len;
+	int fd;          /* the log file or stderr; -1: syslog */
+	gboolean echo;   /* to stderr as well (pb_log_set_verbose) */
+} PbLogPrepared;
+
+void pb_log_prepare(PbLogPrepared *p, const char *qid, gint64 when,
+                    const char *fmt, ...) G_GNUC_PRINTF(4, 5);
+void pb_log_prepared_clear(PbLogPrepared *p);
+void pb_log_emit_prepared(const PbLogPrepared *p);
+
 #endif

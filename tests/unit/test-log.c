@@ -4,6 +4,7 @@
 #include "log.h"
 
 #include <string.h>
+#include <time.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -148,6 +149,53 @@ test_pid_across_fork(void)
 	}
 }
 
+/* A prepared line (the deadline's, written from a signal handler):
+ * the time it was prepared for, one whole line, escaped like the rest;
+ * for syslog, the datagram syslog(3) would send. */
+static void
+test_prepared(void)
+{
+	g_autofree char *dir = NULL;
+	g_autofree char *path = log_path(&dir);
+	g_autofree char *text = NULL;
+	g_autofree char *want = NULL;
+	g_autofree char *stamp = NULL;
+	g_auto(GStrv) lines = NULL;
+	PbLogPrepared p = {NULL, 0, -1, FALSE};
+	const gint64 when = 1796248867; /* 2026-12-02T22:01:07Z */
+	struct tm tm;
+	time_t t = (time_t)when;
+	char buf[64];
+
+	g_assert_true(pb_log_open("test", path, NULL));
+	pb_log_prepare(&p, "QID2", when, "stopped after %ds\r\n", 2);
+	pb_log_info(NULL, "before");
+	pb_log_emit_prepared(&p);
+	pb_log_prepared_clear(&p);
+	pb_log_emit_prepared(&p); /* cleared: nothing */
+	text = read_log(path, dir);
+	g_assert_nonnull(localtime_r(&t, &tm));
+	g_assert_cmpuint(strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%S%z", &tm),
+	                 >, 0);
+	want = g_strdup_printf("%s test[%ld]: QID2: stopped after "
+	                       "2s\\x0d\\x0a\n",
+	                       buf, (long)getpid());
+	g_assert_true(g_str_has_suffix(text, want));
+	lines = g_strsplit(text, "\n", -1);
+	g_assert_cmpuint(g_strv_length(lines), ==, 3); /* 2 and "" */
+
+	g_assert_true(pb_log_open("test", "syslog", NULL));
+	pb_log_prepare(&p, "QID3", when, "x");
+	g_assert_cmpint(p.fd, ==, -1);
+	g_assert_cmpuint(strftime(buf, sizeof buf, "%h %e %T", &tm), >, 0);
+	stamp = g_strdup_printf("<20>%s test[%ld]: QID3: x", buf,
+	                        (long)getpid());
+	g_assert_cmpstr(p.line, ==, stamp);
+	g_assert_cmpuint(p.len, ==, strlen(stamp));
+	pb_log_prepared_clear(&p);
+	g_assert_true(pb_log_open("test", "stderr", NULL));
+}
+
 int
 main(int argc, char **argv)
 {
@@ -155,5 +203,6 @@ main(int argc, char **argv)
 	g_test_add_func("/log/escaped", test_escaped);
 	g_test_add_func("/log/every-length", test_every_length);
 	g_test_add_func("/log/pid-across-fork", test_pid_across_fork);
+	g_test_add_func("/log/prepared", test_prepared);
 	return g_test_run();
 }
