@@ -17,6 +17,7 @@
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <poll.h>
+#include <stddef.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -33,7 +34,7 @@ struct _PbConn {
 	GError *out_error; /* from a PbLineOut write, reported at flush */
 	gint64 write_timeout;
 
-	char line[PB_CONN_MAX_LINE + 1];
+	char line[PB_CONN_MAX_LINE + 1]; /* last: not zeroed (pb_conn_new) */
 };
 
 typedef struct {
@@ -87,10 +88,12 @@ static const PbTransport plain_transport = {
 PbConn *
 pb_conn_new(int rfd, int wfd)
 {
-	PbConn *conn = g_new0(PbConn, 1);
+	PbConn *conn = g_malloc(sizeof(PbConn));
 	PlainCtx *plain = g_new0(PlainCtx, 1);
 	int fds[2] = {rfd, wfd};
 
+	/* the line buffer is not zeroed (4 KiB: a page fault fewer) */
+	memset(conn, 0, offsetof(PbConn, line));
 	/* a socket is both fds: its flags are set once */
 	for (guint i = 0; i < (rfd == wfd ? 1 : 2); i++) {
 		int fl = fcntl(fds[i], F_GETFL);

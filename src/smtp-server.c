@@ -20,6 +20,7 @@
 #include "auth.h"
 #include "error.h"
 
+#include <stddef.h>
 #include <string.h>
 
 #define MAX_ERRORS 20    /* bad commands before 421 */
@@ -94,15 +95,16 @@ struct _PbDataDecoder {
 	gboolean in_body; /* the empty line after the header was seen */
 	char prefix[10];  /* the current header line's first octets */
 	guint received;
-	char buf[SINK_CHUNK];
 	gsize buf_len;
+	char buf[SINK_CHUNK]; /* last: not zeroed (pb_data_decoder_new) */
 };
 
 PbDataDecoder *
 pb_data_decoder_new(guint64 max_size, PbDataSink sink, void *ctx)
 {
-	PbDataDecoder *dec = g_new0(PbDataDecoder, 1);
+	PbDataDecoder *dec = g_malloc(sizeof(PbDataDecoder));
 
+	memset(dec, 0, offsetof(PbDataDecoder, buf));
 	dec->max_size = max_size;
 	dec->sink = sink;
 	dec->ctx = ctx;
