@@ -14,10 +14,12 @@ drop(void *ctx, GError **error)
 	return pb_privs_drop(((PbPop3Serve *)ctx)->cfg->user, error);
 }
 
-static void
+/* a session logs in: its process serves no one else (max_use) */
+static gboolean
 serve(void *ctx, int rfd, int wfd, const PbPeer *peer)
 {
 	pb_pop3_serve(ctx, rfd, wfd, peer);
+	return FALSE;
 }
 
 int

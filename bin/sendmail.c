@@ -256,7 +256,7 @@ serve_modes(const PbConfig *cfg, Mode mode, const Owner *owner)
 		/* its delivery attempt follows in this process */
 		if (owner)
 			pb_program_ignore_terminal();
-		pb_smtp_serve(&how, 0, 1, &peer);
+		(void)pb_smtp_serve(&how, 0, 1, &peer);
 		return PB_EX_OK;
 	case MODE_LIST:
 		return list(cfg, owner);

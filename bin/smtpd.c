@@ -14,10 +14,10 @@ drop(void *ctx, GError **error)
 	return pb_privs_drop(((PbSmtpServe *)ctx)->cfg->user, error);
 }
 
-static void
+static gboolean
 serve(void *ctx, int rfd, int wfd, const PbPeer *peer)
 {
-	pb_smtp_serve(ctx, rfd, wfd, peer);
+	return pb_smtp_serve(ctx, rfd, wfd, peer);
 }
 
 int
@@ -82,6 +82,8 @@ main(int argc, char **argv)
 	how.submission = submission;
 	limits.max_connections = cfg->max_connections;
 	limits.max_per_ip = cfg->max_connections_per_ip;
+	limits.max_use = cfg->smtpd_max_use;
+	limits.max_idle = (guint)MIN(cfg->smtpd_max_idle, G_MAXUINT);
 	limits.busy = busy = g_strdup_printf(
 	    "421 4.7.0 %s Too many connections from your address\r\n",
 	    cfg->hostname);

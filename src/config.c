@@ -87,6 +87,8 @@ static const KeySpec keys[] = {
     {"smtpd", "max_connections_per_ip", T_LIMIT, F(max_connections_per_ip),
      "10"},
     {"smtpd", "timeout", T_DURATION, F(smtpd_timeout), "5m"},
+    {"smtpd", "max_use", T_COUNT, F(smtpd_max_use), "1"},
+    {"smtpd", "max_idle", T_DURATION, F(smtpd_max_idle), "100s"},
     {"smtpd", "trust_local_socket", T_BOOL, F(trust_local_socket), "no"},
     {"delivery", "retry_interval", T_DURATION, F(retry_interval), "15m"},
     {"delivery", "max_backoff", T_DURATION, F(max_backoff), "2h"},

@@ -55,6 +55,11 @@ typedef struct {
 	guint max_connections;    /* default 100 */
 	guint max_connections_per_ip; /* extension; default 10; 0: none */
 	gint64 smtpd_timeout;     /* seconds; default 5m */
+	/* extensions (Postfix's names): connections one session process
+	 * may serve one after the other (1: a fork per connection), and how
+	 * long a process kept for them waits for the next */
+	guint smtpd_max_use;      /* default 1 */
+	gint64 smtpd_max_idle;    /* seconds; default 100s */
 	/* extension: a peer without an IP address (Unix-domain socket,
 	 * pipe) trusted as loopback is (relay, plaintext AUTH); default no */
 	gboolean trust_local_socket;

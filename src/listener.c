@@ -15,6 +15,16 @@
  * child that is done with its connection but still has work (smtpd's
  * local delivery) gives its slot back early through a pipe
  * (pb_listener_release): the limits count connections, not processes.
+ *
+ * With max_use above 1 a child may serve further connections (Postfix's
+ * max_use): after a session it says so through the same pipe (its pid
+ * with READY set) and waits on its end of a socket pair, where the
+ * listener sends it the next accepted socket with its PbPeer; the
+ * listener ends it (closes its end: the child reads EOF and exits)
+ * after max_idle idle seconds or when it stops. A child is given a
+ * connection only after it said it is ready, and only one at a time;
+ * one that cannot take it (gone) is ended and the connection goes to
+ * another or to a new child. Each child holds only its own end.
  */
 #include "listener.h"
 #include "conn.h"
@@ -28,6 +38,7 @@
 #include <glib-unix.h>
 #include <netinet/in.h>
 #include <poll.h>
+#include <pthread.h>
 #include <fcntl.h>
 #include <signal.h>
 #include <stdlib.h>
@@ -194,8 +205,9 @@ inherited_sockets(void)
 	return out;
 }
 
-/* One running child: its pid, the token it releases its slot with (see
- * pb_listener_release) and the key its client is counted under. */
+/* One connection being served: its child's pid, the token the child
+ * releases the slot with (see pb_listener_release) and the key its
+ * client is counted under. */
 typedef struct {
 	guint64 token;
 	pid_t pid;
@@ -205,6 +217,20 @@ typedef struct {
 /* The write end of the listener's release pipe, set once before the
  * first fork (so no child writes it); -1 in the inetd style. */
 static int release_fd = -1;
+
+/* In the release pipe: a child kept for max_use is ready for its next
+ * connection (the rest of the record is its pid); tokens never have it. */
+#define READY (G_GUINT64_CONSTANT(1) << 63)
+
+/* A child kept for further connections (max_use): its pid, the
+ * listener's end of its socket pair (-1: being ended), whether it waits
+ * for a connection and since when (monotonic seconds). */
+typedef struct {
+	pid_t pid;
+	int sock;
+	gboolean idle;
+	gint64 idle_since;
+} Worker;
 
 typedef struct {
 	GArray *fds; /* listening sockets */
@@ -222,6 +248,13 @@ typedef struct {
 	Slot *slots;
 	struct pollfd *pfd;
 	guint64 *serial;
+	/* the children kept for max_use (max_workers of them at most,
+	 * densely in workers[0..nworkers)), and their sockets again in
+	 * memory the children do inherit, so that each can close the
+	 * others' (written only when a worker starts or ends) */
+	Worker *workers;
+	guint nworkers, max_workers;
+	int *worker_socks;
 	PbServeFunc serve;
 	void *ctx;
 } Acceptor;
@@ -237,7 +270,8 @@ private_pages(Acceptor *a, GError **error)
 {
 	gsize nfds = a->fds->len + 2;
 	gsize size = nfds * sizeof(struct pollfd) + sizeof(guint64) +
-		     a->limits->max_connections * sizeof(Slot);
+		     a->limits->max_connections * sizeof(Slot) +
+		     a->max_workers * sizeof(Worker);
 	void *p;
 
 	size = (size + 4095) & ~(gsize)4095;
@@ -257,6 +291,8 @@ private_pages(Acceptor *a, GError **error)
 	 * first) that follow are aligned */
 	a->serial = (guint64 *)(void *)(a->pfd + nfds);
 	a->slots = (Slot *)(void *)(a->serial + 1);
+	/* a Slot's size is a multiple of 8 (its guint64 first) */
+	a->workers = (Worker *)(void *)(a->slots + a->limits->max_connections);
 	return TRUE;
 }
 
@@ -282,10 +318,80 @@ slot_add(Acceptor *a, pid_t pid, guint64 token, const char *key)
 	g_strlcpy(s->key, key, sizeof(s->key));
 }
 
+static Worker *
+worker_by_pid(Acceptor *a, pid_t pid)
+{
+	for (guint i = 0; i < a->nworkers; i++)
+		if (a->workers[i].pid == pid)
+			return &a->workers[i];
+	return NULL;
+}
+
+/* Ends worker W's wait: its end of the pair closed, it reads EOF and
+ * exits (and is reaped like any child). */
+static void
+worker_end(Acceptor *a, Worker *w)
+{
+	if (w->sock < 0)
+		return;
+	for (guint i = 0; i < a->max_workers; i++)
+		if (a->worker_socks[i] == w->sock)
+			a->worker_socks[i] = -1;
+	close(w->sock);
+	w->sock = -1;
+	w->idle = FALSE;
+}
+
+static void
+worker_add(Acceptor *a, pid_t pid, int sock)
+{
+	a->workers[a->nworkers++] = (Worker){.pid = pid, .sock = sock};
+	for (guint i = 0; i < a->max_workers; i++)
+		if (a->worker_socks[i] < 0) {
+			a->worker_socks[i] = sock;
+			break;
+		}
+}
+
+/* The idle worker that was busy last (its pages the warmest; the others
+ * then reach max_idle), or NULL. */
+static Worker *
+idle_worker(Acceptor *a)
+{
+	Worker *best = NULL;
+
+	for (guint i = 0; i < a->nworkers; i++) {
+		Worker *w = &a->workers[i];
+		if (w->idle && (best == NULL || w->idle_since >= best->idle_since))
+			best = w;
+	}
+	return best;
+}
+
+/* Ends the workers idle for max_idle; the milliseconds until the next
+ * one will have been, or -1 (none idle: poll without a timeout). */
+static int
+retire_idle(Acceptor *a)
+{
+	gint64 now = g_get_monotonic_time(), next = -1;
+	gint64 max_idle = (gint64)a->limits->max_idle * G_USEC_PER_SEC;
+
+	for (guint i = 0; i < a->nworkers; i++) {
+		Worker *w = &a->workers[i];
+		if (!w->idle)
+			continue;
+		if (now - w->idle_since >= max_idle)
+			worker_end(a, w);
+		else if (next < 0 || w->idle_since + max_idle - now < next)
+			next = w->idle_since + max_idle - now;
+	}
+	return next < 0 ? -1 : (int)MIN(next / 1000 + 1, G_MAXINT);
+}
+
 /* The slots whose children said they are done with their connection
  * (their tokens in the pipe) are free; the processes are still reaped.
  * A token is never given twice, so a late one (its child already reaped)
- * frees nothing. */
+ * frees nothing. A READY record makes its worker idle. */
 static void
 released(Acceptor *a)
 {
@@ -293,12 +399,22 @@ released(Acceptor *a)
 	ssize_t n;
 
 	while ((n = read(a->done[0], tokens, sizeof(tokens))) > 0)
-		for (gsize t = 0; t < (gsize)n / sizeof(tokens[0]); t++)
+		for (gsize t = 0; t < (gsize)n / sizeof(tokens[0]); t++) {
+			if (tokens[t] & READY) {
+				Worker *w = worker_by_pid(
+				    a, (pid_t)(tokens[t] & ~READY));
+				if (w != NULL && w->sock >= 0) {
+					w->idle = TRUE;
+					w->idle_since = g_get_monotonic_time();
+				}
+				continue;
+			}
 			for (guint i = 0; i < a->children; i++)
 				if (a->slots[i].token == tokens[t]) {
 					a->slots[i] = a->slots[--a->children];
 					break;
 				}
+		}
 }
 
 gboolean
@@ -319,12 +435,18 @@ reap(Acceptor *a)
 	int status;
 	pid_t pid;
 
-	while ((pid = waitpid(-1, &status, WNOHANG)) > 0)
+	while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
+		Worker *w = worker_by_pid(a, pid);
 		for (guint i = 0; i < a->children; i++)
 			if (a->slots[i].pid == pid) {
 				a->slots[i] = a->slots[--a->children];
 				break;
 			}
+		if (w != NULL) {
+			worker_end(a, w);
+			*w = a->workers[--a->nworkers];
+		}
+	}
 }
 
 /* Over the per-client limit: the busy reply, sent without waiting (a
@@ -339,23 +461,155 @@ refuse(Acceptor *a, int fd, const PbPeer *peer)
 	close(fd);
 }
 
-/* The child: no listeners, no blocked signals, serve, exit. SIGTERM,
- * SIGINT and SIGCHLD keep their default dispositions here (the parent
- * takes them through its signalfd, never a handler, and
+/* In a worker: its end of the socket pair; closed in any process it
+ * forks (see close_worker_sock), so that only the worker can take what
+ * the listener sends. */
+static int worker_sock = -1;
+
+static void
+close_worker_sock(void)
+{
+	if (worker_sock >= 0)
+		close(worker_sock);
+	worker_sock = -1;
+}
+
+/* Gives W the connection FD with its PEER; FALSE (W is ended): W could
+ * not take it (it has gone). */
+static gboolean
+hand_over(Acceptor *a, Worker *w, int fd, const PbPeer *peer)
+{
+	union {
+		struct cmsghdr align;
+		char buf[CMSG_SPACE(sizeof(int))];
+	} ctl;
+	struct iovec iov = {.iov_base = (void *)peer, .iov_len = sizeof(*peer)};
+	struct msghdr msg = {.msg_iov = &iov,
+			     .msg_iovlen = 1,
+			     .msg_control = ctl.buf,
+			     .msg_controllen = sizeof(ctl.buf)};
+	struct cmsghdr *c;
+
+	memset(&ctl, 0, sizeof(ctl));
+	c = CMSG_FIRSTHDR(&msg);
+	c->cmsg_level = SOL_SOCKET;
+	c->cmsg_type = SCM_RIGHTS;
+	c->cmsg_len = CMSG_LEN(sizeof(int));
+	memcpy(CMSG_DATA(c), &fd, sizeof(int));
+	w->idle = FALSE;
+	if (sendmsg(w->sock, &msg, MSG_NOSIGNAL | MSG_DONTWAIT) ==
+	    (ssize_t)sizeof(*peer))
+		return TRUE;
+	worker_end(a, w);
+	return FALSE;
+}
+
+/* In a worker: the next connection (PEER filled), or -1 when the
+ * listener ends us (EOF) or sent something else. */
+static int
+next_connection(PbPeer *peer)
+{
+	union {
+		struct cmsghdr align;
+		char buf[CMSG_SPACE(sizeof(int))];
+	} ctl;
+	struct iovec iov = {.iov_base = peer, .iov_len = sizeof(*peer)};
+	struct msghdr msg = {.msg_iov = &iov,
+			     .msg_iovlen = 1,
+			     .msg_control = ctl.buf,
+			     .msg_controllen = sizeof(ctl.buf)};
+	struct cmsghdr *c;
+	ssize_t n;
+	int fd = -1;
+
+	do
+		n = recvmsg(worker_sock, &msg, MSG_CMSG_CLOEXEC);
+	while (n < 0 && errno == EINTR);
+	c = n > 0 ? CMSG_FIRSTHDR(&msg) : NULL;
+	if (c != NULL && c->cmsg_level == SOL_SOCKET &&
+	    c->cmsg_type == SCM_RIGHTS && c->cmsg_len == CMSG_LEN(sizeof(int)))
+		memcpy(&fd, CMSG_DATA(c), sizeof(int));
+	if (fd >= 0 && (n != (ssize_t)sizeof(*peer) ||
+			(msg.msg_flags & (MSG_TRUNC | MSG_CTRUNC)))) {
+		close(fd);
+		fd = -1;
+	}
+	peer->ip[sizeof(peer->ip) - 1] = '\0';
+	peer->local_ip[sizeof(peer->local_ip) - 1] = '\0';
+	return fd;
+}
+
+static void
+on_child(int sig)
+{
+}
+
+/* In a worker after a session: gives the slot back (again, if the
+ * session did already: a token freed frees nothing) and says it is
+ * ready, in one write (16 bytes, below PIPE_BUF: whole or not at all),
+ * so that the listener never sees the slot free before the worker idle;
+ * then waits for the next connection, reaping meanwhile what the session
+ * left running (a remote attempt) as it ends: SIGCHLD, blocked but for
+ * the wait, interrupts it. -1: the listener ends us, or cannot be told. */
+static int
+wait_for_next(PbPeer *peer)
+{
+	guint64 records[2] = {peer->slot, READY | (guint64)pb_self_pid()};
+	struct sigaction sa = {.sa_handler = on_child}, dfl;
+	struct pollfd p = {.fd = worker_sock, .events = POLLIN};
+	sigset_t chld, waiting;
+	int fd = -1, n;
+
+	sigemptyset(&chld);
+	sigaddset(&chld, SIGCHLD);
+	sigprocmask(SIG_BLOCK, &chld, &waiting);
+	sigdelset(&waiting, SIGCHLD);
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGCHLD, &sa, &dfl);
+	if (write(release_fd, records, sizeof(records)) ==
+	    (ssize_t)sizeof(records)) {
+		do {
+			while (waitpid(-1, NULL, WNOHANG) > 0)
+				;
+			n = ppoll(&p, 1, NULL, &waiting);
+		} while (n < 0 && errno == EINTR);
+		if (n > 0)
+			fd = next_connection(peer);
+	}
+	sigaction(SIGCHLD, &dfl, NULL);
+	sigprocmask(SIG_UNBLOCK, &chld, NULL);
+	return fd;
+}
+
+/* The child: no listeners, no other worker's socket, no blocked
+ * signals; serve, and as a worker (SOCK its end of the pair) serve
+ * again while the session allows it and max_use is not reached; exit.
+ * SIGTERM, SIGINT and SIGCHLD keep their default dispositions here (the
+ * parent takes them through its signalfd, never a handler, and
  * pb_program_sanitize() undid any SIG_IGN): unblocking them is enough. */
 static void G_GNUC_NORETURN
-child(Acceptor *a, int fd, const PbPeer *peer)
+child(Acceptor *a, int fd, const PbPeer *peer, int sock)
 {
 	sigset_t none;
+	PbPeer next = *peer;
 
 	for (guint i = 0; i < a->fds->len; i++)
 		close(g_array_index(a->fds, int, i));
+	for (guint i = 0; i < a->max_workers; i++)
+		if (a->worker_socks[i] >= 0)
+			close(a->worker_socks[i]);
 	close(a->sigfd);
 	close(a->done[0]);
+	worker_sock = sock;
 	sigemptyset(&none);
 	sigprocmask(SIG_SETMASK, &none, NULL);
-	a->serve(a->ctx, fd, fd, peer);
-	_exit(0);
+	for (guint used = 1;; used++) {
+		if (!a->serve(a->ctx, fd, fd, &next) || sock < 0 ||
+		    used >= a->limits->max_use)
+			_exit(0);
+		if ((fd = wait_for_next(&next)) < 0)
+			_exit(0);
+	}
 }
 
 /* Accepts one connection and forks its child; FALSE when none was
@@ -367,8 +621,10 @@ spawn(Acceptor *a, int lfd)
 	 * the child) */
 	int fd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
 	char key[sizeof(((PbPeer *)NULL)->ip) + 4];
+	int pair[2] = {-1, -1};
 	pid_t pid;
 	PbPeer peer;
+	Worker *w;
 
 	if (fd < 0)
 		return FALSE; /* EAGAIN, or the client is gone already */
@@ -383,14 +639,36 @@ spawn(Acceptor *a, int lfd)
 		refuse(a, fd, &peer);
 		return TRUE;
 	}
+	while ((w = idle_worker(a)) != NULL)
+		if (hand_over(a, w, fd, &peer)) {
+			slot_add(a, w->pid, peer.slot, key);
+			close(fd);
+			return TRUE;
+		}
+	/* a new child, kept for more when there is room for one more
+	 * worker (otherwise it serves this connection only) */
+	if (a->nworkers < a->max_workers &&
+	    socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, pair) < 0) {
+		pb_log_warn(NULL, "socketpair: %s", g_strerror(errno));
+		pair[0] = pair[1] = -1;
+	}
 	pid = fork();
+	if (pid == 0) {
+		if (pair[0] >= 0)
+			close(pair[0]);
+		child(a, fd, &peer, pair[1]);
+	}
+	if (pair[1] >= 0)
+		close(pair[1]);
 	if (pid < 0) {
 		pb_log_error(NULL, "fork: %s", g_strerror(errno));
+		if (pair[0] >= 0)
+			close(pair[0]);
 		close(fd);
 		return FALSE;
 	}
-	if (pid == 0)
-		child(a, fd, &peer);
+	if (pair[0] >= 0)
+		worker_add(a, pid, pair[0]);
 	slot_add(a, pid, peer.slot, key);
 	close(fd);
 	return TRUE;
@@ -418,6 +696,7 @@ accept_loop(Acceptor *a, GError **error)
 		/* at the limit, listen only for children ending */
 		guint max = a->limits->max_connections;
 		guint nl = a->children < max ? a->fds->len : 0;
+		int timeout = a->nworkers > 0 ? retire_idle(a) : -1;
 		int n;
 
 		pfd[0].fd = a->sigfd;
@@ -429,7 +708,7 @@ accept_loop(Acceptor *a, GError **error)
 			pfd[i + 2].events = POLLIN;
 			pfd[i + 2].revents = 0;
 		}
-		n = poll(pfd, nl + 2, -1);
+		n = poll(pfd, nl + 2, timeout);
 		if (n < 0 && errno != EINTR)
 			return pb_throw_errno(error, "poll");
 		if (n <= 0)
@@ -504,6 +783,8 @@ serve_sockets(GArray *fds, const PbListenLimits *limits, PbServeFunc serve,
 	gboolean ok;
 
 	lim.max_connections = MAX(lim.max_connections, 1);
+	lim.max_use = MAX(lim.max_use, 1);
+	a.max_workers = lim.max_use > 1 ? lim.max_connections : 0;
 	/* what a session leaves running (its delivery attempt) is ours to
 	 * reap once the session has gone */
 	if (prctl(PR_SET_CHILD_SUBREAPER, 1) < 0)
@@ -532,10 +813,19 @@ serve_sockets(GArray *fds, const PbListenLimits *limits, PbServeFunc serve,
 		return FALSE;
 	}
 	release_fd = a.done[1];
+	a.worker_socks = g_new(int, MAX(a.max_workers, 1));
+	for (guint i = 0; i < a.max_workers; i++)
+		a.worker_socks[i] = -1;
+	if (a.max_workers > 0)
+		(void)pthread_atfork(NULL, NULL, close_worker_sock);
 	pb_self_prime();
 	pin_free_chunks();
 	ok = accept_loop(&a, error);
 	unpin_free_chunks();
+	/* idle workers end; busy ones finish their session first */
+	for (guint i = 0; i < a.nworkers; i++)
+		worker_end(&a, &a.workers[i]);
+	g_free(a.worker_socks);
 	release_fd = -1;
 	close(a.sigfd);
 	close(a.done[0]);

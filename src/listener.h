@@ -7,6 +7,10 @@
  *   LISTEN ("ADDR:PORT", "[IPv6]:PORT", repeatable): bind and accept.
  * In the last two, one child is forked per connection and at most
  * max_connections run at once (further connections wait in the backlog);
+ * with max_use above 1, a child whose session allows it (smtpd's, after
+ * a session without AUTH) is kept and given further connections, at
+ * most max_use in all, one at a time, through a socket pair (the
+ * accepted socket and its PbPeer); one idle for max_idle is ended;
  * a client address (IPv4, or an IPv6 /64) with max_per_ip sessions
  * running gets the busy reply and is closed at once, so a few idle
  * clients cannot take every slot.
@@ -41,10 +45,18 @@ typedef struct {
 	guint max_per_ip;      /* sessions at once per client; 0: no limit */
 	const char *busy;      /* the reply (with CRLF) to a client over
 	                          max_per_ip before it is closed */
+	guint max_use;  /* connections a session process may serve one after
+	                   the other (0 or 1: a fork per connection) */
+	guint max_idle; /* seconds a process kept for max_use waits for its
+	                   next connection before the listener ends it */
 } PbListenLimits;
 
-/* Serves one connection; runs in the child (or in the only process). */
-typedef void (*PbServeFunc)(void *ctx, int rfd, int wfd, const PbPeer *peer);
+/* Serves one connection; runs in the child (or in the only process).
+ * Returns TRUE when the process may serve another client after this one
+ * (max_use): it has closed RFD and WFD, reaped or handed over what it
+ * started, and kept nothing of this client's (see smtp-serve.c). */
+typedef gboolean (*PbServeFunc)(void *ctx, int rfd, int wfd,
+                                const PbPeer *peer);
 
 /* Binds every LISTEN address (NULL or empty: see above), then, when
  * started as root, calls DROP (may be NULL) to give up privileges, then

@@ -555,6 +555,18 @@ arm_deadline(const PbConfig *cfg, char **ids)
 	return TRUE;
 }
 
+/* The attempt in this process is over: no timer, no handler, no end
+ * for the next one to inherit (a listener's worker serves on). */
+static void
+disarm_deadline(void)
+{
+	struct itimerval off = {{0, 0}, {0, 0}};
+
+	(void)setitimer(ITIMER_REAL, &off, NULL);
+	(void)signal(SIGALRM, SIG_DFL);
+	memset(&deadline, 0, sizeof(deadline));
+}
+
 void
 pb_smtp_attempt_detached(const PbConfig *cfg, PbQueue *q, PbLocal *local,
                          char **ids, gboolean detach)
@@ -587,10 +599,12 @@ attempt_here(const PbConfig *cfg, PbQueue *q, PbLocal *local, char **ids,
 	if (arm_deadline(cfg, ids))
 		deliver_now(cfg, q, local, ids, left);
 	close(slot);
-	if (left->len == 0)
-		return;
-	g_ptr_array_add(left, NULL);
-	pb_smtp_attempt_detached(cfg, q, local, (char **)left->pdata, FALSE);
+	if (left->len > 0) {
+		g_ptr_array_add(left, NULL);
+		pb_smtp_attempt_detached(cfg, q, local, (char **)left->pdata,
+		                         FALSE);
+	}
+	disarm_deadline();
 }
 
 /* After the client has gone. Mail for local recipients only is
@@ -623,7 +637,7 @@ deliver_after(Serve *sv, PbLocal *local, const GPtrArray *accepted)
 		pb_smtp_attempt_detached(sv->cfg, sv->q, local, ids, FALSE);
 }
 
-void
+gboolean
 pb_smtp_serve(const PbSmtpServe *how, int rfd, int wfd, const PbPeer *peer)
 {
 	const PbConfig *cfg = how->cfg;
@@ -643,6 +657,7 @@ pb_smtp_serve(const PbSmtpServe *how, int rfd, int wfd, const PbPeer *peer)
 	PbLineOut out = pb_conn_line_out(conn);
 	g_autoptr(PbSmtpServer) s = NULL;
 	g_autoptr(GPtrArray) accepted = g_ptr_array_new_with_free_func(g_free);
+	gboolean saw_auth;
 
 	pb_log_info(NULL, "connect from [%s]:%u", speer.ip, peer->port);
 	sv.local = local;
@@ -653,6 +668,7 @@ pb_smtp_serve(const PbSmtpServe *how, int rfd, int wfd, const PbPeer *peer)
 	for (guint i = 0; i < pb_smtp_server_accepted(s)->len; i++)
 		g_ptr_array_add(accepted, g_strdup(g_ptr_array_index(
 		                              pb_smtp_server_accepted(s), i)));
+	saw_auth = pb_smtp_server_saw_auth(s);
 	g_clear_pointer(&s, pb_smtp_server_free);
 	g_clear_pointer(&conn, pb_conn_free);
 	close(rfd);
@@ -662,4 +678,9 @@ pb_smtp_serve(const PbSmtpServe *how, int rfd, int wfd, const PbPeer *peer)
 	if (accepted->len > 0 && !cfg->delivery_queue)
 		deliver_after(&sv, local, accepted);
 	g_clear_pointer(&sv.q, pb_queue_free);
+	/* everything of this client was in what has just been freed, and
+	 * nothing of it is static; after an AUTH command a password may be
+	 * in memory the next client's session would reuse: no next client
+	 * then (README "Kept session processes") */
+	return !saw_auth && !how->local_program;
 }

@@ -32,9 +32,12 @@ typedef struct {
  * are closed) it makes the immediate delivery attempt of the messages it
  * accepted, unless [main] delivery = queue: in this process when every
  * recipient is local (having given the listener its slot back, see
- * pb_listener_release), else forked (pb_smtp_attempt_detached). */
-void pb_smtp_serve(const PbSmtpServe *how, int rfd, int wfd,
-                   const PbPeer *peer);
+ * pb_listener_release), else forked (pb_smtp_attempt_detached).
+ * TRUE: the process may serve another client ([smtpd] max_use): nothing
+ * of this one is left in its state, and no password passed through it
+ * (a session that tried AUTH, or sendmail -bs, returns FALSE). */
+gboolean pb_smtp_serve(const PbSmtpServe *how, int rfd, int wfd,
+                       const PbPeer *peer);
 
 /* The immediate delivery attempt of the queued messages IDS (NULL-ended),
  * smtpd's and sendmail's alike: forked, so this returns at once; it takes

@@ -72,6 +72,7 @@ struct _PbSmtpServer {
 	char *login_user; /* AUTH LOGIN: the name given */
 	State before_auth;
 	guint auth_failures;
+	gboolean saw_auth; /* an AUTH command came, whatever became of it */
 };
 
 /* ---- the DATA decoder ---- */
@@ -1012,6 +1013,7 @@ cmd_auth(PbSmtpServer *s, const char *arg)
 {
 	g_auto(GStrv) parts = g_strsplit(arg, " ", 2);
 
+	s->saw_auth = TRUE;
 	if (s->state == ST_GREETED) {
 		fail(s, "503 5.5.1 Error: send EHLO first");
 		return;
@@ -1160,4 +1162,10 @@ const GPtrArray *
 pb_smtp_server_accepted(PbSmtpServer *s)
 {
 	return s->accepted;
+}
+
+gboolean
+pb_smtp_server_saw_auth(PbSmtpServer *s)
+{
+	return s->saw_auth;
 }

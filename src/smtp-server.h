@@ -158,6 +158,10 @@ PbSmtpAction pb_smtp_server_next_action(PbSmtpServer *s);
  * immediate delivery attempt once the client has gone). */
 const GPtrArray *pb_smtp_server_accepted(PbSmtpServer *s);
 
+/* TRUE once the client sent an AUTH command, accepted or not (its line
+ * may have carried a password). */
+gboolean pb_smtp_server_saw_auth(PbSmtpServer *s);
+
 /*
  * The DATA decoder (qmail's blast() made explicit): dot-unstuffing, end of
  * data only at CRLF.CRLF, and the checks: a bare CR or LF, a NUL or a line
