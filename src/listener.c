@@ -500,6 +500,10 @@ hand_over(Acceptor *a, Worker *w, int fd, const PbPeer *peer)
 	if (sendmsg(w->sock, &msg, MSG_NOSIGNAL | MSG_DONTWAIT) ==
 	    (ssize_t)sizeof(*peer))
 		return TRUE;
+	/* EPIPE, ECONNRESET: it has just gone (not yet reaped) */
+	if (errno != EPIPE && errno != ECONNRESET)
+		pb_log_warn(NULL, "passing a connection to process %d: %s",
+			    (int)w->pid, g_strerror(errno));
 	worker_end(a, w);
 	return FALSE;
 }
@@ -525,6 +529,9 @@ next_connection(PbPeer *peer)
 	do
 		n = recvmsg(worker_sock, &msg, MSG_CMSG_CLOEXEC);
 	while (n < 0 && errno == EINTR);
+	if (n < 0)
+		pb_log_warn(NULL, "waiting for a connection: %s",
+			    g_strerror(errno));
 	c = n > 0 ? CMSG_FIRSTHDR(&msg) : NULL;
 	if (c != NULL && c->cmsg_level == SOL_SOCKET &&
 	    c->cmsg_type == SCM_RIGHTS && c->cmsg_len == CMSG_LEN(sizeof(int)))
@@ -534,6 +541,11 @@ next_connection(PbPeer *peer)
 		close(fd);
 		fd = -1;
 	}
+	/* a message without its socket (MSG_CTRUNC: no descriptor free) */
+	if (fd < 0 && n > 0)
+		pb_log_warn(NULL, "a connection passed without its socket%s",
+			    (msg.msg_flags & MSG_CTRUNC) ? " (no descriptor free)"
+							 : "");
 	peer->ip[sizeof(peer->ip) - 1] = '\0';
 	peer->local_ip[sizeof(peer->local_ip) - 1] = '\0';
 	return fd;

@@ -59,6 +59,7 @@ typedef struct {
 	PbLocal *local; /* its tables read when first needed: tables() */
 	gboolean tables_failed;
 	gboolean remote; /* an accepted message has a remote recipient */
+	gboolean tls;    /* the session used TLS (implicit or STARTTLS) */
 	PbResolver *resolver; /* the inbound checks': made when first needed */
 } Serve;
 
@@ -321,6 +322,7 @@ start_tls(Serve *sv, PbConn *conn, PbSmtpServer *s, GError **error)
 	if (!pb_conn_flush(conn, deadline, error))
 		return FALSE;
 	pb_conn_purge_input(conn);
+	sv->tls = TRUE;
 	if (!pb_tls_server_start(conn, sv->how->tls, deadline, error))
 		return FALSE;
 	desc = pb_tls_describe(conn);
@@ -329,8 +331,10 @@ start_tls(Serve *sv, PbConn *conn, PbSmtpServer *s, GError **error)
 	return TRUE;
 }
 
-/* The loop of STYLE.md section 6. Returns when the session closes. */
-static void
+/* The loop of STYLE.md section 6. Returns when the session closes: TRUE
+ * when we closed it (QUIT, too many errors) with none of the client's
+ * input left unread, FALSE when the client went, timed out or failed. */
+static gboolean
 converse(Serve *sv, PbConn *conn, PbSmtpServer *s)
 {
 	PbSmtpAction action = PB_SMTP_FLUSH;
@@ -338,11 +342,12 @@ converse(Serve *sv, PbConn *conn, PbSmtpServer *s)
 	gint64 timeout = sv->cfg->smtpd_timeout;
 
 	if (sv->how->implicit_tls) {
+		sv->tls = TRUE;
 		if (!pb_tls_server_start(conn, sv->how->tls,
 		                         pb_deadline_in(timeout), &error)) {
 			pb_log_info(NULL, "TLS from [%s] failed: %s",
 			            sv->peer->ip, error->message);
-			return;
+			return FALSE;
 		}
 		g_autofree char *desc = pb_tls_describe(conn);
 		pb_smtp_server_tls_started(s, desc);
@@ -354,7 +359,7 @@ converse(Serve *sv, PbConn *conn, PbSmtpServer *s)
 		    !pb_conn_flush(conn, pb_deadline_in(timeout), &error))
 			break;
 		if (action == PB_SMTP_CLOSE)
-			return;
+			return !pb_conn_pending(conn);
 		if (pb_smtp_server_in_data(s)) {
 			if (!feed_data(conn, s, pb_deadline_in(timeout),
 			               &error))
@@ -385,6 +390,7 @@ converse(Serve *sv, PbConn *conn, PbSmtpServer *s)
 	} else
 		pb_log_info(NULL, "lost connection from %s: %s", sv->peer->ip,
 		            error->message);
+	return FALSE;
 }
 
 /* With the session's queue and tables: the attempt reads the tables only
@@ -433,7 +439,7 @@ on_wait_alarm(int sig)
 static gboolean
 wait_for_slot(const PbConfig *cfg, int fd)
 {
-	struct sigaction sa = {.sa_handler = on_wait_alarm}; /* no SA_RESTART */
+	struct sigaction sa = {.sa_handler = on_wait_alarm}, before;
 	struct flock fl = {.l_type = F_UNLCK, .l_whence = SEEK_SET, .l_len = 1};
 	gboolean got = FALSE;
 	guint i;
@@ -443,11 +449,12 @@ wait_for_slot(const PbConfig *cfg, int fd)
 			break;
 	if (i == 5 * cfg->parallel)
 		return FALSE;
-	sigemptyset(&sa.sa_mask);
-	sigaction(SIGALRM, &sa, NULL);
+	sigemptyset(&sa.sa_mask); /* no SA_RESTART: the alarm interrupts */
+	sigaction(SIGALRM, &sa, &before);
 	alarm((guint)MIN(cfg->immediate_timeout, G_MAXUINT));
 	got = lock_byte(fd, (guint)pb_self_pid() % cfg->parallel, TRUE);
 	alarm(0);
+	sigaction(SIGALRM, &before, NULL);
 	fl.l_start = i;
 	(void)fcntl(fd, F_SETLK, &fl);
 	return got;
@@ -498,6 +505,7 @@ typedef struct {
 	gint64 timeout;
 	struct timespec at;
 	PbLogPrepared line;
+	pid_t group; /* the process group this process was in before */
 } Deadline;
 
 static Deadline deadline;
@@ -523,6 +531,7 @@ arm_deadline(const PbConfig *cfg, char **ids)
 	struct timespec now;
 	gint64 usec;
 
+	d->group = getpgrp();
 	(void)setpgid(0, 0);
 	if (getpgrp() != pb_self_pid()) {
 		pb_log_warn(ids[0], "immediate delivery: no process group of "
@@ -556,7 +565,10 @@ arm_deadline(const PbConfig *cfg, char **ids)
 }
 
 /* The attempt in this process is over: no timer, no handler, no end
- * for the next one to inherit (a listener's worker serves on). */
+ * for the next one to inherit, and the process back in the group it was
+ * in (a listener's kept process serves on, reached by what is sent to
+ * the listener's group; what it forked for the attempt is in groups of
+ * its own: pb_smtp_attempt_detached). */
 static void
 disarm_deadline(void)
 {
@@ -564,6 +576,9 @@ disarm_deadline(void)
 
 	(void)setitimer(ITIMER_REAL, &off, NULL);
 	(void)signal(SIGALRM, SIG_DFL);
+	if (deadline.group > 0 && deadline.group != getpgrp())
+		(void)setpgid(0, deadline.group);
+	pb_log_prepared_clear(&deadline.line);
 	memset(&deadline, 0, sizeof(deadline));
 }
 
@@ -577,10 +592,17 @@ pb_smtp_attempt_detached(const PbConfig *cfg, PbQueue *q, PbLocal *local,
 	if (pid < 0)
 		pb_log_warn(NULL, "immediate delivery: fork: %s; left for runq",
 		            g_strerror(errno));
+	/* a group of its own from the start, set on both sides of the fork
+	 * (whichever runs first): never in its parent's, which the parent's
+	 * own deadline kills and a kept session process leaves again */
+	if (pid > 0 && !detach)
+		(void)setpgid(pid, pid);
 	if (pid != 0)
 		return;
 	if (detach)
 		pb_program_detach();
+	else
+		(void)setpgid(0, 0);
 	if ((slot = take_slot(cfg, TRUE)) < 0 || !arm_deadline(cfg, ids))
 		_exit(0);
 	deliver_now(cfg, q, local, ids, NULL);
@@ -657,18 +679,18 @@ pb_smtp_serve(const PbSmtpServe *how, int rfd, int wfd, const PbPeer *peer)
 	PbLineOut out = pb_conn_line_out(conn);
 	g_autoptr(PbSmtpServer) s = NULL;
 	g_autoptr(GPtrArray) accepted = g_ptr_array_new_with_free_func(g_free);
-	gboolean saw_auth;
+	gboolean clean, opaque;
 
 	pb_log_info(NULL, "connect from [%s]:%u", speer.ip, peer->port);
 	sv.local = local;
 	s = pb_smtp_server_new(cfg, &hooks, &sv, &speer, &out);
 	pb_smtp_server_set_options(s, &opts);
-	converse(&sv, conn, s);
+	clean = converse(&sv, conn, s);
 	pb_log_info(NULL, "disconnect from [%s]:%u", speer.ip, peer->port);
 	for (guint i = 0; i < pb_smtp_server_accepted(s)->len; i++)
 		g_ptr_array_add(accepted, g_strdup(g_ptr_array_index(
 		                              pb_smtp_server_accepted(s), i)));
-	saw_auth = pb_smtp_server_saw_auth(s);
+	opaque = pb_smtp_server_opaque_input(s);
 	g_clear_pointer(&s, pb_smtp_server_free);
 	g_clear_pointer(&conn, pb_conn_free);
 	close(rfd);
@@ -678,9 +700,14 @@ pb_smtp_serve(const PbSmtpServe *how, int rfd, int wfd, const PbPeer *peer)
 	if (accepted->len > 0 && !cfg->delivery_queue)
 		deliver_after(&sv, local, accepted);
 	g_clear_pointer(&sv.q, pb_queue_free);
-	/* everything of this client was in what has just been freed, and
-	 * nothing of it is static; after an AUTH command a password may be
-	 * in memory the next client's session would reuse: no next client
-	 * then (README "Kept session processes") */
-	return !saw_auth && !how->local_program;
+	/* Another client may follow in this process (README "Kept session
+	 * processes") only when everything this one sent was parsed, as
+	 * commands or mail, and none of it could have been a password: no
+	 * AUTH command, no line refused unparsed, nothing left unread (the
+	 * session ended by our close), no TLS (GnuTLS's buffers held the
+	 * plaintext, not ours to wipe); never on the submission port, nor
+	 * for sendmail -bs. What the session had is freed, none of it is
+	 * static (the deadline is disarmed). */
+	return clean && !opaque && !sv.tls && !how->submission &&
+	       !how->local_program;
 }

@@ -72,7 +72,9 @@ struct _PbSmtpServer {
 	char *login_user; /* AUTH LOGIN: the name given */
 	State before_auth;
 	guint auth_failures;
-	gboolean saw_auth; /* an AUTH command came, whatever became of it */
+	/* the client sent an AUTH command (whatever became of it) or a
+	 * line refused unparsed: bytes that may have held a password */
+	gboolean opaque_input;
 };
 
 /* ---- the DATA decoder ---- */
@@ -1013,7 +1015,7 @@ cmd_auth(PbSmtpServer *s, const char *arg)
 {
 	g_auto(GStrv) parts = g_strsplit(arg, " ", 2);
 
-	s->saw_auth = TRUE;
+	s->opaque_input = TRUE;
 	if (s->state == ST_GREETED) {
 		fail(s, "503 5.5.1 Error: send EHLO first");
 		return;
@@ -1111,11 +1113,13 @@ pb_smtp_server_line(PbSmtpServer *s, const char *line, gsize len, guint flags)
 	if (s->state == ST_CLOSED || s->state == ST_DATA)
 		return;
 	if (flags & PB_LINE_TOO_LONG) {
+		s->opaque_input = TRUE;
 		fail(s, "500 5.5.6 Error: line too long");
 		return;
 	}
 	if ((flags & (PB_LINE_HAS_NUL | PB_LINE_BARE_CR)) ||
 	    memchr(line, '\0', len) != NULL) {
+		s->opaque_input = TRUE;
 		fail(s, "500 5.5.2 Error: bad characters in command");
 		return;
 	}
@@ -1165,7 +1169,7 @@ pb_smtp_server_accepted(PbSmtpServer *s)
 }
 
 gboolean
-pb_smtp_server_saw_auth(PbSmtpServer *s)
+pb_smtp_server_opaque_input(PbSmtpServer *s)
 {
-	return s->saw_auth;
+	return s->opaque_input;
 }

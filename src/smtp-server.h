@@ -158,9 +158,10 @@ PbSmtpAction pb_smtp_server_next_action(PbSmtpServer *s);
  * immediate delivery attempt once the client has gone). */
 const GPtrArray *pb_smtp_server_accepted(PbSmtpServer *s);
 
-/* TRUE once the client sent an AUTH command, accepted or not (its line
- * may have carried a password). */
-gboolean pb_smtp_server_saw_auth(PbSmtpServer *s);
+/* TRUE once the client sent an AUTH command, accepted or not, or a line
+ * refused before it was parsed (too long, a NUL, a bare CR): bytes that
+ * may have carried a password. */
+gboolean pb_smtp_server_opaque_input(PbSmtpServer *s);
 
 /*
  * The DATA decoder (qmail's blast() made explicit): dot-unstuffing, end of
