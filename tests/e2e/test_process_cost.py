@@ -58,3 +58,30 @@ def test_inetd_session_changes_nothing(inst):
         proc.stdin.close()
         wait_for(lambda: proc.poll() is not None)
         proc.stdout.close()
+
+
+def test_ignored_signals_reset_at_start(inst):
+    """Signals its starter ignored are back to their defaults in every
+    program (read from the kernel's SigIgn mask, not asked one by one):
+    under inetd an smtpd with SIGTERM ignored could not be stopped. Only
+    SIGPIPE is ignored, by smtpd itself."""
+    import signal
+
+    def ignore():
+        for sig in (signal.SIGTERM, signal.SIGHUP, signal.SIGUSR1,
+                    signal.SIGCHLD, signal.SIGRTMIN + 3):
+            signal.signal(sig, signal.SIG_IGN)
+
+    proc = subprocess.Popen([inst.bin("smtpd")], env=inst.env(),
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                            preexec_fn=ignore)
+    try:
+        assert proc.stdout.readline().startswith(b"220 ")
+        status = open(f"/proc/{proc.pid}/status").read()
+        mask = int(status.split("\nSigIgn:\t")[1].split("\n")[0], 16)
+        assert mask == 1 << (signal.SIGPIPE - 1), hex(mask)
+    finally:
+        proc.stdin.write(b"QUIT\r\n")
+        proc.stdin.close()
+        wait_for(lambda: proc.poll() is not None)
+        proc.stdout.close()
