@@ -7,13 +7,14 @@
  * flushed only when the client waits for them (PIPELINING); the queue
  * transaction is committed (durably) before the session may answer 250;
  * the immediate delivery attempt runs only after the client's connection
- * is closed, and holds no connection slot: mail whose recipients are all
- * local is delivered by the session's own process once it has given its
- * slot back to the listener (pb_listener_release; in the inetd style,
- * where nothing can be given back, only when an attempt slot is free at
- * once); anything else (a remote recipient, what local delivery leaves
- * for elsewhere) by a detached process the session forks (no exec)
- * before it ends (the listener, as subreaper, reaps it). At most
+ * is closed, and holds no connection slot: under a listener the session's
+ * own process makes it once it has given its slot back
+ * (pb_listener_release); in the inetd style, where nothing can be given
+ * back, it delivers mail for local recipients only, and only when an
+ * attempt slot is free at once; anything else there (a remote
+ * recipient, what local delivery leaves for elsewhere, sendmail -bs's
+ * mail) goes to a detached process the session forks (no exec) before it
+ * ends. At most
  * [delivery] parallel attempts run at once (each holds a lock on one
  * byte of QUEUE/immediate.lock; with none free the message simply waits
  * for runq), and each is stopped, with everything it started, at
@@ -609,17 +610,18 @@ pb_smtp_attempt_detached(const PbConfig *cfg, PbQueue *q, PbLocal *local,
 	_exit(0);
 }
 
-/* The attempt in the session's own process, SLOT taken: the local
- * recipients, then, with the slot given up (the detached attempt takes
- * its own), a detached attempt at what has remote work left. */
+/* The attempt in the session's own process, SLOT taken: every recipient
+ * (ALL), or the local ones, then, with the slot given up (the detached
+ * attempt takes its own), a detached attempt at what has remote work
+ * left. */
 static void
 attempt_here(const PbConfig *cfg, PbQueue *q, PbLocal *local, char **ids,
-             int slot)
+             int slot, gboolean all)
 {
 	g_autoptr(GPtrArray) left = g_ptr_array_new_with_free_func(g_free);
 
 	if (arm_deadline(cfg, ids))
-		deliver_now(cfg, q, local, ids, left);
+		deliver_now(cfg, q, local, ids, all ? NULL : left);
 	close(slot);
 	if (left->len > 0) {
 		g_ptr_array_add(left, NULL);
@@ -629,13 +631,16 @@ attempt_here(const PbConfig *cfg, PbQueue *q, PbLocal *local, char **ids,
 	disarm_deadline();
 }
 
-/* After the client has gone. Mail for local recipients only is
- * delivered in this process (no fork and exit: on a machine where they
- * trap to the hypervisor, half the CPU of a message) once the listener
- * has its connection slot back; where no listener can be told (inetd
- * style: the superserver counts this process until it ends), only when
- * an attempt slot is free at once: a delivery of a few milliseconds,
- * never a wait. Everything else goes to the detached attempt. */
+/* After the client has gone. Once the listener has its connection slot
+ * back, every recipient is delivered to in this process (no fork and
+ * exit: on a machine where they trap to the hypervisor, half the CPU of
+ * a message), remote ones included: waiting on a slow server holds no
+ * slot. Where no listener can be told (inetd style: the superserver
+ * counts this process until it ends), mail for local recipients only,
+ * and only when an attempt slot is free at once (a delivery of a few
+ * milliseconds, never a wait); everything else there goes to the
+ * detached attempt, as does sendmail -bs's (its caller waits for it to
+ * end, never for a delivery). */
 static void
 deliver_after(Serve *sv, PbLocal *local, const GPtrArray *accepted)
 {
@@ -645,16 +650,14 @@ deliver_after(Serve *sv, PbLocal *local, const GPtrArray *accepted)
 
 	for (guint i = 0; i < accepted->len; i++)
 		ids[i] = g_ptr_array_index(accepted, i);
-	/* sendmail -bs: its caller waits for it to end, never for a
-	 * delivery */
-	if (sv->remote || sv->how->local_program) {
+	released = !sv->how->local_program && pb_listener_release(sv->peer);
+	if (!released && (sv->remote || sv->how->local_program)) {
 		pb_smtp_attempt_detached(sv->cfg, sv->q, local, ids, FALSE);
 		return;
 	}
-	released = pb_listener_release(sv->peer);
 	slot = take_slot(sv->cfg, released);
 	if (slot >= 0)
-		attempt_here(sv->cfg, sv->q, local, ids, slot);
+		attempt_here(sv->cfg, sv->q, local, ids, slot, released);
 	else if (!released)
 		pb_smtp_attempt_detached(sv->cfg, sv->q, local, ids, FALSE);
 }

@@ -5,6 +5,7 @@ the bounce."""
 import email
 import json
 import os
+import re
 import socket
 import subprocess
 import threading
@@ -347,3 +348,24 @@ def test_at_most_five_addresses_a_delivery(net):
     assert len(tries) == 5, tries
     assert [r["address"] for r in inst.mailq_json()[0]["recipients"]] == \
         ["bob@many.test"]
+
+
+def test_immediate_remote_delivery_by_the_session(net):
+    """Under a listener the session's own process, having given its slot
+    back, delivers to a remote server itself (no process forked for the
+    attempt: the sent line comes from a pid that logged the connect)."""
+    inst = net
+    inst.stop()
+    inst.procs.clear()
+    inst.configure(main={"delivery": "background"})
+    inst.start_smtpd()
+    inst.send(["bob@remote.test", "alice@example.org"], MSG,
+              sender="alice@example.org")
+    server = inst.servers["127.0.0.2"]
+    wait_for(lambda: len(server.messages) == 1, timeout=20)
+    wait_for(lambda: inst.mailq_json() == [], timeout=10)
+    log = inst.log_text()
+    (pid,) = re.findall(r"smtpd\[(\d+)\]: \w+: to=<bob@remote\.test>, "
+                        r"relay=mx1\.remote\.test\[127\.0\.0\.2\]", log)
+    assert "smtpd[%s]: connect from" % pid in log
+    assert inst.messages("alice@example.org")
