@@ -227,7 +227,7 @@ static int release_fd = -1;
 
 /* A child kept for further connections (max_use): its pid, the
  * listener's end of its socket pair (-1: being ended), whether it waits
- * for a connection and since when (monotonic seconds). */
+ * for a connection and since when (g_get_monotonic_time). */
 typedef struct {
 	pid_t pid;
 	int sock;
